@@ -1,0 +1,11 @@
+//! sluice: machine-learning pipelines on streams, described in one YAML file.
+//!
+//! Data flows one way through the modules: `spec` (YAML → typed spec with
+//! positions) → `topology` (verified graph) → `runtime` (tasks and channels)
+//! → `streamlets` (what each kind does).
+
+pub mod spec;
+pub mod topology;
+pub mod observe;
+pub mod runtime;
+pub mod streamlets;

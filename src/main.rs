@@ -1,0 +1,190 @@
+//! The sluice command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use sluice::observe::{self, diagnostics, logging::LogFormat};
+use sluice::spec::LoadError;
+use sluice::topology::{self, render};
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Run machine-learning pipelines on streams, described in one YAML file")]
+struct Cli {
+    /// How log lines look (they go to stderr; RUST_LOG filters them).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check pipeline files: exit 0 when all are valid, 1 when any has problems, 2 when one cannot be read.
+    Validate {
+        #[arg(long, value_enum, default_value = "text")]
+        format: ProblemFormat,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print a pipeline's graph.
+    Graph {
+        #[arg(long, value_enum, default_value = "dot")]
+        format: GraphFormat,
+        file: PathBuf,
+    },
+    /// Run a pipeline until its sources end, or until SIGINT/SIGTERM (then in-flight records drain).
+    Run { file: PathBuf },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProblemFormat {
+    Text,
+    Json,
+    Github,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+const EXIT_PROBLEMS: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    observe::logging::init(cli.log_format);
+    match cli.command {
+        Command::Validate { format, files } => validate(format, &files),
+        Command::Graph { format, file } => graph(format, &file),
+        Command::Run { file } => run(&file),
+    }
+}
+
+fn validate(format: ProblemFormat, files: &[PathBuf]) -> ExitCode {
+    let mut any_problem = false;
+    let mut unreadable = false;
+    let mut reports = Vec::new();
+    let mut text = String::new();
+    let color = std::io::stdout().is_terminal();
+    for file in files {
+        match topology::load(file) {
+            Ok(t) => {
+                text.push_str(&format!("{}: valid ({} streamlets)\n", file.display(), t.graph.node_count()));
+                reports.push(json!({"file": file, "valid": true, "problems": []}));
+            }
+            Err(LoadError::Problems(report)) => {
+                any_problem = true;
+                text.push_str(&diagnostics::text(&report.diagnostics, &report.sources, color));
+                text.push_str(&format!("{}: {} problem(s)\n", file.display(), report.diagnostics.len()));
+                match format {
+                    ProblemFormat::Github => print!("{}", diagnostics::github(&report.diagnostics)),
+                    _ => reports.push(json!({"file": file, "valid": false, "problems": report.diagnostics})),
+                }
+            }
+            Err(e @ LoadError::Io { .. }) => {
+                unreadable = true;
+                eprintln!("error: {e}");
+                reports.push(json!({"file": file, "valid": false, "error": e.to_string(), "problems": []}));
+            }
+        }
+    }
+    match format {
+        ProblemFormat::Text => print!("{text}"),
+        ProblemFormat::Json => println!(
+            "{}",
+            json!({"valid": !any_problem && !unreadable, "files": reports})
+        ),
+        ProblemFormat::Github => {}
+    }
+    if unreadable {
+        ExitCode::from(EXIT_USAGE)
+    } else if any_problem {
+        ExitCode::from(EXIT_PROBLEMS)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Loads a pipeline, printing its problems to stderr when it has any.
+fn load_or_report(file: &PathBuf) -> Result<topology::Topology, ExitCode> {
+    topology::load(file).map_err(|e| match e {
+        LoadError::Problems(report) => {
+            let color = std::io::stderr().is_terminal();
+            eprint!("{}", diagnostics::text(&report.diagnostics, &report.sources, color));
+            eprintln!("{}: {} problem(s)", file.display(), report.diagnostics.len());
+            ExitCode::from(EXIT_PROBLEMS)
+        }
+        e @ LoadError::Io { .. } => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    })
+}
+
+fn graph(format: GraphFormat, file: &PathBuf) -> ExitCode {
+    let topology = match load_or_report(file) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    match format {
+        GraphFormat::Dot => println!("{}", render::dot(&topology)),
+        GraphFormat::Mermaid => print!("{}", render::mermaid(&topology)),
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(file: &PathBuf) -> ExitCode {
+    let topology = match load_or_report(file) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    runtime.block_on(async {
+        let stop = CancellationToken::new();
+        sluice::runtime::stop_on_signals(stop.clone());
+        tracing::info!(pipeline = %topology.name, streamlets = topology.graph.node_count(), "running");
+        match sluice::runtime::run(topology, stop).await {
+            Ok(summary) => {
+                for s in &summary.streamlets {
+                    let outlets: Vec<String> = s
+                        .outlets
+                        .iter()
+                        .map(|o| format!("{}={}{}", o.port, o.records, if o.discarded { " (discarded)" } else { "" }))
+                        .collect();
+                    tracing::info!(
+                        streamlet = %s.name,
+                        kind = %s.kind,
+                        records_in = s.records_in,
+                        out = %outlets.join(" "),
+                        "summary"
+                    );
+                }
+                tracing::info!(
+                    pipeline = %summary.pipeline,
+                    elapsed_ms = summary.elapsed.as_millis() as u64,
+                    peak_rss_kib = observe::peak_rss_kib().unwrap_or(0),
+                    "finished"
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "pipeline failed");
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_PROBLEMS)
+            }
+        }
+    })
+}

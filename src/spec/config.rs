@@ -1,0 +1,285 @@
+//! The typed pipeline: what each streamlet kind is configured with.
+
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// Pipeline-wide settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Defaults {
+    pub batch_size: usize,
+    pub channel_capacity: usize,
+    pub linger_ms: u64,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            batch_size: 256,
+            channel_capacity: 4,
+            linger_ms: 100,
+        }
+    }
+}
+
+/// Per-edge settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EdgeSpec {
+    pub from: String,
+    pub to: String,
+    #[serde(default)]
+    pub via: Option<Via>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    Memory {
+        #[serde(default)]
+        capacity: Option<usize>,
+    },
+}
+
+/// One streamlet as configured: what connects it, and what its kind does.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct StreamletSpec {
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    #[serde(default)]
+    pub discard: Vec<String>,
+    /// JSON Schema of the records this streamlet needs on its inlet.
+    #[serde(default)]
+    pub accepts: Option<PathBuf>,
+    #[serde(flatten)]
+    pub kind: KindConfig,
+}
+
+/// The configuration of each streamlet kind.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum KindConfig {
+    Ingress(IngressConfig),
+    Validator(ValidatorConfig),
+    Merger(MergerConfig),
+    Egress(EgressConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct IngressConfig {
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// JSON Schema of the records on `out`.
+    #[serde(default)]
+    pub emits: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceConfig {
+    File {
+        path: PathBuf,
+        #[serde(flatten)]
+        text: TextFormat,
+    },
+    Stdin {
+        #[serde(flatten)]
+        text: TextFormat,
+    },
+    Generator(GeneratorConfig),
+}
+
+/// How a text source is read.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct TextFormat {
+    #[serde(default)]
+    pub format: Option<Format>,
+    #[serde(default)]
+    pub columns: IndexMap<String, ColumnType>,
+    #[serde(default)]
+    pub delimiter: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct GeneratorConfig {
+    #[serde(default)]
+    pub profile: GeneratorProfile,
+    #[serde(default)]
+    pub count: Option<u64>,
+    #[serde(default)]
+    pub rate: Option<f64>,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub invalid_ratio: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GeneratorProfile {
+    #[default]
+    HouseListings,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ValidatorConfig {
+    pub schema: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MergerConfig {}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EgressConfig {
+    pub sink: SinkConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SinkConfig {
+    Stdout,
+    File {
+        path: PathBuf,
+        #[serde(default)]
+        append: bool,
+    },
+    Blackhole,
+}
+
+/// What a path in the configuration points at, and whether it must exist already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathRole {
+    /// Read by the pipeline: must exist.
+    Input(&'static str),
+    /// Written by the pipeline: created when run.
+    Output,
+}
+
+/// A path field of a streamlet: its JSON pointer within the streamlet, its role, and the path.
+pub struct PathField<'a> {
+    pub pointer: &'static str,
+    pub role: PathRole,
+    pub path: &'a mut PathBuf,
+}
+
+/// The outlets a kind has; the first is the default (`name` without `.port`).
+/// Outlets marked optional may go unconsumed (their records are logged instead).
+pub struct Outlets {
+    pub names: &'static [&'static str],
+    pub optional: &'static [&'static str],
+}
+
+impl KindConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            KindConfig::Ingress(_) => "ingress",
+            KindConfig::Validator(_) => "validator",
+            KindConfig::Merger(_) => "merger",
+            KindConfig::Egress(_) => "egress",
+        }
+    }
+
+    pub fn outlets(&self) -> Outlets {
+        match self {
+            KindConfig::Ingress(_) => Outlets {
+                names: &["out", "errors"],
+                optional: &["errors"],
+            },
+            KindConfig::Validator(_) => Outlets {
+                names: &["valid", "invalid"],
+                optional: &[],
+            },
+            KindConfig::Merger(_) => Outlets {
+                names: &["out"],
+                optional: &[],
+            },
+            KindConfig::Egress(_) => Outlets {
+                names: &[],
+                optional: &[],
+            },
+        }
+    }
+
+    pub fn takes_inputs(&self) -> bool {
+        !matches!(self, KindConfig::Ingress(_))
+    }
+
+    /// Every path this kind's configuration names.
+    pub fn paths_mut(&mut self) -> Vec<PathField<'_>> {
+        let mut fields = Vec::new();
+        match self {
+            KindConfig::Ingress(c) => {
+                if let SourceConfig::File { path, .. } = &mut c.source {
+                    fields.push(PathField {
+                        pointer: "/source/path",
+                        role: PathRole::Input("input file"),
+                        path,
+                    });
+                }
+                if let Some(path) = &mut c.emits {
+                    fields.push(PathField {
+                        pointer: "/emits",
+                        role: PathRole::Input("record schema"),
+                        path,
+                    });
+                }
+            }
+            KindConfig::Validator(c) => fields.push(PathField {
+                pointer: "/schema",
+                role: PathRole::Input("record schema"),
+                path: &mut c.schema,
+            }),
+            KindConfig::Egress(EgressConfig {
+                sink: SinkConfig::File { path, .. },
+            }) => fields.push(PathField {
+                pointer: "/sink/path",
+                role: PathRole::Output,
+                path,
+            }),
+            KindConfig::Merger(_) | KindConfig::Egress(_) => {}
+        }
+        fields
+    }
+
+    /// The JSON Schema file of the records a port emits, where the configuration declares one.
+    pub fn emitted_schema(&self, port: &str) -> Option<&PathBuf> {
+        match (self, port) {
+            (KindConfig::Ingress(c), "out") => c.emits.as_ref(),
+            (KindConfig::Validator(c), "valid") => Some(&c.schema),
+            _ => None,
+        }
+    }
+}
+
+impl StreamletSpec {
+    /// Every path of this streamlet, including `accepts`.
+    pub fn paths_mut(&mut self) -> Vec<PathField<'_>> {
+        let mut fields = self.kind.paths_mut();
+        if let Some(path) = &mut self.accepts {
+            fields.push(PathField {
+                pointer: "/accepts",
+                role: PathRole::Input("record schema"),
+                path,
+            });
+        }
+        fields
+    }
+}

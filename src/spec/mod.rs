@@ -1,0 +1,369 @@
+//! YAML pipeline files → a typed pipeline spec that remembers where everything was written.
+
+pub mod config;
+mod interpolate;
+pub mod problem;
+pub mod schema;
+pub mod source;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+
+pub use config::*;
+pub use problem::{Diagnostic, Problem};
+pub use source::{Location, SourceFile, SourceMap, YamlIssue};
+
+use source::{escape_segment, pointer_segments};
+
+/// The text of every file a pipeline was loaded from, for rendering snippets.
+#[derive(Debug, Clone, Default)]
+pub struct Sources(HashMap<PathBuf, Arc<str>>);
+
+impl Sources {
+    pub fn text(&self, path: &Path) -> Option<&str> {
+        self.0.get(path).map(|t| &**t)
+    }
+
+    fn add(&mut self, file: &SourceFile) {
+        self.0.insert(file.path.clone(), file.text.clone());
+    }
+}
+
+/// Problems found in a pipeline, with the files they point into.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub diagnostics: Vec<Diagnostic>,
+    pub sources: Sources,
+}
+
+/// Why a pipeline could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{} problem(s)", .0.diagnostics.len())]
+    Problems(Report),
+}
+
+/// A streamlet definition file pulled in with `use:`, and the keys the streamlet took from it.
+#[derive(Debug, Clone)]
+struct Definition {
+    map: SourceMap,
+    keys: HashSet<String>,
+}
+
+/// Finds where a pointer into the (merged) pipeline document was written:
+/// in the pipeline file, or in a streamlet definition file.
+#[derive(Debug, Clone)]
+pub struct Locator {
+    pipeline: SourceMap,
+    definitions: HashMap<String, Definition>,
+}
+
+impl Locator {
+    fn route(&self, pointer: &str) -> (&SourceMap, String) {
+        let segments = pointer_segments(pointer);
+        if let [first, streamlet, key, ..] = segments.as_slice() {
+            if first == "streamlets" {
+                if let Some(def) = self.definitions.get(streamlet) {
+                    if def.keys.contains(key) {
+                        let inner: String = segments[2..].iter().map(|s| format!("/{}", escape_segment(s))).collect();
+                        return (&def.map, inner);
+                    }
+                }
+            }
+        }
+        (&self.pipeline, pointer.to_string())
+    }
+
+    /// Where the value at `pointer` was written.
+    pub fn value(&self, pointer: &str) -> Location {
+        let (map, p) = self.route(pointer);
+        map.value(&p)
+    }
+
+    /// Where the key of the entry at `pointer` was written.
+    pub fn key(&self, pointer: &str) -> Location {
+        let (map, p) = self.route(pointer);
+        map.key(&p)
+    }
+
+    /// The folder relative paths at `pointer` resolve against.
+    pub fn base_dir(&self, pointer: &str) -> PathBuf {
+        let (map, _) = self.route(pointer);
+        map.path().parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+
+    /// The pipeline file.
+    pub fn file(&self) -> &Path {
+        self.pipeline.path()
+    }
+
+    /// Every file that was read, for watching and for rendering snippets.
+    pub fn sources(&self) -> Sources {
+        let mut sources = Sources::default();
+        sources.add(&self.pipeline.file);
+        for def in self.definitions.values() {
+            sources.add(&def.map.file);
+        }
+        sources
+    }
+}
+
+/// One streamlet of a loaded pipeline. `spec` is `None` when its configuration has
+/// problems; its `inputs` are still known so the rest of the graph can be checked.
+#[derive(Debug, Clone)]
+pub struct Streamlet {
+    pub name: String,
+    pub inputs: Vec<String>,
+    pub spec: Option<StreamletSpec>,
+}
+
+/// A loaded pipeline: the typed configuration, the problems found while loading it,
+/// and where everything was written.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub defaults: Defaults,
+    pub streamlets: IndexMap<String, Streamlet>,
+    pub edges: Vec<EdgeSpec>,
+    pub problems: Vec<Diagnostic>,
+    pub locator: Locator,
+}
+
+impl Pipeline {
+    /// The pointer of a streamlet, or of a field within it (`field` like `/source/path`).
+    pub fn pointer(streamlet: &str, field: &str) -> String {
+        format!("/streamlets/{}{field}", escape_segment(streamlet))
+    }
+}
+
+/// A YAML file parsed to a JSON value, with its source map.
+struct Parsed {
+    map: SourceMap,
+    value: Value,
+}
+
+/// Reads and maps one YAML file; problems are added to `problems`. `None` when
+/// the file cannot be turned into a value at all.
+fn parse(file: SourceFile, problems: &mut Vec<Diagnostic>, env: &dyn Fn(&str) -> Option<String>) -> Option<Parsed> {
+    let (map, issues) = match SourceMap::build(file.clone()) {
+        Ok(built) => built,
+        Err(YamlIssue::Syntax { message, at }) => {
+            problems.push(Diagnostic::new(Problem::YamlSyntax { message }, at));
+            return None;
+        }
+        Err(YamlIssue::DuplicateKey { .. }) => unreachable!("duplicates are issues, not errors"),
+    };
+    for issue in issues {
+        if let YamlIssue::DuplicateKey { pointer, key, at } = issue {
+            let is_streamlet = pointer_segments(&pointer).len() == 2 && pointer.starts_with("/streamlets/");
+            let problem = if is_streamlet {
+                Problem::DuplicateStreamlet { name: key }
+            } else {
+                Problem::DuplicateKey { key }
+            };
+            problems.push(Diagnostic::new(problem, at));
+        }
+    }
+    let mut value: Value = match serde_yaml_ng::from_str(&file.text) {
+        Ok(v) => v,
+        Err(e) => {
+            let at = e
+                .location()
+                .map(|l| file.location_of_line(l.line(), l.column()))
+                .unwrap_or_else(|| file.location_at(0, 1));
+            problems.push(Diagnostic::new(Problem::YamlSyntax { message: e.to_string() }, at));
+            return None;
+        }
+    };
+    for unset in interpolate::interpolate(&mut value, env) {
+        problems.push(Diagnostic::new(Problem::UnsetVariable { name: unset.name }, map.value(&unset.pointer)));
+    }
+    if !value.is_object() {
+        problems.push(Diagnostic::new(
+            Problem::WrongType {
+                field: "(document)".into(),
+                expected: "a mapping".into(),
+                found: "something else".into(),
+            },
+            map.value(""),
+        ));
+        return None;
+    }
+    Some(Parsed { map, value })
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads a pipeline file and the streamlet definitions it uses, reading variables from the environment.
+pub fn load(path: &Path) -> Result<Pipeline, LoadError> {
+    load_with_env(path, &env_var)
+}
+
+/// Loads a pipeline file with the given variable lookup.
+pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file = SourceFile::new(path, text);
+    let mut problems = Vec::new();
+    let Some(Parsed { map, mut value }) = parse(file.clone(), &mut problems, env) else {
+        let mut sources = Sources::default();
+        sources.add(&file);
+        return Err(LoadError::Problems(Report {
+            diagnostics: problems,
+            sources,
+        }));
+    };
+    let mut locator = Locator {
+        pipeline: map,
+        definitions: HashMap::new(),
+    };
+    if let Some(streamlets) = value.get_mut("streamlets").and_then(Value::as_object_mut) {
+        for (name, streamlet) in streamlets.iter_mut() {
+            if let Some(def) = take_definition(name, streamlet, &locator, &mut problems, env) {
+                locator.definitions.insert(name.clone(), def);
+            }
+        }
+    }
+    let findings = schema::check(&value);
+    let mut broken: HashSet<String> = HashSet::new();
+    for f in findings {
+        let at = if f.at_key { locator.key(&f.pointer) } else { locator.value(&f.pointer) };
+        let segments = pointer_segments(&f.pointer);
+        broken.insert(segments.iter().take(2).cloned().collect::<Vec<_>>().join("/"));
+        problems.push(Diagnostic::new(f.problem, at));
+    }
+    let mut pipeline = Pipeline {
+        name: value.get("pipeline").and_then(Value::as_str).unwrap_or("pipeline").to_string(),
+        defaults: typed(&value, "defaults", &broken).unwrap_or_default(),
+        edges: typed(&value, "edges", &broken).unwrap_or_default(),
+        streamlets: IndexMap::new(),
+        problems,
+        locator,
+    };
+    let empty = Map::new();
+    let streamlets = value.get("streamlets").and_then(Value::as_object).unwrap_or(&empty);
+    for (name, raw) in streamlets {
+        let inputs = raw
+            .get("inputs")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default();
+        let spec = if broken.contains(&format!("streamlets/{name}")) {
+            None
+        } else {
+            match serde_json::from_value::<StreamletSpec>(raw.clone()) {
+                Ok(mut spec) => {
+                    resolve_paths(&pipeline.locator, name, &mut spec, &mut pipeline.problems);
+                    Some(spec)
+                }
+                Err(e) => {
+                    pipeline.problems.push(Diagnostic::new(
+                        Problem::InvalidValue {
+                            field: name.clone(),
+                            message: e.to_string(),
+                        },
+                        pipeline.locator.key(&Pipeline::pointer(name, "")),
+                    ));
+                    None
+                }
+            }
+        };
+        pipeline.streamlets.insert(
+            name.clone(),
+            Streamlet {
+                name: name.clone(),
+                inputs,
+                spec,
+            },
+        );
+    }
+    Ok(pipeline)
+}
+
+/// A top-level section as its typed value, unless the schema found problems in it.
+fn typed<T: serde::de::DeserializeOwned>(value: &Value, key: &str, broken: &HashSet<String>) -> Option<T> {
+    let has_problem = broken.iter().any(|b| b == key || b.starts_with(&format!("{key}/")));
+    if has_problem {
+        return None;
+    }
+    value.get(key).and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+/// Loads the definition a streamlet names with `use:` and merges its keys into the
+/// streamlet (keys written in the pipeline win).
+fn take_definition(
+    name: &str,
+    streamlet: &mut Value,
+    locator: &Locator,
+    problems: &mut Vec<Diagnostic>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<Definition> {
+    let use_path = streamlet.get("use")?.as_str()?;
+    let pointer = Pipeline::pointer(name, "/use");
+    let path = path_clean::clean(locator.base_dir(&pointer).join(use_path));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(_) => {
+            problems.push(Diagnostic::new(
+                Problem::MissingFile {
+                    what: "streamlet definition".into(),
+                    path: use_path.to_string(),
+                },
+                locator.value(&pointer),
+            ));
+            return None;
+        }
+    };
+    let Parsed { map, value } = parse(SourceFile::new(path, text), problems, env)?;
+    let Value::Object(definition) = value else { return None };
+    let target = streamlet.as_object_mut()?;
+    let mut keys = HashSet::new();
+    for (key, v) in definition {
+        if key == "inputs" || key == "use" {
+            problems.push(Diagnostic::new(
+                Problem::InvalidValue {
+                    field: key.clone(),
+                    message: "a streamlet definition cannot say where its records come from; put it in the pipeline".into(),
+                },
+                map.key(&format!("/{key}")),
+            ));
+            continue;
+        }
+        if !target.contains_key(&key) {
+            target.insert(key.clone(), v);
+            keys.insert(key);
+        }
+    }
+    Some(Definition { map, keys })
+}
+
+/// Makes every path of a streamlet absolute (relative to the file that names it),
+/// reporting input files that do not exist.
+fn resolve_paths(locator: &Locator, name: &str, spec: &mut StreamletSpec, problems: &mut Vec<Diagnostic>) {
+    for field in spec.paths_mut() {
+        let pointer = Pipeline::pointer(name, field.pointer);
+        let resolved = path_clean::clean(locator.base_dir(&pointer).join(&*field.path));
+        if let PathRole::Input(what) = field.role {
+            if !resolved.is_file() {
+                problems.push(Diagnostic::new(
+                    Problem::MissingFile {
+                        what: what.to_string(),
+                        path: field.path.display().to_string(),
+                    },
+                    locator.value(&pointer),
+                ));
+            }
+        }
+        *field.path = resolved;
+    }
+}

@@ -1,0 +1,156 @@
+//! The pipeline JSON Schema (`schemas/pipeline.schema.json`, built in) and its findings as problems.
+
+use std::sync::OnceLock;
+
+use jsonschema::error::ValidationErrorKind;
+use jsonschema::Validator;
+use serde_json::Value;
+
+use super::problem::{did_you_mean, Problem};
+use super::source::pointer_segments;
+
+/// The schema text, as shipped in `schemas/`.
+pub const PIPELINE_SCHEMA: &str = include_str!("../../schemas/pipeline.schema.json");
+
+fn schema() -> &'static (Value, Validator) {
+    static SCHEMA: OnceLock<(Value, Validator)> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let value: Value = serde_json::from_str(PIPELINE_SCHEMA).expect("the built-in schema is JSON");
+        let validator = jsonschema::draft202012::options()
+            .build(&value)
+            .expect("the built-in schema compiles");
+        (value, validator)
+    })
+}
+
+/// A schema finding: the problem, the JSON pointer of the offending value, and
+/// whether the location is a key (unknown keys) rather than a value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub problem: Problem,
+    pub pointer: String,
+    pub at_key: bool,
+}
+
+/// Checks a whole pipeline document against the pipeline schema.
+pub fn check(document: &Value) -> Vec<Finding> {
+    let (schema_value, validator) = schema();
+    let mut findings: Vec<Finding> = validator
+        .iter_errors(document)
+        .flat_map(|e| to_findings(&e, schema_value))
+        .collect();
+    // A failed `if/then` branch repeats its inner errors; report each once.
+    let mut seen = std::collections::HashSet::new();
+    findings.retain(|f| seen.insert((f.pointer.clone(), f.problem.to_string())));
+    findings
+}
+
+fn field_name(pointer: &str) -> String {
+    pointer_segments(pointer).last().cloned().unwrap_or_else(|| "(document)".into())
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// The property names the schema object holding a keyword allows.
+fn allowed_properties<'a>(schema: &'a Value, keyword_pointer: &str) -> Vec<&'a str> {
+    let parent = keyword_pointer.rsplit_once('/').map_or("", |(p, _)| p);
+    schema
+        .pointer(parent)
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+        .map(|props| props.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn to_findings(e: &jsonschema::ValidationError<'_>, schema: &Value) -> Vec<Finding> {
+    let pointer = e.instance_path().as_str().to_string();
+    let keyword_pointer = e
+        .absolute_keyword_location()
+        .and_then(|uri| uri.fragment().map(|f| f.as_str().to_string()))
+        .unwrap_or_default();
+    let instance = e.instance();
+    let one = |problem| vec![Finding { problem, pointer: pointer.clone(), at_key: false }];
+    match e.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let allowed = allowed_properties(schema, &keyword_pointer);
+            unexpected
+                .iter()
+                .map(|key| Finding {
+                    problem: Problem::UnknownKey {
+                        key: key.clone(),
+                        suggestion: did_you_mean(key, allowed.iter().copied()),
+                    },
+                    pointer: format!("{pointer}/{}", super::source::escape_segment(key)),
+                    at_key: true,
+                })
+                .collect()
+        }
+        ValidationErrorKind::Required { property } => one(Problem::MissingField {
+            field: property.as_str().unwrap_or_default().to_string(),
+        }),
+        ValidationErrorKind::Type { kind } => one(Problem::WrongType {
+            field: field_name(&pointer),
+            expected: format!("{kind:?}").to_lowercase().replace("single(", "").replace(')', ""),
+            found: json_type(instance).to_string(),
+        }),
+        ValidationErrorKind::Enum { options } if pointer.ends_with("/kind") && pointer.starts_with("/streamlets/") => {
+            let kind = instance.as_str().unwrap_or_default();
+            let known: Vec<&str> = options.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            one(Problem::UnknownKind {
+                kind: kind.to_string(),
+                suggestion: did_you_mean(kind, known),
+            })
+        }
+        ValidationErrorKind::Enum { options } => {
+            let known: Vec<String> = options
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|o| o.to_string())
+                .collect();
+            one(Problem::InvalidValue {
+                field: field_name(&pointer),
+                message: format!("{instance} is not one of {}", known.join(", ")),
+            })
+        }
+        ValidationErrorKind::PropertyNames { .. } => one(Problem::InvalidValue {
+            field: field_name(&pointer),
+            message: "names must be lowercase letters, digits, `_` or `-`, starting with a letter".into(),
+        }),
+        _ => one(Problem::InvalidValue {
+            field: field_name(&pointer),
+            message: e.masked().to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn built_in_schema_accepts_a_minimal_pipeline() {
+        let doc = json!({"pipeline": "p", "streamlets": {"a": {"kind": "ingress", "source": {"type": "stdin"}}}});
+        assert_eq!(check(&doc), vec![]);
+    }
+
+    #[test]
+    fn unknown_key_suggests_the_closest_allowed_key() {
+        let doc = json!({"pipeline": "p", "streamlets": {"a": {"kind": "ingress", "sourse": {"type": "stdin"}}}});
+        let findings = check(&doc);
+        assert!(findings.iter().any(|f| f.problem
+            == Problem::UnknownKey { key: "sourse".into(), suggestion: Some("source".into()) }
+            && f.pointer == "/streamlets/a/sourse"));
+    }
+}

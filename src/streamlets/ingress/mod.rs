@@ -1,0 +1,145 @@
+//! The ingress: brings records in from a file, stdin or a generator. Outlets: `out` for records,
+//! `errors` for input that is not a record (with its line number and original content).
+
+pub mod generator;
+pub mod text;
+
+use std::io::BufReader;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::{Batch, Io, Record, Stop, StreamletError};
+use crate::spec::{Format, GeneratorConfig, IngressConfig, SourceConfig, TextFormat};
+use text::{Item, TextReader};
+
+pub async fn run(config: IngressConfig, mut io: Io) -> Result<(), Stop> {
+    if let Some(size) = config.batch_size {
+        io.batch_size = size;
+    }
+    match config.source {
+        SourceConfig::File { path, text } => {
+            let file = std::fs::File::open(&path).map_err(|source| StreamletError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let format = text.format.unwrap_or_else(|| format_of(&path));
+            let input = BufReader::with_capacity(256 * 1024, Box::new(file) as Box<dyn std::io::Read + Send>);
+            read_text(io, reader(&text, format), input, &path.display().to_string()).await
+        }
+        SourceConfig::Stdin { text } => {
+            let format = text.format.unwrap_or(Format::Jsonl);
+            let input = BufReader::new(Box::new(std::io::stdin()) as Box<dyn std::io::Read + Send>);
+            read_text(io, reader(&text, format), input, "stdin").await
+        }
+        SourceConfig::Generator(g) => generate(g, io).await,
+    }
+}
+
+fn format_of(path: &Path) -> Format {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(ext) if ext.eq_ignore_ascii_case("csv") => Format::Csv,
+        _ => Format::Jsonl,
+    }
+}
+
+fn reader(text: &TextFormat, format: Format) -> TextReader {
+    TextReader {
+        format,
+        columns: text.columns.clone(),
+        delimiter: text.delimiter.as_deref().and_then(|d| d.bytes().next()).unwrap_or(b','),
+        chunk: 0,
+    }
+}
+
+/// The error record for input that is not a record: `_error` and the original bytes in `_raw`
+/// (or `_raw_base64` when they are not UTF-8).
+fn malformed_record(streamlet: &str, source: &str, line: u64, reason: String, raw: Vec<u8>) -> Record {
+    let mut error = Map::new();
+    error.insert("streamlet".into(), streamlet.into());
+    error.insert("reason".into(), reason.into());
+    error.insert("path".into(), "".into());
+    error.insert("source".into(), source.into());
+    error.insert("line".into(), line.into());
+    let mut record = Record::new();
+    record.insert("_error".into(), Value::Object(error));
+    match String::from_utf8(raw) {
+        Ok(text) => record.insert("_raw".into(), text.into()),
+        Err(e) => record.insert(
+            "_raw_base64".into(),
+            base64::engine::general_purpose::STANDARD.encode(e.as_bytes()).into(),
+        ),
+    };
+    record
+}
+
+async fn read_text(
+    io: Io,
+    mut reader: TextReader,
+    input: text::Input,
+    source: &str,
+) -> Result<(), Stop> {
+    reader.chunk = io.batch_size;
+    let (tx, mut rx) = mpsc::channel(2);
+    reader.spawn(input, tx).map_err(|source_err| StreamletError::Read {
+        path: source.to_string(),
+        source: source_err,
+    })?;
+    let out = io.outlets.get("out");
+    let errors = io.outlets.get("errors");
+    loop {
+        let chunk = tokio::select! {
+            biased;
+            _ = io.stop_intake.cancelled() => break,
+            chunk = rx.recv() => chunk,
+        };
+        let Some(chunk) = chunk else { break };
+        let items = chunk.map_err(|e| StreamletError::Read {
+            path: source.to_string(),
+            source: e,
+        })?;
+        let mut records = Batch::with_capacity(items.len());
+        let mut bad = Batch::new();
+        for item in items {
+            match item {
+                Item::Record(r) => records.push(r),
+                Item::Malformed { line, reason, raw } => bad.push(malformed_record(&io.name, source, line, reason, raw)),
+            }
+        }
+        out.send(records).await?;
+        errors.send(bad).await?;
+    }
+    Ok(())
+}
+
+/// Produces `count` records (or without end) at `rate` per second (or as fast as downstream takes them).
+async fn generate(config: GeneratorConfig, io: Io) -> Result<(), Stop> {
+    let mut generator = generator::ListingGenerator::new(config.seed, config.invalid_ratio);
+    let out = io.outlets.get("out");
+    let started = Instant::now();
+    let mut produced: u64 = 0;
+    let limit = config.count.unwrap_or(u64::MAX);
+    while produced < limit && !io.stop_intake.is_cancelled() {
+        let mut n = (limit - produced).min(io.batch_size as u64);
+        if let Some(rate) = config.rate {
+            let due = (started.elapsed().as_secs_f64() * rate) as u64;
+            if due <= produced {
+                // Wait for the next record's time, but no longer than the linger.
+                let next_at = started + Duration::from_secs_f64((produced + 1) as f64 / rate);
+                let wait = next_at.saturating_duration_since(Instant::now()).min(io.linger.max(Duration::from_millis(1)));
+                tokio::select! {
+                    _ = io.stop_intake.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => continue,
+                }
+            }
+            n = n.min(due - produced);
+        }
+        let batch: Batch = (0..n).map(|_| generator.next_record()).collect();
+        produced += n;
+        out.send(batch).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! Graph-level checks of a pipeline: inputs, outlets, cycles, record schemas. Every problem at once.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde_json::Value;
+
+use super::{records, split_input, Edge};
+use crate::spec::problem::did_you_mean;
+use crate::spec::{Diagnostic, Pipeline, Problem, StreamletSpec, Via};
+
+/// The graph as far as it could be built, and the problems found.
+pub struct Checked {
+    pub graph: DiGraph<(String, Option<StreamletSpec>), Edge>,
+    pub problems: Vec<Diagnostic>,
+}
+
+pub fn verify(pipeline: &Pipeline) -> Checked {
+    let loc = &pipeline.locator;
+    let mut problems = Vec::new();
+    let mut graph = DiGraph::new();
+    let index: HashMap<&str, NodeIndex> = pipeline
+        .streamlets
+        .values()
+        .map(|s| (s.name.as_str(), graph.add_node((s.name.clone(), s.spec.clone()))))
+        .collect();
+    let names: Vec<&str> = pipeline.streamlets.keys().map(String::as_str).collect();
+    let capacities = edge_capacities(pipeline, &mut problems);
+
+    for s in pipeline.streamlets.values() {
+        for (i, input) in s.inputs.iter().enumerate() {
+            let at = loc.value(&Pipeline::pointer(&s.name, &format!("/inputs/{i}")));
+            let (up_name, port) = split_input(input);
+            let Some(&up) = index.get(up_name) else {
+                let candidates = names.iter().copied().filter(|n| *n != s.name);
+                problems.push(Diagnostic::new(
+                    Problem::UnknownStreamlet {
+                        input: input.clone(),
+                        suggestion: did_you_mean(up_name, candidates),
+                    },
+                    at,
+                ));
+                continue;
+            };
+            let port = match &pipeline.streamlets[up_name].spec {
+                Some(up_spec) => {
+                    let outlets = up_spec.kind.outlets();
+                    match port {
+                        Some(p) if outlets.names.contains(&p) => p.to_string(),
+                        None if !outlets.names.is_empty() => outlets.names[0].to_string(),
+                        _ => {
+                            problems.push(Diagnostic::new(
+                                Problem::UnknownPort {
+                                    streamlet: up_name.to_string(),
+                                    port: port.unwrap_or("(default)").to_string(),
+                                    available: outlets.names.iter().map(|n| n.to_string()).collect(),
+                                },
+                                at,
+                            ));
+                            continue;
+                        }
+                    }
+                }
+                // Its configuration has problems of its own: connect without checking the port.
+                None => port.unwrap_or("out").to_string(),
+            };
+            let capacity = capacities
+                .get(&(format!("{up_name}.{port}"), s.name.clone()))
+                .copied()
+                .unwrap_or(pipeline.defaults.channel_capacity);
+            graph.add_edge(up, index[s.name.as_str()], Edge { port, capacity });
+            check_records(pipeline, up_name, s.name.as_str(), i, &mut problems);
+        }
+        if let Some(spec) = &s.spec {
+            let key = loc.key(&Pipeline::pointer(&s.name, ""));
+            let kind = spec.kind.name().to_string();
+            if spec.kind.takes_inputs() && s.inputs.is_empty() {
+                problems.push(Diagnostic::new(
+                    Problem::MissingInputs {
+                        streamlet: s.name.clone(),
+                        kind,
+                    },
+                    key,
+                ));
+            } else if !spec.kind.takes_inputs() && !s.inputs.is_empty() {
+                problems.push(Diagnostic::new(
+                    Problem::UnexpectedInputs {
+                        streamlet: s.name.clone(),
+                        kind,
+                    },
+                    loc.key(&Pipeline::pointer(&s.name, "/inputs")),
+                ));
+            }
+            check_record_schemas(pipeline, &s.name, spec, &mut problems);
+        }
+    }
+    check_outlets(pipeline, &graph, &index, &mut problems);
+    check_cycles(pipeline, &graph, &mut problems);
+    Checked { graph, problems }
+}
+
+/// Per-edge capacities from `edges:`, keyed by (`from.port`, `to`); edges that
+/// name no input of the pipeline are problems.
+fn edge_capacities(pipeline: &Pipeline, problems: &mut Vec<Diagnostic>) -> HashMap<(String, String), usize> {
+    let mut capacities = HashMap::new();
+    for (i, edge) in pipeline.edges.iter().enumerate() {
+        let (from, port) = split_input(&edge.from);
+        let to = pipeline.streamlets.get(&edge.to);
+        let default_port = pipeline
+            .streamlets
+            .get(from)
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.kind.outlets().names.first().copied())
+            .unwrap_or("out");
+        let port = port.unwrap_or(default_port);
+        let exists = to.is_some_and(|to| {
+            to.inputs.iter().any(|input| {
+                let (n, p) = split_input(input);
+                n == from && p.unwrap_or(default_port) == port
+            })
+        });
+        if !exists {
+            problems.push(Diagnostic::new(
+                Problem::UnknownEdge {
+                    from: edge.from.clone(),
+                    to: edge.to.clone(),
+                },
+                pipeline.locator.value(&format!("/edges/{i}")),
+            ));
+            continue;
+        }
+        if let Some(Via::Memory { capacity: Some(c) }) = edge.via {
+            capacities.insert((format!("{from}.{port}"), edge.to.clone()), c);
+        }
+    }
+    capacities
+}
+
+fn check_outlets(
+    pipeline: &Pipeline,
+    graph: &DiGraph<(String, Option<StreamletSpec>), Edge>,
+    index: &HashMap<&str, NodeIndex>,
+    problems: &mut Vec<Diagnostic>,
+) {
+    for s in pipeline.streamlets.values() {
+        let Some(spec) = &s.spec else { continue };
+        let outlets = spec.kind.outlets();
+        for (i, port) in spec.discard.iter().enumerate() {
+            if !outlets.names.contains(&port.as_str()) {
+                problems.push(Diagnostic::new(
+                    Problem::UnknownPort {
+                        streamlet: s.name.clone(),
+                        port: port.clone(),
+                        available: outlets.names.iter().map(|n| n.to_string()).collect(),
+                    },
+                    pipeline.locator.value(&Pipeline::pointer(&s.name, &format!("/discard/{i}"))),
+                ));
+            }
+        }
+        let node = index[s.name.as_str()];
+        let consumed: HashSet<&str> = graph
+            .edges_directed(node, petgraph::Direction::Outgoing)
+            .map(|e| e.weight().port.as_str())
+            .collect();
+        for port in outlets.names {
+            let fine = consumed.contains(port) || outlets.optional.contains(port) || spec.discard.iter().any(|d| d == port);
+            if !fine {
+                problems.push(Diagnostic::new(
+                    Problem::UnconsumedOutlet {
+                        streamlet: s.name.clone(),
+                        port: port.to_string(),
+                    },
+                    pipeline.locator.key(&Pipeline::pointer(&s.name, "")),
+                ));
+            }
+        }
+    }
+}
+
+/// One problem per cycle, naming its streamlets in the order records would loop.
+fn check_cycles(pipeline: &Pipeline, graph: &DiGraph<(String, Option<StreamletSpec>), Edge>, problems: &mut Vec<Diagnostic>) {
+    for component in tarjan_scc(graph) {
+        let looped = component.len() > 1 || graph.contains_edge(component[0], component[0]);
+        if !looped {
+            continue;
+        }
+        let members: HashSet<NodeIndex> = component.iter().copied().collect();
+        // Start from the streamlet written first, and walk the cycle back to it.
+        let Some(&start) = component.iter().min_by_key(|n| n.index()) else { continue };
+        let path = cycle_from(graph, start, &members);
+        let streamlets: Vec<String> = path.iter().map(|n| graph[*n].0.clone()).collect();
+        problems.push(Diagnostic::new(
+            Problem::Cycle { streamlets },
+            pipeline.locator.key(&Pipeline::pointer(&graph[start].0, "")),
+        ));
+    }
+}
+
+fn cycle_from<N, E>(graph: &DiGraph<N, E>, start: NodeIndex, members: &HashSet<NodeIndex>) -> Vec<NodeIndex> {
+    let mut path = vec![start];
+    let mut visited = HashSet::from([start]);
+    fn dfs<N, E>(
+        graph: &DiGraph<N, E>,
+        start: NodeIndex,
+        members: &HashSet<NodeIndex>,
+        path: &mut Vec<NodeIndex>,
+        visited: &mut HashSet<NodeIndex>,
+    ) -> bool {
+        let Some(&here) = path.last() else { return false };
+        for next in graph.neighbors(here) {
+            if next == start {
+                return true;
+            }
+            if members.contains(&next) && visited.insert(next) {
+                path.push(next);
+                if dfs(graph, start, members, path, visited) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    dfs(graph, start, members, &mut path, &mut visited);
+    path
+}
+
+/// Reads a record schema, reporting it when it is not a usable JSON Schema.
+fn read_record_schema(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
+    jsonschema::validator_for(&value).map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
+/// Every record schema a streamlet names must be a valid JSON Schema.
+fn check_record_schemas(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &mut Vec<Diagnostic>) {
+    let mut spec = spec.clone();
+    for field in spec.paths_mut() {
+        let is_schema = matches!(field.role, crate::spec::PathRole::Input("record schema"));
+        if !is_schema || !field.path.is_file() {
+            continue;
+        }
+        if let Err(reason) = read_record_schema(field.path) {
+            problems.push(Diagnostic::new(
+                Problem::InvalidRecordSchema {
+                    path: field.path.display().to_string(),
+                    reason,
+                },
+                pipeline.locator.value(&Pipeline::pointer(name, field.pointer)),
+            ));
+        }
+    }
+}
+
+/// Where both ends of an edge declare record schemas, the outlet's must fit the inlet's.
+fn check_records(pipeline: &Pipeline, from: &str, to: &str, input_index: usize, problems: &mut Vec<Diagnostic>) {
+    let input = &pipeline.streamlets[to].inputs[input_index];
+    let (_, port) = split_input(input);
+    let (Some(up), Some(down)) = (&pipeline.streamlets[from].spec, &pipeline.streamlets[to].spec) else {
+        return;
+    };
+    let port = port.or(up.kind.outlets().names.first().copied()).unwrap_or("out");
+    let (Some(out_path), Some(in_path)) = (up.kind.emitted_schema(port), down.accepts.as_ref()) else {
+        return;
+    };
+    let (Ok(outlet), Ok(inlet)) = (read_record_schema(out_path), read_record_schema(in_path)) else {
+        return; // reported by check_record_schemas
+    };
+    let reasons = records::incompatibilities(&outlet, &inlet);
+    if !reasons.is_empty() {
+        problems.push(Diagnostic::new(
+            Problem::IncompatibleRecords {
+                from: input.clone(),
+                to: to.to_string(),
+                reason: reasons.join("; "),
+            },
+            pipeline.locator.value(&Pipeline::pointer(to, &format!("/inputs/{input_index}"))),
+        ));
+    }
+}
