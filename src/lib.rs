@@ -4,8 +4,8 @@
 //! positions) → `topology` (verified graph) → `runtime` (tasks and channels)
 //! → `streamlets` (what each kind does).
 
-pub mod spec;
-pub mod topology;
 pub mod observe;
 pub mod runtime;
+pub mod spec;
 pub mod streamlets;
+pub mod topology;

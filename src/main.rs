@@ -1,7 +1,7 @@
 //! The sluice command line.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -13,7 +13,11 @@ use sluice::spec::LoadError;
 use sluice::topology::{self, render};
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Run machine-learning pipelines on streams, described in one YAML file")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Run machine-learning pipelines on streams, described in one YAML file"
+)]
 struct Cli {
     /// How log lines look (they go to stderr; RUST_LOG filters them).
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -76,22 +80,38 @@ fn validate(format: ProblemFormat, files: &[PathBuf]) -> ExitCode {
     for file in files {
         match topology::load(file) {
             Ok(t) => {
-                text.push_str(&format!("{}: valid ({} streamlets)\n", file.display(), t.graph.node_count()));
+                text.push_str(&format!(
+                    "{}: valid ({} streamlets)\n",
+                    file.display(),
+                    t.graph.node_count()
+                ));
                 reports.push(json!({"file": file, "valid": true, "problems": []}));
             }
             Err(LoadError::Problems(report)) => {
                 any_problem = true;
-                text.push_str(&diagnostics::text(&report.diagnostics, &report.sources, color));
-                text.push_str(&format!("{}: {} problem(s)\n", file.display(), report.diagnostics.len()));
+                text.push_str(&diagnostics::text(
+                    &report.diagnostics,
+                    &report.sources,
+                    color,
+                ));
+                text.push_str(&format!(
+                    "{}: {} problem(s)\n",
+                    file.display(),
+                    report.diagnostics.len()
+                ));
                 match format {
                     ProblemFormat::Github => print!("{}", diagnostics::github(&report.diagnostics)),
-                    _ => reports.push(json!({"file": file, "valid": false, "problems": report.diagnostics})),
+                    _ => reports.push(
+                        json!({"file": file, "valid": false, "problems": report.diagnostics}),
+                    ),
                 }
             }
             Err(e @ LoadError::Io { .. }) => {
                 unreadable = true;
                 eprintln!("error: {e}");
-                reports.push(json!({"file": file, "valid": false, "error": e.to_string(), "problems": []}));
+                reports.push(
+                    json!({"file": file, "valid": false, "error": e.to_string(), "problems": []}),
+                );
             }
         }
     }
@@ -113,12 +133,19 @@ fn validate(format: ProblemFormat, files: &[PathBuf]) -> ExitCode {
 }
 
 /// Loads a pipeline, printing its problems to stderr when it has any.
-fn load_or_report(file: &PathBuf) -> Result<topology::Topology, ExitCode> {
+fn load_or_report(file: &Path) -> Result<topology::Topology, ExitCode> {
     topology::load(file).map_err(|e| match e {
         LoadError::Problems(report) => {
             let color = std::io::stderr().is_terminal();
-            eprint!("{}", diagnostics::text(&report.diagnostics, &report.sources, color));
-            eprintln!("{}: {} problem(s)", file.display(), report.diagnostics.len());
+            eprint!(
+                "{}",
+                diagnostics::text(&report.diagnostics, &report.sources, color)
+            );
+            eprintln!(
+                "{}: {} problem(s)",
+                file.display(),
+                report.diagnostics.len()
+            );
             ExitCode::from(EXIT_PROBLEMS)
         }
         e @ LoadError::Io { .. } => {
@@ -128,7 +155,7 @@ fn load_or_report(file: &PathBuf) -> Result<topology::Topology, ExitCode> {
     })
 }
 
-fn graph(format: GraphFormat, file: &PathBuf) -> ExitCode {
+fn graph(format: GraphFormat, file: &Path) -> ExitCode {
     let topology = match load_or_report(file) {
         Ok(t) => t,
         Err(code) => return code,
@@ -140,12 +167,15 @@ fn graph(format: GraphFormat, file: &PathBuf) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(file: &PathBuf) -> ExitCode {
+fn run(file: &Path) -> ExitCode {
     let topology = match load_or_report(file) {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -28,12 +28,11 @@ impl fmt::Display for Snippet<'_> {
 impl std::error::Error for Snippet<'_> {}
 
 impl miette::Diagnostic for Snippet<'_> {
-    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        Some(Box::new(self.diagnostic.problem.code()))
-    }
-
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        self.diagnostic.hint.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.diagnostic
+            .hint
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
@@ -60,8 +59,16 @@ pub fn text(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Strin
     let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
     let mut out = String::new();
     for d in diagnostics {
-        out.push_str(&format!("{}: error: {}\n", d.location, d.message));
-        let text = sources.text(&d.location.file).unwrap_or_default().to_string();
+        out.push_str(&format!(
+            "{}: error[{}]: {}\n",
+            d.location,
+            d.problem.code(),
+            d.message
+        ));
+        let text = sources
+            .text(&d.location.file)
+            .unwrap_or_default()
+            .to_string();
         let snippet = Snippet {
             diagnostic: d,
             source: NamedSource::new(d.location.file.display().to_string(), text),
@@ -76,7 +83,10 @@ pub fn text(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Strin
 
 /// Escapes a GitHub workflow command value.
 fn github_escape(s: &str, property: bool) -> String {
-    let s = s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
+    let s = s
+        .replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A");
     if property {
         s.replace(':', "%3A").replace(',', "%2C")
     } else {

@@ -22,7 +22,12 @@ pub fn interpolate(value: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) -
     unset
 }
 
-fn walk(value: &mut Value, pointer: String, lookup: &dyn Fn(&str) -> Option<String>, unset: &mut Vec<Unset>) {
+fn walk(
+    value: &mut Value,
+    pointer: String,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    unset: &mut Vec<Unset>,
+) {
     match value {
         Value::String(s) if s.contains('$') => {
             let (text, missing, whole) = expand(s, lookup);
@@ -30,7 +35,11 @@ fn walk(value: &mut Value, pointer: String, lookup: &dyn Fn(&str) -> Option<Stri
                 pointer: pointer.clone(),
                 name,
             }));
-            *value = if whole { typed(text) } else { Value::String(text) };
+            *value = if whole {
+                typed(text)
+            } else {
+                Value::String(text)
+            };
         }
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -92,7 +101,8 @@ fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> (String, Vec<Stri
         }
     }
     out.push_str(rest);
-    let whole = references == 1 && s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
+    let whole =
+        references == 1 && s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
     (out, missing, whole)
 }
 
@@ -133,8 +143,14 @@ mod tests {
         assert_eq!(
             unset,
             vec![
-                Unset { pointer: "/x/y/1".into(), name: "MISSING".into() },
-                Unset { pointer: "/x/y/1".into(), name: "ALSO".into() },
+                Unset {
+                    pointer: "/x/y/1".into(),
+                    name: "MISSING".into()
+                },
+                Unset {
+                    pointer: "/x/y/1".into(),
+                    name: "ALSO".into()
+                },
             ]
         );
     }

@@ -44,7 +44,10 @@ pub struct Report {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{} problem(s)", .0.diagnostics.len())]
     Problems(Report),
 }
@@ -71,7 +74,10 @@ impl Locator {
             if first == "streamlets" {
                 if let Some(def) = self.definitions.get(streamlet) {
                     if def.keys.contains(key) {
-                        let inner: String = segments[2..].iter().map(|s| format!("/{}", escape_segment(s))).collect();
+                        let inner: String = segments[2..]
+                            .iter()
+                            .map(|s| format!("/{}", escape_segment(s)))
+                            .collect();
                         return (&def.map, inner);
                     }
                 }
@@ -95,7 +101,10 @@ impl Locator {
     /// The folder relative paths at `pointer` resolve against.
     pub fn base_dir(&self, pointer: &str) -> PathBuf {
         let (map, _) = self.route(pointer);
-        map.path().parent().map(Path::to_path_buf).unwrap_or_default()
+        map.path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     /// The pipeline file.
@@ -150,18 +159,23 @@ struct Parsed {
 
 /// Reads and maps one YAML file; problems are added to `problems`. `None` when
 /// the file cannot be turned into a value at all.
-fn parse(file: SourceFile, problems: &mut Vec<Diagnostic>, env: &dyn Fn(&str) -> Option<String>) -> Option<Parsed> {
+fn parse(
+    file: SourceFile,
+    problems: &mut Vec<Diagnostic>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<Parsed> {
     let (map, issues) = match SourceMap::build(file.clone()) {
         Ok(built) => built,
         Err(YamlIssue::Syntax { message, at }) => {
-            problems.push(Diagnostic::new(Problem::YamlSyntax { message }, at));
+            problems.push(Diagnostic::new(Problem::YamlSyntax { reason: message }, at));
             return None;
         }
         Err(YamlIssue::DuplicateKey { .. }) => unreachable!("duplicates are issues, not errors"),
     };
     for issue in issues {
         if let YamlIssue::DuplicateKey { pointer, key, at } = issue {
-            let is_streamlet = pointer_segments(&pointer).len() == 2 && pointer.starts_with("/streamlets/");
+            let is_streamlet =
+                pointer_segments(&pointer).len() == 2 && pointer.starts_with("/streamlets/");
             let problem = if is_streamlet {
                 Problem::DuplicateStreamlet { name: key }
             } else {
@@ -177,12 +191,20 @@ fn parse(file: SourceFile, problems: &mut Vec<Diagnostic>, env: &dyn Fn(&str) ->
                 .location()
                 .map(|l| file.location_of_line(l.line(), l.column()))
                 .unwrap_or_else(|| file.location_at(0, 1));
-            problems.push(Diagnostic::new(Problem::YamlSyntax { message: e.to_string() }, at));
+            problems.push(Diagnostic::new(
+                Problem::YamlSyntax {
+                    reason: e.to_string(),
+                },
+                at,
+            ));
             return None;
         }
     };
     for unset in interpolate::interpolate(&mut value, env) {
-        problems.push(Diagnostic::new(Problem::UnsetVariable { name: unset.name }, map.value(&unset.pointer)));
+        problems.push(Diagnostic::new(
+            Problem::UnsetVariable { name: unset.name },
+            map.value(&unset.pointer),
+        ));
     }
     if !value.is_object() {
         problems.push(Diagnostic::new(
@@ -208,7 +230,10 @@ pub fn load(path: &Path) -> Result<Pipeline, LoadError> {
 }
 
 /// Loads a pipeline file with the given variable lookup.
-pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, LoadError> {
+pub fn load_with_env(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Pipeline, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
         path: path.to_path_buf(),
         source,
@@ -237,13 +262,28 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let findings = schema::check(&value);
     let mut broken: HashSet<String> = HashSet::new();
     for f in findings {
-        let at = if f.at_key { locator.key(&f.pointer) } else { locator.value(&f.pointer) };
+        let at = if f.at_key {
+            locator.key(&f.pointer)
+        } else {
+            locator.value(&f.pointer)
+        };
         let segments = pointer_segments(&f.pointer);
-        broken.insert(segments.iter().take(2).cloned().collect::<Vec<_>>().join("/"));
+        broken.insert(
+            segments
+                .iter()
+                .take(2)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("/"),
+        );
         problems.push(Diagnostic::new(f.problem, at));
     }
     let mut pipeline = Pipeline {
-        name: value.get("pipeline").and_then(Value::as_str).unwrap_or("pipeline").to_string(),
+        name: value
+            .get("pipeline")
+            .and_then(Value::as_str)
+            .unwrap_or("pipeline")
+            .to_string(),
         defaults: typed(&value, "defaults", &broken).unwrap_or_default(),
         edges: typed(&value, "edges", &broken).unwrap_or_default(),
         streamlets: IndexMap::new(),
@@ -251,12 +291,20 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         locator,
     };
     let empty = Map::new();
-    let streamlets = value.get("streamlets").and_then(Value::as_object).unwrap_or(&empty);
+    let streamlets = value
+        .get("streamlets")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     for (name, raw) in streamlets {
         let inputs = raw
             .get("inputs")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         let spec = if broken.contains(&format!("streamlets/{name}")) {
             None
@@ -270,7 +318,7 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
                     pipeline.problems.push(Diagnostic::new(
                         Problem::InvalidValue {
                             field: name.clone(),
-                            message: e.to_string(),
+                            reason: e.to_string(),
                         },
                         pipeline.locator.key(&Pipeline::pointer(name, "")),
                     ));
@@ -291,12 +339,20 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
 }
 
 /// A top-level section as its typed value, unless the schema found problems in it.
-fn typed<T: serde::de::DeserializeOwned>(value: &Value, key: &str, broken: &HashSet<String>) -> Option<T> {
-    let has_problem = broken.iter().any(|b| b == key || b.starts_with(&format!("{key}/")));
+fn typed<T: serde::de::DeserializeOwned>(
+    value: &Value,
+    key: &str,
+    broken: &HashSet<String>,
+) -> Option<T> {
+    let has_problem = broken
+        .iter()
+        .any(|b| b == key || b.starts_with(&format!("{key}/")));
     if has_problem {
         return None;
     }
-    value.get(key).and_then(|v| serde_json::from_value(v.clone()).ok())
+    value
+        .get(key)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
 /// Loads the definition a streamlet names with `use:` and merges its keys into the
@@ -325,7 +381,9 @@ fn take_definition(
         }
     };
     let Parsed { map, value } = parse(SourceFile::new(path, text), problems, env)?;
-    let Value::Object(definition) = value else { return None };
+    let Value::Object(definition) = value else {
+        return None;
+    };
     let target = streamlet.as_object_mut()?;
     let mut keys = HashSet::new();
     for (key, v) in definition {
@@ -333,7 +391,7 @@ fn take_definition(
             problems.push(Diagnostic::new(
                 Problem::InvalidValue {
                     field: key.clone(),
-                    message: "a streamlet definition cannot say where its records come from; put it in the pipeline".into(),
+                    reason: "a streamlet definition cannot say where its records come from; put it in the pipeline".into(),
                 },
                 map.key(&format!("/{key}")),
             ));
@@ -349,7 +407,12 @@ fn take_definition(
 
 /// Makes every path of a streamlet absolute (relative to the file that names it),
 /// reporting input files that do not exist.
-fn resolve_paths(locator: &Locator, name: &str, spec: &mut StreamletSpec, problems: &mut Vec<Diagnostic>) {
+fn resolve_paths(
+    locator: &Locator,
+    name: &str,
+    spec: &mut StreamletSpec,
+    problems: &mut Vec<Diagnostic>,
+) {
     for field in spec.paths_mut() {
         let pointer = Pipeline::pointer(name, field.pointer);
         let resolved = path_clean::clean(locator.base_dir(&pointer).join(&*field.path));

@@ -8,8 +8,8 @@ use super::source::Location;
 #[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
 #[serde(tag = "code", rename_all = "kebab-case")]
 pub enum Problem {
-    #[error("YAML syntax error: {message}")]
-    YamlSyntax { message: String },
+    #[error("YAML syntax error: {reason}")]
+    YamlSyntax { reason: String },
     #[error("duplicate key `{key}`: keys must be unique, the last one would silently win")]
     DuplicateKey { key: String },
     #[error("duplicate streamlet name `{name}`")]
@@ -27,8 +27,8 @@ pub enum Problem {
     },
     #[error("missing required field `{field}`")]
     MissingField { field: String },
-    #[error("invalid value for `{field}`: {message}")]
-    InvalidValue { field: String, message: String },
+    #[error("invalid value for `{field}`: {reason}")]
+    InvalidValue { field: String, reason: String },
     #[error("unknown streamlet kind `{kind}`")]
     UnknownKind {
         kind: String,
@@ -161,7 +161,10 @@ impl Diagnostic {
 }
 
 /// The suggestion closest to `word` among `candidates`, if one is close enough.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))

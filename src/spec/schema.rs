@@ -15,7 +15,8 @@ pub const PIPELINE_SCHEMA: &str = include_str!("../../schemas/pipeline.schema.js
 fn schema() -> &'static (Value, Validator) {
     static SCHEMA: OnceLock<(Value, Validator)> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let value: Value = serde_json::from_str(PIPELINE_SCHEMA).expect("the built-in schema is JSON");
+        let value: Value =
+            serde_json::from_str(PIPELINE_SCHEMA).expect("the built-in schema is JSON");
         let validator = jsonschema::draft202012::options()
             .build(&value)
             .expect("the built-in schema compiles");
@@ -42,11 +43,32 @@ pub fn check(document: &Value) -> Vec<Finding> {
     // A failed `if/then` branch repeats its inner errors; report each once.
     let mut seen = std::collections::HashSet::new();
     findings.retain(|f| seen.insert((f.pointer.clone(), f.problem.to_string())));
+    // A misspelt key also makes its field missing: the unknown key says it better.
+    let misspelt: Vec<(String, String)> = findings
+        .iter()
+        .filter_map(|f| match &f.problem {
+            Problem::UnknownKey {
+                suggestion: Some(s),
+                ..
+            } => {
+                let parent = f.pointer.rsplit_once('/').map_or("", |(p, _)| p);
+                Some((parent.to_string(), s.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    findings.retain(|f| match &f.problem {
+        Problem::MissingField { field } => !misspelt.contains(&(f.pointer.clone(), field.clone())),
+        _ => true,
+    });
     findings
 }
 
 fn field_name(pointer: &str) -> String {
-    pointer_segments(pointer).last().cloned().unwrap_or_else(|| "(document)".into())
+    pointer_segments(pointer)
+        .last()
+        .cloned()
+        .unwrap_or_else(|| "(document)".into())
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -79,7 +101,13 @@ fn to_findings(e: &jsonschema::ValidationError<'_>, schema: &Value) -> Vec<Findi
         .and_then(|uri| uri.fragment().map(|f| f.as_str().to_string()))
         .unwrap_or_default();
     let instance = e.instance();
-    let one = |problem| vec![Finding { problem, pointer: pointer.clone(), at_key: false }];
+    let one = |problem| {
+        vec![Finding {
+            problem,
+            pointer: pointer.clone(),
+            at_key: false,
+        }]
+    };
     match e.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             let allowed = allowed_properties(schema, &keyword_pointer);
@@ -100,12 +128,22 @@ fn to_findings(e: &jsonschema::ValidationError<'_>, schema: &Value) -> Vec<Findi
         }),
         ValidationErrorKind::Type { kind } => one(Problem::WrongType {
             field: field_name(&pointer),
-            expected: format!("{kind:?}").to_lowercase().replace("single(", "").replace(')', ""),
+            expected: format!("{kind:?}")
+                .to_lowercase()
+                .replace("single(", "")
+                .replace(')', ""),
             found: json_type(instance).to_string(),
         }),
-        ValidationErrorKind::Enum { options } if pointer.ends_with("/kind") && pointer.starts_with("/streamlets/") => {
+        ValidationErrorKind::Enum { options }
+            if pointer.ends_with("/kind") && pointer.starts_with("/streamlets/") =>
+        {
             let kind = instance.as_str().unwrap_or_default();
-            let known: Vec<&str> = options.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let known: Vec<&str> = options
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
             one(Problem::UnknownKind {
                 kind: kind.to_string(),
                 suggestion: did_you_mean(kind, known),
@@ -120,16 +158,17 @@ fn to_findings(e: &jsonschema::ValidationError<'_>, schema: &Value) -> Vec<Findi
                 .collect();
             one(Problem::InvalidValue {
                 field: field_name(&pointer),
-                message: format!("{instance} is not one of {}", known.join(", ")),
+                reason: format!("{instance} is not one of {}", known.join(", ")),
             })
         }
         ValidationErrorKind::PropertyNames { .. } => one(Problem::InvalidValue {
             field: field_name(&pointer),
-            message: "names must be lowercase letters, digits, `_` or `-`, starting with a letter".into(),
+            reason: "names must be lowercase letters, digits, `_` or `-`, starting with a letter"
+                .into(),
         }),
         _ => one(Problem::InvalidValue {
             field: field_name(&pointer),
-            message: e.masked().to_string(),
+            reason: e.masked().to_string(),
         }),
     }
 }
@@ -150,7 +189,10 @@ mod tests {
         let doc = json!({"pipeline": "p", "streamlets": {"a": {"kind": "ingress", "sourse": {"type": "stdin"}}}});
         let findings = check(&doc);
         assert!(findings.iter().any(|f| f.problem
-            == Problem::UnknownKey { key: "sourse".into(), suggestion: Some("source".into()) }
+            == Problem::UnknownKey {
+                key: "sourse".into(),
+                suggestion: Some("source".into())
+            }
             && f.pointer == "/streamlets/a/sourse"));
     }
 }

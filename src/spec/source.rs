@@ -88,8 +88,15 @@ struct ByteSpan {
 /// A YAML problem found while mapping the source: a syntax error or a duplicate key.
 #[derive(Debug, Clone)]
 pub enum YamlIssue {
-    Syntax { message: String, at: Location },
-    DuplicateKey { pointer: String, key: String, at: Location },
+    Syntax {
+        message: String,
+        at: Location,
+    },
+    DuplicateKey {
+        pointer: String,
+        key: String,
+        at: Location,
+    },
 }
 
 /// Positions of every node of a YAML document, by JSON pointer (`/streamlets/check/inputs/0`).
@@ -161,8 +168,9 @@ impl SourceMap {
                     documents += 1;
                     if documents > 1 {
                         return Err(YamlIssue::Syntax {
-                            message: "a pipeline file holds one YAML document; found a second `---`"
-                                .into(),
+                            message:
+                                "a pipeline file holds one YAML document; found a second `---`"
+                                    .into(),
                             at: file.location_at(here.offset, here.len),
                         });
                     }
@@ -171,7 +179,8 @@ impl SourceMap {
                 | Event::MappingStart(..)
                 | Event::SequenceStart(..)
                 | Event::Alias(..) => {
-                    let container = matches!(event, Event::MappingStart(..) | Event::SequenceStart(..));
+                    let container =
+                        matches!(event, Event::MappingStart(..) | Event::SequenceStart(..));
                     let placed = match stack.last_mut() {
                         None => Some((String::new(), None)),
                         Some(Frame::Sequence { pointer, next }) => {
@@ -179,9 +188,10 @@ impl SourceMap {
                             Some((format!("{pointer}/{}", *next - 1), None))
                         }
                         Some(Frame::Mapping { pointer, key, seen }) => match key.take() {
-                            Some((name, key_span)) => {
-                                Some((format!("{pointer}/{}", escape_segment(&name)), Some(key_span)))
-                            }
+                            Some((name, key_span)) => Some((
+                                format!("{pointer}/{}", escape_segment(&name)),
+                                Some(key_span),
+                            )),
                             None => {
                                 let name = match &event {
                                     Event::Scalar(text, ..) => text.to_string(),
@@ -206,7 +216,9 @@ impl SourceMap {
                     };
                     if let Some((pointer, key)) = placed {
                         // The first occurrence of a duplicated key keeps its position.
-                        nodes.entry(pointer.clone()).or_insert(NodeSpan { key, value: here });
+                        nodes
+                            .entry(pointer.clone())
+                            .or_insert(NodeSpan { key, value: here });
                         if container {
                             stack.push(match event {
                                 Event::MappingStart(..) => Frame::Mapping {
@@ -252,7 +264,11 @@ impl SourceMap {
         let mut p = pointer;
         loop {
             if let Some(node) = self.nodes.get(p) {
-                let span = if prefer_key { node.key.unwrap_or(node.value) } else { node.value };
+                let span = if prefer_key {
+                    node.key.unwrap_or(node.value)
+                } else {
+                    node.value
+                };
                 return self.file.location_at(span.offset, span.len);
             }
             match p.rfind('/') {

@@ -56,7 +56,12 @@ pub struct Outlet {
 }
 
 impl Outlet {
-    pub fn new(streamlet: &str, port: &str, mode: OutletMode, senders: Vec<mpsc::Sender<Batch>>) -> Self {
+    pub fn new(
+        streamlet: &str,
+        port: &str,
+        mode: OutletMode,
+        senders: Vec<mpsc::Sender<Batch>>,
+    ) -> Self {
         Outlet {
             streamlet: streamlet.to_string(),
             port: port.to_string(),
@@ -109,9 +114,9 @@ impl Outlets {
 
     /// The outlet named `port`. Verification guarantees every declared port exists.
     pub fn get(&self, port: &str) -> &Outlet {
-        self.0
-            .get(port)
-            .unwrap_or_else(|| panic!("outlet `{port}` was not wired: the topology and the streamlet disagree"))
+        self.0.get(port).unwrap_or_else(|| {
+            panic!("outlet `{port}` was not wired: the topology and the streamlet disagree")
+        })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Outlet> {

@@ -55,7 +55,11 @@ pub fn build(pipeline: Pipeline) -> Result<Topology, Report> {
     diagnostics.extend(checked.problems);
     if !diagnostics.is_empty() {
         diagnostics.sort_by(|a, b| {
-            (&a.location.file, a.location.line, a.location.column).cmp(&(&b.location.file, b.location.line, b.location.column))
+            (&a.location.file, a.location.line, a.location.column).cmp(&(
+                &b.location.file,
+                b.location.line,
+                b.location.column,
+            ))
         });
         return Err(Report {
             diagnostics,
@@ -71,7 +75,10 @@ pub fn build(pipeline: Pipeline) -> Result<Topology, Report> {
         },
         |_, edge| Some(edge.clone()),
     );
-    let by_name = graph.node_indices().map(|i| (graph[i].name.clone(), i)).collect();
+    let by_name = graph
+        .node_indices()
+        .map(|i| (graph[i].name.clone(), i))
+        .collect();
     Ok(Topology {
         name: pipeline.name,
         defaults: pipeline.defaults,

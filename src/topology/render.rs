@@ -12,7 +12,13 @@ pub fn dot(topology: &Topology) -> String {
         graph,
         &[Config::EdgeNoLabel, Config::NodeNoLabel],
         &|_, edge| format!("label = \"{}\"", edge.weight().port),
-        &|_, (_, node)| format!("label = \"{}\\n({})\" shape = box", node.name, node.spec.kind.name()),
+        &|_, (_, node)| {
+            format!(
+                "label = \"{}\\n({})\" shape = box",
+                node.name,
+                node.spec.kind.name()
+            )
+        },
     );
     format!("// pipeline {}\n{body:?}", topology.name)
 }
@@ -23,7 +29,12 @@ pub fn mermaid(topology: &Topology) -> String {
     let mut out = format!("%% pipeline {}\nflowchart LR\n", topology.name);
     for i in graph.node_indices() {
         let node = &graph[i];
-        out.push_str(&format!("    {}[\"{}<br/>({})\"]\n", mermaid_id(&node.name), node.name, node.spec.kind.name()));
+        out.push_str(&format!(
+            "    {}[\"{}<br/>({})\"]\n",
+            mermaid_id(&node.name),
+            node.name,
+            node.spec.kind.name()
+        ));
     }
     for e in graph.edge_references() {
         out.push_str(&format!(

@@ -24,7 +24,12 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
     let index: HashMap<&str, NodeIndex> = pipeline
         .streamlets
         .values()
-        .map(|s| (s.name.as_str(), graph.add_node((s.name.clone(), s.spec.clone()))))
+        .map(|s| {
+            (
+                s.name.as_str(),
+                graph.add_node((s.name.clone(), s.spec.clone())),
+            )
+        })
         .collect();
     let names: Vec<&str> = pipeline.streamlets.keys().map(String::as_str).collect();
     let capacities = edge_capacities(pipeline, &mut problems);
@@ -55,7 +60,11 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
                                 Problem::UnknownPort {
                                     streamlet: up_name.to_string(),
                                     port: port.unwrap_or("(default)").to_string(),
-                                    available: outlets.names.iter().map(|n| n.to_string()).collect(),
+                                    available: outlets
+                                        .names
+                                        .iter()
+                                        .map(|n| n.to_string())
+                                        .collect(),
                                 },
                                 at,
                             ));
@@ -103,7 +112,10 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
 
 /// Per-edge capacities from `edges:`, keyed by (`from.port`, `to`); edges that
 /// name no input of the pipeline are problems.
-fn edge_capacities(pipeline: &Pipeline, problems: &mut Vec<Diagnostic>) -> HashMap<(String, String), usize> {
+fn edge_capacities(
+    pipeline: &Pipeline,
+    problems: &mut Vec<Diagnostic>,
+) -> HashMap<(String, String), usize> {
     let mut capacities = HashMap::new();
     for (i, edge) in pipeline.edges.iter().enumerate() {
         let (from, port) = split_input(&edge.from);
@@ -155,7 +167,9 @@ fn check_outlets(
                         port: port.clone(),
                         available: outlets.names.iter().map(|n| n.to_string()).collect(),
                     },
-                    pipeline.locator.value(&Pipeline::pointer(&s.name, &format!("/discard/{i}"))),
+                    pipeline
+                        .locator
+                        .value(&Pipeline::pointer(&s.name, &format!("/discard/{i}"))),
                 ));
             }
         }
@@ -165,7 +179,9 @@ fn check_outlets(
             .map(|e| e.weight().port.as_str())
             .collect();
         for port in outlets.names {
-            let fine = consumed.contains(port) || outlets.optional.contains(port) || spec.discard.iter().any(|d| d == port);
+            let fine = consumed.contains(port)
+                || outlets.optional.contains(port)
+                || spec.discard.iter().any(|d| d == port);
             if !fine {
                 problems.push(Diagnostic::new(
                     Problem::UnconsumedOutlet {
@@ -180,7 +196,11 @@ fn check_outlets(
 }
 
 /// One problem per cycle, naming its streamlets in the order records would loop.
-fn check_cycles(pipeline: &Pipeline, graph: &DiGraph<(String, Option<StreamletSpec>), Edge>, problems: &mut Vec<Diagnostic>) {
+fn check_cycles(
+    pipeline: &Pipeline,
+    graph: &DiGraph<(String, Option<StreamletSpec>), Edge>,
+    problems: &mut Vec<Diagnostic>,
+) {
     for component in tarjan_scc(graph) {
         let looped = component.len() > 1 || graph.contains_edge(component[0], component[0]);
         if !looped {
@@ -188,17 +208,25 @@ fn check_cycles(pipeline: &Pipeline, graph: &DiGraph<(String, Option<StreamletSp
         }
         let members: HashSet<NodeIndex> = component.iter().copied().collect();
         // Start from the streamlet written first, and walk the cycle back to it.
-        let Some(&start) = component.iter().min_by_key(|n| n.index()) else { continue };
+        let Some(&start) = component.iter().min_by_key(|n| n.index()) else {
+            continue;
+        };
         let path = cycle_from(graph, start, &members);
         let streamlets: Vec<String> = path.iter().map(|n| graph[*n].0.clone()).collect();
         problems.push(Diagnostic::new(
             Problem::Cycle { streamlets },
-            pipeline.locator.key(&Pipeline::pointer(&graph[start].0, "")),
+            pipeline
+                .locator
+                .key(&Pipeline::pointer(&graph[start].0, "")),
         ));
     }
 }
 
-fn cycle_from<N, E>(graph: &DiGraph<N, E>, start: NodeIndex, members: &HashSet<NodeIndex>) -> Vec<NodeIndex> {
+fn cycle_from<N, E>(
+    graph: &DiGraph<N, E>,
+    start: NodeIndex,
+    members: &HashSet<NodeIndex>,
+) -> Vec<NodeIndex> {
     let mut path = vec![start];
     let mut visited = HashSet::from([start]);
     fn dfs<N, E>(
@@ -208,7 +236,9 @@ fn cycle_from<N, E>(graph: &DiGraph<N, E>, start: NodeIndex, members: &HashSet<N
         path: &mut Vec<NodeIndex>,
         visited: &mut HashSet<NodeIndex>,
     ) -> bool {
-        let Some(&here) = path.last() else { return false };
+        let Some(&here) = path.last() else {
+            return false;
+        };
         for next in graph.neighbors(here) {
             if next == start {
                 return true;
@@ -236,7 +266,12 @@ fn read_record_schema(path: &Path) -> Result<Value, String> {
 }
 
 /// Every record schema a streamlet names must be a valid JSON Schema.
-fn check_record_schemas(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &mut Vec<Diagnostic>) {
+fn check_record_schemas(
+    pipeline: &Pipeline,
+    name: &str,
+    spec: &StreamletSpec,
+    problems: &mut Vec<Diagnostic>,
+) {
     let mut spec = spec.clone();
     for field in spec.paths_mut() {
         let is_schema = matches!(field.role, crate::spec::PathRole::Input("record schema"));
@@ -249,24 +284,39 @@ fn check_record_schemas(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, p
                     path: field.path.display().to_string(),
                     reason,
                 },
-                pipeline.locator.value(&Pipeline::pointer(name, field.pointer)),
+                pipeline
+                    .locator
+                    .value(&Pipeline::pointer(name, field.pointer)),
             ));
         }
     }
 }
 
 /// Where both ends of an edge declare record schemas, the outlet's must fit the inlet's.
-fn check_records(pipeline: &Pipeline, from: &str, to: &str, input_index: usize, problems: &mut Vec<Diagnostic>) {
+fn check_records(
+    pipeline: &Pipeline,
+    from: &str,
+    to: &str,
+    input_index: usize,
+    problems: &mut Vec<Diagnostic>,
+) {
     let input = &pipeline.streamlets[to].inputs[input_index];
     let (_, port) = split_input(input);
-    let (Some(up), Some(down)) = (&pipeline.streamlets[from].spec, &pipeline.streamlets[to].spec) else {
+    let (Some(up), Some(down)) = (
+        &pipeline.streamlets[from].spec,
+        &pipeline.streamlets[to].spec,
+    ) else {
         return;
     };
-    let port = port.or(up.kind.outlets().names.first().copied()).unwrap_or("out");
-    let (Some(out_path), Some(in_path)) = (up.kind.emitted_schema(port), down.accepts.as_ref()) else {
+    let port = port
+        .or(up.kind.outlets().names.first().copied())
+        .unwrap_or("out");
+    let (Some(out_path), Some(in_path)) = (up.kind.emitted_schema(port), down.accepts.as_ref())
+    else {
         return;
     };
-    let (Ok(outlet), Ok(inlet)) = (read_record_schema(out_path), read_record_schema(in_path)) else {
+    let (Ok(outlet), Ok(inlet)) = (read_record_schema(out_path), read_record_schema(in_path))
+    else {
         return; // reported by check_record_schemas
     };
     let reasons = records::incompatibilities(&outlet, &inlet);
@@ -277,7 +327,9 @@ fn check_records(pipeline: &Pipeline, from: &str, to: &str, input_index: usize, 
                 to: to.to_string(),
                 reason: reasons.join("; "),
             },
-            pipeline.locator.value(&Pipeline::pointer(to, &format!("/inputs/{input_index}"))),
+            pipeline
+                .locator
+                .value(&Pipeline::pointer(to, &format!("/inputs/{input_index}"))),
         ));
     }
 }

@@ -50,16 +50,25 @@ impl ListingGenerator {
         let sqft_lot: u32 = sqft_living + r.random_range(500..12000);
         let floors = [1.0, 1.5, 2.0, 2.5, 3.0][r.random_range(0..5)];
         let waterfront = r.random_bool(0.02);
-        let view: u32 = if waterfront { r.random_range(2..=4) } else { r.random_range(0..=2) };
+        let view: u32 = if waterfront {
+            r.random_range(2..=4)
+        } else {
+            r.random_range(0..=2)
+        };
         let condition: u32 = r.random_range(1..=5);
         let yr_built: u32 = r.random_range(1900..=2024);
-        let yr_renovated: u32 = if r.random_bool(0.2) { r.random_range(yr_built..=2024) } else { 0 };
-        let price = ((sqft_living as f64) * 260.0 * premium * (1.0 + 0.25 * waterfront as u8 as f64)
-            + (view as f64) * 30_000.0
-            + (condition as f64) * 8_000.0
-            + r.random_range(-40_000.0..40_000.0))
-        .max(75_000.0)
-        .round();
+        let yr_renovated: u32 = if r.random_bool(0.2) {
+            r.random_range(yr_built..=2024)
+        } else {
+            0
+        };
+        let price =
+            ((sqft_living as f64) * 260.0 * premium * (1.0 + 0.25 * waterfront as u8 as f64)
+                + (view as f64) * 30_000.0
+                + (condition as f64) * 8_000.0
+                + r.random_range(-40_000.0..40_000.0))
+            .max(75_000.0)
+            .round();
         let value = json!({
             "id": id,
             "date": format!("2026-{:02}-{:02}", r.random_range(1..=12), r.random_range(1..=28)),
@@ -79,7 +88,9 @@ impl ListingGenerator {
             "country": "USA",
             "price": price,
         });
-        let Value::Object(mut record) = value else { unreachable!("json! of an object") };
+        let Value::Object(mut record) = value else {
+            unreachable!("json! of an object")
+        };
         if self.invalid_ratio > 0.0 && r.random_bool(self.invalid_ratio.min(1.0)) {
             match r.random_range(0..3) {
                 0 => {

@@ -1,0 +1,189 @@
+//! One test per verification problem: each broken pipeline under `tests/broken/`
+//! is reported with the right problem at the right line and column.
+
+use std::path::Path;
+
+use sluice::spec::{Diagnostic, LoadError};
+
+fn problems(file: &str) -> Vec<Diagnostic> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/broken")
+        .join(file);
+    match sluice::topology::load(&path) {
+        Ok(_) => panic!("{file} should have problems"),
+        Err(LoadError::Problems(report)) => report.diagnostics,
+        Err(e) => panic!("{file}: {e}"),
+    }
+}
+
+/// Asserts that `file` reports `code` at `line:column` in `in_file` (the pipeline itself unless given).
+fn assert_problem(
+    file: &str,
+    code: &str,
+    line: usize,
+    column: usize,
+    in_file: Option<&str>,
+) -> Diagnostic {
+    let found = problems(file);
+    let expected_file = in_file.unwrap_or(file);
+    found
+        .iter()
+        .find(|d| {
+            d.problem.code() == code
+                && d.location.file.ends_with(expected_file)
+                && (d.location.line, d.location.column) == (line, column)
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("{file}: no {code} at {expected_file}:{line}:{column}; found {found:#?}")
+        })
+}
+
+macro_rules! problem_test {
+    ($name:ident, $code:literal, $line:literal, $column:literal) => {
+        #[test]
+        fn $name() {
+            assert_problem(
+                concat!(stringify!($name), ".yaml"),
+                $code,
+                $line,
+                $column,
+                None,
+            );
+        }
+    };
+}
+
+problem_test!(yaml_syntax, "yaml-syntax", 5, 3);
+problem_test!(duplicate_key, "duplicate-key", 6, 5);
+problem_test!(duplicate_streamlet, "duplicate-streamlet", 10, 3);
+problem_test!(wrong_type, "wrong-type", 3, 15);
+problem_test!(missing_field, "missing-field", 7, 5);
+problem_test!(invalid_value, "invalid-value", 5, 36);
+problem_test!(unconsumed_outlet, "unconsumed-outlet", 6, 3);
+problem_test!(missing_inputs, "missing-inputs", 10, 3);
+problem_test!(unexpected_inputs, "unexpected-inputs", 8, 5);
+problem_test!(incompatible_records, "incompatible-records", 13, 29);
+problem_test!(missing_file, "missing-file", 7, 13);
+problem_test!(unset_variable, "unset-variable", 9, 31);
+problem_test!(unknown_edge, "unknown-edge", 12, 5);
+problem_test!(invalid_record_schema, "invalid-record-schema", 9, 13);
+
+#[test]
+fn unknown_key() {
+    let d = assert_problem("unknown_key.yaml", "unknown-key", 5, 5, None);
+    assert_eq!(d.hint.as_deref(), Some("did you mean `source`?"));
+    // The misspelt key is the whole story: no separate "missing source".
+    assert!(!problems("unknown_key.yaml")
+        .iter()
+        .any(|d| d.problem.code() == "missing-field"));
+}
+
+#[test]
+fn unknown_kind() {
+    let d = assert_problem("unknown_kind.yaml", "unknown-kind", 7, 11, None);
+    assert_eq!(d.hint.as_deref(), Some("did you mean `validator`?"));
+}
+
+#[test]
+fn unknown_streamlet() {
+    let d = assert_problem("unknown_streamlet.yaml", "unknown-streamlet", 8, 24, None);
+    assert_eq!(d.hint.as_deref(), Some("did you mean `listings`?"));
+}
+
+#[test]
+fn unknown_port() {
+    let d = assert_problem("unknown_port.yaml", "unknown-port", 14, 9, None);
+    assert!(d.hint.unwrap_or_default().contains("`check.valid`"));
+}
+
+#[test]
+fn cycle() {
+    let d = assert_problem("cycle.yaml", "cycle", 6, 3, None);
+    assert_eq!(d.message, "cycle: a → b → c → a");
+}
+
+#[test]
+fn problems_in_a_definition_point_into_the_definition_file() {
+    assert_problem(
+        "definition_problem.yaml",
+        "unknown-key",
+        3,
+        1,
+        Some("defs/bad-check.yaml"),
+    );
+}
+
+#[test]
+fn every_problem_of_a_file_is_reported_at_once() {
+    let codes: Vec<String> = problems("many_problems.yaml")
+        .iter()
+        .map(|d| d.problem.code())
+        .collect();
+    for code in ["unknown-key", "unknown-streamlet", "unconsumed-outlet"] {
+        assert!(
+            codes.iter().any(|c| c == code),
+            "{code} missing from {codes:?}"
+        );
+    }
+}
+
+#[test]
+fn every_problem_variant_has_a_broken_pipeline() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken");
+    let mut covered = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(dir).expect("tests/broken exists") {
+        let name = entry
+            .expect("readable entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with(".yaml") {
+            covered.extend(problems(&name).into_iter().map(|d| d.problem.code()));
+        }
+    }
+    // The codes of every variant of `Problem`: adding a variant means adding a broken pipeline.
+    let all = [
+        "yaml-syntax",
+        "duplicate-key",
+        "duplicate-streamlet",
+        "unknown-key",
+        "wrong-type",
+        "missing-field",
+        "invalid-value",
+        "unknown-kind",
+        "unknown-streamlet",
+        "unknown-port",
+        "unconsumed-outlet",
+        "missing-inputs",
+        "unexpected-inputs",
+        "cycle",
+        "incompatible-records",
+        "missing-file",
+        "unset-variable",
+        "unknown-edge",
+        "invalid-record-schema",
+    ];
+    for code in all {
+        assert!(covered.contains(code), "no broken pipeline shows {code}");
+    }
+}
+
+#[test]
+fn example_pipelines_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).expect("pipelines/ exists") {
+        let path = entry.expect("readable entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            if let Err(e) = sluice::topology::load(&path) {
+                match e {
+                    LoadError::Problems(r) => panic!("{}: {:#?}", path.display(), r.diagnostics),
+                    e => panic!("{}: {e}", path.display()),
+                }
+            }
+            count += 1;
+        }
+    }
+    assert!(count >= 2);
+}
