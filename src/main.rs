@@ -58,6 +58,11 @@ enum GraphFormat {
     Mermaid,
 }
 
+/// Records are many small allocations made on one thread and freed on another:
+/// mimalloc handles that far better than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXIT_PROBLEMS: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 

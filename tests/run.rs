@@ -47,6 +47,7 @@ fn demo_pipeline_splits_valid_and_rejected_listings_exactly() {
     let status = sluice()
         .env("SLUICE_OUT", out.path())
         .args(["run", "pipelines/listings-check.yaml"])
+        .stderr(Stdio::null())
         .status()
         .expect("sluice runs");
     assert!(status.success());
