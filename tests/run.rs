@@ -411,3 +411,39 @@ fn stdin_lines_stream_through_and_bad_bytes_are_kept() {
     let ids: Vec<&Value> = lines.iter().filter_map(|r| r.get("id")).collect();
     assert_eq!(ids, vec![&Value::from(1), &Value::from(2)]);
 }
+
+#[test]
+fn malformed_input_nobody_reads_is_logged_with_its_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let yaml = dir.path().join("p.yaml");
+    std::fs::write(
+        &yaml,
+        "pipeline: logged\nstreamlets:\n  lines:\n    kind: ingress\n    source: { type: stdin }\n  print:\n    kind: egress\n    inputs: [lines]\n    sink: { type: stdout }\n",
+    )
+    .expect("write pipeline");
+    let output = sluice()
+        .args(["--log-format", "json", "run", &yaml.display().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(b"{\"id\":1}\nnot json at all\n")?;
+            drop(stdin);
+            child.wait_with_output()
+        })
+        .expect("runs");
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "{\"id\":1}\n");
+    let warning = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["level"] == "WARN" && l["outlet"] == "errors")
+        .expect("a warning for the malformed line");
+    let record: Value =
+        serde_json::from_str(warning["record"].as_str().expect("record")).expect("JSON record");
+    assert_eq!(record["_raw"], "not json at all");
+    assert_eq!(record["_error"]["line"], 2);
+}

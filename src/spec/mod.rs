@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 pub use config::*;
 pub use problem::{Diagnostic, Problem};
-pub use source::{Location, SourceFile, SourceMap, YamlIssue};
+pub use source::{Location, SourceFile, SourceMap};
 
 use source::{escape_segment, pointer_segments};
 
@@ -164,25 +164,25 @@ fn parse(
     problems: &mut Vec<Diagnostic>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<Parsed> {
-    let (map, issues) = match SourceMap::build(file.clone()) {
+    let (map, duplicates) = match SourceMap::build(file.clone()) {
         Ok(built) => built,
-        Err(YamlIssue::Syntax { message, at }) => {
-            problems.push(Diagnostic::new(Problem::YamlSyntax { reason: message }, at));
+        Err(e) => {
+            problems.push(Diagnostic::new(
+                Problem::YamlSyntax { reason: e.message },
+                e.at,
+            ));
             return None;
         }
-        Err(YamlIssue::DuplicateKey { .. }) => unreachable!("duplicates are issues, not errors"),
     };
-    for issue in issues {
-        if let YamlIssue::DuplicateKey { pointer, key, at } = issue {
-            let is_streamlet =
-                pointer_segments(&pointer).len() == 2 && pointer.starts_with("/streamlets/");
-            let problem = if is_streamlet {
-                Problem::DuplicateStreamlet { name: key }
-            } else {
-                Problem::DuplicateKey { key }
-            };
-            problems.push(Diagnostic::new(problem, at));
-        }
+    for dup in duplicates {
+        let is_streamlet =
+            pointer_segments(&dup.pointer).len() == 2 && dup.pointer.starts_with("/streamlets/");
+        let problem = if is_streamlet {
+            Problem::DuplicateStreamlet { name: dup.key }
+        } else {
+            Problem::DuplicateKey { key: dup.key }
+        };
+        problems.push(Diagnostic::new(problem, dup.at));
     }
     let mut value: Value = match serde_yaml_ng::from_str(&file.text) {
         Ok(v) => v,

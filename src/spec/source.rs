@@ -85,18 +85,19 @@ struct ByteSpan {
     len: usize,
 }
 
-/// A YAML problem found while mapping the source: a syntax error or a duplicate key.
+/// A YAML syntax error: mapping the file stops there.
 #[derive(Debug, Clone)]
-pub enum YamlIssue {
-    Syntax {
-        message: String,
-        at: Location,
-    },
-    DuplicateKey {
-        pointer: String,
-        key: String,
-        at: Location,
-    },
+pub struct SyntaxError {
+    pub message: String,
+    pub at: Location,
+}
+
+/// A key written twice in one mapping; `pointer` is the entry's JSON pointer.
+#[derive(Debug, Clone)]
+pub struct DuplicateKey {
+    pub pointer: String,
+    pub key: String,
+    pub at: Location,
 }
 
 /// Positions of every node of a YAML document, by JSON pointer (`/streamlets/check/inputs/0`).
@@ -135,7 +136,7 @@ pub fn pointer_segments(pointer: &str) -> Vec<String> {
 impl SourceMap {
     /// Maps every node of the first document in `file`. Duplicate keys are reported
     /// as issues (all of them); a syntax error ends the mapping with an error.
-    pub fn build(file: SourceFile) -> Result<(SourceMap, Vec<YamlIssue>), YamlIssue> {
+    pub fn build(file: SourceFile) -> Result<(SourceMap, Vec<DuplicateKey>), SyntaxError> {
         let char_offsets: Vec<usize> = file
             .text
             .char_indices()
@@ -157,7 +158,7 @@ impl SourceMap {
         for event in Parser::new_from_str(&file.text) {
             let (event, span) = event.map_err(|e| {
                 let m = e.marker();
-                YamlIssue::Syntax {
+                SyntaxError {
                     message: e.info().to_string(),
                     at: file.location_of_line(m.line(), m.col() + 1),
                 }
@@ -167,7 +168,7 @@ impl SourceMap {
                 Event::DocumentStart(_) => {
                     documents += 1;
                     if documents > 1 {
-                        return Err(YamlIssue::Syntax {
+                        return Err(SyntaxError {
                             message:
                                 "a pipeline file holds one YAML document; found a second `---`"
                                     .into(),
@@ -196,14 +197,14 @@ impl SourceMap {
                                 let name = match &event {
                                     Event::Scalar(text, ..) => text.to_string(),
                                     _ => {
-                                        return Err(YamlIssue::Syntax {
+                                        return Err(SyntaxError {
                                             message: "mapping keys must be plain strings".into(),
                                             at: file.location_at(here.offset, here.len),
                                         })
                                     }
                                 };
                                 if !seen.insert(name.clone()) {
-                                    issues.push(YamlIssue::DuplicateKey {
+                                    issues.push(DuplicateKey {
                                         pointer: format!("{pointer}/{}", escape_segment(&name)),
                                         key: name.clone(),
                                         at: file.location_at(here.offset, here.len),
@@ -283,7 +284,7 @@ impl SourceMap {
 mod tests {
     use super::*;
 
-    fn map(text: &str) -> (SourceMap, Vec<YamlIssue>) {
+    fn map(text: &str) -> (SourceMap, Vec<DuplicateKey>) {
         SourceMap::build(SourceFile::new("p.yaml", text)).expect("valid yaml")
     }
 
@@ -304,22 +305,13 @@ mod tests {
     #[test]
     fn reports_every_duplicate_key() {
         let (_, issues) = map("a: 1\nb: 2\na: 3\nb: 4\n");
-        let dups: Vec<_> = issues
-            .iter()
-            .map(|i| match i {
-                YamlIssue::DuplicateKey { key, at, .. } => (key.clone(), at.line),
-                other => panic!("unexpected {other:?}"),
-            })
-            .collect();
+        let dups: Vec<_> = issues.iter().map(|d| (d.key.clone(), d.at.line)).collect();
         assert_eq!(dups, vec![("a".into(), 3), ("b".into(), 4)]);
     }
 
     #[test]
     fn syntax_error_has_a_position() {
         let err = SourceMap::build(SourceFile::new("p.yaml", "a: [1, 2\nb: 3\n")).unwrap_err();
-        match err {
-            YamlIssue::Syntax { at, .. } => assert!(at.line >= 2),
-            other => panic!("unexpected {other:?}"),
-        }
+        assert!(err.at.line >= 2, "{err:?}");
     }
 }
