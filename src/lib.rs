@@ -4,6 +4,7 @@
 //! positions) → `topology` (verified graph) → `runtime` (tasks and channels)
 //! → `streamlets` (what each kind does).
 
+pub mod models;
 pub mod observe;
 pub mod runtime;
 pub mod spec;

@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::streamlets::io::{Counter, Inlet, Io, Outlet, OutletMode, Outlets};
+use crate::models::ModelStatsSummary;
+use crate::streamlets::io::{Counter, Inlet, Io, Outlet, OutletMode, Outlets, Telemetry};
 use crate::topology::Topology;
 
 /// Why a run failed.
@@ -36,6 +37,8 @@ pub struct StreamletSummary {
     pub kind: String,
     pub records_in: u64,
     pub outlets: Vec<OutletSummary>,
+    /// Every model version that served, for scorers.
+    pub models: Vec<ModelStatsSummary>,
 }
 
 /// What a whole run did.
@@ -68,6 +71,7 @@ struct Counters {
     kind: &'static str,
     received: Arc<Counter>,
     sent: Vec<(String, OutletMode, Arc<Counter>)>,
+    telemetry: Telemetry,
 }
 
 /// Runs the topology until every finite source is drained, `stop` is cancelled
@@ -110,11 +114,13 @@ pub async fn run(topology: Topology, stop: CancellationToken) -> Result<RunSumma
             outlets.insert(outlet);
         }
         let inlet = Inlet::new(receivers.remove(&index.index()).unwrap_or_default());
+        let telemetry = Telemetry::default();
         counters.push(Counters {
             name: node.name.clone(),
             kind: node.spec.kind.name(),
             received: inlet.received.clone(),
             sent,
+            telemetry: telemetry.clone(),
         });
         let io = Io {
             name: node.name.clone(),
@@ -123,6 +129,7 @@ pub async fn run(topology: Topology, stop: CancellationToken) -> Result<RunSumma
             stop_intake: stop_intake.clone(),
             batch_size: topology.defaults.batch_size,
             linger: Duration::from_millis(topology.defaults.linger_ms),
+            telemetry,
         };
         let handle = tasks.spawn(crate::streamlets::run(node.spec.clone(), io));
         names.insert(handle.id(), node.name.clone());
@@ -167,6 +174,7 @@ pub async fn run(topology: Topology, stop: CancellationToken) -> Result<RunSumma
                         discarded: mode == OutletMode::Discarded,
                     })
                     .collect(),
+                models: c.telemetry.model_stats(),
             })
             .collect(),
     };

@@ -64,6 +64,7 @@ pub enum KindConfig {
     Validator(ValidatorConfig),
     Merger(MergerConfig),
     Egress(EgressConfig),
+    Scorer(ScorerConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -147,6 +148,132 @@ pub struct ValidatorConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct MergerConfig {}
 
+/// A scorer: which model serves, how records become its input tensor, and how its
+/// output tensors become record fields.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ScorerConfig {
+    pub model: ModelSourceConfig,
+    pub features: FeatureMapping,
+    pub outputs: Vec<OutputMapping>,
+    #[serde(default)]
+    pub batch: Batching,
+    /// Sessions per model version: how many batches are scored at once.
+    #[serde(default = "default_sessions")]
+    pub sessions: usize,
+    /// The field each scored record carries its audit in.
+    #[serde(default = "default_audit_field")]
+    pub audit_field: String,
+}
+
+fn default_sessions() -> usize {
+    1
+}
+
+fn default_audit_field() -> String {
+    "_model".into()
+}
+
+/// Where model versions come from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ModelSourceConfig {
+    pub name: String,
+    /// A folder of descriptors (`*.model.json` / `*.model.yaml`), watched for new versions.
+    pub folder: PathBuf,
+    /// Serve this version only; the latest when absent.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// Record fields → one row of the model's input tensor.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FeatureMapping {
+    /// The input tensor; the model's only input when absent.
+    #[serde(default)]
+    pub input: Option<String>,
+    pub fields: Vec<FeatureField>,
+}
+
+/// One record field as one or more tensor columns.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum FeatureField {
+    /// A numeric (or boolean) field, required.
+    Name(String),
+    Spec(FeatureSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FeatureSpec {
+    pub field: String,
+    /// Used when the field is missing or null.
+    #[serde(default)]
+    pub default: Option<f64>,
+    /// A string field as the index of its value in this list.
+    #[serde(default)]
+    pub categories: Option<Vec<String>>,
+    /// A string field as one column per value, 1 for its value and 0 for the others.
+    #[serde(default)]
+    pub one_hot: Option<Vec<String>>,
+    /// What a string value outside `categories`/`one_hot` does.
+    #[serde(default)]
+    pub unknown: UnknownCategory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownCategory {
+    /// The record goes to `errors`.
+    #[default]
+    Error,
+    /// All one-hot columns 0, or index -1 for `categories`.
+    Zeros,
+}
+
+impl FeatureField {
+    pub fn spec(&self) -> FeatureSpec {
+        match self {
+            FeatureField::Name(field) => FeatureSpec {
+                field: field.clone(),
+                default: None,
+                categories: None,
+                one_hot: None,
+                unknown: UnknownCategory::Error,
+            },
+            FeatureField::Spec(spec) => spec.clone(),
+        }
+    }
+}
+
+/// One output tensor → one record field.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct OutputMapping {
+    pub tensor: String,
+    pub field: String,
+    /// Class names of a probabilities tensor's columns: the field becomes `{class: p}`.
+    #[serde(default)]
+    pub classes: Option<Vec<String>>,
+    /// Keep only this class's probability (a number).
+    #[serde(default)]
+    pub class: Option<String>,
+}
+
+/// Micro-batching: score when `max_batch` records wait, or `max_wait_ms` after the first.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Batching {
+    pub max_batch: usize,
+    pub max_wait_ms: u64,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching {
+            max_batch: 256,
+            max_wait_ms: 5,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct EgressConfig {
     pub sink: SinkConfig,
@@ -169,6 +296,8 @@ pub enum SinkConfig {
 pub enum PathRole {
     /// Read by the pipeline: must exist.
     Input(&'static str),
+    /// A folder read by the pipeline: must exist.
+    Folder(&'static str),
     /// Written by the pipeline: created when run.
     Output,
 }
@@ -194,6 +323,7 @@ impl KindConfig {
             KindConfig::Validator(_) => "validator",
             KindConfig::Merger(_) => "merger",
             KindConfig::Egress(_) => "egress",
+            KindConfig::Scorer(_) => "scorer",
         }
     }
 
@@ -213,6 +343,10 @@ impl KindConfig {
             },
             KindConfig::Egress(_) => Outlets {
                 names: &[],
+                optional: &[],
+            },
+            KindConfig::Scorer(_) => Outlets {
+                names: &["out", "errors"],
                 optional: &[],
             },
         }
@@ -253,6 +387,11 @@ impl KindConfig {
                 pointer: "/sink/path",
                 role: PathRole::Output,
                 path,
+            }),
+            KindConfig::Scorer(c) => fields.push(PathField {
+                pointer: "/model/folder",
+                role: PathRole::Folder("model folder"),
+                path: &mut c.model.folder,
             }),
             KindConfig::Merger(_) | KindConfig::Egress(_) => {}
         }

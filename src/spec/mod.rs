@@ -416,16 +416,19 @@ fn resolve_paths(
     for field in spec.paths_mut() {
         let pointer = Pipeline::pointer(name, field.pointer);
         let resolved = path_clean::clean(locator.base_dir(&pointer).join(&*field.path));
-        if let PathRole::Input(what) = field.role {
-            if !resolved.is_file() {
-                problems.push(Diagnostic::new(
-                    Problem::MissingFile {
-                        what: what.to_string(),
-                        path: field.path.display().to_string(),
-                    },
-                    locator.value(&pointer),
-                ));
-            }
+        let missing = match field.role {
+            PathRole::Input(what) => (!resolved.is_file()).then_some(what),
+            PathRole::Folder(what) => (!resolved.is_dir()).then_some(what),
+            PathRole::Output => None,
+        };
+        if let Some(what) = missing {
+            problems.push(Diagnostic::new(
+                Problem::MissingFile {
+                    what: what.to_string(),
+                    path: field.path.display().to_string(),
+                },
+                locator.value(&pointer),
+            ));
         }
         *field.path = resolved;
     }

@@ -2,13 +2,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::stream::{SelectAll, StreamExt};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+
+use crate::models::{ModelRegistry, ModelStatsSummary};
 
 /// A record is a JSON object.
 pub type Record = Map<String, Value>;
@@ -146,6 +148,29 @@ impl Inlet {
     }
 }
 
+/// What a streamlet reports beyond record counts, for the run summary and metrics.
+#[derive(Clone, Default)]
+pub struct Telemetry {
+    models: Arc<Mutex<Option<Arc<ModelRegistry>>>>,
+}
+
+impl Telemetry {
+    /// The model registry this streamlet serves from.
+    pub fn serve_models(&self, registry: Arc<ModelRegistry>) {
+        *self.models.lock().unwrap_or_else(|p| p.into_inner()) = Some(registry);
+    }
+
+    /// Statistics of every model version that served in this streamlet.
+    pub fn model_stats(&self) -> Vec<ModelStatsSummary> {
+        let registry = self
+            .models
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        registry.map(|r| r.stats()).unwrap_or_default()
+    }
+}
+
 /// Everything a running streamlet gets from the runtime.
 pub struct Io {
     pub name: String,
@@ -155,6 +180,7 @@ pub struct Io {
     pub stop_intake: CancellationToken,
     pub batch_size: usize,
     pub linger: std::time::Duration,
+    pub telemetry: Telemetry,
 }
 
 /// The `_error` field a rejected record carries, beside its original content.

@@ -4,6 +4,7 @@ pub mod egress;
 pub mod ingress;
 pub mod io;
 pub mod merger;
+pub mod scorer;
 pub mod validator;
 
 use crate::spec::{KindConfig, StreamletSpec};
@@ -30,6 +31,10 @@ pub enum StreamletError {
     },
     #[error("record schema {path}: {reason}")]
     Schema { path: String, reason: String },
+    #[error(transparent)]
+    Model(#[from] crate::models::ModelError),
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// Runs one streamlet until its input ends or intake stops.
@@ -40,6 +45,7 @@ pub async fn run(spec: StreamletSpec, io: Io) -> Result<(), StreamletError> {
         KindConfig::Validator(c) => validator::run(c, io).await,
         KindConfig::Merger(_) => merger::run(io).await,
         KindConfig::Egress(c) => egress::run(c, io).await,
+        KindConfig::Scorer(c) => scorer::run(c, io).await,
     };
     match result {
         Ok(()) | Err(Stop::Downstream(Closed)) => Ok(()),

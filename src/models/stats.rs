@@ -1,0 +1,110 @@
+//! Serving statistics of one model version: calls, records, errors, latency (µs, monotonic clock).
+
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Latency figures in microseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LatencySummary {
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+/// A snapshot of a model version's statistics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelStatsSummary {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub since: String,
+    pub invocations: u64,
+    pub records: u64,
+    pub errors: u64,
+    pub latency_us: LatencySummary,
+}
+
+struct Counts {
+    invocations: u64,
+    records: u64,
+    errors: u64,
+    latency: Histogram<u64>,
+}
+
+/// Statistics of one model version, shared by everything that scores with it.
+pub struct ModelStats {
+    name: String,
+    version: String,
+    sha256: String,
+    since: SystemTime,
+    counts: Mutex<Counts>,
+}
+
+impl ModelStats {
+    pub fn new(name: &str, version: &str, sha256: &str) -> Self {
+        ModelStats {
+            name: name.to_string(),
+            version: version.to_string(),
+            sha256: sha256.to_string(),
+            since: SystemTime::now(),
+            counts: Mutex::new(Counts {
+                invocations: 0,
+                records: 0,
+                errors: 0,
+                // 1 µs to 1 hour, 3 significant digits: cannot fail.
+                latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                    .expect("valid histogram bounds"),
+            }),
+        }
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// One inference call over `records` records that took `latency_us`.
+    pub fn record_call(&self, records: usize, latency_us: u64) {
+        let mut c = self.counts();
+        c.invocations += 1;
+        c.records += records as u64;
+        c.latency.saturating_record(latency_us.max(1));
+    }
+
+    /// Records this version failed to score.
+    pub fn record_errors(&self, records: usize) {
+        self.counts().errors += records as u64;
+    }
+
+    pub fn summary(&self) -> ModelStatsSummary {
+        let c = self.counts();
+        let h = &c.latency;
+        let latency_us = if h.is_empty() {
+            LatencySummary::default()
+        } else {
+            LatencySummary {
+                min: h.min(),
+                mean: (h.mean() * 10.0).round() / 10.0,
+                p50: h.value_at_quantile(0.5),
+                p99: h.value_at_quantile(0.99),
+                max: h.max(),
+            }
+        };
+        ModelStatsSummary {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            sha256: self.sha256.clone(),
+            since: humantime::format_rfc3339_seconds(self.since).to_string(),
+            invocations: c.invocations,
+            records: c.records,
+            errors: c.errors,
+            latency_us,
+        }
+    }
+}
