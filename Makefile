@@ -1,25 +1,30 @@
 # The two commands a fresh machine needs: `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: demo test bench lint
+.PHONY: demo test bench lint onnxruntime
 
-## Runs the demo pipeline end to end: listings are checked, valid and rejected ones written apart.
-demo:
+## Installs ONNX Runtime's library from PyPI into vendor-runtime/ (once).
+onnxruntime:
+	./scripts/setup-onnxruntime.sh
+
+## Runs the demo pipeline end to end: listings are checked, scored by the house-price model,
+## and written with their prediction and model version; rejects are kept apart with the reason.
+demo: onnxruntime
 	$(CARGO) build --release --locked
-	./target/release/sluice validate pipelines/listings-check.yaml
-	./target/release/sluice run pipelines/listings-check.yaml
+	./target/release/sluice validate pipelines/house-prices.yaml
+	./target/release/sluice run pipelines/house-prices.yaml
 	@echo
-	@wc -l out/valid-listings.jsonl out/rejected-listings.jsonl
-	@echo "first rejected record:"
-	@head -n 1 out/rejected-listings.jsonl
+	@wc -l out/scored-listings.jsonl out/rejected-listings.jsonl
+	@echo "first scored record:"
+	@head -n 1 out/scored-listings.jsonl
 
-## Runs every test (unit, verification problems, CLI, end-to-end).
-test:
+## Runs every test (unit, verification problems, CLI, end-to-end, scoring with the real ONNX Runtime).
+test: onnxruntime
 	$(CARGO) test --locked
 
-## Measures the runtime against hand-written loops doing the same work.
-bench:
-	$(CARGO) bench --locked --bench pipeline
+## Measures the runtime and the scorer against their baselines, side by side.
+bench: onnxruntime
+	$(CARGO) bench --locked
 
 lint:
 	$(CARGO) fmt --all -- --check

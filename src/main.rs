@@ -22,6 +22,9 @@ struct Cli {
     /// How log lines look (they go to stderr; RUST_LOG filters them).
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// The ONNX Runtime library (libonnxruntime.so). Default: $ORT_DYLIB_PATH, then vendor-runtime/.
+    #[arg(long, global = true, value_name = "PATH")]
+    onnxruntime: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,6 +72,9 @@ const EXIT_USAGE: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     observe::logging::init(cli.log_format);
+    if let Some(path) = cli.onnxruntime {
+        sluice::models::onnx::use_library(path);
+    }
     match cli.command {
         Command::Validate { format, files } => validate(format, &files),
         Command::Graph { format, file } => graph(format, &file),
@@ -206,6 +212,23 @@ fn run(file: &Path) -> ExitCode {
                         out = %outlets.join(" "),
                         "summary"
                     );
+                    for m in &s.models {
+                        tracing::info!(
+                            streamlet = %s.name,
+                            model = %m.name,
+                            version = %m.version,
+                            sha256 = %m.sha256,
+                            since = %m.since,
+                            invocations = m.invocations,
+                            records = m.records,
+                            errors = m.errors,
+                            latency_us_min = m.latency_us.min,
+                            latency_us_mean = m.latency_us.mean,
+                            latency_us_p99 = m.latency_us.p99,
+                            latency_us_max = m.latency_us.max,
+                            "model summary"
+                        );
+                    }
                 }
                 tracing::info!(
                     pipeline = %summary.pipeline,

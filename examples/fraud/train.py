@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Trains the card-fraud classifier the classifier example and tests use: a gradient-boosted
+classifier over synthetic card transactions, exported to ONNX with plain tensors
+(`zipmap: False`): `label` (int64) and `probabilities` (float32, one column per class).
+Writes the model, its descriptor, a few transactions (transactions.jsonl) and the
+Python-side predictions for them (expected-predictions.jsonl).
+
+Needs scikit-learn, skl2onnx, onnxruntime and numpy:
+    python examples/fraud/train.py
+"""
+import hashlib
+import json
+import pathlib
+
+import numpy as np
+import onnxruntime as ort
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.ensemble import GradientBoostingClassifier
+
+HERE = pathlib.Path(__file__).resolve().parent
+MODELS = HERE / "models"
+MERCHANTS = ["grocery", "fuel", "online", "travel", "electronics", "restaurant"]
+NUMERIC = ["amount", "hour", "distance_km", "card_present", "foreign", "tx_last_hour"]
+FEATURES = NUMERIC + ["merchant"]
+
+
+def transactions(n, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        merchant = MERCHANTS[rng.integers(len(MERCHANTS))]
+        amount = float(round(rng.lognormal(3.5, 1.1), 2))
+        hour = int(rng.integers(0, 24))
+        distance = float(round(rng.exponential(15.0), 1))
+        card_present = bool(rng.random() < 0.6)
+        foreign = bool(rng.random() < 0.08)
+        velocity = int(rng.poisson(1.2))
+        score = (-5.0 + 0.9 * np.log1p(amount) * (merchant in ("online", "electronics", "travel"))
+                 + 1.2 * foreign + 0.04 * distance + 0.5 * velocity - 1.5 * card_present
+                 + 0.8 * (hour < 5))
+        fraud = bool(rng.random() < 1.0 / (1.0 + np.exp(-score)))
+        out.append({"tx_id": f"tx-{seed}-{i + 1}", "amount": amount, "hour": hour, "distance_km": distance,
+                    "card_present": card_present, "foreign": foreign, "tx_last_hour": velocity,
+                    "merchant": merchant, "fraud": fraud})
+    return out
+
+
+def matrix(rows):
+    x = np.zeros((len(rows), len(FEATURES)), dtype=np.float32)
+    for i, r in enumerate(rows):
+        for j, f in enumerate(NUMERIC):
+            x[i, j] = float(r[f])
+        x[i, len(NUMERIC)] = MERCHANTS.index(r["merchant"])
+    return x
+
+
+def main():
+    MODELS.mkdir(exist_ok=True)
+    train = transactions(30000, seed=5)
+    x, y = matrix(train), np.array([int(r["fraud"]) for r in train])
+    model = GradientBoostingClassifier(n_estimators=60, max_depth=3, random_state=3).fit(x, y)
+    onx = convert_sklearn(model, initial_types=[("features", FloatTensorType([None, len(FEATURES)]))],
+                          options={id(model): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    data = onx.SerializeToString()
+    (MODELS / "card-fraud-v1.onnx").write_bytes(data)
+    descriptor = {
+        "name": "card-fraud", "version": "1", "format": "onnx", "location": "card-fraud-v1.onnx",
+        "sha256": hashlib.sha256(data).hexdigest(), "created": "2026-11-21T00:00:00Z",
+        "description": "GBM classifier, 60 trees of depth 3; classes 0 (legitimate) and 1 (fraud)",
+        "inputs": [{"name": "features", "type": "float32", "shape": [None, len(FEATURES)], "features": FEATURES}],
+        "outputs": [{"name": "label", "type": "int64", "shape": [None]},
+                    {"name": "probabilities", "type": "float32", "shape": [None, 2]}],
+    }
+    (MODELS / "card-fraud-v1.model.json").write_text(json.dumps(descriptor, indent=2) + "\n")
+    sample = transactions(300, seed=77)
+    label, proba = ort.InferenceSession(str(MODELS / "card-fraud-v1.onnx")).run(None, {"features": matrix(sample)})
+    with open(HERE / "transactions.jsonl", "w") as f:
+        for r in sample:
+            f.write(json.dumps(r) + "\n")
+    with open(HERE / "expected-predictions.jsonl", "w") as f:
+        for r, l, p in zip(sample, label, proba):
+            f.write(json.dumps({"tx_id": r["tx_id"], "label": int(l), "probabilities": [float(v) for v in p]}) + "\n")
+    print(f"card-fraud v1: accuracy on the sample {np.mean(label == np.array([int(r['fraud']) for r in sample])):.3f}")
+
+
+if __name__ == "__main__":
+    main()
