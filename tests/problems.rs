@@ -65,6 +65,7 @@ problem_test!(missing_inputs, "missing-inputs", 10, 3);
 problem_test!(unexpected_inputs, "unexpected-inputs", 8, 5);
 problem_test!(incompatible_records, "incompatible-records", 13, 29);
 problem_test!(missing_file, "missing-file", 7, 13);
+problem_test!(missing_model, "missing-file", 9, 13);
 problem_test!(unset_variable, "unset-variable", 9, 31);
 problem_test!(unknown_edge, "unknown-edge", 12, 5);
 problem_test!(invalid_record_schema, "invalid-record-schema", 9, 13);

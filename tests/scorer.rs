@@ -427,3 +427,26 @@ fn a_folder_with_only_broken_models_names_each_problem() {
         Ok(_) => panic!("nothing should load"),
     }
 }
+
+#[test]
+fn a_missing_onnx_runtime_library_is_named_in_the_error() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "--onnxruntime",
+            "/nonexistent/libonnxruntime.so",
+            "run",
+            "pipelines/card-fraud.yaml",
+        ])
+        .current_dir(root())
+        .env("SLUICE_OUT", out.path())
+        .output()
+        .expect("sluice runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("streamlet `fraud` failed"), "{stderr}");
+    assert!(
+        stderr.contains("cannot load ONNX Runtime from /nonexistent/libonnxruntime.so"),
+        "{stderr}"
+    );
+}

@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::path::{Component, Path, PathBuf};
 
 use base64::Engine;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ModelError;
@@ -26,7 +26,7 @@ pub struct TensorSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelDescriptor {
     pub name: String,
-    #[serde(deserialize_with = "string_or_number")]
+    #[serde(deserialize_with = "crate::spec::config::string_or_number")]
     pub version: String,
     #[serde(default = "onnx")]
     pub format: String,
@@ -53,21 +53,6 @@ pub struct ModelDescriptor {
 
 fn onnx() -> String {
     "onnx".into()
-}
-
-fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Version {
-        Text(String),
-        Integer(u64),
-        Number(f64),
-    }
-    Ok(match Version::deserialize(d)? {
-        Version::Text(s) => s,
-        Version::Integer(n) => n.to_string(),
-        Version::Number(n) => n.to_string(),
-    })
 }
 
 /// Whether a file name is a model descriptor's.

@@ -3,7 +3,27 @@
 use std::path::PathBuf;
 
 use indexmap::IndexMap;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+/// A version written as text or as a number (`version: 2` and `version: "2"` are the same).
+pub fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Version {
+        Text(String),
+        Integer(u64),
+        Number(f64),
+    }
+    Ok(match Version::deserialize(d)? {
+        Version::Text(s) => s,
+        Version::Integer(n) => n.to_string(),
+        Version::Number(n) => n.to_string(),
+    })
+}
+
+fn optional_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    string_or_number(d).map(Some)
+}
 
 /// Pipeline-wide settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -180,7 +200,7 @@ pub struct ModelSourceConfig {
     /// A folder of descriptors (`*.model.json` / `*.model.yaml`), watched for new versions.
     pub folder: PathBuf,
     /// Serve this version only; the latest when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_string_or_number")]
     pub version: Option<String>,
 }
 

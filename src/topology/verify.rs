@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{records, split_input, Edge};
 use crate::spec::problem::did_you_mean;
-use crate::spec::{Diagnostic, Pipeline, Problem, StreamletSpec, Via};
+use crate::spec::{Diagnostic, KindConfig, Pipeline, Problem, StreamletSpec, Via};
 
 /// The graph as far as it could be built, and the problems found.
 pub struct Checked {
@@ -103,6 +103,7 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
                 ));
             }
             check_record_schemas(pipeline, &s.name, spec, &mut problems);
+            check_model_source(pipeline, &s.name, spec, &mut problems);
         }
     }
     check_outlets(pipeline, &graph, &index, &mut problems);
@@ -263,6 +264,48 @@ fn read_record_schema(path: &Path) -> Result<Value, String> {
     let value: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
     jsonschema::validator_for(&value).map_err(|e| e.to_string())?;
     Ok(value)
+}
+
+/// A scorer's model folder must hold a descriptor of its model (of the pinned version, if pinned).
+/// Whether the version loads is found out when it loads: it may still change before the run.
+fn check_model_source(
+    pipeline: &Pipeline,
+    name: &str,
+    spec: &StreamletSpec,
+    problems: &mut Vec<Diagnostic>,
+) {
+    let KindConfig::Scorer(scorer) = &spec.kind else {
+        return;
+    };
+    let model = &scorer.model;
+    if !model.folder.is_dir() {
+        return; // reported as a missing folder
+    }
+    let (found, _) = crate::models::descriptor::scan(&model.folder, &model.name);
+    let wanted = |d: &&crate::models::ModelDescriptor| {
+        model
+            .version
+            .as_ref()
+            .is_none_or(|v| crate::models::descriptor::compare_versions(&d.version, v).is_eq())
+    };
+    if !found.iter().any(|d| wanted(&d)) {
+        let what = match &model.version {
+            Some(v) => format!(
+                "a descriptor of model `{}` version {v} in folder",
+                model.name
+            ),
+            None => format!("a descriptor of model `{}` in folder", model.name),
+        };
+        problems.push(Diagnostic::new(
+            Problem::MissingFile {
+                what,
+                path: model.folder.display().to_string(),
+            },
+            pipeline
+                .locator
+                .value(&Pipeline::pointer(name, "/model/name")),
+        ));
+    }
 }
 
 /// Every record schema a streamlet names must be a valid JSON Schema.

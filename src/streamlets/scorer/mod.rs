@@ -23,7 +23,7 @@ use crate::spec::{OutputMapping, ScorerConfig};
 use features::Features;
 
 /// What scoring a batch needs besides the model: the same for every batch of a scorer.
-struct Scoring {
+pub struct BatchScorer {
     streamlet: String,
     features: Features,
     outputs: Vec<OutputMapping>,
@@ -31,11 +31,32 @@ struct Scoring {
 }
 
 /// The result of one batch: scored records and records that could not be scored.
-type Scored = (Batch, Batch);
+pub type Scored = (Batch, Batch);
 
-impl Scoring {
-    /// Scores a batch with one model version. Blocking (inference runs here).
-    fn score(&self, model: &ModelVersion, batch: Batch) -> Scored {
+impl BatchScorer {
+    pub fn new(streamlet: &str, config: &ScorerConfig) -> Self {
+        BatchScorer {
+            streamlet: streamlet.to_string(),
+            features: Features::new(&config.features),
+            outputs: config.outputs.clone(),
+            audit_field: config.audit_field.clone(),
+        }
+    }
+
+    /// What the scorer needs of a model version.
+    pub fn expectation(&self, config: &ScorerConfig) -> Expectation {
+        let mut tensors: Vec<String> = self.outputs.iter().map(|o| o.tensor.clone()).collect();
+        tensors.dedup();
+        Expectation {
+            input: config.features.input.clone(),
+            width: self.features.width(),
+            outputs: tensors,
+        }
+    }
+
+    /// Scores a batch with one model version: the scored records and those that could
+    /// not be scored (with `_error`). Blocking (inference runs here).
+    pub fn score(&self, model: &ModelVersion, batch: Batch) -> Scored {
         let mut rows = Vec::with_capacity(batch.len() * self.features.width());
         let mut ready = Vec::with_capacity(batch.len());
         let mut errors = Vec::new();
@@ -56,8 +77,9 @@ impl Scoring {
         match model.run(&rows, ready.len()) {
             Ok((tensors, latency_us)) => {
                 let audit = self.audit(model, latency_us);
+                let resolved = outputs::resolve(&self.outputs, &tensors);
                 for (i, record) in ready.iter_mut().enumerate() {
-                    outputs::apply(&self.outputs, &tensors, i, record);
+                    outputs::apply(&resolved, i, record);
                     record.insert(self.audit_field.clone(), audit.clone());
                 }
                 (ready, errors)
@@ -96,14 +118,8 @@ impl Scoring {
 }
 
 pub async fn run(config: ScorerConfig, mut io: Io) -> Result<(), Stop> {
-    let features = Features::new(&config.features);
-    let mut tensors: Vec<String> = config.outputs.iter().map(|o| o.tensor.clone()).collect();
-    tensors.dedup();
-    let expect = Expectation {
-        input: config.features.input.clone(),
-        width: features.width(),
-        outputs: tensors,
-    };
+    let scoring = Arc::new(BatchScorer::new(&io.name, &config));
+    let expect = scoring.expectation(&config);
     let source = Source {
         name: config.model.name.clone(),
         folder: config.model.folder.clone(),
@@ -121,12 +137,6 @@ pub async fn run(config: ScorerConfig, mut io: Io) -> Result<(), Stop> {
         .clone()
         .watch(stop_watching.clone())
         .map_err(StreamletError::from)?;
-    let scoring = Arc::new(Scoring {
-        streamlet: io.name.clone(),
-        features,
-        outputs: config.outputs.clone(),
-        audit_field: config.audit_field.clone(),
-    });
     let result = score_stream(&mut io, &registry, scoring, &config, sessions).await;
     stop_watching.cancel();
     let _ = watcher.await;
@@ -137,7 +147,7 @@ pub async fn run(config: ScorerConfig, mut io: Io) -> Result<(), Stop> {
 async fn score_stream(
     io: &mut Io,
     registry: &Arc<ModelRegistry>,
-    scoring: Arc<Scoring>,
+    scoring: Arc<BatchScorer>,
     config: &ScorerConfig,
     sessions: usize,
 ) -> Result<(), Stop> {

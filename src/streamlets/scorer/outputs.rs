@@ -12,61 +12,69 @@ fn number(x: f32) -> Value {
     Number::from_f64(f64::from(x)).map_or(Value::Null, Value::Number)
 }
 
-/// The values of `row` in a tensor whose first dimension is the batch.
-fn row_values(tensor: &Tensor, row: usize) -> Vec<Value> {
-    let w = tensor.row_width();
-    let range = row * w..(row + 1) * w;
+/// Value `i` of a tensor, as JSON.
+fn value_at(tensor: &Tensor, i: usize) -> Value {
     match &tensor.data {
-        TensorData::F32(d) => d
-            .get(range)
-            .unwrap_or_default()
-            .iter()
-            .map(|x| number(*x))
-            .collect(),
-        TensorData::I64(d) => d
-            .get(range)
-            .unwrap_or_default()
-            .iter()
-            .map(|x| Value::from(*x))
-            .collect(),
-        TensorData::Str(d) => d
-            .get(range)
-            .unwrap_or_default()
-            .iter()
-            .map(|x| Value::from(x.as_str()))
-            .collect(),
+        TensorData::F32(d) => d.get(i).map_or(Value::Null, |x| number(*x)),
+        TensorData::I64(d) => d.get(i).map_or(Value::Null, |x| Value::from(*x)),
+        TensorData::Str(d) => d.get(i).map_or(Value::Null, |x| Value::from(x.as_str())),
     }
 }
 
-/// Sets the mapped fields of `record` from row `row` of the output tensors.
-pub fn apply(
-    mappings: &[OutputMapping],
-    tensors: &HashMap<String, Tensor>,
-    row: usize,
-    record: &mut Record,
-) {
-    for m in mappings {
-        let Some(tensor) = tensors.get(&m.tensor) else {
-            continue;
+/// One output mapping, resolved against the tensors of one batch.
+pub struct Resolved<'a> {
+    mapping: &'a OutputMapping,
+    tensor: &'a Tensor,
+    width: usize,
+    /// The single column `class` selects, if it does.
+    column: Option<usize>,
+}
+
+/// Resolves every mapping whose tensor the batch has (once per batch, not per record).
+pub fn resolve<'a>(
+    mappings: &'a [OutputMapping],
+    tensors: &'a HashMap<String, Tensor>,
+) -> Vec<Resolved<'a>> {
+    mappings
+        .iter()
+        .filter_map(|m| {
+            let tensor = tensors.get(&m.tensor)?;
+            let column = m.class.as_ref().map(|class| match &m.classes {
+                Some(names) => names.iter().position(|n| n == class).unwrap_or(usize::MAX),
+                None => class.parse::<usize>().unwrap_or(usize::MAX),
+            });
+            Some(Resolved {
+                mapping: m,
+                tensor,
+                width: tensor.row_width(),
+                column,
+            })
+        })
+        .collect()
+}
+
+/// Sets the mapped fields of `record` from row `row` of the batch's output tensors.
+pub fn apply(resolved: &[Resolved<'_>], row: usize, record: &mut Record) {
+    for r in resolved {
+        let start = row * r.width;
+        let value = match (r.column, &r.mapping.classes) {
+            (Some(c), _) if c < r.width => value_at(r.tensor, start + c),
+            (Some(_), _) => Value::Null,
+            (None, Some(names)) => Value::Object(
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.clone(), value_at(r.tensor, start + i)))
+                    .collect::<Map<_, _>>(),
+            ),
+            (None, None) if r.width == 1 => value_at(r.tensor, start),
+            (None, None) => Value::Array(
+                (start..start + r.width)
+                    .map(|i| value_at(r.tensor, i))
+                    .collect(),
+            ),
         };
-        let mut values = row_values(tensor, row);
-        let value = match (&m.class, &m.classes) {
-            (Some(class), classes) => {
-                let index = match classes {
-                    Some(names) => names.iter().position(|n| n == class),
-                    None => class.parse::<usize>().ok(),
-                };
-                index
-                    .and_then(|i| values.get(i).cloned())
-                    .unwrap_or(Value::Null)
-            }
-            (None, Some(names)) => {
-                Value::Object(names.iter().cloned().zip(values).collect::<Map<_, _>>())
-            }
-            (None, None) if values.len() == 1 => values.pop().unwrap_or(Value::Null),
-            (None, None) => Value::Array(values),
-        };
-        record.insert(m.field.clone(), value);
+        record.insert(r.mapping.field.clone(), value);
     }
 }
 
@@ -126,7 +134,7 @@ mod tests {
             mapping("probabilities", "raw", None, None),
         ];
         let mut r = Record::new();
-        apply(&mappings, &tensors, 0, &mut r);
+        apply(&resolve(&mappings, &tensors), 0, &mut r);
         assert_eq!(
             Value::Object(r),
             serde_json::json!({"price": 1.5, "fraud": 0, "p": {"ok": 0.75, "fraud": 0.25}, "p_fraud": 0.25, "raw": [0.75, 0.25]})
