@@ -450,3 +450,72 @@ fn a_missing_onnx_runtime_library_is_named_in_the_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn light_traffic_is_scored_without_waiting_for_a_full_batch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let summary = run_pipeline(
+        dir.path(),
+        &format!(
+            r#"
+pipeline: light
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, count: 40, rate: 200, seed: 4 }}
+  price:
+    use: {def}
+    model: {{ name: house-price, folder: {models} }}
+    batch: {{ max_batch: 256, max_wait_ms: 2 }}
+    inputs: [listings]
+  out:
+    kind: egress
+    inputs: [price, price.errors]
+    sink: {{ type: blackhole }}
+"#,
+            def = root().join("streamlets/house-price-gbm.yaml").display(),
+            models = root().join("examples/house-prices/models").display(),
+        ),
+    );
+    let stats = &summary
+        .streamlets
+        .iter()
+        .find(|s| s.name == "price")
+        .expect("price")
+        .models[0];
+    assert_eq!(stats.records, 40);
+    // Waiting for 256 records would have made one call at the end of the input.
+    assert!(
+        stats.invocations >= 5,
+        "{} calls for 40 records trickling in",
+        stats.invocations
+    );
+}
+
+#[test]
+fn several_sessions_score_batches_at_once_and_keep_the_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = root().join("examples/house-prices/expected-predictions.jsonl");
+    let model = format!(
+        "{{ name: house-price, folder: {}, version: 2 }}\n    sessions: 3\n    batch: {{ max_batch: 7 }}",
+        root().join("examples/house-prices/models").display()
+    );
+    let summary = run_pipeline(dir.path(), &house_prices_pipeline(&input, &model));
+    let stats = &summary
+        .streamlets
+        .iter()
+        .find(|s| s.name == "price")
+        .expect("price")
+        .models[0];
+    assert!(stats.invocations >= 200 / 7);
+    let scored = read_jsonl(&dir.path().join("out/scored.jsonl"));
+    assert_eq!(scored.len(), 200);
+    for (i, r) in scored.iter().enumerate() {
+        assert_eq!(r["id"].as_u64(), Some(i as u64 + 1), "order is kept");
+        let expected = r["expected"]["2"].as_f64().expect("expected");
+        assert!(
+            (r["predicted_price"].as_f64().expect("prediction") - expected).abs()
+                <= 1e-4 * expected
+        );
+    }
+}
