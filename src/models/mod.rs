@@ -5,6 +5,7 @@ pub mod descriptor;
 pub mod onnx;
 pub mod registry;
 pub mod stats;
+pub mod strategy;
 pub mod version;
 
 pub use descriptor::ModelDescriptor;

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::models::strategy::StrategySummary;
 use crate::models::ModelStatsSummary;
 use crate::streamlets::io::{Counter, Inlet, Io, Outlet, OutletMode, Outlets, Telemetry};
 use crate::topology::Topology;
@@ -39,6 +40,8 @@ pub struct StreamletSummary {
     pub outlets: Vec<OutletSummary>,
     /// Every model version that served, for scorers.
     pub models: Vec<ModelStatsSummary>,
+    /// What a scorer's strategy did.
+    pub strategy: Option<StrategySummary>,
 }
 
 /// What a whole run did.
@@ -175,6 +178,7 @@ pub async fn run(topology: Topology, stop: CancellationToken) -> Result<RunSumma
                     })
                     .collect(),
                 models: c.telemetry.model_stats(),
+                strategy: c.telemetry.strategy_stats(),
             })
             .collect(),
     };

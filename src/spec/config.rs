@@ -172,7 +172,14 @@ pub struct MergerConfig {}
 /// output tensors become record fields.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ScorerConfig {
-    pub model: ModelSourceConfig,
+    /// The one model, for a scorer without a strategy.
+    #[serde(default)]
+    pub model: Option<ModelSourceConfig>,
+    /// Several models by id, served together by `strategy`.
+    #[serde(default)]
+    pub models: IndexMap<String, ModelSourceConfig>,
+    #[serde(default)]
+    pub strategy: Option<StrategyConfig>,
     pub features: FeatureMapping,
     pub outputs: Vec<OutputMapping>,
     #[serde(default)]
@@ -187,6 +194,100 @@ pub struct ScorerConfig {
 
 fn default_sessions() -> usize {
     1
+}
+
+impl ScorerConfig {
+    /// Every model by its id in this scorer (the model's name when there is one `model`).
+    pub fn sources(&self) -> Vec<(String, &ModelSourceConfig)> {
+        match &self.model {
+            Some(m) => vec![(m.name.clone(), m)],
+            None => self.models.iter().map(|(id, m)| (id.clone(), m)).collect(),
+        }
+    }
+
+    /// The JSON pointer of a model's source within the streamlet.
+    pub fn source_pointer(&self, id: &str) -> String {
+        match &self.model {
+            Some(_) => "/model".into(),
+            None => format!("/models/{id}"),
+        }
+    }
+}
+
+/// How a scorer with several models answers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyConfig {
+    /// Every model scores; when the budget runs out each record takes the best answer so far.
+    Speculative {
+        budget_ms: u64,
+        /// The model that always answers (waited for past the budget if need be).
+        fallback: String,
+        /// Models in order of preference; the order of `models` when absent.
+        #[serde(default)]
+        prefer: Vec<String>,
+        #[serde(default)]
+        decide: Decider,
+    },
+    /// Classifiers vote; regressors combine.
+    Consensus {
+        #[serde(default = "default_min_agree")]
+        min_agree: usize,
+        #[serde(default)]
+        ties: TieRule,
+        #[serde(default)]
+        combine: Combine,
+    },
+    /// The answer with the highest class probability (or lowest variance) wins.
+    BestConfidence {},
+    /// Each record goes to one model, by a hash of its key, in proportion to the weights.
+    Split {
+        weights: IndexMap<String, f64>,
+        key: String,
+    },
+    /// Only the primary answers; the shadows score the same records for comparison.
+    Shadow {
+        primary: String,
+        shadows: Vec<String>,
+        /// Also send each shadow's answers to the `shadow` outlet.
+        #[serde(default)]
+        emit: bool,
+    },
+}
+
+fn default_min_agree() -> usize {
+    1
+}
+
+/// How speculative scoring picks among the answers in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decider {
+    /// The most preferred model that answered.
+    #[default]
+    Prefer,
+    /// The most confident answer.
+    BestConfidence,
+}
+
+/// How a tied vote is broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TieRule {
+    /// The label of the model listed first among the tied.
+    #[default]
+    First,
+    /// The tied label with the highest confidence.
+    BestConfidence,
+}
+
+/// How regressors' answers combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    #[default]
+    Median,
+    Mean,
 }
 
 fn default_audit_field() -> String {
@@ -275,6 +376,20 @@ pub struct OutputMapping {
     /// Keep only this class's probability (a number).
     #[serde(default)]
     pub class: Option<String>,
+    /// What the tensor is, for strategies that compare answers; inferred when absent
+    /// (integers and strings: a label; several floats a row: probabilities; one float: a value).
+    #[serde(default)]
+    pub role: Option<OutputRole>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputRole {
+    Label,
+    Probabilities,
+    Value,
+    /// The model's own variance of its value: lower is more confident.
+    Variance,
 }
 
 /// Micro-batching: score when `max_batch` records wait, or `max_wait_ms` after the first.
@@ -324,7 +439,7 @@ pub enum PathRole {
 
 /// A path field of a streamlet: its JSON pointer within the streamlet, its role, and the path.
 pub struct PathField<'a> {
-    pub pointer: &'static str,
+    pub pointer: String,
     pub role: PathRole,
     pub path: &'a mut PathBuf,
 }
@@ -365,6 +480,13 @@ impl KindConfig {
                 names: &[],
                 optional: &[],
             },
+            KindConfig::Scorer(ScorerConfig {
+                strategy: Some(StrategyConfig::Shadow { emit: true, .. }),
+                ..
+            }) => Outlets {
+                names: &["out", "errors", "shadow"],
+                optional: &[],
+            },
             KindConfig::Scorer(_) => Outlets {
                 names: &["out", "errors"],
                 optional: &[],
@@ -383,36 +505,48 @@ impl KindConfig {
             KindConfig::Ingress(c) => {
                 if let SourceConfig::File { path, .. } = &mut c.source {
                     fields.push(PathField {
-                        pointer: "/source/path",
+                        pointer: "/source/path".into(),
                         role: PathRole::Input("input file"),
                         path,
                     });
                 }
                 if let Some(path) = &mut c.emits {
                     fields.push(PathField {
-                        pointer: "/emits",
+                        pointer: "/emits".into(),
                         role: PathRole::Input("record schema"),
                         path,
                     });
                 }
             }
             KindConfig::Validator(c) => fields.push(PathField {
-                pointer: "/schema",
+                pointer: "/schema".into(),
                 role: PathRole::Input("record schema"),
                 path: &mut c.schema,
             }),
             KindConfig::Egress(EgressConfig {
                 sink: SinkConfig::File { path, .. },
             }) => fields.push(PathField {
-                pointer: "/sink/path",
+                pointer: "/sink/path".into(),
                 role: PathRole::Output,
                 path,
             }),
-            KindConfig::Scorer(c) => fields.push(PathField {
-                pointer: "/model/folder",
-                role: PathRole::Folder("model folder"),
-                path: &mut c.model.folder,
-            }),
+            KindConfig::Scorer(c) => {
+                let single = c.model.is_some();
+                let models = c.model.iter_mut().map(|m| (String::new(), m));
+                let many = c.models.iter_mut().map(|(id, m)| (id.clone(), m));
+                for (id, m) in models.chain(many) {
+                    let pointer = if single {
+                        "/model/folder".into()
+                    } else {
+                        format!("/models/{id}/folder")
+                    };
+                    fields.push(PathField {
+                        pointer,
+                        role: PathRole::Folder("model folder"),
+                        path: &mut m.folder,
+                    });
+                }
+            }
             KindConfig::Merger(_) | KindConfig::Egress(_) => {}
         }
         fields
@@ -434,7 +568,7 @@ impl StreamletSpec {
         let mut fields = self.kind.paths_mut();
         if let Some(path) = &mut self.accepts {
             fields.push(PathField {
-                pointer: "/accepts",
+                pointer: "/accepts".into(),
                 role: PathRole::Input("record schema"),
                 path,
             });

@@ -414,7 +414,7 @@ fn resolve_paths(
     problems: &mut Vec<Diagnostic>,
 ) {
     for field in spec.paths_mut() {
-        let pointer = Pipeline::pointer(name, field.pointer);
+        let pointer = Pipeline::pointer(name, &field.pointer);
         let resolved = path_clean::clean(locator.base_dir(&pointer).join(&*field.path));
         let missing = match field.role {
             PathRole::Input(what) => (!resolved.is_file()).then_some(what),

@@ -67,6 +67,12 @@ pub enum Problem {
     UnknownEdge { from: String, to: String },
     #[error("record schema `{path}` cannot be used: {reason}")]
     InvalidRecordSchema { path: String, reason: String },
+    #[error("`{id}` is not one of this scorer's models")]
+    UnknownModel {
+        id: String,
+        suggestion: Option<String>,
+        available: Vec<String>,
+    },
 }
 
 fn cycle_text(streamlets: &[String]) -> String {
@@ -100,7 +106,12 @@ impl Problem {
             | Problem::UnknownStreamlet {
                 suggestion: Some(s),
                 ..
+            }
+            | Problem::UnknownModel {
+                suggestion: Some(s),
+                ..
             } => Some(format!("did you mean `{s}`?")),
+            Problem::UnknownModel { available, .. } => Some(format!("models: {}", available.join(", "))),
             Problem::UnknownPort { available, .. } if available.is_empty() => {
                 Some("this streamlet has no outlets".into())
             }

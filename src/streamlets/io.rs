@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::models::strategy::{StrategyStats, StrategySummary};
 use crate::models::{ModelRegistry, ModelStatsSummary};
 
 /// A record is a JSON object.
@@ -121,6 +122,11 @@ impl Outlets {
         })
     }
 
+    /// The outlet named `port`, for outlets that exist only in some configurations.
+    pub fn find(&self, port: &str) -> Option<&Outlet> {
+        self.0.get(port)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Outlet> {
         self.0.values()
     }
@@ -151,23 +157,42 @@ impl Inlet {
 /// What a streamlet reports beyond record counts, for the run summary and metrics.
 #[derive(Clone, Default)]
 pub struct Telemetry {
-    models: Arc<Mutex<Option<Arc<ModelRegistry>>>>,
+    models: Arc<Mutex<Vec<Arc<ModelRegistry>>>>,
+    strategy: Arc<Mutex<Option<Arc<StrategyStats>>>>,
 }
 
 impl Telemetry {
-    /// The model registry this streamlet serves from.
+    /// A model registry this streamlet serves from.
     pub fn serve_models(&self, registry: Arc<ModelRegistry>) {
-        *self.models.lock().unwrap_or_else(|p| p.into_inner()) = Some(registry);
+        self.models
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(registry);
+    }
+
+    /// The statistics of the strategy this streamlet serves with.
+    pub fn serve_strategy(&self, stats: Arc<StrategyStats>) {
+        *self.strategy.lock().unwrap_or_else(|p| p.into_inner()) = Some(stats);
     }
 
     /// Statistics of every model version that served in this streamlet.
     pub fn model_stats(&self) -> Vec<ModelStatsSummary> {
-        let registry = self
+        let registries = self
             .models
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        registry.map(|r| r.stats()).unwrap_or_default()
+        registries.iter().flat_map(|r| r.stats()).collect()
+    }
+
+    /// Statistics of the strategy, if the streamlet serves with one.
+    pub fn strategy_stats(&self) -> Option<StrategySummary> {
+        let stats = self
+            .strategy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        stats.map(|s| s.summary())
     }
 }
 

@@ -1,9 +1,11 @@
 //! The scorer: records become rows of the model's input tensor, are scored in micro-batches by the
-//! model version serving at that moment, and leave on `out` with the prediction and `_model`
-//! (which version scored them). Records that cannot be scored leave on `errors`, with the reason.
+//! model version(s) serving at that moment, and leave on `out` with the prediction and `_model`
+//! (which strategy and version answered). Records that cannot be scored leave on `errors`, with
+//! the reason. With several models a strategy says how they answer (see `serving`).
 
 pub mod features;
 pub mod outputs;
+pub mod serving;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,14 +17,26 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::io::with_error;
-use super::{Batch, Io, Stop, StreamletError};
+use super::{Batch, Io, Record, Stop, StreamletError};
 use crate::models::registry::Source;
 use crate::models::version::Expectation;
 use crate::models::{ModelRegistry, ModelVersion};
 use crate::spec::{OutputMapping, ScorerConfig};
 use features::Features;
+use serving::Serving;
 
-/// What scoring a batch needs besides the model: the same for every batch of a scorer.
+/// The result of scoring one batch.
+#[derive(Debug, Default)]
+pub struct Scored {
+    /// Records with their answer and `_model`.
+    pub out: Batch,
+    /// Records that could not be scored, with `_error`.
+    pub errors: Batch,
+    /// Shadow models' answers, when a shadow strategy emits them.
+    pub shadow: Batch,
+}
+
+/// What scoring needs besides the models: the same for every batch of a scorer.
 pub struct BatchScorer {
     streamlet: String,
     features: Features,
@@ -30,8 +44,12 @@ pub struct BatchScorer {
     audit_field: String,
 }
 
-/// The result of one batch: scored records and records that could not be scored.
-pub type Scored = (Batch, Batch);
+/// Records that became rows, the rows, and the records that could not.
+pub struct Rows {
+    pub ready: Batch,
+    pub rows: Vec<f32>,
+    pub errors: Batch,
+}
 
 impl BatchScorer {
     pub fn new(streamlet: &str, config: &ScorerConfig) -> Self {
@@ -46,6 +64,7 @@ impl BatchScorer {
     /// What the scorer needs of a model version.
     pub fn expectation(&self, config: &ScorerConfig) -> Expectation {
         let mut tensors: Vec<String> = self.outputs.iter().map(|o| o.tensor.clone()).collect();
+        tensors.sort();
         tensors.dedup();
         Expectation {
             input: config.features.input.clone(),
@@ -54,9 +73,16 @@ impl BatchScorer {
         }
     }
 
-    /// Scores a batch with one model version: the scored records and those that could
-    /// not be scored (with `_error`). Blocking (inference runs here).
-    pub fn score(&self, model: &ModelVersion, batch: Batch) -> Scored {
+    pub fn outputs(&self) -> &[OutputMapping] {
+        &self.outputs
+    }
+
+    pub fn streamlet(&self) -> &str {
+        &self.streamlet
+    }
+
+    /// Turns a batch into rows; records that cannot be rows get `_error` naming the feature.
+    pub fn rows(&self, batch: Batch) -> Rows {
         let mut rows = Vec::with_capacity(batch.len() * self.features.width());
         let mut ready = Vec::with_capacity(batch.len());
         let mut errors = Vec::new();
@@ -71,100 +97,158 @@ impl BatchScorer {
                 )),
             }
         }
+        Rows {
+            ready,
+            rows,
+            errors,
+        }
+    }
+
+    /// The rows of the records at `indices`.
+    pub fn select_rows(&self, rows: &[f32], indices: &[usize]) -> Vec<f32> {
+        let w = self.features.width();
+        indices
+            .iter()
+            .flat_map(|i| rows[i * w..(i + 1) * w].iter().copied())
+            .collect()
+    }
+
+    /// Marks every record as not scored, with the reason.
+    pub fn fail(&self, records: Batch, reason: &str) -> Batch {
+        records
+            .into_iter()
+            .map(|r| with_error(r, &self.streamlet, reason, ""))
+            .collect()
+    }
+
+    /// Sets the audit field of a record.
+    pub fn stamp(&self, record: &mut Record, audit: Value) {
+        record.insert(self.audit_field.clone(), audit);
+    }
+
+    /// Scores a batch with one model version. Blocking (inference runs here).
+    pub fn score(&self, model: &ModelVersion, batch: Batch) -> Scored {
+        let Rows {
+            mut ready,
+            rows,
+            errors,
+        } = self.rows(batch);
         if ready.is_empty() {
-            return (ready, errors);
+            return Scored {
+                errors,
+                ..Scored::default()
+            };
         }
         match model.run(&rows, ready.len()) {
             Ok((tensors, latency_us)) => {
-                let audit = self.audit(model, latency_us);
+                let audit = Value::Object(audit(model, "single", latency_us));
                 let resolved = outputs::resolve(&self.outputs, &tensors);
                 for (i, record) in ready.iter_mut().enumerate() {
                     outputs::apply(&resolved, i, record);
-                    record.insert(self.audit_field.clone(), audit.clone());
+                    self.stamp(record, audit.clone());
                 }
-                (ready, errors)
+                Scored {
+                    out: ready,
+                    errors,
+                    shadow: Vec::new(),
+                }
             }
             Err(e) => {
                 let reason = format!(
                     "model {} v{}: {e}",
                     model.descriptor.name, model.descriptor.version
                 );
-                errors.extend(
-                    ready
-                        .into_iter()
-                        .map(|r| with_error(r, &self.streamlet, &reason, "")),
-                );
-                (Vec::new(), errors)
+                let mut errors = errors;
+                errors.extend(self.fail(ready, &reason));
+                Scored {
+                    errors,
+                    ..Scored::default()
+                }
             }
         }
     }
+}
 
-    /// The audit every record of a batch carries: which model version, when, how long.
-    fn audit(&self, model: &ModelVersion, latency_us: u64) -> Value {
-        let mut audit = Map::new();
-        audit.insert("name".into(), model.descriptor.name.clone().into());
-        audit.insert("version".into(), model.descriptor.version.clone().into());
-        audit.insert("sha256".into(), model.short_sha.clone().into());
-        audit.insert("strategy".into(), "single".into());
-        audit.insert(
-            "scored_at".into(),
-            humantime::format_rfc3339_micros(SystemTime::now())
-                .to_string()
-                .into(),
-        );
-        audit.insert("latency_us".into(), latency_us.into());
-        Value::Object(audit)
+/// The audit a record carries: which model version answered, with which strategy, when, how long.
+pub fn audit(model: &ModelVersion, strategy: &str, latency_us: u64) -> Map<String, Value> {
+    let mut audit = Map::new();
+    audit.insert("name".into(), model.descriptor.name.clone().into());
+    audit.insert("version".into(), model.descriptor.version.clone().into());
+    audit.insert("sha256".into(), model.short_sha.clone().into());
+    audit.insert("strategy".into(), strategy.into());
+    audit.insert(
+        "scored_at".into(),
+        humantime::format_rfc3339_micros(SystemTime::now())
+            .to_string()
+            .into(),
+    );
+    audit.insert("latency_us".into(), latency_us.into());
+    audit
+}
+
+/// Opens the registry of every model of the scorer, each watching its folder.
+async fn open_models(
+    config: &ScorerConfig,
+    scorer: &BatchScorer,
+    io: &Io,
+    stop_watching: &CancellationToken,
+) -> Result<Vec<(String, Arc<ModelRegistry>)>, StreamletError> {
+    let expect = scorer.expectation(config);
+    let sessions = config.sessions.max(1);
+    let mut registries = Vec::new();
+    for (id, model) in config.sources() {
+        let source = Source {
+            name: model.name.clone(),
+            folder: model.folder.clone(),
+            pinned: model.version.clone(),
+        };
+        let expect = expect.clone();
+        let registry =
+            tokio::task::spawn_blocking(move || ModelRegistry::open(source, expect, sessions))
+                .await
+                .map_err(|e| StreamletError::Internal(e.to_string()))??;
+        io.telemetry.serve_models(registry.clone());
+        registry.clone().watch(stop_watching.clone())?;
+        registries.push((id, registry));
     }
+    Ok(registries)
 }
 
 pub async fn run(config: ScorerConfig, mut io: Io) -> Result<(), Stop> {
-    let scoring = Arc::new(BatchScorer::new(&io.name, &config));
-    let expect = scoring.expectation(&config);
-    let source = Source {
-        name: config.model.name.clone(),
-        folder: config.model.folder.clone(),
-        pinned: config.model.version.clone(),
-    };
-    let sessions = config.sessions.max(1);
-    let registry =
-        tokio::task::spawn_blocking(move || ModelRegistry::open(source, expect, sessions))
-            .await
-            .map_err(|e| StreamletError::Internal(e.to_string()))?
-            .map_err(StreamletError::from)?;
-    io.telemetry.serve_models(registry.clone());
+    let scorer = BatchScorer::new(&io.name, &config);
     let stop_watching = CancellationToken::new();
-    let watcher = registry
-        .clone()
-        .watch(stop_watching.clone())
-        .map_err(StreamletError::from)?;
-    let result = score_stream(&mut io, &registry, scoring, &config, sessions).await;
+    let result = async {
+        let registries = open_models(&config, &scorer, &io, &stop_watching).await?;
+        let serving = Arc::new(Serving::new(scorer, registries, config.strategy.as_ref())?);
+        if let Some(stats) = serving.stats() {
+            io.telemetry.serve_strategy(stats);
+        }
+        score_stream(&mut io, serving, &config).await
+    }
+    .await;
     stop_watching.cancel();
-    let _ = watcher.await;
     result
 }
 
 /// Micro-batches the inlet and scores up to `sessions` batches at once, emitting in order.
 async fn score_stream(
     io: &mut Io,
-    registry: &Arc<ModelRegistry>,
-    scoring: Arc<BatchScorer>,
+    serving: Arc<Serving>,
     config: &ScorerConfig,
-    sessions: usize,
 ) -> Result<(), Stop> {
+    let sessions = config.sessions.max(1);
     let max_batch = config.batch.max_batch.max(1);
     let max_wait = Duration::from_millis(config.batch.max_wait_ms);
     let out = io.outlets.get("out");
     let errors = io.outlets.get("errors");
+    let shadow = io.outlets.find("shadow");
     let mut pending: Batch = Vec::new();
     let mut deadline: Option<Instant> = None;
     let mut in_flight: FuturesOrdered<JoinHandle<Scored>> = FuturesOrdered::new();
     let mut input_open = true;
     let submit = |batch: Batch, in_flight: &mut FuturesOrdered<JoinHandle<Scored>>| {
-        let model = registry.current();
-        let scoring = scoring.clone();
-        in_flight.push_back(tokio::task::spawn_blocking(move || {
-            scoring.score(&model, batch)
-        }));
+        let serving = serving.clone();
+        in_flight.push_back(tokio::task::spawn_blocking(move || serving.score(batch)));
     };
     loop {
         while pending.len() >= max_batch {
@@ -204,11 +288,14 @@ async fn score_stream(
             }
         };
         if let Some(done) = done {
-            let (scored, failed) = done.map_err(|e| {
+            let scored = done.map_err(|e| {
                 StreamletError::Internal(format!("scoring stopped abnormally: {e}"))
             })?;
-            out.send(scored).await?;
-            errors.send(failed).await?;
+            out.send(scored.out).await?;
+            errors.send(scored.errors).await?;
+            if let Some(shadow) = shadow {
+                shadow.send(scored.shadow).await?;
+            }
         }
     }
 }

@@ -93,6 +93,7 @@ mod tests {
             field: field.into(),
             classes: classes.map(|c| c.into_iter().map(String::from).collect()),
             class: class.map(String::from),
+            role: None,
         }
     }
 

@@ -1,0 +1,616 @@
+//! How a scorer's models answer a batch: one model, or several under a strategy (speculative
+//! within a latency budget, consensus, best confidence, a keyed split, shadow scoring).
+//!
+//! With several models each model has a worker thread of its own, so the models of a batch run
+//! at the same time; a late answer goes to a reply channel nobody reads any more, and is dropped.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{audit, outputs, BatchScorer, Rows, Scored, StreamletError};
+use crate::models::strategy::{self, BatchAnswer, Decision, Roles, Split, StrategyStats};
+use crate::models::{ModelError, ModelRegistry};
+use crate::spec::{Combine, Decider, StrategyConfig, TieRule};
+use crate::streamlets::{Batch, Record};
+
+type Reply = (usize, Result<BatchAnswer, ModelError>);
+
+struct Job {
+    model: usize,
+    rows: Arc<Vec<f32>>,
+    n: usize,
+    reply: mpsc::Sender<Reply>,
+}
+
+/// A thread that scores jobs with the version its registry serves.
+struct Worker {
+    jobs: mpsc::Sender<Job>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Worker {
+    fn start(id: &str, registry: Arc<ModelRegistry>) -> Result<Worker, StreamletError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let done = pending.clone();
+        std::thread::Builder::new()
+            .name(format!("sluice-model-{id}"))
+            .spawn(move || {
+                for job in queue {
+                    let version = registry.current();
+                    let answer =
+                        version
+                            .run(&job.rows, job.n)
+                            .map(|(tensors, latency_us)| BatchAnswer {
+                                model: job.model,
+                                version,
+                                tensors,
+                                latency_us,
+                            });
+                    done.fetch_sub(1, Ordering::Relaxed);
+                    // Nobody listens to a late answer any more: it is dropped here.
+                    let _ = job.reply.send((job.model, answer));
+                }
+            })
+            .map_err(|e| StreamletError::Internal(format!("cannot start a model worker: {e}")))?;
+        Ok(Worker { jobs, pending })
+    }
+
+    /// Queues a job; with `unless_busy`, only when the worker has nothing to do.
+    fn submit(&self, job: Job, unless_busy: bool) -> bool {
+        if unless_busy
+            && self
+                .pending
+                .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        if !unless_busy {
+            self.pending.fetch_add(1, Ordering::AcqRel);
+        }
+        if self.jobs.send(job).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+}
+
+/// A strategy, with model ids resolved to indices.
+enum Plan {
+    Single,
+    Speculative {
+        budget: Duration,
+        fallback: usize,
+        prefer: Vec<usize>,
+        decide: Decider,
+    },
+    Consensus {
+        min_agree: usize,
+        ties: TieRule,
+        combine: Combine,
+    },
+    BestConfidence,
+    Split {
+        split: Split,
+        key: String,
+    },
+    Shadow {
+        primary: usize,
+        shadows: Vec<usize>,
+        emit: bool,
+    },
+}
+
+impl Plan {
+    fn name(&self) -> &'static str {
+        match self {
+            Plan::Single => "single",
+            Plan::Speculative { .. } => "speculative",
+            Plan::Consensus { .. } => "consensus",
+            Plan::BestConfidence => "best_confidence",
+            Plan::Split { .. } => "split",
+            Plan::Shadow { .. } => "shadow",
+        }
+    }
+}
+
+/// The models of a scorer and how they answer.
+pub struct Serving {
+    scorer: BatchScorer,
+    ids: Vec<String>,
+    registries: Vec<Arc<ModelRegistry>>,
+    workers: Vec<Worker>,
+    plan: Plan,
+    stats: Option<Arc<StrategyStats>>,
+}
+
+impl Serving {
+    pub fn new(
+        scorer: BatchScorer,
+        models: Vec<(String, Arc<ModelRegistry>)>,
+        strategy: Option<&StrategyConfig>,
+    ) -> Result<Self, StreamletError> {
+        let ids: Vec<String> = models.iter().map(|(id, _)| id.clone()).collect();
+        // Verification checked every id; a miss here is a bug, reported as such.
+        let index = |id: &str| {
+            ids.iter().position(|i| i == id).ok_or_else(|| {
+                StreamletError::Internal(format!("strategy names unknown model `{id}`"))
+            })
+        };
+        let plan = match strategy {
+            None => Plan::Single,
+            Some(StrategyConfig::Speculative {
+                budget_ms,
+                fallback,
+                prefer,
+                decide,
+            }) => Plan::Speculative {
+                budget: Duration::from_millis(*budget_ms),
+                fallback: index(fallback)?,
+                prefer: if prefer.is_empty() {
+                    (0..ids.len()).collect()
+                } else {
+                    prefer.iter().map(|p| index(p)).collect::<Result<_, _>>()?
+                },
+                decide: *decide,
+            },
+            Some(StrategyConfig::Consensus {
+                min_agree,
+                ties,
+                combine,
+            }) => Plan::Consensus {
+                min_agree: *min_agree,
+                ties: *ties,
+                combine: *combine,
+            },
+            Some(StrategyConfig::BestConfidence {}) => Plan::BestConfidence,
+            Some(StrategyConfig::Split { weights, key }) => {
+                let per_model: Vec<f64> = ids
+                    .iter()
+                    .map(|id| weights.get(id).copied().unwrap_or(0.0))
+                    .collect();
+                Plan::Split {
+                    split: Split::new(&per_model),
+                    key: key.clone(),
+                }
+            }
+            Some(StrategyConfig::Shadow {
+                primary,
+                shadows,
+                emit,
+            }) => Plan::Shadow {
+                primary: index(primary)?,
+                shadows: shadows.iter().map(|s| index(s)).collect::<Result<_, _>>()?,
+                emit: *emit,
+            },
+        };
+        let workers = match plan {
+            Plan::Single => Vec::new(),
+            _ => models
+                .iter()
+                .map(|(id, r)| Worker::start(id, r.clone()))
+                .collect::<Result<_, _>>()?,
+        };
+        let stats = match &plan {
+            Plan::Single => None,
+            Plan::Shadow { shadows, .. } => Some(Arc::new(StrategyStats::new(
+                plan.name(),
+                ids.clone(),
+                shadows.iter().map(|s| ids[*s].clone()).collect(),
+            ))),
+            _ => Some(Arc::new(StrategyStats::new(
+                plan.name(),
+                ids.clone(),
+                Vec::new(),
+            ))),
+        };
+        Ok(Serving {
+            scorer,
+            ids,
+            registries: models.into_iter().map(|(_, r)| r).collect(),
+            workers,
+            plan,
+            stats,
+        })
+    }
+
+    pub fn stats(&self) -> Option<Arc<StrategyStats>> {
+        self.stats.clone()
+    }
+
+    /// Scores a batch. Blocking: it waits for the models.
+    pub fn score(&self, batch: Batch) -> Scored {
+        if let Plan::Single = self.plan {
+            return self.scorer.score(&self.registries[0].current(), batch);
+        }
+        let Rows {
+            ready,
+            rows,
+            errors,
+        } = self.scorer.rows(batch);
+        let mut scored = Scored {
+            errors,
+            ..Scored::default()
+        };
+        if ready.is_empty() {
+            return scored;
+        }
+        match &self.plan {
+            Plan::Single => {}
+            Plan::Split { split, key } => self.split(split, key, ready, &rows, &mut scored),
+            Plan::Speculative {
+                budget,
+                fallback,
+                prefer,
+                decide,
+            } => self.speculative(
+                *budget,
+                *fallback,
+                prefer,
+                *decide,
+                ready,
+                rows,
+                &mut scored,
+            ),
+            Plan::Consensus {
+                min_agree,
+                ties,
+                combine,
+            } => {
+                let models: Vec<usize> = (0..self.ids.len()).collect();
+                let answers = self.ask(&models, Arc::new(rows), ready.len(), &[]);
+                self.decide_each(ready, &answers, &mut scored, |answers, roles, row| {
+                    strategy::consensus(answers, roles, row, *min_agree, *ties, *combine)
+                });
+            }
+            Plan::BestConfidence => {
+                let models: Vec<usize> = (0..self.ids.len()).collect();
+                let answers = self.ask(&models, Arc::new(rows), ready.len(), &[]);
+                self.decide_each(ready, &answers, &mut scored, |answers, roles, row| {
+                    Ok(strategy::best_confidence(answers, roles, row))
+                });
+            }
+            Plan::Shadow {
+                primary,
+                shadows,
+                emit,
+            } => self.shadow(*primary, shadows, *emit, ready, rows, &mut scored),
+        }
+        scored
+    }
+
+    /// Asks `models` to score the rows and waits for all of them. Models in `unless_busy`
+    /// are skipped when still busy with an earlier batch. Failures are logged and left out.
+    fn ask(
+        &self,
+        models: &[usize],
+        rows: Arc<Vec<f32>>,
+        n: usize,
+        unless_busy: &[usize],
+    ) -> Vec<BatchAnswer> {
+        let (reply, replies) = mpsc::channel();
+        let asked = self.submit_all(models, &rows, n, &reply, unless_busy);
+        drop(reply);
+        let mut answers: Vec<BatchAnswer> = replies
+            .iter()
+            .take(asked)
+            .filter_map(|r| self.keep(r))
+            .collect();
+        answers.sort_by_key(|a| a.model);
+        answers
+    }
+
+    fn submit_all(
+        &self,
+        models: &[usize],
+        rows: &Arc<Vec<f32>>,
+        n: usize,
+        reply: &mpsc::Sender<Reply>,
+        unless_busy: &[usize],
+    ) -> usize {
+        models
+            .iter()
+            .filter(|m| {
+                let job = Job {
+                    model: **m,
+                    rows: rows.clone(),
+                    n,
+                    reply: reply.clone(),
+                };
+                self.workers[**m].submit(job, unless_busy.contains(m))
+            })
+            .count()
+    }
+
+    fn keep(&self, (model, answer): Reply) -> Option<BatchAnswer> {
+        match answer {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(streamlet = %self.scorer.streamlet(), model = %self.ids[model], reason = %e, "model failed on a batch");
+                None
+            }
+        }
+    }
+
+    /// The audit of an answer: the answering model's version, the strategy and the model's id.
+    fn audit(&self, answer: &BatchAnswer, latency_us: u64) -> serde_json::Map<String, Value> {
+        let mut a = audit(&answer.version, self.plan.name(), latency_us);
+        a.insert("model".into(), self.ids[answer.model].clone().into());
+        a
+    }
+
+    /// Applies a decision per record, counts who answered, and stamps the audit.
+    fn decide_each(
+        &self,
+        ready: Batch,
+        answers: &[BatchAnswer],
+        scored: &mut Scored,
+        decide: impl Fn(&[BatchAnswer], &Roles, usize) -> Result<Decision, String>,
+    ) {
+        if answers.is_empty() {
+            scored
+                .errors
+                .extend(self.scorer.fail(ready, "no model answered"));
+            return;
+        }
+        let roles = Roles::of(self.scorer.outputs(), &answers[0].tensors);
+        let resolved: Vec<_> = answers
+            .iter()
+            .map(|a| outputs::resolve(self.scorer.outputs(), &a.tensors))
+            .collect();
+        let latency = answers.iter().map(|a| a.latency_us).max().unwrap_or(0);
+        let stats = self.stats.as_ref();
+        for (row, mut record) in ready.into_iter().enumerate() {
+            match decide(answers, &roles, row) {
+                Ok(d) => {
+                    let answer = &answers[d.answer];
+                    outputs::apply(&resolved[d.answer], row, &mut record);
+                    let mut audit = self.audit(answer, latency);
+                    if let Some(value) = d.value {
+                        self.set_value(&roles, value, &mut record);
+                    }
+                    if let Some(votes) = d.votes {
+                        audit.insert("votes".into(), votes.into());
+                        let agreed: Vec<Value> = d
+                            .agreed
+                            .iter()
+                            .map(|i| self.ids[answers[*i].model].clone().into())
+                            .collect();
+                        audit.insert("agreed".into(), Value::Array(agreed));
+                    }
+                    self.scorer.stamp(&mut record, Value::Object(audit));
+                    if let Some(s) = stats {
+                        s.update(|answered, _, _, _| answered[answer.model] += 1);
+                    }
+                    scored.out.push(record);
+                }
+                Err(reason) => {
+                    if let Some(s) = stats {
+                        s.update(|_, _, no_consensus, _| *no_consensus += 1);
+                    }
+                    scored
+                        .errors
+                        .extend(self.scorer.fail(vec![record], &reason));
+                }
+            }
+        }
+    }
+
+    /// Writes a combined value into the fields the value tensor maps to.
+    fn set_value(&self, roles: &Roles, value: f64, record: &mut Record) {
+        let Some(tensor) = &roles.value else { return };
+        for m in self.scorer.outputs().iter().filter(|m| &m.tensor == tensor) {
+            record.insert(
+                m.field.clone(),
+                serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number),
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn speculative(
+        &self,
+        budget: Duration,
+        fallback: usize,
+        prefer: &[usize],
+        decide: Decider,
+        ready: Batch,
+        rows: Vec<f32>,
+        scored: &mut Scored,
+    ) {
+        let started = Instant::now();
+        let deadline = started + budget;
+        let n = ready.len();
+        let rows = Arc::new(rows);
+        let (reply, replies) = mpsc::channel();
+        let all: Vec<usize> = (0..self.ids.len()).collect();
+        // Everyone but the fallback is skipped while still busy with a batch it was too late for.
+        let skippable: Vec<usize> = all.iter().copied().filter(|m| *m != fallback).collect();
+        let asked = self.submit_all(&all, &rows, n, &reply, &skippable);
+        drop(reply);
+        let mut answers: Vec<BatchAnswer> = Vec::new();
+        let mut heard = 0;
+        while heard < asked {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match replies.recv_timeout(left) {
+                Ok(r) => {
+                    heard += 1;
+                    answers.extend(self.keep(r));
+                }
+                Err(_) => break,
+            }
+        }
+        let cut_off = answers.len() < self.ids.len();
+        if answers.is_empty() {
+            // Nothing in time: the fallback answers, late.
+            while heard < asked {
+                let Ok(r) = replies.recv() else { break };
+                heard += 1;
+                if let Some(a) = self.keep(r) {
+                    let is_fallback = a.model == fallback;
+                    answers.push(a);
+                    if is_fallback {
+                        break;
+                    }
+                }
+            }
+        }
+        answers.sort_by_key(|a| a.model);
+        let elapsed = started.elapsed().as_micros() as u64;
+        if let Some(s) = &self.stats {
+            if cut_off {
+                s.update(|_, misses, _, _| *misses += n as u64);
+            }
+        }
+        let prefer = prefer.to_vec();
+        let before = scored.out.len();
+        self.decide_each(
+            ready,
+            &answers,
+            scored,
+            |answers, roles, row| match decide {
+                Decider::BestConfidence => Ok(strategy::best_confidence(answers, roles, row)),
+                Decider::Prefer => {
+                    let first = prefer
+                        .iter()
+                        .find_map(|m| answers.iter().position(|a| a.model == *m))
+                        .unwrap_or(0);
+                    Ok(Decision {
+                        answer: first,
+                        value: None,
+                        votes: None,
+                        agreed: vec![first],
+                    })
+                }
+            },
+        );
+        for record in &mut scored.out[before..] {
+            if let Some(Value::Object(audit)) = record.get_mut(&self.scorer.audit_field) {
+                audit.insert("latency_us".into(), elapsed.into());
+                audit.insert("budget_exceeded".into(), cut_off.into());
+            }
+        }
+    }
+
+    fn split(&self, split: &Split, key: &str, ready: Batch, rows: &[f32], scored: &mut Scored) {
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); self.ids.len()];
+        let mut keyless = Vec::new();
+        for (i, record) in ready.iter().enumerate() {
+            match record.get(key).filter(|v| !v.is_null()) {
+                Some(k) => groups[split.route(k)].push(i),
+                None => keyless.push(i),
+            }
+        }
+        let (reply, replies) = mpsc::channel();
+        let mut asked = 0;
+        for (model, group) in groups.iter().enumerate().filter(|(_, g)| !g.is_empty()) {
+            let job = Job {
+                model,
+                rows: Arc::new(self.scorer.select_rows(rows, group)),
+                n: group.len(),
+                reply: reply.clone(),
+            };
+            asked += usize::from(self.workers[model].submit(job, false));
+        }
+        drop(reply);
+        let answers: Vec<(usize, Result<BatchAnswer, ModelError>)> =
+            replies.iter().take(asked).collect();
+        let mut slots: Vec<Option<Record>> = ready.into_iter().map(Some).collect();
+        for (model, answer) in answers {
+            let group = &groups[model];
+            match answer {
+                Ok(answer) => {
+                    let resolved = outputs::resolve(self.scorer.outputs(), &answer.tensors);
+                    let audit = Value::Object(self.audit(&answer, answer.latency_us));
+                    for (row, i) in group.iter().enumerate() {
+                        let Some(mut record) = slots[*i].take() else {
+                            continue;
+                        };
+                        outputs::apply(&resolved, row, &mut record);
+                        self.scorer.stamp(&mut record, audit.clone());
+                        scored.out.push(record);
+                    }
+                    if let Some(s) = &self.stats {
+                        s.update(|answered, _, _, _| answered[model] += group.len() as u64);
+                    }
+                }
+                Err(e) => {
+                    let reason = format!("model {}: {e}", self.ids[model]);
+                    let failed: Batch = group.iter().filter_map(|i| slots[*i].take()).collect();
+                    scored.errors.extend(self.scorer.fail(failed, &reason));
+                }
+            }
+        }
+        let missing = format!("split key `{key}` is missing");
+        let keyless: Batch = keyless.iter().filter_map(|i| slots[*i].take()).collect();
+        scored.errors.extend(self.scorer.fail(keyless, &missing));
+        // Records whose model could not take the job (it stopped).
+        let left: Batch = slots.into_iter().flatten().collect();
+        scored
+            .errors
+            .extend(self.scorer.fail(left, "the model's worker stopped"));
+    }
+
+    fn shadow(
+        &self,
+        primary: usize,
+        shadows: &[usize],
+        emit: bool,
+        ready: Batch,
+        rows: Vec<f32>,
+        scored: &mut Scored,
+    ) {
+        let n = ready.len();
+        let mut models = vec![primary];
+        models.extend_from_slice(shadows);
+        // A shadow still busy with an earlier batch sits this one out: it never slows the primary down twice.
+        let answers = self.ask(&models, Arc::new(rows), n, shadows);
+        let Some(p) = answers.iter().position(|a| a.model == primary) else {
+            scored.errors.extend(
+                self.scorer
+                    .fail(ready, &format!("model {} failed", self.ids[primary])),
+            );
+            return;
+        };
+        let roles = Roles::of(self.scorer.outputs(), &answers[p].tensors);
+        if let Some(stats) = &self.stats {
+            stats.update(|answered, _, _, agreement| {
+                answered[primary] += n as u64;
+                for a in answers.iter().filter(|a| a.model != primary) {
+                    if let Some(k) = shadows.iter().position(|s| *s == a.model) {
+                        for row in 0..n {
+                            agreement[k].add(&answers[p], a, &roles, row);
+                        }
+                    }
+                }
+            });
+        }
+        if emit {
+            for a in answers.iter().filter(|a| a.model != primary) {
+                let resolved = outputs::resolve(self.scorer.outputs(), &a.tensors);
+                let audit = Value::Object(self.audit(a, a.latency_us));
+                for (row, original) in ready.iter().enumerate() {
+                    let mut copy = original.clone();
+                    outputs::apply(&resolved, row, &mut copy);
+                    self.scorer.stamp(&mut copy, audit.clone());
+                    scored.shadow.push(copy);
+                }
+            }
+        }
+        let resolved = outputs::resolve(self.scorer.outputs(), &answers[p].tensors);
+        let audit = Value::Object(self.audit(&answers[p], answers[p].latency_us));
+        for (row, mut record) in ready.into_iter().enumerate() {
+            outputs::apply(&resolved, row, &mut record);
+            self.scorer.stamp(&mut record, audit.clone());
+            scored.out.push(record);
+        }
+    }
+}
