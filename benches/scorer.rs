@@ -15,6 +15,7 @@ use sluice::models::ModelRegistry;
 use sluice::spec::ScorerConfig;
 use sluice::streamlets::ingress::generator::ListingGenerator;
 use sluice::streamlets::scorer::features::Features;
+use sluice::streamlets::scorer::serving::Serving;
 use sluice::streamlets::scorer::BatchScorer;
 use sluice::streamlets::Batch;
 
@@ -59,10 +60,18 @@ fn main() {
         .unwrap_or(if benchmarking { 100_000 } else { 2_000 });
     let definition = std::fs::read_to_string(root.join("streamlets/house-price-gbm.yaml"))
         .expect("scorer definition");
-    let mut config: ScorerConfig =
+    let config: ScorerConfig =
         serde_yaml_ng::from_str(&definition).expect("scorer definition parses");
-    config.model.folder = root.join("examples/house-prices/models");
+    let folder = root.join("examples/house-prices/models");
     let scorer = BatchScorer::new("price", &config);
+    let open = |version: &str| {
+        let source = Source {
+            name: "house-price".into(),
+            folder: folder.clone(),
+            pinned: Some(version.into()),
+        };
+        ModelRegistry::open(source, scorer.expectation(&config), 1).expect("model loads")
+    };
     let features = Features::new(&config.features);
     let mut generator = ListingGenerator::new(9, 0.0);
     let listings: Batch = (0..records).map(|_| generator.next_record()).collect();
@@ -76,14 +85,7 @@ fn main() {
     println!("scorer benchmark: {records} house listings, {width} features, 1 session, 1 intra-op thread\n");
 
     for version in ["1", "2"] {
-        config.model.version = Some(version.into());
-        let source = Source {
-            name: config.model.name.clone(),
-            folder: config.model.folder.clone(),
-            pinned: config.model.version.clone(),
-        };
-        let registry =
-            ModelRegistry::open(source, scorer.expectation(&config), 1).expect("model loads");
+        let registry = open(version);
         let model = registry.current();
         let bytes = model.descriptor.bytes().expect("model bytes");
         let env = sluice::models::onnx::environment().expect("ONNX Runtime");
@@ -125,7 +127,11 @@ fn main() {
                 let b: Batch = chunk.to_vec();
                 let n = b.len();
                 let t = Instant::now();
-                let (scored, failed) = scorer.score(&model, b);
+                let sluice::streamlets::scorer::Scored {
+                    out: scored,
+                    errors: failed,
+                    ..
+                } = scorer.score(&model, b);
                 let elapsed = t.elapsed();
                 assert!(failed.is_empty() && scored.len() == n);
                 figures
@@ -145,5 +151,58 @@ fn main() {
             );
         }
         println!();
+    }
+
+    // Strategies with two models (v1 and v2), against the single-model scorer, batch 256.
+    println!("strategies with two models (v1, v2), batch 256, against one model (v2)");
+    let strategies: [(&str, Option<&str>); 6] = [
+        ("single model (v2)", None),
+        (
+            "speculative",
+            Some("{ speculative: { budget_ms: 50, fallback: v1, prefer: [v2, v1] } }"),
+        ),
+        ("consensus (median)", Some("{ consensus: {} }")),
+        ("best_confidence", Some("{ best_confidence: {} }")),
+        (
+            "split 50/50 by id",
+            Some("{ split: { key: id, weights: { v1: 50, v2: 50 } } }"),
+        ),
+        (
+            "shadow (v1 shadows v2)",
+            Some("{ shadow: { primary: v2, shadows: [v1] } }"),
+        ),
+    ];
+    let batches: Vec<Batch> = listings.chunks(256).map(|c| c.to_vec()).collect();
+    for (label, strategy) in strategies {
+        let mut config = config.clone();
+        config.strategy = strategy.map(|s| {
+            let value: serde_json::Value = serde_yaml_ng::from_str(s).expect("strategy is YAML");
+            serde_json::from_value(value).expect("strategy parses")
+        });
+        let models = match strategy {
+            None => vec![("v2".to_string(), open("2"))],
+            Some(_) => vec![("v1".to_string(), open("1")), ("v2".to_string(), open("2"))],
+        };
+        let serving = Serving::new(
+            BatchScorer::new("price", &config),
+            models,
+            config.strategy.as_ref(),
+        )
+        .expect("serving");
+        let mut figures = Figures::new();
+        for b in &batches {
+            let b = b.clone();
+            let n = b.len();
+            let t = Instant::now();
+            let scored = serving.score(b);
+            let elapsed = t.elapsed();
+            assert_eq!(scored.out.len(), n, "{label}: {:?}", scored.errors.first());
+            figures
+                .latency
+                .saturating_record(elapsed.as_micros() as u64);
+            figures.seconds += elapsed.as_secs_f64();
+            figures.records += n;
+        }
+        println!("{}", figures.line(label));
     }
 }

@@ -58,7 +58,7 @@ problem_test!(yaml_syntax, "yaml-syntax", 5, 3);
 problem_test!(duplicate_key, "duplicate-key", 6, 5);
 problem_test!(duplicate_streamlet, "duplicate-streamlet", 10, 3);
 problem_test!(wrong_type, "wrong-type", 3, 15);
-problem_test!(missing_field, "missing-field", 7, 5);
+problem_test!(missing_field, "missing-field", 6, 3);
 problem_test!(invalid_value, "invalid-value", 5, 36);
 problem_test!(unconsumed_outlet, "unconsumed-outlet", 6, 3);
 problem_test!(missing_inputs, "missing-inputs", 10, 3);
@@ -69,6 +69,18 @@ problem_test!(missing_model, "missing-file", 9, 13);
 problem_test!(unset_variable, "unset-variable", 9, 31);
 problem_test!(unknown_edge, "unknown-edge", 12, 5);
 problem_test!(invalid_record_schema, "invalid-record-schema", 9, 13);
+problem_test!(unknown_model, "unknown-model", 13, 42);
+
+#[test]
+fn a_scorer_with_one_model_and_several_is_told_to_choose() {
+    let d = assert_problem("scorer_model_and_models.yaml", "invalid-value", 6, 3, None);
+    assert!(
+        d.message
+            .contains("either one `model`, or several `models` with a `strategy`"),
+        "{}",
+        d.message
+    );
+}
 
 #[test]
 fn unknown_key() {

@@ -356,7 +356,7 @@ fn typed<T: serde::de::DeserializeOwned>(
 }
 
 /// Loads the definition a streamlet names with `use:` and merges its keys into the
-/// streamlet (keys written in the pipeline win).
+/// streamlet (keys written in the pipeline win; `key: null` there removes the definition's key).
 fn take_definition(
     name: &str,
     streamlet: &mut Value,
@@ -397,9 +397,16 @@ fn take_definition(
             ));
             continue;
         }
-        if !target.contains_key(&key) {
-            target.insert(key.clone(), v);
-            keys.insert(key);
+        match target.get(&key) {
+            // `key: null` in the pipeline removes what the definition says (as in JSON Merge Patch).
+            Some(Value::Null) => {
+                target.remove(&key);
+            }
+            Some(_) => {}
+            None => {
+                target.insert(key.clone(), v);
+                keys.insert(key);
+            }
         }
     }
     Some(Definition { map, keys })

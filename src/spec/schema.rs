@@ -101,11 +101,13 @@ fn to_findings(e: &jsonschema::ValidationError<'_>, schema: &Value) -> Vec<Findi
         .and_then(|uri| uri.fragment().map(|f| f.as_str().to_string()))
         .unwrap_or_default();
     let instance = e.instance();
+    // A problem with a whole mapping points at its key (the streamlet's name, say).
+    let at_key = instance.is_object();
     let one = |problem| {
         vec![Finding {
             problem,
             pointer: pointer.clone(),
-            at_key: false,
+            at_key,
         }]
     };
     match e.kind() {
@@ -159,6 +161,20 @@ fn to_findings(e: &jsonschema::ValidationError<'_>, schema: &Value) -> Vec<Findi
             one(Problem::InvalidValue {
                 field: field_name(&pointer),
                 reason: format!("{instance} is not one of {}", known.join(", ")),
+            })
+        }
+        ValidationErrorKind::OneOfMultipleValid { .. }
+        | ValidationErrorKind::OneOfNotValid { .. } => {
+            let parent = keyword_pointer.rsplit_once('/').map_or("", |(p, _)| p);
+            let message = schema
+                .pointer(parent)
+                .and_then(|s| s.get("x-oneof-message"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| e.masked().to_string());
+            one(Problem::InvalidValue {
+                field: field_name(&pointer),
+                reason: message,
             })
         }
         ValidationErrorKind::PropertyNames { .. } => one(Problem::InvalidValue {

@@ -251,7 +251,8 @@ async fn score_stream(
         in_flight.push_back(tokio::task::spawn_blocking(move || serving.score(batch)));
     };
     loop {
-        while pending.len() >= max_batch {
+        // Full batches go as long as there is a free session; the rest wait (backpressure).
+        while pending.len() >= max_batch && in_flight.len() < sessions {
             let rest = pending.split_off(max_batch);
             submit(std::mem::replace(&mut pending, rest), &mut in_flight);
         }
