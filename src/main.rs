@@ -229,6 +229,17 @@ fn run(file: &Path) -> ExitCode {
                             "model summary"
                         );
                     }
+                    if let Some(strategy) = &s.strategy {
+                        tracing::info!(
+                            streamlet = %s.name,
+                            strategy = %strategy.strategy,
+                            answered = %serde_json::to_string(&strategy.answered).unwrap_or_default(),
+                            budget_misses = strategy.budget_misses,
+                            no_consensus = strategy.no_consensus,
+                            shadows = %serde_json::to_string(&strategy.shadows).unwrap_or_default(),
+                            "strategy summary"
+                        );
+                    }
                 }
                 tracing::info!(
                     pipeline = %summary.pipeline,
