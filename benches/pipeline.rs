@@ -62,9 +62,7 @@ fn loop_generate_validate(records: u64) -> Figures {
         match schema.check(&record) {
             None => valid += 1,
             Some(r) => {
-                let Value::Object(map) = record else {
-                    unreachable!()
-                };
+                let Value::Object(map) = record else { unreachable!() };
                 std::hint::black_box(with_error(map, "check", &r.reason, &r.path));
                 invalid += 1;
             }
@@ -82,18 +80,14 @@ fn loop_generate_validate(records: u64) -> Figures {
 fn loop_parse_validate_serialize(input: &Path, output: &Path) -> Figures {
     let schema = RecordSchema::load(&schema_path()).expect("schema loads");
     let started = Instant::now();
-    let mut reader =
-        BufReader::with_capacity(256 * 1024, std::fs::File::open(input).expect("input"));
-    let mut writer =
-        BufWriter::with_capacity(256 * 1024, std::fs::File::create(output).expect("output"));
+    let mut reader = BufReader::with_capacity(256 * 1024, std::fs::File::open(input).expect("input"));
+    let mut writer = BufWriter::with_capacity(256 * 1024, std::fs::File::create(output).expect("output"));
     let mut line = Vec::new();
     let mut records = 0;
     while reader.read_until(b'\n', &mut line).expect("read") > 0 {
         let mut record: Value = serde_json::from_slice(&line).expect("bench input is JSON");
         if let Some(r) = schema.check(&record) {
-            let Value::Object(map) = record else {
-                unreachable!()
-            };
+            let Value::Object(map) = record else { unreachable!() };
             record = Value::Object(with_error(map, "check", &r.reason, &r.path));
         }
         serde_json::to_writer(&mut writer, &record).expect("write");
@@ -116,11 +110,7 @@ fn run_sluice(pipeline: &Path, records: u64) -> Figures {
         .arg(pipeline)
         .output()
         .expect("sluice runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let finished = String::from_utf8_lossy(&output.stderr)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -140,14 +130,9 @@ fn run_child(args: &[&str]) -> Figures {
         .args(args)
         .output()
         .expect("child runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let v: Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("{}")).expect("child figures");
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).expect("child figures");
     Figures {
         records: v["records"].as_u64().unwrap_or(0),
         seconds: v["seconds"].as_f64().unwrap_or(0.0),
@@ -157,10 +142,7 @@ fn run_child(args: &[&str]) -> Figures {
 
 fn report(name: &str, pipeline: &Figures, baseline: &Figures) {
     println!("{name}");
-    for (label, f) in [
-        ("sluice pipeline", pipeline),
-        ("hand-written loop", baseline),
-    ] {
+    for (label, f) in [("sluice pipeline", pipeline), ("hand-written loop", baseline)] {
         println!(
             "  {label:<18} {:>10} records  {:>8.2} s  {:>12.0} records/s  peak {:>7.1} MiB",
             f.records,
@@ -180,9 +162,7 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--child") {
         let figures = match args.get(i + 1).map(String::as_str) {
             Some("generate") => loop_generate_validate(args[i + 2].parse().expect("count")),
-            Some("parse") => {
-                loop_parse_validate_serialize(Path::new(&args[i + 2]), Path::new(&args[i + 3]))
-            }
+            Some("parse") => loop_parse_validate_serialize(Path::new(&args[i + 2]), Path::new(&args[i + 3])),
             other => panic!("unknown child {other:?}"),
         };
         print_json(&figures);
@@ -236,15 +216,7 @@ fn main() {
     )
     .expect("write pipeline");
     let loop_out = dir.path().join("loop-out.jsonl");
-    let baseline = run_child(&[
-        "parse",
-        &input.display().to_string(),
-        &loop_out.display().to_string(),
-    ]);
+    let baseline = run_child(&["parse", &input.display().to_string(), &loop_out.display().to_string()]);
     let pipeline = run_sluice(&b, records);
-    report(
-        "B: JSONL file → validator → JSONL file",
-        &pipeline,
-        &baseline,
-    );
+    report("B: JSONL file → validator → JSONL file", &pipeline, &baseline);
 }

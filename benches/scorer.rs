@@ -58,10 +58,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if benchmarking { 100_000 } else { 2_000 });
-    let definition = std::fs::read_to_string(root.join("streamlets/house-price-gbm.yaml"))
-        .expect("scorer definition");
-    let config: ScorerConfig =
-        serde_yaml_ng::from_str(&definition).expect("scorer definition parses");
+    let definition = std::fs::read_to_string(root.join("streamlets/house-price-gbm.yaml")).expect("scorer definition");
+    let config: ScorerConfig = serde_yaml_ng::from_str(&definition).expect("scorer definition parses");
     let folder = root.join("examples/house-prices/models");
     let scorer = BatchScorer::new("price", &config);
     let open = |version: &str| {
@@ -105,16 +103,10 @@ fn main() {
                 let n = chunk.len() / width;
                 let t = Instant::now();
                 let input = TensorRef::from_array_view(([n, width], chunk)).expect("tensor");
-                let outputs = raw
-                    .run(ort::inputs!["features" => input])
-                    .expect("inference");
-                let (_, values) = outputs["variable"]
-                    .try_extract_tensor::<f32>()
-                    .expect("output");
+                let outputs = raw.run(ort::inputs!["features" => input]).expect("inference");
+                let (_, values) = outputs["variable"].try_extract_tensor::<f32>().expect("output");
                 std::hint::black_box(values.to_vec());
-                raw_figures
-                    .latency
-                    .saturating_record(t.elapsed().as_micros() as u64);
+                raw_figures.latency.saturating_record(t.elapsed().as_micros() as u64);
                 raw_figures.records += n;
             }
             raw_figures.seconds = started.elapsed().as_secs_f64();
@@ -134,9 +126,7 @@ fn main() {
                 } = scorer.score(&model, b);
                 let elapsed = t.elapsed();
                 assert!(failed.is_empty() && scored.len() == n);
-                figures
-                    .latency
-                    .saturating_record(elapsed.as_micros() as u64);
+                figures.latency.saturating_record(elapsed.as_micros() as u64);
                 figures.seconds += elapsed.as_secs_f64();
                 figures.records += n;
                 drop(scored);
@@ -183,12 +173,8 @@ fn main() {
             None => vec![("v2".to_string(), open("2"))],
             Some(_) => vec![("v1".to_string(), open("1")), ("v2".to_string(), open("2"))],
         };
-        let serving = Serving::new(
-            BatchScorer::new("price", &config),
-            models,
-            config.strategy.as_ref(),
-        )
-        .expect("serving");
+        let serving =
+            Serving::new(BatchScorer::new("price", &config), models, config.strategy.as_ref()).expect("serving");
         let mut figures = Figures::new();
         for b in &batches {
             let b = b.clone();
@@ -197,9 +183,7 @@ fn main() {
             let scored = serving.score(b);
             let elapsed = t.elapsed();
             assert_eq!(scored.out.len(), n, "{label}: {:?}", scored.errors.first());
-            figures
-                .latency
-                .saturating_record(elapsed.as_micros() as u64);
+            figures.latency.saturating_record(elapsed.as_micros() as u64);
             figures.seconds += elapsed.as_secs_f64();
             figures.records += n;
         }

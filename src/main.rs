@@ -100,11 +100,7 @@ fn validate(format: ProblemFormat, files: &[PathBuf]) -> ExitCode {
             }
             Err(LoadError::Problems(report)) => {
                 any_problem = true;
-                text.push_str(&diagnostics::text(
-                    &report.diagnostics,
-                    &report.sources,
-                    color,
-                ));
+                text.push_str(&diagnostics::text(&report.diagnostics, &report.sources, color));
                 text.push_str(&format!(
                     "{}: {} problem(s)\n",
                     file.display(),
@@ -112,26 +108,19 @@ fn validate(format: ProblemFormat, files: &[PathBuf]) -> ExitCode {
                 ));
                 match format {
                     ProblemFormat::Github => print!("{}", diagnostics::github(&report.diagnostics)),
-                    _ => reports.push(
-                        json!({"file": file, "valid": false, "problems": report.diagnostics}),
-                    ),
+                    _ => reports.push(json!({"file": file, "valid": false, "problems": report.diagnostics})),
                 }
             }
             Err(e @ LoadError::Io { .. }) => {
                 unreadable = true;
                 eprintln!("error: {e}");
-                reports.push(
-                    json!({"file": file, "valid": false, "error": e.to_string(), "problems": []}),
-                );
+                reports.push(json!({"file": file, "valid": false, "error": e.to_string(), "problems": []}));
             }
         }
     }
     match format {
         ProblemFormat::Text => print!("{text}"),
-        ProblemFormat::Json => println!(
-            "{}",
-            json!({"valid": !any_problem && !unreadable, "files": reports})
-        ),
+        ProblemFormat::Json => println!("{}", json!({"valid": !any_problem && !unreadable, "files": reports})),
         ProblemFormat::Github => {}
     }
     if unreadable {
@@ -148,15 +137,8 @@ fn load_or_report(file: &Path) -> Result<topology::Topology, ExitCode> {
     topology::load(file).map_err(|e| match e {
         LoadError::Problems(report) => {
             let color = std::io::stderr().is_terminal();
-            eprint!(
-                "{}",
-                diagnostics::text(&report.diagnostics, &report.sources, color)
-            );
-            eprintln!(
-                "{}: {} problem(s)",
-                file.display(),
-                report.diagnostics.len()
-            );
+            eprint!("{}", diagnostics::text(&report.diagnostics, &report.sources, color));
+            eprintln!("{}: {} problem(s)", file.display(), report.diagnostics.len());
             ExitCode::from(EXIT_PROBLEMS)
         }
         e @ LoadError::Io { .. } => {
@@ -183,10 +165,7 @@ fn run(file: &Path) -> ExitCode {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -203,7 +182,14 @@ fn run(file: &Path) -> ExitCode {
                     let outlets: Vec<String> = s
                         .outlets
                         .iter()
-                        .map(|o| format!("{}={}{}", o.port, o.records, if o.discarded { " (discarded)" } else { "" }))
+                        .map(|o| {
+                            format!(
+                                "{}={}{}",
+                                o.port,
+                                o.records,
+                                if o.discarded { " (discarded)" } else { "" }
+                            )
+                        })
                         .collect();
                     tracing::info!(
                         streamlet = %s.name,

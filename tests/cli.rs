@@ -28,7 +28,11 @@ fn validate_exits_0_for_valid_pipelines() {
 #[test]
 fn validate_exits_1_and_shows_file_line_column_snippet_and_hint() {
     sluice()
-        .args(["validate", "pipelines/listings-check.yaml", "tests/broken/unknown_kind.yaml"])
+        .args([
+            "validate",
+            "pipelines/listings-check.yaml",
+            "tests/broken/unknown_kind.yaml",
+        ])
         .assert()
         .code(1)
         .stdout(predicate::str::contains(
@@ -125,12 +129,7 @@ fn graph_prints_dot_and_mermaid_with_ports_on_edges() {
         .stdout(predicate::str::contains("digraph"))
         .stdout(predicate::str::contains("-> 3 [ label = \"errors\"]"));
     sluice()
-        .args([
-            "graph",
-            "--format",
-            "mermaid",
-            "pipelines/listings-check.yaml",
-        ])
+        .args(["graph", "--format", "mermaid", "pipelines/listings-check.yaml"])
         .assert()
         .success()
         .stdout(predicate::str::contains("flowchart LR"))

@@ -6,9 +6,7 @@ use std::path::Path;
 use sluice::spec::{Diagnostic, LoadError};
 
 fn problems(file: &str) -> Vec<Diagnostic> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/broken")
-        .join(file);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken").join(file);
     match sluice::topology::load(&path) {
         Ok(_) => panic!("{file} should have problems"),
         Err(LoadError::Problems(report)) => report.diagnostics,
@@ -17,13 +15,7 @@ fn problems(file: &str) -> Vec<Diagnostic> {
 }
 
 /// Asserts that `file` reports `code` at `line:column` in `in_file` (the pipeline itself unless given).
-fn assert_problem(
-    file: &str,
-    code: &str,
-    line: usize,
-    column: usize,
-    in_file: Option<&str>,
-) -> Diagnostic {
+fn assert_problem(file: &str, code: &str, line: usize, column: usize, in_file: Option<&str>) -> Diagnostic {
     let found = problems(file);
     let expected_file = in_file.unwrap_or(file);
     found
@@ -34,22 +26,14 @@ fn assert_problem(
                 && (d.location.line, d.location.column) == (line, column)
         })
         .cloned()
-        .unwrap_or_else(|| {
-            panic!("{file}: no {code} at {expected_file}:{line}:{column}; found {found:#?}")
-        })
+        .unwrap_or_else(|| panic!("{file}: no {code} at {expected_file}:{line}:{column}; found {found:#?}"))
 }
 
 macro_rules! problem_test {
     ($name:ident, $code:literal, $line:literal, $column:literal) => {
         #[test]
         fn $name() {
-            assert_problem(
-                concat!(stringify!($name), ".yaml"),
-                $code,
-                $line,
-                $column,
-                None,
-            );
+            assert_problem(concat!(stringify!($name), ".yaml"), $code, $line, $column, None);
         }
     };
 }
@@ -134,10 +118,7 @@ fn every_problem_of_a_file_is_reported_at_once() {
         .map(|d| d.problem.code())
         .collect();
     for code in ["unknown-key", "unknown-streamlet", "unconsumed-outlet"] {
-        assert!(
-            codes.iter().any(|c| c == code),
-            "{code} missing from {codes:?}"
-        );
+        assert!(codes.iter().any(|c| c == code), "{code} missing from {codes:?}");
     }
 }
 

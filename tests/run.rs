@@ -51,8 +51,7 @@ fn demo_pipeline_splits_valid_and_rejected_listings_exactly() {
         .status()
         .expect("sluice runs");
     assert!(status.success());
-    let input = std::fs::read_to_string(root().join("examples/house-prices/listings.jsonl"))
-        .expect("demo data");
+    let input = std::fs::read_to_string(root().join("examples/house-prices/listings.jsonl")).expect("demo data");
     let valid = read_jsonl(&out.path().join("valid-listings.jsonl"));
     let rejected = read_jsonl(&out.path().join("rejected-listings.jsonl"));
     assert_eq!(
@@ -62,8 +61,7 @@ fn demo_pipeline_splits_valid_and_rejected_listings_exactly() {
     );
 
     let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("schemas/records/listing.schema.json"))
-            .expect("schema"),
+        &std::fs::read_to_string(root().join("schemas/records/listing.schema.json")).expect("schema"),
     )
     .expect("schema is JSON");
     let check = jsonschema::validator_for(&schema).expect("schema compiles");
@@ -84,10 +82,7 @@ fn demo_pipeline_splits_valid_and_rejected_listings_exactly() {
             }
         }
     }
-    assert_eq!(
-        valid, expected_valid,
-        "valid records, unchanged and in order"
-    );
+    assert_eq!(valid, expected_valid, "valid records, unchanged and in order");
     let mut invalid = Vec::new();
     let mut unparsed = BTreeMap::new();
     for mut r in rejected {
@@ -113,14 +108,8 @@ fn demo_pipeline_splits_valid_and_rejected_listings_exactly() {
     }
     invalid.sort_by_key(|r| r["id"].as_u64());
     expected_invalid.sort_by_key(|r| r["id"].as_u64());
-    assert_eq!(
-        invalid, expected_invalid,
-        "invalid records keep their content"
-    );
-    assert_eq!(
-        unparsed, malformed,
-        "malformed lines keep their line number and text"
-    );
+    assert_eq!(invalid, expected_invalid, "invalid records keep their content");
+    assert_eq!(unparsed, malformed, "malformed lines keep their line number and text");
     assert!(
         !expected_invalid.is_empty() && !malformed.is_empty(),
         "the demo data has both kinds"
@@ -172,10 +161,7 @@ streamlets:
         .map(|r| r["_error"]["line"].as_u64().expect("line"))
         .collect();
     assert_eq!(lines, vec![3, 4]);
-    assert!(bad[0]["_error"]["reason"]
-        .as_str()
-        .expect("reason")
-        .contains("`price`"));
+    assert!(bad[0]["_error"]["reason"].as_str().expect("reason").contains("`price`"));
     assert_eq!(bad[0]["_raw"], "2,Auburn,not-a-price,true");
     assert!(bad[1]["_error"]["reason"]
         .as_str()
@@ -222,13 +208,8 @@ streamlets:
     );
     assert_eq!(summary.records_in("count"), Some(5000));
     assert_eq!(summary.records_in("all"), Some(5000));
-    let invalid = summary
-        .records_out("check", "invalid")
-        .expect("invalid count");
-    assert!(
-        invalid > 300 && invalid < 700,
-        "about 10% invalid, got {invalid}"
-    );
+    let invalid = summary.records_out("check", "invalid").expect("invalid count");
+    assert!(invalid > 300 && invalid < 700, "about 10% invalid, got {invalid}");
     for file in ["a.jsonl", "b.jsonl"] {
         let ids: BTreeSet<u64> = read_jsonl(&dir.path().join(file))
             .iter()
@@ -349,10 +330,7 @@ fn sigterm_drains_every_record_already_read() {
     let written = std::fs::read_to_string(dir.path().join("out.jsonl")).expect("output");
     let last = contiguous_ids(written.lines().map(str::to_string), 0);
     assert!(produced > 0);
-    assert_eq!(
-        last, produced,
-        "every record the source produced was written"
-    );
+    assert_eq!(last, produced, "every record the source produced was written");
 }
 
 #[test]
@@ -442,8 +420,7 @@ fn malformed_input_nobody_reads_is_logged_with_its_line() {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|l| l["level"] == "WARN" && l["outlet"] == "errors")
         .expect("a warning for the malformed line");
-    let record: Value =
-        serde_json::from_str(warning["record"].as_str().expect("record")).expect("JSON record");
+    let record: Value = serde_json::from_str(warning["record"].as_str().expect("record")).expect("JSON record");
     assert_eq!(record["_raw"], "not json at all");
     assert_eq!(record["_error"]["line"], 2);
 }

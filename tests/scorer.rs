@@ -89,9 +89,7 @@ fn predictions_match_python_onnxruntime_for_both_versions() {
         let scored = read_jsonl(&dir.path().join("out/scored.jsonl"));
         assert_eq!(scored.len(), 200);
         for r in &scored {
-            let expected = r["expected"][version]
-                .as_f64()
-                .expect("expected prediction");
+            let expected = r["expected"][version].as_f64().expect("expected prediction");
             let got = r["predicted_price"].as_f64().expect("a prediction");
             assert!(
                 (got - expected).abs() <= 1e-4 * expected.abs().max(1.0),
@@ -103,9 +101,7 @@ fn predictions_match_python_onnxruntime_for_both_versions() {
             assert_eq!(audit["version"], version);
             assert_eq!(audit["sha256"].as_str().map(str::len), Some(12));
             assert_eq!(audit["strategy"], "single");
-            assert!(audit["scored_at"]
-                .as_str()
-                .is_some_and(|t| t.ends_with('Z')));
+            assert!(audit["scored_at"].as_str().is_some_and(|t| t.ends_with('Z')));
             assert!(audit["latency_us"].as_u64().is_some());
         }
     }
@@ -163,8 +159,7 @@ fn records_that_cannot_become_features_go_to_errors_with_the_reason() {
             .replace("\"id\":1", "\"id\":2"),
         good.replace("\"bedrooms\":3", "\"bedrooms\":\"three\"")
             .replace("\"id\":1", "\"id\":3"),
-        good.replace("Kent", "Paris")
-            .replace("\"id\":1", "\"id\":4"),
+        good.replace("Kent", "Paris").replace("\"id\":1", "\"id\":4"),
         good.replace("\"id\":1", "\"id\":5"),
     ];
     let input = dir.path().join("in.jsonl");
@@ -202,11 +197,7 @@ fn records_that_cannot_become_features_go_to_errors_with_the_reason() {
 
 fn copy_model(from: &Path, to: &Path, version: &str) {
     let name = format!("house-price-v{version}");
-    std::fs::copy(
-        from.join(format!("{name}.onnx")),
-        to.join(format!("{name}.onnx")),
-    )
-    .expect("copy model");
+    std::fs::copy(from.join(format!("{name}.onnx")), to.join(format!("{name}.onnx"))).expect("copy model");
     // Write the descriptor last and in one step, as a model publisher should.
     let tmp = to.join(format!("{name}.tmp"));
     std::fs::copy(from.join(format!("{name}.model.json")), &tmp).expect("copy descriptor");
@@ -215,10 +206,7 @@ fn copy_model(from: &Path, to: &Path, version: &str) {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -293,9 +281,7 @@ streamlets:
     };
     wait_for("records scored by v1", || lines().lines().count() >= 500);
     copy_model(&shipped, &models, "2");
-    wait_for("records scored by v2", || {
-        lines().contains(r#""version":"2""#)
-    });
+    wait_for("records scored by v2", || lines().contains(r#""version":"2""#));
     // A corrupt v3: its checksum is right, its bytes are not a model.
     let garbage = b"this is not an ONNX model".to_vec();
     std::fs::write(models.join("house-price-v3.onnx"), &garbage).expect("write v3");
@@ -303,8 +289,7 @@ streamlets:
         r#"{{"name":"house-price","version":"3","format":"onnx","location":"house-price-v3.onnx","sha256":"{}"}}"#,
         sha256_hex(&garbage)
     );
-    std::fs::write(models.join("house-price-v3.model.json"), descriptor)
-        .expect("write v3 descriptor");
+    std::fs::write(models.join("house-price-v3.model.json"), descriptor).expect("write v3 descriptor");
     wait_for("v3 to be rejected", || logged(&["model rejected", "v3"]));
     let at_rejection = lines().lines().count();
     wait_for("records after the rejection", || {
@@ -345,10 +330,7 @@ streamlets:
         std::fs::read_to_string(dir.path().join("errors.jsonl")).expect("errors file"),
         ""
     );
-    assert!(
-        logged(&["model swapped", "\"to\":\"2\""]),
-        "the swap is logged"
-    );
+    assert!(logged(&["model swapped", "\"to\":\"2\""]), "the swap is logged");
 }
 
 fn expectation(width: usize) -> Expectation {
@@ -379,10 +361,7 @@ fn a_model_that_does_not_fit_the_mapping_is_rejected_with_the_reason() {
     let err = ModelRegistry::open(source.clone(), wrong_output, 1)
         .err()
         .expect("rejected");
-    assert!(
-        err.to_string().contains("no output tensor `probabilities`"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("no output tensor `probabilities`"), "{err}");
     let registry = ModelRegistry::open(source, expectation(21), 2).expect("v1 fits");
     assert_eq!(registry.current().descriptor.version, "1");
 }
@@ -396,16 +375,11 @@ fn a_folder_with_only_broken_models_names_each_problem() {
         dir.path().join("house-price-v1.onnx"),
     )
     .expect("copy");
-    let mut descriptor: Value = serde_json::from_str(
-        &std::fs::read_to_string(shipped.join("house-price-v1.model.json")).expect("read"),
-    )
-    .expect("json");
+    let mut descriptor: Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped.join("house-price-v1.model.json")).expect("read"))
+            .expect("json");
     descriptor["sha256"] = Value::from("0".repeat(64));
-    std::fs::write(
-        dir.path().join("house-price-v1.model.json"),
-        descriptor.to_string(),
-    )
-    .expect("write");
+    std::fs::write(dir.path().join("house-price-v1.model.json"), descriptor.to_string()).expect("write");
     std::fs::write(dir.path().join("broken.model.yaml"), "name: [unclosed").expect("write");
     let source = Source {
         name: "house-price".into(),
@@ -414,14 +388,8 @@ fn a_folder_with_only_broken_models_names_each_problem() {
     };
     match ModelRegistry::open(source, expectation(21), 1) {
         Err(ModelError::NoVersion { reasons, .. }) => {
-            assert!(
-                reasons.iter().any(|r| r.contains("broken.model.yaml")),
-                "{reasons:?}"
-            );
-            assert!(
-                reasons.iter().any(|r| r.contains("sha256 mismatch")),
-                "{reasons:?}"
-            );
+            assert!(reasons.iter().any(|r| r.contains("broken.model.yaml")), "{reasons:?}");
+            assert!(reasons.iter().any(|r| r.contains("sha256 mismatch")), "{reasons:?}");
         }
         Err(e) => panic!("unexpected {e}"),
         Ok(_) => panic!("nothing should load"),
@@ -513,9 +481,6 @@ fn several_sessions_score_batches_at_once_and_keep_the_order() {
     for (i, r) in scored.iter().enumerate() {
         assert_eq!(r["id"].as_u64(), Some(i as u64 + 1), "order is kept");
         let expected = r["expected"]["2"].as_f64().expect("expected");
-        assert!(
-            (r["predicted_price"].as_f64().expect("prediction") - expected).abs()
-                <= 1e-4 * expected
-        );
+        assert!((r["predicted_price"].as_f64().expect("prediction") - expected).abs() <= 1e-4 * expected);
     }
 }

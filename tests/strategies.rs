@@ -76,8 +76,7 @@ const FRAUD_FEATURES: &str = "    features:
 /// The slow model's answer: a known linear function of the features.
 fn slow_price(r: &Value) -> f64 {
     let w: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("examples/strategies/slow-price-weights.json"))
-            .expect("weights"),
+        &std::fs::read_to_string(root().join("examples/strategies/slow-price-weights.json")).expect("weights"),
     )
     .expect("json");
     let weights: Vec<f64> = w["weights"]
@@ -120,11 +119,7 @@ fn slow_price(r: &Value) -> f64 {
         .collect();
     x.extend(cities.iter().map(|c| f64::from(u8::from(r["city"] == *c))));
     let f32s = |v: f64| v as f32 as f64;
-    x.iter()
-        .zip(&weights)
-        .map(|(a, b)| f32s(*a) * f32s(*b))
-        .sum::<f64>()
-        + w["bias"].as_f64().expect("bias")
+    x.iter().zip(&weights).map(|(a, b)| f32s(*a) * f32s(*b)).sum::<f64>() + w["bias"].as_f64().expect("bias")
 }
 
 fn speculative(budget_ms: u64) -> String {
@@ -153,11 +148,7 @@ fn speculative_with_a_tight_budget_answers_with_the_fallback_in_time() {
         ),
     );
     let out = read_jsonl(&dir.path().join("out.jsonl"));
-    assert_eq!(
-        out.len(),
-        200,
-        "every record answered once, late answers dropped"
-    );
+    assert_eq!(out.len(), 200, "every record answered once, late answers dropped");
     for (i, r) in out.iter().enumerate() {
         assert_eq!(r["id"].as_u64(), Some(i as u64 + 1));
         let audit = &r["_model"];
@@ -173,9 +164,7 @@ fn speculative_with_a_tight_budget_answers_with_the_fallback_in_time() {
             "{audit}"
         );
         let expected = r["expected"]["1"].as_f64().expect("expected");
-        assert!(
-            (r["predicted_price"].as_f64().expect("price") - expected).abs() <= 1e-4 * expected
-        );
+        assert!((r["predicted_price"].as_f64().expect("price") - expected).abs() <= 1e-4 * expected);
     }
     let strategy = scorer_summary(&summary, "score")
         .strategy
@@ -206,8 +195,7 @@ fn speculative_with_a_generous_budget_answers_with_the_preferred_model() {
         assert_eq!(r["_model"]["budget_exceeded"], false);
         let expected = slow_price(r);
         assert!(
-            (r["predicted_price"].as_f64().expect("price") - expected).abs()
-                <= 1e-3 * expected.abs(),
+            (r["predicted_price"].as_f64().expect("price") - expected).abs() <= 1e-3 * expected.abs(),
             "{} vs {expected}",
             r["predicted_price"]
         );
@@ -317,11 +305,7 @@ fn consensus_of_regressors_combines_their_values() {
     );
     run_pipeline(
         dir.path(),
-        &pipeline(
-            "examples/house-prices/expected-predictions.jsonl",
-            &scorer,
-            false,
-        ),
+        &pipeline("examples/house-prices/expected-predictions.jsonl", &scorer, false),
     );
     for r in read_jsonl(&dir.path().join("out.jsonl")) {
         let mut three = [
@@ -356,11 +340,7 @@ fn best_confidence_takes_the_most_probable_answer() {
     for r in read_jsonl(&dir.path().join("out.jsonl")) {
         let (label, confidence) = expected[r["tx_id"].as_str().expect("id")];
         // The GBM when it is surer than the constant 0.9 of "yes"; "no" (0.6) never wins.
-        let (winner, winner_label) = if confidence > 0.9 {
-            ("gbm", label)
-        } else {
-            ("yes", 1)
-        };
+        let (winner, winner_label) = if confidence > 0.9 { ("gbm", label) } else { ("yes", 1) };
         assert_eq!(r["_model"]["model"], winner, "{r}");
         assert_eq!(r["fraud_predicted"].as_i64(), Some(winner_label));
         *by_model.entry(winner.to_string()).or_default() += 1;
@@ -436,24 +416,15 @@ fn split_maps_a_key_to_the_same_model_every_time() {
             })
             .collect()
     };
-    let (a, b) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
+    let (a, b) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
     let first = assignments(a.path());
     assert_eq!(first.len(), 200);
     assert_eq!(first, assignments(b.path()));
     for r in read_jsonl(&a.path().join("out.jsonl")) {
-        let version = if r["_model"]["model"] == "blue" {
-            "1"
-        } else {
-            "2"
-        };
+        let version = if r["_model"]["model"] == "blue" { "1" } else { "2" };
         assert_eq!(r["_model"]["version"], version);
         let expected = r["expected"][version].as_f64().expect("expected");
-        assert!(
-            (r["predicted_price"].as_f64().expect("price") - expected).abs() <= 1e-4 * expected
-        );
+        assert!((r["predicted_price"].as_f64().expect("price") - expected).abs() <= 1e-4 * expected);
     }
 }
 
@@ -470,11 +441,7 @@ fn shadow_output_is_the_primarys_and_agreement_is_measured() {
     let dir = tempfile::tempdir().expect("temp dir");
     let summary = run_pipeline(
         dir.path(),
-        &pipeline(
-            "examples/house-prices/expected-predictions.jsonl",
-            &scorer,
-            true,
-        ),
+        &pipeline("examples/house-prices/expected-predictions.jsonl", &scorer, true),
     );
     let out = read_jsonl(&dir.path().join("out.jsonl"));
     let shadow = read_jsonl(&dir.path().join("shadow.jsonl"));
@@ -500,18 +467,11 @@ fn shadow_output_is_the_primarys_and_agreement_is_measured() {
         sum += (v2 - v1).abs();
         max = max.max((v2 - v1).abs());
     }
-    let strategy = scorer_summary(&summary, "score")
-        .strategy
-        .clone()
-        .expect("stats");
+    let strategy = scorer_summary(&summary, "score").strategy.clone().expect("stats");
     let (id, agreement) = &strategy.shadows[0];
     assert_eq!(id, "candidate");
     assert_eq!(agreement.compared, 200);
     let mean = agreement.mean_abs_diff.expect("mean");
-    assert!(
-        (mean - sum / 200.0).abs() <= 1e-3 * mean,
-        "{mean} vs {}",
-        sum / 200.0
-    );
+    assert!((mean - sum / 200.0).abs() <= 1e-3 * mean, "{mean} vs {}", sum / 200.0);
     assert!((agreement.max_abs_diff.expect("max") - max).abs() <= 1e-3 * max);
 }

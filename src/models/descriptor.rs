@@ -57,10 +57,7 @@ fn onnx() -> String {
 
 /// Whether a file name is a model descriptor's.
 pub fn is_descriptor(path: &Path) -> bool {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     [".model.json", ".model.yaml", ".model.yml"]
         .iter()
         .any(|s| name.ends_with(s))
@@ -95,8 +92,7 @@ impl ModelDescriptor {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        let mut descriptor: ModelDescriptor =
-            serde_yaml_ng::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let mut descriptor: ModelDescriptor = serde_yaml_ng::from_str(&text).map_err(|e| fail(e.to_string()))?;
         if descriptor.format != "onnx" {
             return Err(fail(format!(
                 "format `{}` is not supported (only onnx)",
@@ -104,9 +100,7 @@ impl ModelDescriptor {
             )));
         }
         if descriptor.location.is_none() == descriptor.bytes_base64.is_none() {
-            return Err(fail(
-                "give exactly one of `location` and `bytes_base64`".into(),
-            ));
+            return Err(fail("give exactly one of `location` and `bytes_base64`".into()));
         }
         descriptor.file = path.to_path_buf();
         Ok(descriptor)
@@ -136,8 +130,7 @@ impl ModelDescriptor {
                     )));
                 }
                 let dir = self.file.parent().unwrap_or(Path::new("."));
-                std::fs::read(dir.join(relative))
-                    .map_err(|e| fail(format!("cannot read {location}: {e}")))?
+                std::fs::read(dir.join(relative)).map_err(|e| fail(format!("cannot read {location}: {e}")))?
             }
             (None, Some(b64)) => base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
@@ -165,12 +158,7 @@ pub fn scan(folder: &Path, name: &str) -> (Vec<ModelDescriptor>, Vec<String>) {
     let mut problems = Vec::new();
     let entries = match std::fs::read_dir(folder) {
         Ok(entries) => entries,
-        Err(e) => {
-            return (
-                found,
-                vec![format!("cannot read {}: {e}", folder.display())],
-            )
-        }
+        Err(e) => return (found, vec![format!("cannot read {}: {e}", folder.display())]),
     };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -218,11 +206,7 @@ mod tests {
         };
         assert_eq!(d.bytes().expect("bytes"), b"model");
         d.sha256 = "00".into();
-        assert!(d
-            .bytes()
-            .unwrap_err()
-            .to_string()
-            .contains("sha256 mismatch"));
+        assert!(d.bytes().unwrap_err().to_string().contains("sha256 mismatch"));
         d.location = Some("../m.onnx".into());
         assert!(d
             .bytes()

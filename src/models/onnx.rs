@@ -57,8 +57,8 @@ pub fn locate() -> Result<PathBuf, ModelError> {
 pub fn environment() -> Result<&'static Environment, ModelError> {
     let env = ENVIRONMENT.get_or_init(|| {
         let path = locate().map_err(|e| e.to_string())?;
-        let builder = ort::init_from(&path)
-            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
+        let builder =
+            ort::init_from(&path).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
         builder
             .with_name("sluice")
             .build()

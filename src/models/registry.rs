@@ -47,11 +47,7 @@ fn candidates(source: &Source) -> (Vec<ModelDescriptor>, Vec<String>) {
 
 impl ModelRegistry {
     /// Loads the best version that passes its checks. Blocking: it reads files and builds sessions.
-    pub fn open(
-        source: Source,
-        expect: Expectation,
-        sessions: usize,
-    ) -> Result<Arc<Self>, ModelError> {
+    pub fn open(source: Source, expect: Expectation, sessions: usize) -> Result<Arc<Self>, ModelError> {
         let (candidates, mut reasons) = candidates(&source);
         for descriptor in candidates {
             let file = descriptor.file.display().to_string();
@@ -105,9 +101,7 @@ impl ModelRegistry {
             return Ok(None);
         };
         let serving = self.current();
-        if best.version == serving.descriptor.version
-            && best.sha256.eq_ignore_ascii_case(&serving.descriptor.sha256)
-        {
+        if best.version == serving.descriptor.version && best.sha256.eq_ignore_ascii_case(&serving.descriptor.sha256) {
             return Ok(None);
         }
         let version = Arc::new(ModelVersion::load(best, &self.expect, self.sessions)?);
@@ -124,26 +118,17 @@ impl ModelRegistry {
     }
 
     /// Watches the folder and refreshes after each burst of changes, until `stop`.
-    pub fn watch(
-        self: Arc<Self>,
-        stop: CancellationToken,
-    ) -> Result<tokio::task::JoinHandle<()>, ModelError> {
+    pub fn watch(self: Arc<Self>, stop: CancellationToken) -> Result<tokio::task::JoinHandle<()>, ModelError> {
         let (tx, mut rx) = mpsc::channel::<()>(1);
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
-                    let _ = tx.try_send(());
-                }
-            })
-            .map_err(|e| ModelError::Runtime(format!("cannot watch for models: {e}")))?;
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                let _ = tx.try_send(());
+            }
+        })
+        .map_err(|e| ModelError::Runtime(format!("cannot watch for models: {e}")))?;
         watcher
             .watch(&self.source.folder, notify::RecursiveMode::NonRecursive)
-            .map_err(|e| {
-                ModelError::Runtime(format!(
-                    "cannot watch {}: {e}",
-                    self.source.folder.display()
-                ))
-            })?;
+            .map_err(|e| ModelError::Runtime(format!("cannot watch {}: {e}", self.source.folder.display())))?;
         Ok(tokio::spawn(async move {
             let _watcher = watcher;
             loop {

@@ -57,16 +57,13 @@ impl ModelStats {
                 records: 0,
                 errors: 0,
                 // 1 µs to 1 hour, 3 significant digits: cannot fail.
-                latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
-                    .expect("valid histogram bounds"),
+                latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
             }),
         }
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// One inference call over `records` records that took `latency_us`.

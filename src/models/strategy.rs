@@ -40,9 +40,7 @@ impl Roles {
             };
             let role = m.role.unwrap_or(match (&t.data, t.row_width()) {
                 (TensorData::I64(_) | TensorData::Str(_), _) => OutputRole::Label,
-                (TensorData::F32(_), 1) if m.classes.is_none() && m.class.is_none() => {
-                    OutputRole::Value
-                }
+                (TensorData::F32(_), 1) if m.classes.is_none() && m.class.is_none() => OutputRole::Value,
                 (TensorData::F32(_), _) => OutputRole::Probabilities,
             });
             let slot = match role {
@@ -85,15 +83,9 @@ impl BatchAnswer {
 
     /// How sure the model is of row `row`: its highest class probability, or minus its variance.
     pub fn confidence(&self, roles: &Roles, row: usize) -> Option<f64> {
-        if let Some(t) = roles
-            .probabilities
-            .as_ref()
-            .and_then(|p| self.tensors.get(p))
-        {
+        if let Some(t) = roles.probabilities.as_ref().and_then(|p| self.tensors.get(p)) {
             let w = t.row_width();
-            return (row * w..(row + 1) * w)
-                .filter_map(|i| cell(t, i))
-                .reduce(f64::max);
+            return (row * w..(row + 1) * w).filter_map(|i| cell(t, i)).reduce(f64::max);
         }
         let t = self.tensors.get(roles.variance.as_ref()?)?;
         cell(t, row * t.row_width()).map(|v| -v)
@@ -169,11 +161,7 @@ pub fn consensus(
                 answers.len()
             ));
         }
-        let tied: Vec<&Vec<usize>> = tally
-            .iter()
-            .filter(|(_, v)| v.len() == top)
-            .map(|(_, v)| v)
-            .collect();
+        let tied: Vec<&Vec<usize>> = tally.iter().filter(|(_, v)| v.len() == top).map(|(_, v)| v).collect();
         let winners = match ties {
             TieRule::First => tied.iter().min_by_key(|v| v[0]).copied(),
             TieRule::BestConfidence => tied.iter().copied().max_by(|a, b| {
@@ -253,11 +241,7 @@ impl Split {
             other => hasher.write(other.to_string().as_bytes()),
         }
         let u = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
-        let last = self
-            .bounds
-            .iter()
-            .rposition(|b| *b > 0.0 && b.is_finite())
-            .unwrap_or(0);
+        let last = self.bounds.iter().rposition(|b| *b > 0.0 && b.is_finite()).unwrap_or(0);
         self.bounds.iter().position(|b| u < *b).unwrap_or(last)
     }
 }
@@ -357,20 +341,10 @@ impl StrategyStats {
         let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         StrategySummary {
             strategy: self.strategy.clone(),
-            answered: self
-                .ids
-                .iter()
-                .cloned()
-                .zip(c.answered.iter().copied())
-                .collect(),
+            answered: self.ids.iter().cloned().zip(c.answered.iter().copied()).collect(),
             budget_misses: c.budget_misses,
             no_consensus: c.no_consensus,
-            shadows: self
-                .shadow_ids
-                .iter()
-                .cloned()
-                .zip(c.shadows.iter().cloned())
-                .collect(),
+            shadows: self.shadow_ids.iter().cloned().zip(c.shadows.iter().cloned()).collect(),
         }
     }
 }
@@ -388,9 +362,6 @@ mod tests {
         }
         assert_eq!(counts[1], 0);
         assert!((counts[0] as f64 / 1000.0 - 70.0).abs() < 1.0, "{counts:?}");
-        assert_eq!(
-            split.route(&Value::from("abc")),
-            split.route(&Value::from("abc"))
-        );
+        assert_eq!(split.route(&Value::from("abc")), split.route(&Value::from("abc")));
     }
 }

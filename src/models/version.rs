@@ -29,11 +29,7 @@ pub struct Tensor {
 impl Tensor {
     /// Values per row when the tensor's first dimension is the batch.
     pub fn row_width(&self) -> usize {
-        self.shape
-            .iter()
-            .skip(1)
-            .map(|d| (*d).max(1) as usize)
-            .product()
+        self.shape.iter().skip(1).map(|d| (*d).max(1) as usize).product()
     }
 }
 
@@ -66,20 +62,14 @@ fn reject(d: &ModelDescriptor, reason: impl Into<String>) -> ModelError {
 }
 
 fn element_name(ty: Option<TensorElementType>) -> String {
-    ty.map_or("not a tensor".to_string(), |t| {
-        format!("{t:?}").to_lowercase()
-    })
+    ty.map_or("not a tensor".to_string(), |t| format!("{t:?}").to_lowercase())
 }
 
 impl ModelVersion {
     /// Loads the version's bytes (checking the sha256), builds `sessions` sessions, checks the
     /// tensors against `expect`, and runs a test inference. Only a version that passes all of
     /// this can serve.
-    pub fn load(
-        descriptor: ModelDescriptor,
-        expect: &Expectation,
-        sessions: usize,
-    ) -> Result<Self, ModelError> {
+    pub fn load(descriptor: ModelDescriptor, expect: &Expectation, sessions: usize) -> Result<Self, ModelError> {
         let env = onnx::environment()?;
         let bytes = descriptor.bytes()?;
         let mut built = Vec::with_capacity(sessions.max(1));
@@ -102,10 +92,7 @@ impl ModelVersion {
                 many => {
                     return Err(reject(
                         &descriptor,
-                        format!(
-                            "it has {} input tensors: name one with `features.input`",
-                            many.len()
-                        ),
+                        format!("it has {} input tensors: name one with `features.input`", many.len()),
                     ))
                 }
             },
@@ -134,30 +121,20 @@ impl ModelVersion {
                 }
             }
         } else {
-            return Err(reject(
-                &descriptor,
-                format!("input `{}` is not a tensor", input.name()),
-            ));
+            return Err(reject(&descriptor, format!("input `{}` is not a tensor", input.name())));
         }
         let outputs: Vec<&str> = first.outputs().iter().map(|o| o.name()).collect();
         for wanted in &expect.outputs {
             if !outputs.contains(&wanted.as_str()) {
                 return Err(reject(
                     &descriptor,
-                    format!(
-                        "it has no output tensor `{wanted}` (it has {})",
-                        outputs.join(", ")
-                    ),
+                    format!("it has no output tensor `{wanted}` (it has {})", outputs.join(", ")),
                 ));
             }
         }
         let input = input.name().to_string();
         let short_sha = descriptor.short_sha();
-        let stats = Arc::new(ModelStats::new(
-            &descriptor.name,
-            &descriptor.version,
-            &short_sha,
-        ));
+        let stats = Arc::new(ModelStats::new(&descriptor.name, &descriptor.version, &short_sha));
         let version = ModelVersion {
             short_sha,
             input,
@@ -167,22 +144,27 @@ impl ModelVersion {
             stats,
             descriptor,
         };
-        let probe = version.infer(&vec![0.0; expect.width], 1).map_err(|e| {
-            reject(
-                &version.descriptor,
-                format!("the test inference failed: {e}"),
-            )
-        })?;
+        let probe = version
+            .infer(&vec![0.0; expect.width], 1)
+            .map_err(|e| reject(&version.descriptor, format!("the test inference failed: {e}")))?;
         for wanted in &expect.outputs {
             match probe.get(wanted) {
                 Some(t) if t.shape.first() == Some(&1) => {}
                 Some(t) => {
                     return Err(reject(
                         &version.descriptor,
-                        format!("output `{wanted}` has shape {:?} for one row; its first dimension must be the batch", t.shape),
+                        format!(
+                            "output `{wanted}` has shape {:?} for one row; its first dimension must be the batch",
+                            t.shape
+                        ),
                     ))
                 }
-                None => return Err(reject(&version.descriptor, format!("the test inference gave no `{wanted}`"))),
+                None => {
+                    return Err(reject(
+                        &version.descriptor,
+                        format!("the test inference gave no `{wanted}`"),
+                    ))
+                }
             }
         }
         Ok(version)
@@ -193,12 +175,8 @@ impl ModelVersion {
         let fail = |e: ort::Error| ModelError::Inference(e.to_string());
         let tensor = TensorRef::from_array_view(([n, self.width], rows)).map_err(fail)?;
         let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len();
-        let mut session = self.sessions[slot]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let outputs = session
-            .run(ort::inputs![self.input.as_str() => tensor])
-            .map_err(fail)?;
+        let mut session = self.sessions[slot].lock().unwrap_or_else(|p| p.into_inner());
+        let outputs = session.run(ort::inputs![self.input.as_str() => tensor]).map_err(fail)?;
         let mut result = HashMap::new();
         for (name, value) in outputs.iter() {
             let tensor = if let Ok((shape, data)) = value.try_extract_tensor::<f32>() {
@@ -226,11 +204,7 @@ impl ModelVersion {
 
     /// Scores `n` rows, counting the call (or the failure) in this version's statistics.
     /// Returns the output tensors and the call's latency in microseconds.
-    pub fn run(
-        &self,
-        rows: &[f32],
-        n: usize,
-    ) -> Result<(HashMap<String, Tensor>, u64), ModelError> {
+    pub fn run(&self, rows: &[f32], n: usize) -> Result<(HashMap<String, Tensor>, u64), ModelError> {
         let started = Instant::now();
         match self.infer(rows, n) {
             Ok(outputs) => {

@@ -59,16 +59,8 @@ pub fn text(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Strin
     let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
     let mut out = String::new();
     for d in diagnostics {
-        out.push_str(&format!(
-            "{}: error[{}]: {}\n",
-            d.location,
-            d.problem.code(),
-            d.message
-        ));
-        let text = sources
-            .text(&d.location.file)
-            .unwrap_or_default()
-            .to_string();
+        out.push_str(&format!("{}: error[{}]: {}\n", d.location, d.problem.code(), d.message));
+        let text = sources.text(&d.location.file).unwrap_or_default().to_string();
         let snippet = Snippet {
             diagnostic: d,
             source: NamedSource::new(d.location.file.display().to_string(), text),
@@ -83,10 +75,7 @@ pub fn text(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Strin
 
 /// Escapes a GitHub workflow command value.
 fn github_escape(s: &str, property: bool) -> String {
-    let s = s
-        .replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A");
+    let s = s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
     if property {
         s.replace(':', "%3A").replace(',', "%2C")
     } else {

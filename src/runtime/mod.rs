@@ -102,9 +102,7 @@ pub async fn run(topology: Topology, stop: CancellationToken) -> Result<RunSumma
         let mut outlets = Outlets::default();
         let mut sent = Vec::new();
         for port in kind.names {
-            let to = senders
-                .remove(&(index.index(), port.to_string()))
-                .unwrap_or_default();
+            let to = senders.remove(&(index.index(), port.to_string())).unwrap_or_default();
             let mode = if !to.is_empty() {
                 OutletMode::Connected
             } else if node.spec.discard.iter().any(|d| d == port) {
@@ -194,16 +192,15 @@ pub fn stop_on_signals(stop: CancellationToken) {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                        let _ = ctrl_c.await;
-                        stop.cancel();
-                        return;
-                    }
-                };
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    stop.cancel();
+                    return;
+                }
+            };
             tokio::select! {
                 _ = ctrl_c => {},
                 _ = term.recv() => {},

@@ -22,12 +22,7 @@ pub fn interpolate(value: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) -
     unset
 }
 
-fn walk(
-    value: &mut Value,
-    pointer: String,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    unset: &mut Vec<Unset>,
-) {
+fn walk(value: &mut Value, pointer: String, lookup: &dyn Fn(&str) -> Option<String>, unset: &mut Vec<Unset>) {
     match value {
         Value::String(s) if s.contains('$') => {
             let (text, missing, whole) = expand(s, lookup);
@@ -35,11 +30,7 @@ fn walk(
                 pointer: pointer.clone(),
                 name,
             }));
-            *value = if whole {
-                typed(text)
-            } else {
-                Value::String(text)
-            };
+            *value = if whole { typed(text) } else { Value::String(text) };
         }
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -101,8 +92,7 @@ fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> (String, Vec<Stri
         }
     }
     out.push_str(rest);
-    let whole =
-        references == 1 && s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
+    let whole = references == 1 && s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
     (out, missing, whole)
 }
 

@@ -44,10 +44,7 @@ pub struct Report {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{} problem(s)", .0.diagnostics.len())]
     Problems(Report),
 }
@@ -101,10 +98,7 @@ impl Locator {
     /// The folder relative paths at `pointer` resolve against.
     pub fn base_dir(&self, pointer: &str) -> PathBuf {
         let (map, _) = self.route(pointer);
-        map.path()
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
+        map.path().parent().map(Path::to_path_buf).unwrap_or_default()
     }
 
     /// The pipeline file.
@@ -159,24 +153,16 @@ struct Parsed {
 
 /// Reads and maps one YAML file; problems are added to `problems`. `None` when
 /// the file cannot be turned into a value at all.
-fn parse(
-    file: SourceFile,
-    problems: &mut Vec<Diagnostic>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Option<Parsed> {
+fn parse(file: SourceFile, problems: &mut Vec<Diagnostic>, env: &dyn Fn(&str) -> Option<String>) -> Option<Parsed> {
     let (map, duplicates) = match SourceMap::build(file.clone()) {
         Ok(built) => built,
         Err(e) => {
-            problems.push(Diagnostic::new(
-                Problem::YamlSyntax { reason: e.message },
-                e.at,
-            ));
+            problems.push(Diagnostic::new(Problem::YamlSyntax { reason: e.message }, e.at));
             return None;
         }
     };
     for dup in duplicates {
-        let is_streamlet =
-            pointer_segments(&dup.pointer).len() == 2 && dup.pointer.starts_with("/streamlets/");
+        let is_streamlet = pointer_segments(&dup.pointer).len() == 2 && dup.pointer.starts_with("/streamlets/");
         let problem = if is_streamlet {
             Problem::DuplicateStreamlet { name: dup.key }
         } else {
@@ -191,12 +177,7 @@ fn parse(
                 .location()
                 .map(|l| file.location_of_line(l.line(), l.column()))
                 .unwrap_or_else(|| file.location_at(0, 1));
-            problems.push(Diagnostic::new(
-                Problem::YamlSyntax {
-                    reason: e.to_string(),
-                },
-                at,
-            ));
+            problems.push(Diagnostic::new(Problem::YamlSyntax { reason: e.to_string() }, at));
             return None;
         }
     };
@@ -230,10 +211,7 @@ pub fn load(path: &Path) -> Result<Pipeline, LoadError> {
 }
 
 /// Loads a pipeline file with the given variable lookup.
-pub fn load_with_env(
-    path: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Pipeline, LoadError> {
+pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
         path: path.to_path_buf(),
         source,
@@ -268,14 +246,7 @@ pub fn load_with_env(
             locator.value(&f.pointer)
         };
         let segments = pointer_segments(&f.pointer);
-        broken.insert(
-            segments
-                .iter()
-                .take(2)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("/"),
-        );
+        broken.insert(segments.iter().take(2).cloned().collect::<Vec<_>>().join("/"));
         problems.push(Diagnostic::new(f.problem, at));
     }
     let mut pipeline = Pipeline {
@@ -291,20 +262,12 @@ pub fn load_with_env(
         locator,
     };
     let empty = Map::new();
-    let streamlets = value
-        .get("streamlets")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
+    let streamlets = value.get("streamlets").and_then(Value::as_object).unwrap_or(&empty);
     for (name, raw) in streamlets {
         let inputs = raw
             .get("inputs")
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
             .unwrap_or_default();
         let spec = if broken.contains(&format!("streamlets/{name}")) {
             None
@@ -339,20 +302,12 @@ pub fn load_with_env(
 }
 
 /// A top-level section as its typed value, unless the schema found problems in it.
-fn typed<T: serde::de::DeserializeOwned>(
-    value: &Value,
-    key: &str,
-    broken: &HashSet<String>,
-) -> Option<T> {
-    let has_problem = broken
-        .iter()
-        .any(|b| b == key || b.starts_with(&format!("{key}/")));
+fn typed<T: serde::de::DeserializeOwned>(value: &Value, key: &str, broken: &HashSet<String>) -> Option<T> {
+    let has_problem = broken.iter().any(|b| b == key || b.starts_with(&format!("{key}/")));
     if has_problem {
         return None;
     }
-    value
-        .get(key)
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
+    value.get(key).and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
 /// Loads the definition a streamlet names with `use:` and merges its keys into the
@@ -391,7 +346,8 @@ fn take_definition(
             problems.push(Diagnostic::new(
                 Problem::InvalidValue {
                     field: key.clone(),
-                    reason: "a streamlet definition cannot say where its records come from; put it in the pipeline".into(),
+                    reason: "a streamlet definition cannot say where its records come from; put it in the pipeline"
+                        .into(),
                 },
                 map.key(&format!("/{key}")),
             ));
@@ -414,12 +370,7 @@ fn take_definition(
 
 /// Makes every path of a streamlet absolute (relative to the file that names it),
 /// reporting input files that do not exist.
-fn resolve_paths(
-    locator: &Locator,
-    name: &str,
-    spec: &mut StreamletSpec,
-    problems: &mut Vec<Diagnostic>,
-) {
+fn resolve_paths(locator: &Locator, name: &str, spec: &mut StreamletSpec, problems: &mut Vec<Diagnostic>) {
     for field in spec.paths_mut() {
         let pointer = Pipeline::pointer(name, &field.pointer);
         let resolved = path_clean::clean(locator.base_dir(&pointer).join(&*field.path));

@@ -15,10 +15,7 @@ pub enum Problem {
     #[error("duplicate streamlet name `{name}`")]
     DuplicateStreamlet { name: String },
     #[error("unknown key `{key}`")]
-    UnknownKey {
-        key: String,
-        suggestion: Option<String>,
-    },
+    UnknownKey { key: String, suggestion: Option<String> },
     #[error("`{field}` should be {expected}, found {found}")]
     WrongType {
         field: String,
@@ -30,15 +27,9 @@ pub enum Problem {
     #[error("invalid value for `{field}`: {reason}")]
     InvalidValue { field: String, reason: String },
     #[error("unknown streamlet kind `{kind}`")]
-    UnknownKind {
-        kind: String,
-        suggestion: Option<String>,
-    },
+    UnknownKind { kind: String, suggestion: Option<String> },
     #[error("input `{input}` names no streamlet")]
-    UnknownStreamlet {
-        input: String,
-        suggestion: Option<String>,
-    },
+    UnknownStreamlet { input: String, suggestion: Option<String> },
     #[error("streamlet `{streamlet}` has no outlet `{port}`")]
     UnknownPort {
         streamlet: String,
@@ -54,11 +45,7 @@ pub enum Problem {
     #[error("cycle: {}", cycle_text(.streamlets))]
     Cycle { streamlets: Vec<String> },
     #[error("records from `{from}` may not fit `{to}`: {reason}")]
-    IncompatibleRecords {
-        from: String,
-        to: String,
-        reason: String,
-    },
+    IncompatibleRecords { from: String, to: String, reason: String },
     #[error("{what} `{path}` does not exist")]
     MissingFile { what: String, path: String },
     #[error("environment variable `{name}` is not set and has no default")]
@@ -172,10 +159,7 @@ impl Diagnostic {
 }
 
 /// The suggestion closest to `word` among `candidates`, if one is close enough.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))

@@ -15,8 +15,7 @@ pub const PIPELINE_SCHEMA: &str = include_str!("../../schemas/pipeline.schema.js
 fn schema() -> &'static (Value, Validator) {
     static SCHEMA: OnceLock<(Value, Validator)> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let value: Value =
-            serde_json::from_str(PIPELINE_SCHEMA).expect("the built-in schema is JSON");
+        let value: Value = serde_json::from_str(PIPELINE_SCHEMA).expect("the built-in schema is JSON");
         let validator = jsonschema::draft202012::options()
             .build(&value)
             .expect("the built-in schema compiles");
@@ -48,8 +47,7 @@ pub fn check(document: &Value) -> Vec<Finding> {
         .iter()
         .filter_map(|f| match &f.problem {
             Problem::UnknownKey {
-                suggestion: Some(s),
-                ..
+                suggestion: Some(s), ..
             } => {
                 let parent = f.pointer.rsplit_once('/').map_or("", |(p, _)| p);
                 Some((parent.to_string(), s.clone()))
@@ -136,9 +134,7 @@ fn to_findings(e: &jsonschema::ValidationError<'_>, schema: &Value) -> Vec<Findi
                 .replace(')', ""),
             found: json_type(instance).to_string(),
         }),
-        ValidationErrorKind::Enum { options }
-            if pointer.ends_with("/kind") && pointer.starts_with("/streamlets/") =>
-        {
+        ValidationErrorKind::Enum { options } if pointer.ends_with("/kind") && pointer.starts_with("/streamlets/") => {
             let kind = instance.as_str().unwrap_or_default();
             let known: Vec<&str> = options
                 .as_array()
@@ -163,8 +159,7 @@ fn to_findings(e: &jsonschema::ValidationError<'_>, schema: &Value) -> Vec<Findi
                 reason: format!("{instance} is not one of {}", known.join(", ")),
             })
         }
-        ValidationErrorKind::OneOfMultipleValid { .. }
-        | ValidationErrorKind::OneOfNotValid { .. } => {
+        ValidationErrorKind::OneOfMultipleValid { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
             let parent = keyword_pointer.rsplit_once('/').map_or("", |(p, _)| p);
             let message = schema
                 .pointer(parent)
@@ -179,8 +174,7 @@ fn to_findings(e: &jsonschema::ValidationError<'_>, schema: &Value) -> Vec<Findi
         }
         ValidationErrorKind::PropertyNames { .. } => one(Problem::InvalidValue {
             field: field_name(&pointer),
-            reason: "names must be lowercase letters, digits, `_` or `-`, starting with a letter"
-                .into(),
+            reason: "names must be lowercase letters, digits, `_` or `-`, starting with a letter".into(),
         }),
         _ => one(Problem::InvalidValue {
             field: field_name(&pointer),

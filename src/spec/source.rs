@@ -169,19 +169,13 @@ impl SourceMap {
                     documents += 1;
                     if documents > 1 {
                         return Err(SyntaxError {
-                            message:
-                                "a pipeline file holds one YAML document; found a second `---`"
-                                    .into(),
+                            message: "a pipeline file holds one YAML document; found a second `---`".into(),
                             at: file.location_at(here.offset, here.len),
                         });
                     }
                 }
-                Event::Scalar(..)
-                | Event::MappingStart(..)
-                | Event::SequenceStart(..)
-                | Event::Alias(..) => {
-                    let container =
-                        matches!(event, Event::MappingStart(..) | Event::SequenceStart(..));
+                Event::Scalar(..) | Event::MappingStart(..) | Event::SequenceStart(..) | Event::Alias(..) => {
+                    let container = matches!(event, Event::MappingStart(..) | Event::SequenceStart(..));
                     let placed = match stack.last_mut() {
                         None => Some((String::new(), None)),
                         Some(Frame::Sequence { pointer, next }) => {
@@ -189,10 +183,9 @@ impl SourceMap {
                             Some((format!("{pointer}/{}", *next - 1), None))
                         }
                         Some(Frame::Mapping { pointer, key, seen }) => match key.take() {
-                            Some((name, key_span)) => Some((
-                                format!("{pointer}/{}", escape_segment(&name)),
-                                Some(key_span),
-                            )),
+                            Some((name, key_span)) => {
+                                Some((format!("{pointer}/{}", escape_segment(&name)), Some(key_span)))
+                            }
                             None => {
                                 let name = match &event {
                                     Event::Scalar(text, ..) => text.to_string(),
@@ -217,9 +210,7 @@ impl SourceMap {
                     };
                     if let Some((pointer, key)) = placed {
                         // The first occurrence of a duplicated key keeps its position.
-                        nodes
-                            .entry(pointer.clone())
-                            .or_insert(NodeSpan { key, value: here });
+                        nodes.entry(pointer.clone()).or_insert(NodeSpan { key, value: here });
                         if container {
                             stack.push(match event {
                                 Event::MappingStart(..) => Frame::Mapping {

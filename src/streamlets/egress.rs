@@ -39,9 +39,7 @@ async fn open(path: &Path, append: bool) -> Result<tokio::fs::File, StreamletErr
         source,
     };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(open_error)?;
+        tokio::fs::create_dir_all(parent).await.map_err(open_error)?;
     }
     tokio::fs::OpenOptions::new()
         .create(true)

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use futures::stream::{SelectAll, StreamExt};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -38,38 +39,67 @@ impl Counter {
     }
 }
 
-/// What happens to the records an outlet emits.
+/// What an outlet does with records when nothing consumes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutletMode {
-    /// Sent to every consumer (each gets every record).
-    Connected,
+pub enum Unconsumed {
     /// Dropped on purpose (`discard:`), counted.
-    Discarded,
-    /// Nothing consumes this optional outlet: each record is logged as a warning.
-    Logged,
+    Discard,
+    /// An optional outlet nothing reads: each record is logged as a warning.
+    Log,
+}
+
+/// Identifies an edge (a channel from an outlet to an inlet); the runtime assigns it.
+pub type EdgeId = u64;
+
+/// The consumers of one outlet. The runtime can change them while the streamlet runs
+/// (hot reload): a batch goes to the consumers there are when it is sent.
+#[derive(Default)]
+pub struct Consumers(ArcSwap<Vec<(EdgeId, mpsc::Sender<Batch>)>>);
+
+impl Consumers {
+    pub fn new(senders: Vec<(EdgeId, mpsc::Sender<Batch>)>) -> Self {
+        Consumers(ArcSwap::from_pointee(senders))
+    }
+
+    pub fn add(&self, edge: EdgeId, sender: mpsc::Sender<Batch>) {
+        self.0.rcu(|current| {
+            let mut next: Vec<_> = current.iter().filter(|(e, _)| *e != edge).cloned().collect();
+            next.push((edge, sender.clone()));
+            next
+        });
+    }
+
+    pub fn remove(&self, edge: EdgeId) {
+        self.0
+            .rcu(|current| current.iter().filter(|(e, _)| *e != edge).cloned().collect::<Vec<_>>());
+    }
+
+    /// Drops every sender: the consumers see the end of this outlet's stream.
+    pub fn clear(&self) {
+        self.0.store(Arc::new(Vec::new()));
+    }
+
+    pub fn edges(&self) -> Vec<EdgeId> {
+        self.0.load().iter().map(|(e, _)| *e).collect()
+    }
 }
 
 /// One named output of a streamlet, fanning out to every consumer.
 pub struct Outlet {
     pub streamlet: String,
     pub port: String,
-    pub mode: OutletMode,
-    senders: Vec<mpsc::Sender<Batch>>,
+    unconsumed: Unconsumed,
+    consumers: Arc<Consumers>,
     pub sent: Arc<Counter>,
 }
 
 impl Outlet {
-    pub fn new(
-        streamlet: &str,
-        port: &str,
-        mode: OutletMode,
-        senders: Vec<mpsc::Sender<Batch>>,
-    ) -> Self {
+    pub fn new(streamlet: &str, port: &str, unconsumed: Unconsumed, consumers: Arc<Consumers>) -> Self {
         Outlet {
             streamlet: streamlet.to_string(),
             port: port.to_string(),
-            mode,
-            senders,
+            unconsumed,
+            consumers,
             sent: Arc::new(Counter::default()),
         }
     }
@@ -80,9 +110,9 @@ impl Outlet {
             return Ok(());
         }
         self.sent.add(batch.len() as u64);
-        match self.mode {
-            OutletMode::Discarded => Ok(()),
-            OutletMode::Logged => {
+        let consumers = self.consumers.0.load_full();
+        let Some(((_, last), others)) = consumers.split_last() else {
+            if self.unconsumed == Unconsumed::Log {
                 for record in &batch {
                     tracing::warn!(
                         streamlet = %self.streamlet,
@@ -91,18 +121,13 @@ impl Outlet {
                         "record on an outlet nothing consumes"
                     );
                 }
-                Ok(())
             }
-            OutletMode::Connected => {
-                let Some((last, others)) = self.senders.split_last() else {
-                    return Ok(());
-                };
-                for sender in others {
-                    sender.send(batch.clone()).await.map_err(|_| Closed)?;
-                }
-                last.send(batch).await.map_err(|_| Closed)
-            }
+            return Ok(());
+        };
+        for (_, sender) in others {
+            sender.send(batch.clone()).await.map_err(|_| Closed)?;
         }
+        last.send(batch).await.map_err(|_| Closed)
     }
 }
 
@@ -117,9 +142,9 @@ impl Outlets {
 
     /// The outlet named `port`. Verification guarantees every declared port exists.
     pub fn get(&self, port: &str) -> &Outlet {
-        self.0.get(port).unwrap_or_else(|| {
-            panic!("outlet `{port}` was not wired: the topology and the streamlet disagree")
-        })
+        self.0
+            .get(port)
+            .unwrap_or_else(|| panic!("outlet `{port}` was not wired: the topology and the streamlet disagree"))
     }
 
     /// The outlet named `port`, for outlets that exist only in some configurations.
@@ -132,25 +157,66 @@ impl Outlets {
     }
 }
 
+/// The batches of one edge, keeping the edge's id so the receiver can be handed back.
+struct EdgeStream {
+    edge: EdgeId,
+    rx: ReceiverStream<Batch>,
+}
+
+impl futures::Stream for EdgeStream {
+    type Item = Batch;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Batch>> {
+        std::pin::Pin::new(&mut self.rx).poll_next(cx)
+    }
+}
+
+/// Where an inlet leaves its receivers when it is dropped, for a replacement to take over.
+pub type Handback = Arc<Mutex<Vec<(EdgeId, mpsc::Receiver<Batch>)>>>;
+
 /// The merged input of a streamlet: batches from every upstream outlet it names.
+/// When the streamlet is retired (hot reload) `recv` ends between two batches, and the
+/// records still in the channels are handed back, for the replacement.
 pub struct Inlet {
-    streams: SelectAll<ReceiverStream<Batch>>,
+    streams: SelectAll<EdgeStream>,
     pub received: Arc<Counter>,
+    retire: CancellationToken,
+    handback: Handback,
 }
 
 impl Inlet {
-    pub fn new(receivers: Vec<mpsc::Receiver<Batch>>) -> Self {
+    pub fn new(receivers: Vec<(EdgeId, mpsc::Receiver<Batch>)>, retire: CancellationToken, handback: Handback) -> Self {
         Inlet {
-            streams: futures::stream::select_all(receivers.into_iter().map(ReceiverStream::new)),
+            streams: futures::stream::select_all(receivers.into_iter().map(|(edge, rx)| EdgeStream {
+                edge,
+                rx: ReceiverStream::new(rx),
+            })),
             received: Arc::new(Counter::default()),
+            retire,
+            handback,
         }
     }
 
-    /// The next batch, or `None` once every upstream has finished.
+    /// The next batch, or `None` once every upstream has finished or the streamlet is retired.
     pub async fn recv(&mut self) -> Option<Batch> {
-        let batch = self.streams.next().await?;
+        let batch = tokio::select! {
+            biased;
+            _ = self.retire.cancelled() => None,
+            batch = self.streams.next() => batch,
+        }?;
         self.received.add(batch.len() as u64);
         Some(batch)
+    }
+}
+
+impl Drop for Inlet {
+    fn drop(&mut self) {
+        let streams = std::mem::take(&mut self.streams);
+        let receivers: Vec<_> = streams.into_iter().map(|s| (s.edge, s.rx.into_inner())).collect();
+        *self.handback.lock().unwrap_or_else(|p| p.into_inner()) = receivers;
     }
 }
 
@@ -164,10 +230,7 @@ pub struct Telemetry {
 impl Telemetry {
     /// A model registry this streamlet serves from.
     pub fn serve_models(&self, registry: Arc<ModelRegistry>) {
-        self.models
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(registry);
+        self.models.lock().unwrap_or_else(|p| p.into_inner()).push(registry);
     }
 
     /// The statistics of the strategy this streamlet serves with.
@@ -177,21 +240,13 @@ impl Telemetry {
 
     /// Statistics of every model version that served in this streamlet.
     pub fn model_stats(&self) -> Vec<ModelStatsSummary> {
-        let registries = self
-            .models
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let registries = self.models.lock().unwrap_or_else(|p| p.into_inner()).clone();
         registries.iter().flat_map(|r| r.stats()).collect()
     }
 
     /// Statistics of the strategy, if the streamlet serves with one.
     pub fn strategy_stats(&self) -> Option<StrategySummary> {
-        let stats = self
-            .strategy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let stats = self.strategy.lock().unwrap_or_else(|p| p.into_inner()).clone();
         stats.map(|s| s.summary())
     }
 }

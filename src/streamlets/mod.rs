@@ -15,20 +15,11 @@ pub use io::{Batch, Closed, Io, Record};
 #[derive(Debug, thiserror::Error)]
 pub enum StreamletError {
     #[error("cannot open {path}: {source}")]
-    Open {
-        path: String,
-        source: std::io::Error,
-    },
+    Open { path: String, source: std::io::Error },
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    Write { path: String, source: std::io::Error },
     #[error("record schema {path}: {reason}")]
     Schema { path: String, reason: String },
     #[error(transparent)]

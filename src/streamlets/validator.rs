@@ -58,12 +58,7 @@ impl RecordSchema {
             let value = Value::Object(record);
             match self.check(&value) {
                 None => valid.push(into_record(value)),
-                Some(r) => invalid.push(with_error(
-                    into_record(value),
-                    streamlet,
-                    &r.reason,
-                    &r.path,
-                )),
+                Some(r) => invalid.push(with_error(into_record(value), streamlet, &r.reason, &r.path)),
             }
         }
         (valid, invalid)

@@ -75,10 +75,7 @@ pub fn build(pipeline: Pipeline) -> Result<Topology, Report> {
         },
         |_, edge| Some(edge.clone()),
     );
-    let by_name = graph
-        .node_indices()
-        .map(|i| (graph[i].name.clone(), i))
-        .collect();
+    let by_name = graph.node_indices().map(|i| (graph[i].name.clone(), i)).collect();
     Ok(Topology {
         name: pipeline.name,
         defaults: pipeline.defaults,

@@ -6,20 +6,13 @@ use serde_json::Value;
 fn types(property: &Value) -> Option<Vec<String>> {
     match property.get("type")? {
         Value::String(t) => Some(vec![t.clone()]),
-        Value::Array(ts) => Some(
-            ts.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-        ),
+        Value::Array(ts) => Some(ts.iter().filter_map(Value::as_str).map(str::to_string).collect()),
         _ => None,
     }
 }
 
 fn accepts_type(inlet: &[String], t: &str) -> bool {
-    inlet
-        .iter()
-        .any(|i| i == t || (i == "number" && t == "integer"))
+    inlet.iter().any(|i| i == t || (i == "number" && t == "integer"))
 }
 
 fn required(schema: &Value) -> Vec<&str> {
@@ -47,9 +40,7 @@ pub fn incompatibilities(outlet: &Value, inlet: &Value) -> Vec<String> {
         return reasons;
     };
     for (field, in_prop) in in_props {
-        let (Some(out_types), Some(in_types)) =
-            (out_props.get(field).and_then(types), types(in_prop))
-        else {
+        let (Some(out_types), Some(in_types)) = (out_props.get(field).and_then(types), types(in_prop)) else {
             continue;
         };
         if let Some(bad) = out_types.iter().find(|t| !accepts_type(&in_types, t)) {

@@ -12,13 +12,7 @@ pub fn dot(topology: &Topology) -> String {
         graph,
         &[Config::EdgeNoLabel, Config::NodeNoLabel],
         &|_, edge| format!("label = \"{}\"", edge.weight().port),
-        &|_, (_, node)| {
-            format!(
-                "label = \"{}\\n({})\" shape = box",
-                node.name,
-                node.spec.kind.name()
-            )
-        },
+        &|_, (_, node)| format!("label = \"{}\\n({})\" shape = box", node.name, node.spec.kind.name()),
     );
     format!("// pipeline {}\n{body:?}", topology.name)
 }

@@ -9,9 +9,7 @@ use serde_json::Value;
 
 use super::{records, split_input, Edge};
 use crate::spec::problem::did_you_mean;
-use crate::spec::{
-    Diagnostic, KindConfig, Pipeline, Problem, ScorerConfig, StrategyConfig, StreamletSpec, Via,
-};
+use crate::spec::{Diagnostic, KindConfig, Pipeline, Problem, ScorerConfig, StrategyConfig, StreamletSpec, Via};
 
 /// The graph as far as it could be built, and the problems found.
 pub struct Checked {
@@ -26,12 +24,7 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
     let index: HashMap<&str, NodeIndex> = pipeline
         .streamlets
         .values()
-        .map(|s| {
-            (
-                s.name.as_str(),
-                graph.add_node((s.name.clone(), s.spec.clone())),
-            )
-        })
+        .map(|s| (s.name.as_str(), graph.add_node((s.name.clone(), s.spec.clone()))))
         .collect();
     let names: Vec<&str> = pipeline.streamlets.keys().map(String::as_str).collect();
     let capacities = edge_capacities(pipeline, &mut problems);
@@ -62,11 +55,7 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
                                 Problem::UnknownPort {
                                     streamlet: up_name.to_string(),
                                     port: port.unwrap_or("(default)").to_string(),
-                                    available: outlets
-                                        .names
-                                        .iter()
-                                        .map(|n| n.to_string())
-                                        .collect(),
+                                    available: outlets.names.iter().map(|n| n.to_string()).collect(),
                                 },
                                 at,
                             ));
@@ -115,10 +104,7 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
 
 /// Per-edge capacities from `edges:`, keyed by (`from.port`, `to`); edges that
 /// name no input of the pipeline are problems.
-fn edge_capacities(
-    pipeline: &Pipeline,
-    problems: &mut Vec<Diagnostic>,
-) -> HashMap<(String, String), usize> {
+fn edge_capacities(pipeline: &Pipeline, problems: &mut Vec<Diagnostic>) -> HashMap<(String, String), usize> {
     let mut capacities = HashMap::new();
     for (i, edge) in pipeline.edges.iter().enumerate() {
         let (from, port) = split_input(&edge.from);
@@ -182,9 +168,8 @@ fn check_outlets(
             .map(|e| e.weight().port.as_str())
             .collect();
         for port in outlets.names {
-            let fine = consumed.contains(port)
-                || outlets.optional.contains(port)
-                || spec.discard.iter().any(|d| d == port);
+            let fine =
+                consumed.contains(port) || outlets.optional.contains(port) || spec.discard.iter().any(|d| d == port);
             if !fine {
                 problems.push(Diagnostic::new(
                     Problem::UnconsumedOutlet {
@@ -218,18 +203,12 @@ fn check_cycles(
         let streamlets: Vec<String> = path.iter().map(|n| graph[*n].0.clone()).collect();
         problems.push(Diagnostic::new(
             Problem::Cycle { streamlets },
-            pipeline
-                .locator
-                .key(&Pipeline::pointer(&graph[start].0, "")),
+            pipeline.locator.key(&Pipeline::pointer(&graph[start].0, "")),
         ));
     }
 }
 
-fn cycle_from<N, E>(
-    graph: &DiGraph<N, E>,
-    start: NodeIndex,
-    members: &HashSet<NodeIndex>,
-) -> Vec<NodeIndex> {
+fn cycle_from<N, E>(graph: &DiGraph<N, E>, start: NodeIndex, members: &HashSet<NodeIndex>) -> Vec<NodeIndex> {
     let mut path = vec![start];
     let mut visited = HashSet::from([start]);
     fn dfs<N, E>(
@@ -270,12 +249,7 @@ fn read_record_schema(path: &Path) -> Result<Value, String> {
 
 /// A scorer's model folders must hold a descriptor of each model (of the pinned version, if
 /// pinned). Whether the version loads is found out when it loads: it may still change before the run.
-fn check_model_sources(
-    pipeline: &Pipeline,
-    name: &str,
-    spec: &StreamletSpec,
-    problems: &mut Vec<Diagnostic>,
-) {
+fn check_model_sources(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &mut Vec<Diagnostic>) {
     let KindConfig::Scorer(scorer) = &spec.kind else {
         return;
     };
@@ -292,10 +266,7 @@ fn check_model_sources(
         };
         if !found.iter().any(|d| wanted(&d)) {
             let what = match &model.version {
-                Some(v) => format!(
-                    "a descriptor of model `{}` version {v} in folder",
-                    model.name
-                ),
+                Some(v) => format!("a descriptor of model `{}` version {v} in folder", model.name),
                 None => format!("a descriptor of model `{}` in folder", model.name),
             };
             problems.push(Diagnostic::new(
@@ -314,12 +285,7 @@ fn check_model_sources(
 }
 
 /// A strategy names models of its scorer, and several models need a strategy.
-fn check_strategy(
-    pipeline: &Pipeline,
-    name: &str,
-    scorer: &ScorerConfig,
-    problems: &mut Vec<Diagnostic>,
-) {
+fn check_strategy(pipeline: &Pipeline, name: &str, scorer: &ScorerConfig, problems: &mut Vec<Diagnostic>) {
     let at = |field: &str| pipeline.locator.value(&Pipeline::pointer(name, field));
     let invalid = |field: &str, reason: &str| Problem::InvalidValue {
         field: field.to_string(),
@@ -328,10 +294,7 @@ fn check_strategy(
     let Some(strategy) = &scorer.strategy else {
         if scorer.models.len() > 1 {
             problems.push(Diagnostic::new(
-                invalid(
-                    "models",
-                    "several models need a `strategy` that says how they answer",
-                ),
+                invalid("models", "several models need a `strategy` that says how they answer"),
                 pipeline.locator.key(&Pipeline::pointer(name, "/models")),
             ));
         }
@@ -339,10 +302,7 @@ fn check_strategy(
     };
     if scorer.model.is_some() {
         problems.push(Diagnostic::new(
-            invalid(
-                "strategy",
-                "a strategy serves several models: list them under `models`",
-            ),
+            invalid("strategy", "a strategy serves several models: list them under `models`"),
             pipeline.locator.key(&Pipeline::pointer(name, "/strategy")),
         ));
         return;
@@ -350,26 +310,19 @@ fn check_strategy(
     let ids: Vec<&str> = scorer.models.keys().map(String::as_str).collect();
     let mut named: Vec<(String, &str)> = Vec::new();
     match strategy {
-        StrategyConfig::Speculative {
-            fallback, prefer, ..
-        } => {
+        StrategyConfig::Speculative { fallback, prefer, .. } => {
             named.push(("/strategy/speculative/fallback".into(), fallback));
             for (i, p) in prefer.iter().enumerate() {
                 named.push((format!("/strategy/speculative/prefer/{i}"), p));
             }
         }
-        StrategyConfig::Consensus { min_agree, .. } if *min_agree > ids.len() => {
-            problems.push(Diagnostic::new(
-                invalid(
-                    "min_agree",
-                    &format!(
-                        "{min_agree} models cannot agree when there are {}",
-                        ids.len()
-                    ),
-                ),
-                at("/strategy/consensus/min_agree"),
-            ))
-        }
+        StrategyConfig::Consensus { min_agree, .. } if *min_agree > ids.len() => problems.push(Diagnostic::new(
+            invalid(
+                "min_agree",
+                &format!("{min_agree} models cannot agree when there are {}", ids.len()),
+            ),
+            at("/strategy/consensus/min_agree"),
+        )),
         StrategyConfig::Split { weights, .. } => {
             for id in weights.keys() {
                 named.push((format!("/strategy/split/weights/{id}"), id));
@@ -381,9 +334,7 @@ fn check_strategy(
                 ));
             }
         }
-        StrategyConfig::Shadow {
-            primary, shadows, ..
-        } => {
+        StrategyConfig::Shadow { primary, shadows, .. } => {
             named.push(("/strategy/shadow/primary".into(), primary));
             for (i, s) in shadows.iter().enumerate() {
                 named.push((format!("/strategy/shadow/shadows/{i}"), s));
@@ -412,12 +363,7 @@ fn check_strategy(
 }
 
 /// Every record schema a streamlet names must be a valid JSON Schema.
-fn check_record_schemas(
-    pipeline: &Pipeline,
-    name: &str,
-    spec: &StreamletSpec,
-    problems: &mut Vec<Diagnostic>,
-) {
+fn check_record_schemas(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &mut Vec<Diagnostic>) {
     let mut spec = spec.clone();
     for field in spec.paths_mut() {
         let is_schema = matches!(field.role, crate::spec::PathRole::Input("record schema"));
@@ -430,39 +376,24 @@ fn check_record_schemas(
                     path: field.path.display().to_string(),
                     reason,
                 },
-                pipeline
-                    .locator
-                    .value(&Pipeline::pointer(name, &field.pointer)),
+                pipeline.locator.value(&Pipeline::pointer(name, &field.pointer)),
             ));
         }
     }
 }
 
 /// Where both ends of an edge declare record schemas, the outlet's must fit the inlet's.
-fn check_records(
-    pipeline: &Pipeline,
-    from: &str,
-    to: &str,
-    input_index: usize,
-    problems: &mut Vec<Diagnostic>,
-) {
+fn check_records(pipeline: &Pipeline, from: &str, to: &str, input_index: usize, problems: &mut Vec<Diagnostic>) {
     let input = &pipeline.streamlets[to].inputs[input_index];
     let (_, port) = split_input(input);
-    let (Some(up), Some(down)) = (
-        &pipeline.streamlets[from].spec,
-        &pipeline.streamlets[to].spec,
-    ) else {
+    let (Some(up), Some(down)) = (&pipeline.streamlets[from].spec, &pipeline.streamlets[to].spec) else {
         return;
     };
-    let port = port
-        .or(up.kind.outlets().names.first().copied())
-        .unwrap_or("out");
-    let (Some(out_path), Some(in_path)) = (up.kind.emitted_schema(port), down.accepts.as_ref())
-    else {
+    let port = port.or(up.kind.outlets().names.first().copied()).unwrap_or("out");
+    let (Some(out_path), Some(in_path)) = (up.kind.emitted_schema(port), down.accepts.as_ref()) else {
         return;
     };
-    let (Ok(outlet), Ok(inlet)) = (read_record_schema(out_path), read_record_schema(in_path))
-    else {
+    let (Ok(outlet), Ok(inlet)) = (read_record_schema(out_path), read_record_schema(in_path)) else {
         return; // reported by check_record_schemas
     };
     let reasons = records::incompatibilities(&outlet, &inlet);

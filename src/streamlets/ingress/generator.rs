@@ -62,13 +62,12 @@ impl ListingGenerator {
         } else {
             0
         };
-        let price =
-            ((sqft_living as f64) * 260.0 * premium * (1.0 + 0.25 * waterfront as u8 as f64)
-                + (view as f64) * 30_000.0
-                + (condition as f64) * 8_000.0
-                + r.random_range(-40_000.0..40_000.0))
-            .max(75_000.0)
-            .round();
+        let price = ((sqft_living as f64) * 260.0 * premium * (1.0 + 0.25 * waterfront as u8 as f64)
+            + (view as f64) * 30_000.0
+            + (condition as f64) * 8_000.0
+            + r.random_range(-40_000.0..40_000.0))
+        .max(75_000.0)
+        .round();
         let value = json!({
             "id": id,
             "date": format!("2026-{:02}-{:02}", r.random_range(1..=12), r.random_range(1..=28)),

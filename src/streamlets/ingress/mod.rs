@@ -27,17 +27,8 @@ pub async fn run(config: IngressConfig, mut io: Io) -> Result<(), Stop> {
                 source,
             })?;
             let format = text.format.unwrap_or_else(|| format_of(&path));
-            let input = BufReader::with_capacity(
-                256 * 1024,
-                Box::new(file) as Box<dyn std::io::Read + Send>,
-            );
-            read_text(
-                io,
-                reader(&text, format),
-                input,
-                &path.display().to_string(),
-            )
-            .await
+            let input = BufReader::with_capacity(256 * 1024, Box::new(file) as Box<dyn std::io::Read + Send>);
+            read_text(io, reader(&text, format), input, &path.display().to_string()).await
         }
         SourceConfig::Stdin { text } => {
             let format = text.format.unwrap_or(Format::Jsonl);
@@ -59,24 +50,14 @@ fn reader(text: &TextFormat, format: Format) -> TextReader {
     TextReader {
         format,
         columns: text.columns.clone(),
-        delimiter: text
-            .delimiter
-            .as_deref()
-            .and_then(|d| d.bytes().next())
-            .unwrap_or(b','),
+        delimiter: text.delimiter.as_deref().and_then(|d| d.bytes().next()).unwrap_or(b','),
         chunk: 0,
     }
 }
 
 /// The error record for input that is not a record: `_error` and the original bytes in `_raw`
 /// (or `_raw_base64` when they are not UTF-8).
-fn malformed_record(
-    streamlet: &str,
-    source: &str,
-    line: u64,
-    reason: String,
-    raw: Vec<u8>,
-) -> Record {
+fn malformed_record(streamlet: &str, source: &str, line: u64, reason: String, raw: Vec<u8>) -> Record {
     let mut error = Map::new();
     error.insert("streamlet".into(), streamlet.into());
     error.insert("reason".into(), reason.into());
@@ -89,28 +70,19 @@ fn malformed_record(
         Ok(text) => record.insert("_raw".into(), text.into()),
         Err(e) => record.insert(
             "_raw_base64".into(),
-            base64::engine::general_purpose::STANDARD
-                .encode(e.as_bytes())
-                .into(),
+            base64::engine::general_purpose::STANDARD.encode(e.as_bytes()).into(),
         ),
     };
     record
 }
 
-async fn read_text(
-    io: Io,
-    mut reader: TextReader,
-    input: text::Input,
-    source: &str,
-) -> Result<(), Stop> {
+async fn read_text(io: Io, mut reader: TextReader, input: text::Input, source: &str) -> Result<(), Stop> {
     reader.chunk = io.batch_size;
     let (tx, mut rx) = mpsc::channel(2);
-    reader
-        .spawn(input, tx)
-        .map_err(|source_err| StreamletError::Read {
-            path: source.to_string(),
-            source: source_err,
-        })?;
+    reader.spawn(input, tx).map_err(|source_err| StreamletError::Read {
+        path: source.to_string(),
+        source: source_err,
+    })?;
     let out = io.outlets.get("out");
     let errors = io.outlets.get("errors");
     loop {

@@ -19,11 +19,7 @@ use crate::spec::{ColumnType, Format};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     Record(Record),
-    Malformed {
-        line: u64,
-        reason: String,
-        raw: Vec<u8>,
-    },
+    Malformed { line: u64, reason: String, raw: Vec<u8> },
 }
 
 pub type Chunk = std::io::Result<Vec<Item>>;
@@ -77,9 +73,7 @@ impl TextReader {
             if let Some(item) = parse_json_line(&line, number) {
                 chunk.push(item);
             }
-            if (chunk.len() >= self.chunk || input.buffer().is_empty())
-                && !self.send(tx, &mut chunk)
-            {
+            if (chunk.len() >= self.chunk || input.buffer().is_empty()) && !self.send(tx, &mut chunk) {
                 return Ok(());
             }
         }
@@ -134,11 +128,7 @@ impl TextReader {
         if row.len() != headers.len() {
             return Item::Malformed {
                 line,
-                reason: format!(
-                    "row has {} fields, the header has {}",
-                    row.len(),
-                    headers.len()
-                ),
+                reason: format!("row has {} fields, the header has {}", row.len(), headers.len()),
                 raw: raw(),
             };
         }
@@ -151,11 +141,7 @@ impl TextReader {
                     raw: raw(),
                 };
             };
-            let kind = self
-                .columns
-                .get(name)
-                .copied()
-                .unwrap_or(ColumnType::String);
+            let kind = self.columns.get(name).copied().unwrap_or(ColumnType::String);
             match typed_cell(text, kind) {
                 Ok(value) => {
                     record.insert(name.clone(), value);
@@ -189,10 +175,7 @@ pub fn parse_json_line(line: &[u8], number: u64) -> Option<Item> {
     }
     Some(match serde_json::from_slice::<Value>(trimmed) {
         Ok(Value::Object(record)) => Item::Record(record),
-        Ok(other) => malformed(format!(
-            "a record must be a JSON object, found {}",
-            json_kind(&other)
-        )),
+        Ok(other) => malformed(format!("a record must be a JSON object, found {}", json_kind(&other))),
         Err(e) => malformed(format!("bad JSON: {e}")),
     })
 }
@@ -242,8 +225,7 @@ impl Read for CountingReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         let (total, _) = self.state.get();
-        self.state
-            .set((total + n as u64, self.inner.buffer().is_empty()));
+        self.state.set((total + n as u64, self.inner.buffer().is_empty()));
         Ok(n)
     }
 }
@@ -254,17 +236,10 @@ mod tests {
 
     #[test]
     fn json_lines_parse_or_say_why_not() {
-        assert!(matches!(
-            parse_json_line(b"{\"a\":1}\n", 1),
-            Some(Item::Record(_))
-        ));
+        assert!(matches!(parse_json_line(b"{\"a\":1}\n", 1), Some(Item::Record(_))));
         assert_eq!(parse_json_line(b"  \n", 2), None);
         match parse_json_line(b"[1]\n", 3) {
-            Some(Item::Malformed {
-                line: 3,
-                reason,
-                raw,
-            }) => {
+            Some(Item::Malformed { line: 3, reason, raw }) => {
                 assert!(reason.contains("JSON object"));
                 assert_eq!(raw, b"[1]");
             }
@@ -280,10 +255,7 @@ mod tests {
     fn csv_cells_take_their_declared_types() {
         assert_eq!(typed_cell("42", ColumnType::Integer), Ok(Value::from(42)));
         assert_eq!(typed_cell("", ColumnType::Number), Ok(Value::Null));
-        assert_eq!(
-            typed_cell("yes", ColumnType::Boolean),
-            Ok(Value::Bool(true))
-        );
+        assert_eq!(typed_cell("yes", ColumnType::Boolean), Ok(Value::Bool(true)));
         assert!(typed_cell("4.5", ColumnType::Integer).is_err());
         assert!(typed_cell("NaN", ColumnType::Number).is_err());
     }

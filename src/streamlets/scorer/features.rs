@@ -103,9 +103,7 @@ impl Column {
                     None => self.default.ok_or("missing, and no default is declared")?,
                     Some(Value::Number(n)) => n.as_f64().ok_or("not a number")?,
                     Some(Value::Bool(b)) => f64::from(u8::from(*b)),
-                    Some(other) => {
-                        return Err(format!("expected a number, found {}", describe(other)))
-                    }
+                    Some(other) => return Err(format!("expected a number, found {}", describe(other))),
                 };
                 let x32 = x as f32;
                 if !x32.is_finite() {
@@ -121,12 +119,7 @@ impl Column {
                         None if self.unknown == UnknownCategory::Zeros => -1.0,
                         None => return Err(format!("{s:?} is not one of the declared categories")),
                     },
-                    Some(other) => {
-                        return Err(format!(
-                            "expected a category name, found {}",
-                            describe(other)
-                        ))
-                    }
+                    Some(other) => return Err(format!("expected a category name, found {}", describe(other))),
                 };
                 rows.push(index);
             }
@@ -139,12 +132,7 @@ impl Column {
                         None if self.unknown == UnknownCategory::Zeros => None,
                         None => return Err(format!("{s:?} is not one of the declared values")),
                     },
-                    Some(other) => {
-                        return Err(format!(
-                            "expected a category name, found {}",
-                            describe(other)
-                        ))
-                    }
+                    Some(other) => return Err(format!("expected a category name, found {}", describe(other))),
                 };
                 rows.extend((0..values.len()).map(|i| if Some(i) == hot { 1.0 } else { 0.0 }));
             }
@@ -204,8 +192,11 @@ mod tests {
             &mut rows,
         )
         .expect("a row");
-        f.row(&record(json!({"sqft": 1.5, "floors": 2, "waterfront": false, "city": "Paris", "grade": "low"})), &mut rows)
-            .expect("a row");
+        f.row(
+            &record(json!({"sqft": 1.5, "floors": 2, "waterfront": false, "city": "Paris", "grade": "low"})),
+            &mut rows,
+        )
+        .expect("a row");
         assert_eq!(
             rows,
             vec![1200.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.5, 2.0, 0.0, 0.0, 0.0, 0.0]

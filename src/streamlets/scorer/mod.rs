@@ -89,19 +89,10 @@ impl BatchScorer {
         for record in batch {
             match self.features.row(&record, &mut rows) {
                 Ok(()) => ready.push(record),
-                Err(e) => errors.push(with_error(
-                    record,
-                    &self.streamlet,
-                    &e.reason,
-                    &format!("/{}", e.field),
-                )),
+                Err(e) => errors.push(with_error(record, &self.streamlet, &e.reason, &format!("/{}", e.field))),
             }
         }
-        Rows {
-            ready,
-            rows,
-            errors,
-        }
+        Rows { ready, rows, errors }
     }
 
     /// The rows of the records at `indices`.
@@ -154,10 +145,7 @@ impl BatchScorer {
                 }
             }
             Err(e) => {
-                let reason = format!(
-                    "model {} v{}: {e}",
-                    model.descriptor.name, model.descriptor.version
-                );
+                let reason = format!("model {} v{}: {e}", model.descriptor.name, model.descriptor.version);
                 let mut errors = errors;
                 errors.extend(self.fail(ready, &reason));
                 Scored {
@@ -178,9 +166,7 @@ pub fn audit(model: &ModelVersion, strategy: &str, latency_us: u64) -> Map<Strin
     audit.insert("strategy".into(), strategy.into());
     audit.insert(
         "scored_at".into(),
-        humantime::format_rfc3339_micros(SystemTime::now())
-            .to_string()
-            .into(),
+        humantime::format_rfc3339_micros(SystemTime::now()).to_string().into(),
     );
     audit.insert("latency_us".into(), latency_us.into());
     audit
@@ -203,10 +189,9 @@ async fn open_models(
             pinned: model.version.clone(),
         };
         let expect = expect.clone();
-        let registry =
-            tokio::task::spawn_blocking(move || ModelRegistry::open(source, expect, sessions))
-                .await
-                .map_err(|e| StreamletError::Internal(e.to_string()))??;
+        let registry = tokio::task::spawn_blocking(move || ModelRegistry::open(source, expect, sessions))
+            .await
+            .map_err(|e| StreamletError::Internal(e.to_string()))??;
         io.telemetry.serve_models(registry.clone());
         registry.clone().watch(stop_watching.clone())?;
         registries.push((id, registry));
@@ -231,11 +216,7 @@ pub async fn run(config: ScorerConfig, mut io: Io) -> Result<(), Stop> {
 }
 
 /// Micro-batches the inlet and scores up to `sessions` batches at once, emitting in order.
-async fn score_stream(
-    io: &mut Io,
-    serving: Arc<Serving>,
-    config: &ScorerConfig,
-) -> Result<(), Stop> {
+async fn score_stream(io: &mut Io, serving: Arc<Serving>, config: &ScorerConfig) -> Result<(), Stop> {
     let sessions = config.sessions.max(1);
     let max_batch = config.batch.max_batch.max(1);
     let max_wait = Duration::from_millis(config.batch.max_wait_ms);
@@ -289,9 +270,7 @@ async fn score_stream(
             }
         };
         if let Some(done) = done {
-            let scored = done.map_err(|e| {
-                StreamletError::Internal(format!("scoring stopped abnormally: {e}"))
-            })?;
+            let scored = done.map_err(|e| StreamletError::Internal(format!("scoring stopped abnormally: {e}")))?;
             out.send(scored.out).await?;
             errors.send(scored.errors).await?;
             if let Some(shadow) = shadow {

@@ -31,10 +31,7 @@ pub struct Resolved<'a> {
 }
 
 /// Resolves every mapping whose tensor the batch has (once per batch, not per record).
-pub fn resolve<'a>(
-    mappings: &'a [OutputMapping],
-    tensors: &'a HashMap<String, Tensor>,
-) -> Vec<Resolved<'a>> {
+pub fn resolve<'a>(mappings: &'a [OutputMapping], tensors: &'a HashMap<String, Tensor>) -> Vec<Resolved<'a>> {
     mappings
         .iter()
         .filter_map(|m| {
@@ -68,11 +65,7 @@ pub fn apply(resolved: &[Resolved<'_>], row: usize, record: &mut Record) {
                     .collect::<Map<_, _>>(),
             ),
             (None, None) if r.width == 1 => value_at(r.tensor, start),
-            (None, None) => Value::Array(
-                (start..start + r.width)
-                    .map(|i| value_at(r.tensor, i))
-                    .collect(),
-            ),
+            (None, None) => Value::Array((start..start + r.width).map(|i| value_at(r.tensor, i)).collect()),
         };
         record.insert(r.mapping.field.clone(), value);
     }
@@ -82,12 +75,7 @@ pub fn apply(resolved: &[Resolved<'_>], row: usize, record: &mut Record) {
 mod tests {
     use super::*;
 
-    fn mapping(
-        tensor: &str,
-        field: &str,
-        classes: Option<Vec<&str>>,
-        class: Option<&str>,
-    ) -> OutputMapping {
+    fn mapping(tensor: &str, field: &str, classes: Option<Vec<&str>>, class: Option<&str>) -> OutputMapping {
         OutputMapping {
             tensor: tensor.into(),
             field: field.into(),
@@ -126,12 +114,7 @@ mod tests {
             mapping("variable", "price", None, None),
             mapping("label", "fraud", None, None),
             mapping("probabilities", "p", Some(vec!["ok", "fraud"]), None),
-            mapping(
-                "probabilities",
-                "p_fraud",
-                Some(vec!["ok", "fraud"]),
-                Some("fraud"),
-            ),
+            mapping("probabilities", "p_fraud", Some(vec!["ok", "fraud"]), Some("fraud")),
             mapping("probabilities", "raw", None, None),
         ];
         let mut r = Record::new();

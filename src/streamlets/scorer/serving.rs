@@ -42,15 +42,12 @@ impl Worker {
             .spawn(move || {
                 for job in queue {
                     let version = registry.current();
-                    let answer =
-                        version
-                            .run(&job.rows, job.n)
-                            .map(|(tensors, latency_us)| BatchAnswer {
-                                model: job.model,
-                                version,
-                                tensors,
-                                latency_us,
-                            });
+                    let answer = version.run(&job.rows, job.n).map(|(tensors, latency_us)| BatchAnswer {
+                        model: job.model,
+                        version,
+                        tensors,
+                        latency_us,
+                    });
                     done.fetch_sub(1, Ordering::Relaxed);
                     // Nobody listens to a late answer any more: it is dropped here.
                     let _ = job.reply.send((job.model, answer));
@@ -139,9 +136,9 @@ impl Serving {
         let ids: Vec<String> = models.iter().map(|(id, _)| id.clone()).collect();
         // Verification checked every id; a miss here is a bug, reported as such.
         let index = |id: &str| {
-            ids.iter().position(|i| i == id).ok_or_else(|| {
-                StreamletError::Internal(format!("strategy names unknown model `{id}`"))
-            })
+            ids.iter()
+                .position(|i| i == id)
+                .ok_or_else(|| StreamletError::Internal(format!("strategy names unknown model `{id}`")))
         };
         let plan = match strategy {
             None => Plan::Single,
@@ -171,20 +168,13 @@ impl Serving {
             },
             Some(StrategyConfig::BestConfidence {}) => Plan::BestConfidence,
             Some(StrategyConfig::Split { weights, key }) => {
-                let per_model: Vec<f64> = ids
-                    .iter()
-                    .map(|id| weights.get(id).copied().unwrap_or(0.0))
-                    .collect();
+                let per_model: Vec<f64> = ids.iter().map(|id| weights.get(id).copied().unwrap_or(0.0)).collect();
                 Plan::Split {
                     split: Split::new(&per_model),
                     key: key.clone(),
                 }
             }
-            Some(StrategyConfig::Shadow {
-                primary,
-                shadows,
-                emit,
-            }) => Plan::Shadow {
+            Some(StrategyConfig::Shadow { primary, shadows, emit }) => Plan::Shadow {
                 primary: index(primary)?,
                 shadows: shadows.iter().map(|s| index(s)).collect::<Result<_, _>>()?,
                 emit: *emit,
@@ -204,11 +194,7 @@ impl Serving {
                 ids.clone(),
                 shadows.iter().map(|s| ids[*s].clone()).collect(),
             ))),
-            _ => Some(Arc::new(StrategyStats::new(
-                plan.name(),
-                ids.clone(),
-                Vec::new(),
-            ))),
+            _ => Some(Arc::new(StrategyStats::new(plan.name(), ids.clone(), Vec::new()))),
         };
         Ok(Serving {
             scorer,
@@ -229,11 +215,7 @@ impl Serving {
         if let Plan::Single = self.plan {
             return self.scorer.score(&self.registries[0].current(), batch);
         }
-        let Rows {
-            ready,
-            rows,
-            errors,
-        } = self.scorer.rows(batch);
+        let Rows { ready, rows, errors } = self.scorer.rows(batch);
         let mut scored = Scored {
             errors,
             ..Scored::default()
@@ -249,15 +231,7 @@ impl Serving {
                 fallback,
                 prefer,
                 decide,
-            } => self.speculative(
-                *budget,
-                *fallback,
-                prefer,
-                *decide,
-                ready,
-                rows,
-                &mut scored,
-            ),
+            } => self.speculative(*budget, *fallback, prefer, *decide, ready, rows, &mut scored),
             Plan::Consensus {
                 min_agree,
                 ties,
@@ -276,32 +250,18 @@ impl Serving {
                     Ok(strategy::best_confidence(answers, roles, row))
                 });
             }
-            Plan::Shadow {
-                primary,
-                shadows,
-                emit,
-            } => self.shadow(*primary, shadows, *emit, ready, rows, &mut scored),
+            Plan::Shadow { primary, shadows, emit } => self.shadow(*primary, shadows, *emit, ready, rows, &mut scored),
         }
         scored
     }
 
     /// Asks `models` to score the rows and waits for all of them. Models in `unless_busy`
     /// are skipped when still busy with an earlier batch. Failures are logged and left out.
-    fn ask(
-        &self,
-        models: &[usize],
-        rows: Arc<Vec<f32>>,
-        n: usize,
-        unless_busy: &[usize],
-    ) -> Vec<BatchAnswer> {
+    fn ask(&self, models: &[usize], rows: Arc<Vec<f32>>, n: usize, unless_busy: &[usize]) -> Vec<BatchAnswer> {
         let (reply, replies) = mpsc::channel();
         let asked = self.submit_all(models, &rows, n, &reply, unless_busy);
         drop(reply);
-        let mut answers: Vec<BatchAnswer> = replies
-            .iter()
-            .take(asked)
-            .filter_map(|r| self.keep(r))
-            .collect();
+        let mut answers: Vec<BatchAnswer> = replies.iter().take(asked).filter_map(|r| self.keep(r)).collect();
         answers.sort_by_key(|a| a.model);
         answers
     }
@@ -354,9 +314,7 @@ impl Serving {
         decide: impl Fn(&[BatchAnswer], &Roles, usize) -> Result<Decision, String>,
     ) {
         if answers.is_empty() {
-            scored
-                .errors
-                .extend(self.scorer.fail(ready, "no model answered"));
+            scored.errors.extend(self.scorer.fail(ready, "no model answered"));
             return;
         }
         let roles = Roles::of(self.scorer.outputs(), &answers[0].tensors);
@@ -394,9 +352,7 @@ impl Serving {
                     if let Some(s) = stats {
                         s.update(|_, _, no_consensus, _| *no_consensus += 1);
                     }
-                    scored
-                        .errors
-                        .extend(self.scorer.fail(vec![record], &reason));
+                    scored.errors.extend(self.scorer.fail(vec![record], &reason));
                 }
             }
         }
@@ -472,26 +428,21 @@ impl Serving {
         }
         let prefer = prefer.to_vec();
         let before = scored.out.len();
-        self.decide_each(
-            ready,
-            &answers,
-            scored,
-            |answers, roles, row| match decide {
-                Decider::BestConfidence => Ok(strategy::best_confidence(answers, roles, row)),
-                Decider::Prefer => {
-                    let first = prefer
-                        .iter()
-                        .find_map(|m| answers.iter().position(|a| a.model == *m))
-                        .unwrap_or(0);
-                    Ok(Decision {
-                        answer: first,
-                        value: None,
-                        votes: None,
-                        agreed: vec![first],
-                    })
-                }
-            },
-        );
+        self.decide_each(ready, &answers, scored, |answers, roles, row| match decide {
+            Decider::BestConfidence => Ok(strategy::best_confidence(answers, roles, row)),
+            Decider::Prefer => {
+                let first = prefer
+                    .iter()
+                    .find_map(|m| answers.iter().position(|a| a.model == *m))
+                    .unwrap_or(0);
+                Ok(Decision {
+                    answer: first,
+                    value: None,
+                    votes: None,
+                    agreed: vec![first],
+                })
+            }
+        });
         for record in &mut scored.out[before..] {
             if let Some(Value::Object(audit)) = record.get_mut(&self.scorer.audit_field) {
                 audit.insert("latency_us".into(), elapsed.into());
@@ -521,8 +472,7 @@ impl Serving {
             asked += usize::from(self.workers[model].submit(job, false));
         }
         drop(reply);
-        let answers: Vec<(usize, Result<BatchAnswer, ModelError>)> =
-            replies.iter().take(asked).collect();
+        let answers: Vec<(usize, Result<BatchAnswer, ModelError>)> = replies.iter().take(asked).collect();
         let mut slots: Vec<Option<Record>> = ready.into_iter().map(Some).collect();
         for (model, answer) in answers {
             let group = &groups[model];
@@ -559,25 +509,16 @@ impl Serving {
             .extend(self.scorer.fail(left, "the model's worker stopped"));
     }
 
-    fn shadow(
-        &self,
-        primary: usize,
-        shadows: &[usize],
-        emit: bool,
-        ready: Batch,
-        rows: Vec<f32>,
-        scored: &mut Scored,
-    ) {
+    fn shadow(&self, primary: usize, shadows: &[usize], emit: bool, ready: Batch, rows: Vec<f32>, scored: &mut Scored) {
         let n = ready.len();
         let mut models = vec![primary];
         models.extend_from_slice(shadows);
         // A shadow still busy with an earlier batch sits this one out: it never slows the primary down twice.
         let answers = self.ask(&models, Arc::new(rows), n, shadows);
         let Some(p) = answers.iter().position(|a| a.model == primary) else {
-            scored.errors.extend(
-                self.scorer
-                    .fail(ready, &format!("model {} failed", self.ids[primary])),
-            );
+            scored
+                .errors
+                .extend(self.scorer.fail(ready, &format!("model {} failed", self.ids[primary])));
             return;
         };
         let roles = Roles::of(self.scorer.outputs(), &answers[p].tensors);
