@@ -1,11 +1,14 @@
-//! Runs a topology: one tokio task per streamlet, bounded channels for edges, orderly shutdown.
+//! Runs a topology: one tokio task per streamlet, bounded channels for edges, orderly shutdown,
+//! and reconfiguration while running (hot reload): unchanged streamlets keep running, changed
+//! ones are replaced and take over the records waiting for them, removed ones drain and stop.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+pub mod reload;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use petgraph::visit::EdgeRef;
-use petgraph::Direction;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -13,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::models::strategy::StrategySummary;
 use crate::models::ModelStatsSummary;
-use crate::streamlets::io::{Counter, Inlet, Io, Outlet, OutletMode, Outlets, Telemetry};
+use crate::spec::{Defaults, StreamletSpec};
+use crate::streamlets::io::{Consumers, Counter, EdgeId, Handback, Inlet, Io, Outlet, Outlets, Telemetry, Unconsumed};
+use crate::streamlets::{Batch, Prepare, Prepared, StreamletError};
 use crate::topology::Topology;
 
 /// Why a run failed.
@@ -31,7 +36,7 @@ pub struct OutletSummary {
     pub discarded: bool,
 }
 
-/// What one streamlet did during a run.
+/// What one streamlet did (over all its instances, when reloads replaced it).
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamletSummary {
     pub name: String,
@@ -50,6 +55,7 @@ pub struct RunSummary {
     pub pipeline: String,
     pub elapsed: Duration,
     pub streamlets: Vec<StreamletSummary>,
+    pub reloads: u64,
 }
 
 impl RunSummary {
@@ -68,119 +74,530 @@ impl RunSummary {
     }
 }
 
-/// Live counters of a running streamlet.
+/// The live counters of one streamlet instance.
+#[derive(Clone)]
 struct Counters {
-    name: String,
     kind: &'static str,
     received: Arc<Counter>,
-    sent: Vec<(String, OutletMode, Arc<Counter>)>,
+    sent: Vec<(String, bool, Arc<Counter>)>,
     telemetry: Telemetry,
 }
 
-/// Runs the topology until every finite source is drained, `stop` is cancelled
-/// (then intake stops and what is in flight drains), or a streamlet fails.
-pub async fn run(topology: Topology, stop: CancellationToken) -> Result<RunSummary, RunError> {
-    let started = Instant::now();
-    let graph = &topology.graph;
-    let mut senders: HashMap<(usize, String), Vec<mpsc::Sender<_>>> = HashMap::new();
-    let mut receivers: HashMap<usize, Vec<mpsc::Receiver<_>>> = HashMap::new();
-    for edge in graph.edge_references() {
-        let (tx, rx) = mpsc::channel(edge.weight().capacity);
-        senders
-            .entry((edge.source().index(), edge.weight().port.clone()))
-            .or_default()
-            .push(tx);
-        receivers.entry(edge.target().index()).or_default().push(rx);
-    }
-    let stop_intake = stop.child_token();
-    let mut tasks = JoinSet::new();
-    let mut names = HashMap::new();
-    let mut counters = Vec::new();
-    for index in graph.node_indices() {
-        let node = &graph[index];
-        let kind = node.spec.kind.outlets();
-        let mut outlets = Outlets::default();
-        let mut sent = Vec::new();
-        for port in kind.names {
-            let to = senders.remove(&(index.index(), port.to_string())).unwrap_or_default();
-            let mode = if !to.is_empty() {
-                OutletMode::Connected
-            } else if node.spec.discard.iter().any(|d| d == port) {
-                OutletMode::Discarded
-            } else {
-                OutletMode::Logged
-            };
-            let outlet = Outlet::new(&node.name, port, mode, to);
-            sent.push((port.to_string(), mode, outlet.sent.clone()));
-            outlets.insert(outlet);
+impl Counters {
+    fn summary(&self, name: &str) -> StreamletSummary {
+        StreamletSummary {
+            name: name.to_string(),
+            kind: self.kind.to_string(),
+            records_in: self.received.get(),
+            outlets: self
+                .sent
+                .iter()
+                .map(|(port, discarded, n)| OutletSummary {
+                    port: port.clone(),
+                    records: n.get(),
+                    discarded: *discarded,
+                })
+                .collect(),
+            models: self.telemetry.model_stats(),
+            strategy: self.telemetry.strategy_stats(),
         }
-        let inlet = Inlet::new(receivers.remove(&index.index()).unwrap_or_default());
-        let telemetry = Telemetry::default();
-        counters.push(Counters {
-            name: node.name.clone(),
-            kind: node.spec.kind.name(),
-            received: inlet.received.clone(),
-            sent,
-            telemetry: telemetry.clone(),
-        });
-        let io = Io {
-            name: node.name.clone(),
-            inlet,
-            outlets,
-            stop_intake: stop_intake.clone(),
-            batch_size: topology.defaults.batch_size,
-            linger: Duration::from_millis(topology.defaults.linger_ms),
-            telemetry,
-        };
-        let handle = tasks.spawn(crate::streamlets::run(node.spec.clone(), io));
-        names.insert(handle.id(), node.name.clone());
-        tracing::debug!(
-            streamlet = %node.name,
-            kind = node.spec.kind.name(),
-            inputs = graph.edges_directed(index, Direction::Incoming).count(),
-            "started"
-        );
     }
-    let mut failure = None;
-    while let Some(done) = tasks.join_next_with_id().await {
-        let (id, result) = match done {
-            Ok((id, result)) => (id, result.map_err(|e| e.to_string())),
-            Err(e) => (e.id(), Err(format!("task ended abnormally: {e}"))),
-        };
-        let streamlet = names.get(&id).cloned().unwrap_or_default();
-        match result {
-            Ok(()) => tracing::debug!(%streamlet, "finished"),
-            Err(reason) => {
-                tracing::error!(%streamlet, %reason, "streamlet failed; stopping the pipeline");
-                stop_intake.cancel();
-                failure.get_or_insert(RunError::Streamlet { streamlet, reason });
+}
+
+/// A streamlet as it runs now, for status pages and tests.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamletStatus {
+    pub name: String,
+    pub kind: String,
+    /// Changes when a reload replaces the streamlet, and only then.
+    pub instance: u64,
+    pub running: bool,
+    pub records_in: u64,
+    pub outlets: Vec<OutletSummary>,
+    pub models: Vec<ModelStatsSummary>,
+}
+
+/// A snapshot of the running pipeline.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    pub pipeline: String,
+    pub config_hash: String,
+    pub reloads: u64,
+    pub streamlets: Vec<StreamletStatus>,
+}
+
+#[derive(Default)]
+struct Shared {
+    pipeline: String,
+    config_hash: String,
+    reloads: u64,
+    instances: BTreeMap<String, (u64, bool, Counters)>,
+}
+
+/// A view of a running pipeline from outside its control loop.
+#[derive(Clone, Default)]
+pub struct Handle(Arc<Mutex<Shared>>);
+
+impl Handle {
+    fn with<T>(&self, f: impl FnOnce(&mut Shared) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn status(&self) -> Status {
+        self.with(|s| Status {
+            pipeline: s.pipeline.clone(),
+            config_hash: s.config_hash.clone(),
+            reloads: s.reloads,
+            streamlets: s
+                .instances
+                .iter()
+                .map(|(name, (instance, running, counters))| {
+                    let summary = counters.summary(name);
+                    StreamletStatus {
+                        name: name.clone(),
+                        kind: summary.kind,
+                        instance: *instance,
+                        running: *running,
+                        records_in: summary.records_in,
+                        outlets: summary.outlets,
+                        models: summary.models,
+                    }
+                })
+                .collect(),
+        })
+    }
+}
+
+/// An edge: from a streamlet's outlet to another streamlet's inlet.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct EdgeKey {
+    from: String,
+    port: String,
+    to: String,
+}
+
+/// One running (or retiring) streamlet.
+struct Instance {
+    id: u64,
+    spec: StreamletSpec,
+    fingerprint: String,
+    retire: CancellationToken,
+    intake: CancellationToken,
+    handback: Handback,
+    counters: Counters,
+}
+
+type Done = (String, u64, Result<(), StreamletError>);
+
+/// The control loop's state.
+struct Engine {
+    pipeline: String,
+    defaults: Defaults,
+    stop: CancellationToken,
+    running: HashMap<String, Instance>,
+    retiring: HashMap<u64, (String, Instance)>,
+    /// The consumers of each (streamlet, port): they outlive instances, so a replacement sends
+    /// where its predecessor did.
+    consumers: HashMap<(String, String), Arc<Consumers>>,
+    edges: HashMap<EdgeKey, EdgeId>,
+    /// Receivers of edges whose consumer is not running yet.
+    waiting: HashMap<String, Vec<(EdgeId, mpsc::Receiver<Batch>)>>,
+    next_id: u64,
+    tasks: JoinSet<Done>,
+    task_names: HashMap<tokio::task::Id, String>,
+    done: BTreeMap<String, Vec<StreamletSummary>>,
+    failure: Option<RunError>,
+    handle: Handle,
+}
+
+fn edges_of(topology: &Topology) -> HashMap<EdgeKey, usize> {
+    topology
+        .graph
+        .edge_references()
+        .map(|e| {
+            let key = EdgeKey {
+                from: topology.graph[e.source()].name.clone(),
+                port: e.weight().port.clone(),
+                to: topology.graph[e.target()].name.clone(),
+            };
+            (key, e.weight().capacity)
+        })
+        .collect()
+}
+
+fn specs_of(topology: &Topology) -> BTreeMap<String, StreamletSpec> {
+    topology
+        .graph
+        .node_weights()
+        .map(|n| (n.name.clone(), n.spec.clone()))
+        .collect()
+}
+
+impl Engine {
+    fn consumers(&mut self, from: &str, port: &str) -> Arc<Consumers> {
+        self.consumers
+            .entry((from.to_string(), port.to_string()))
+            .or_insert_with(|| Arc::new(Consumers::default()))
+            .clone()
+    }
+
+    /// Creates the channel of an edge: its sender joins the outlet's consumers, its receiver waits
+    /// for the consuming streamlet to start.
+    fn open_edge(&mut self, key: EdgeKey, capacity: usize) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let id = self.next_id;
+        self.next_id += 1;
+        self.consumers(&key.from, &key.port).add(id, tx);
+        self.waiting.entry(key.to.clone()).or_default().push((id, rx));
+        self.edges.insert(key, id);
+    }
+
+    /// Removes an edge: the outlet stops sending to it, and its consumer sees it end once drained.
+    fn close_edge(&mut self, key: &EdgeKey) {
+        if let Some(id) = self.edges.remove(key) {
+            if let Some(c) = self.consumers.get(&(key.from.clone(), key.port.clone())) {
+                c.remove(id);
             }
         }
     }
-    let summary = RunSummary {
-        pipeline: topology.name.clone(),
-        elapsed: started.elapsed(),
-        streamlets: counters
-            .into_iter()
-            .map(|c| StreamletSummary {
-                name: c.name,
-                kind: c.kind.to_string(),
-                records_in: c.received.get(),
-                outlets: c
-                    .sent
-                    .into_iter()
-                    .map(|(port, mode, n)| OutletSummary {
-                        port,
-                        records: n.get(),
-                        discarded: mode == OutletMode::Discarded,
+
+    /// Starts a prepared streamlet with the receivers waiting for it.
+    fn spawn(&mut self, name: &str, spec: StreamletSpec, fingerprint: String, prepared: Prepared) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let retire = CancellationToken::new();
+        let intake = self.stop.child_token();
+        let handback: Handback = Arc::new(Mutex::new(Vec::new()));
+        let kind = spec.kind.outlets();
+        let mut outlets = Outlets::default();
+        let mut sent = Vec::new();
+        for port in kind.names {
+            let discard = spec.discard.iter().any(|d| d == port);
+            let unconsumed = if discard { Unconsumed::Discard } else { Unconsumed::Log };
+            let outlet = Outlet::new(name, port, unconsumed, self.consumers(name, port));
+            sent.push((port.to_string(), discard, outlet.sent.clone()));
+            outlets.insert(outlet);
+        }
+        let inlet = Inlet::new(
+            self.waiting.remove(name).unwrap_or_default(),
+            retire.clone(),
+            handback.clone(),
+        );
+        let counters = Counters {
+            kind: spec.kind.name(),
+            received: inlet.received.clone(),
+            sent,
+            telemetry: Telemetry::default(),
+        };
+        let io = Io {
+            name: name.to_string(),
+            inlet,
+            outlets,
+            stop_intake: intake.clone(),
+            batch_size: self.defaults.batch_size,
+            linger: Duration::from_millis(self.defaults.linger_ms),
+            telemetry: counters.telemetry.clone(),
+        };
+        let task_name = name.to_string();
+        let task = self
+            .tasks
+            .spawn(async move { (task_name, id, crate::streamlets::run(prepared, io).await) });
+        self.task_names.insert(task.id(), name.to_string());
+        self.handle
+            .with(|s| s.instances.insert(name.to_string(), (id, true, counters.clone())));
+        self.running.insert(
+            name.to_string(),
+            Instance {
+                id,
+                spec,
+                fingerprint,
+                retire,
+                intake,
+                handback,
+                counters,
+            },
+        );
+    }
+
+    /// Handles a finished task: a retired instance hands over; a finished one ends its outlets'
+    /// streams; a failed one stops the pipeline.
+    fn finished(&mut self, (name, id, result): Done) {
+        if let Some((name, old)) = self.retiring.remove(&id) {
+            self.done
+                .entry(name.clone())
+                .or_default()
+                .push(old.counters.summary(&name));
+            // What was still waiting in its channels goes to its replacement.
+            let receivers = std::mem::take(&mut *old.handback.lock().unwrap_or_else(|p| p.into_inner()));
+            self.waiting.entry(name).or_default().extend(receivers);
+            if let Err(e) = result {
+                tracing::warn!(streamlet = %old.spec.kind.name(), reason = %e, "a retired streamlet failed while draining");
+            }
+            return;
+        }
+        if self.running.get(&name).map(|i| i.id) != Some(id) {
+            return;
+        }
+        let Some(instance) = self.running.remove(&name) else {
+            return;
+        };
+        for ((from, _), consumers) in &self.consumers {
+            if *from == name {
+                consumers.clear();
+            }
+        }
+        self.handle.with(|s| {
+            if let Some(entry) = s.instances.get_mut(&name) {
+                entry.1 = false;
+            }
+        });
+        self.done
+            .entry(name.clone())
+            .or_default()
+            .push(instance.counters.summary(&name));
+        match result {
+            Ok(()) => tracing::debug!(streamlet = %name, "finished"),
+            Err(e) => {
+                tracing::error!(streamlet = %name, reason = %e, "streamlet failed; stopping the pipeline");
+                self.stop.cancel();
+                self.failure.get_or_insert(RunError::Streamlet {
+                    streamlet: name,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+
+    async fn join_next(&mut self) -> Option<Done> {
+        match self.tasks.join_next().await? {
+            Ok(done) => Some(done),
+            Err(e) => {
+                let streamlet = self.task_names.remove(&e.id()).unwrap_or_default();
+                tracing::error!(%streamlet, reason = %e, "streamlet ended abnormally; stopping the pipeline");
+                self.stop.cancel();
+                self.failure.get_or_insert(RunError::Streamlet {
+                    streamlet,
+                    reason: format!("task ended abnormally: {e}"),
+                });
+                None
+            }
+        }
+    }
+
+    /// Prepares streamlets, all or none.
+    async fn prepare_all(
+        &self,
+        names: &[String],
+        specs: &BTreeMap<String, StreamletSpec>,
+    ) -> Result<Vec<(String, Prepared)>, RunError> {
+        let mut prepared = Vec::new();
+        for name in names {
+            let ctx = Prepare {
+                name: name.clone(),
+                reloading: self.running.contains_key(name) || self.done.contains_key(name),
+            };
+            match crate::streamlets::prepare(&specs[name], &ctx).await {
+                Ok(p) => prepared.push((name.clone(), p)),
+                Err(e) => {
+                    return Err(RunError::Streamlet {
+                        streamlet: name.clone(),
+                        reason: e.to_string(),
                     })
-                    .collect(),
-                models: c.telemetry.model_stats(),
-                strategy: c.telemetry.strategy_stats(),
+                }
+            }
+        }
+        Ok(prepared)
+    }
+
+    /// Applies a new configuration. When building a new piece fails, nothing changes.
+    async fn reload(&mut self, topology: Topology) {
+        let started = Instant::now();
+        let specs = specs_of(&topology);
+        let fingerprints = topology.fingerprints();
+        let new_edges = edges_of(&topology);
+        let old_edges: HashSet<EdgeKey> = self.edges.keys().cloned().collect();
+        // Streamlets whose inputs change are changed too: a running inlet cannot grow.
+        let gains_input: HashSet<&str> = new_edges
+            .keys()
+            .filter(|k| !old_edges.contains(*k))
+            .map(|k| k.to.as_str())
+            .collect();
+        let known = |name: &String| self.running.contains_key(name) || self.done.contains_key(name);
+        let added: Vec<String> = specs.keys().filter(|n| !known(n)).cloned().collect();
+        let changed: Vec<String> = specs
+            .keys()
+            .filter(|n| {
+                self.running
+                    .get(*n)
+                    .is_some_and(|i| i.fingerprint != fingerprints[*n] || gains_input.contains(n.as_str()))
             })
-            .collect(),
+            .cloned()
+            .collect();
+        let removed: Vec<String> = self
+            .running
+            .keys()
+            .filter(|n| !specs.contains_key(*n))
+            .cloned()
+            .collect();
+        let hash = topology.config_hash();
+        if added.is_empty()
+            && changed.is_empty()
+            && removed.is_empty()
+            && new_edges.keys().all(|k| old_edges.contains(k))
+        {
+            tracing::info!(config_hash = %hash, "configuration reloaded: nothing to change");
+            self.handle.with(|s| s.config_hash = hash);
+            return;
+        }
+        let to_build: Vec<String> = added.iter().chain(&changed).cloned().collect();
+        let prepared = match self.prepare_all(&to_build, &specs).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "reload rolled back: the running pipeline is unchanged");
+                return;
+            }
+        };
+        // Retire what changes: each finishes the batch in hand and hands its channels back.
+        let mut waiting_for = HashSet::new();
+        for name in &changed {
+            if let Some(old) = self.running.remove(name) {
+                old.retire.cancel();
+                old.intake.cancel();
+                waiting_for.insert(old.id);
+                self.retiring.insert(old.id, (name.clone(), old));
+            }
+        }
+        // Removed sources stop taking in; removed streamlets drain what was sent to them and end.
+        for name in &removed {
+            if let Some(old) = self.running.get(name) {
+                old.intake.cancel();
+            }
+        }
+        for key in old_edges.iter().filter(|k| !new_edges.contains_key(*k)) {
+            self.close_edge(key);
+        }
+        while waiting_for.iter().any(|id| self.retiring.contains_key(id)) {
+            let Some(done) = self.join_next().await else { break };
+            self.finished(done);
+        }
+        for (key, capacity) in &new_edges {
+            if !self.edges.contains_key(key) {
+                self.open_edge(key.clone(), *capacity);
+            }
+        }
+        for (name, p) in prepared {
+            let spec = specs[&name].clone();
+            self.spawn(&name, spec, fingerprints[&name].clone(), p);
+        }
+        self.defaults = topology.defaults.clone();
+        let reloads = self.handle.with(|s| {
+            s.reloads += 1;
+            s.config_hash = hash.clone();
+            for name in &removed {
+                s.instances.remove(name);
+            }
+            s.reloads
+        });
+        tracing::info!(
+            added = ?added,
+            changed = ?changed,
+            removed = ?removed,
+            took_ms = started.elapsed().as_millis() as u64,
+            config_hash = %hash,
+            reloads,
+            "configuration reloaded"
+        );
+    }
+
+    fn summary(&mut self, elapsed: Duration) -> RunSummary {
+        let mut streamlets = Vec::new();
+        for (name, runs) in std::mem::take(&mut self.done) {
+            let mut total = runs[0].clone();
+            for run in &runs[1..] {
+                total.kind = run.kind.clone();
+                total.records_in += run.records_in;
+                for o in &run.outlets {
+                    match total.outlets.iter_mut().find(|t| t.port == o.port) {
+                        Some(t) => t.records += o.records,
+                        None => total.outlets.push(o.clone()),
+                    }
+                }
+                total.models.extend(run.models.iter().cloned());
+                if run.strategy.is_some() {
+                    total.strategy = run.strategy.clone();
+                }
+            }
+            streamlets.push((name, total));
+        }
+        let order = self.handle.with(|s| s.pipeline.clone());
+        RunSummary {
+            pipeline: order,
+            elapsed,
+            reloads: self.handle.with(|s| s.reloads),
+            streamlets: streamlets.into_iter().map(|(_, s)| s).collect(),
+        }
+    }
+}
+
+/// Runs the topology until every finite source is drained, `stop` is cancelled (then intake
+/// stops and what is in flight drains), or a streamlet fails.
+pub async fn run(topology: Topology, stop: CancellationToken) -> Result<RunSummary, RunError> {
+    run_reloading(topology, stop, None, Handle::default()).await
+}
+
+/// Runs the topology, applying each configuration that arrives on `reloads`.
+pub async fn run_reloading(
+    topology: Topology,
+    stop: CancellationToken,
+    mut reloads: Option<mpsc::Receiver<Topology>>,
+    handle: Handle,
+) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    handle.with(|s| {
+        s.pipeline = topology.name.clone();
+        s.config_hash = topology.config_hash();
+    });
+    let mut engine = Engine {
+        pipeline: topology.name.clone(),
+        defaults: topology.defaults.clone(),
+        stop,
+        running: HashMap::new(),
+        retiring: HashMap::new(),
+        consumers: HashMap::new(),
+        edges: HashMap::new(),
+        waiting: HashMap::new(),
+        next_id: 1,
+        tasks: JoinSet::new(),
+        task_names: HashMap::new(),
+        done: BTreeMap::new(),
+        failure: None,
+        handle,
     };
-    match failure {
+    let specs = specs_of(&topology);
+    let names: Vec<String> = topology.graph.node_weights().map(|n| n.name.clone()).collect();
+    let prepared = engine.prepare_all(&names, &specs).await?;
+    for (key, capacity) in edges_of(&topology) {
+        engine.open_edge(key, capacity);
+    }
+    let fingerprints = topology.fingerprints();
+    for (name, p) in prepared {
+        engine.spawn(&name, specs[&name].clone(), fingerprints[&name].clone(), p);
+    }
+    tracing::debug!(pipeline = %engine.pipeline, streamlets = names.len(), "started");
+    loop {
+        tokio::select! {
+            done = engine.join_next() => match done {
+                Some(done) => engine.finished(done),
+                None if engine.tasks.is_empty() => break,
+                None => {}
+            },
+            Some(next) = async { match reloads.as_mut() { Some(r) => r.recv().await, None => None } }, if reloads.is_some() && !engine.stop.is_cancelled() => {
+                engine.reload(next).await;
+            }
+        }
+    }
+    let summary = engine.summary(started.elapsed());
+    match engine.failure {
         Some(e) => Err(e),
         None => Ok(summary),
     }

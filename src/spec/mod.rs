@@ -106,6 +106,11 @@ impl Locator {
         self.pipeline.path()
     }
 
+    /// The streamlet definition files that were read.
+    pub fn definition_files(&self) -> Vec<PathBuf> {
+        self.definitions.values().map(|d| d.map.path().to_path_buf()).collect()
+    }
+
     /// Every file that was read, for watching and for rendering snippets.
     pub fn sources(&self) -> Sources {
         let mut sources = Sources::default();

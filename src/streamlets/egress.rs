@@ -51,14 +51,31 @@ async fn open(path: &Path, append: bool) -> Result<tokio::fs::File, StreamletErr
         .map_err(open_error)
 }
 
-pub async fn run(config: EgressConfig, mut io: Io) -> Result<(), Stop> {
-    match config.sink {
-        SinkConfig::Stdout => write_all(io, tokio::io::stdout(), "stdout").await,
-        SinkConfig::File { path, append } => {
-            let file = open(&path, append).await?;
-            write_all(io, file, &path.display().to_string()).await
-        }
-        SinkConfig::Blackhole => {
+/// An egress with its sink open.
+pub enum Ready {
+    Stdout,
+    File { file: tokio::fs::File, name: String },
+    Blackhole,
+}
+
+/// Opens the sink. A file is truncated unless `append` says otherwise, or the egress replaces a
+/// running one (`reloading`): a reload never throws away what was written.
+pub async fn prepare(config: &EgressConfig, reloading: bool) -> Result<Ready, StreamletError> {
+    Ok(match &config.sink {
+        SinkConfig::Stdout => Ready::Stdout,
+        SinkConfig::File { path, append } => Ready::File {
+            file: open(path, *append || reloading).await?,
+            name: path.display().to_string(),
+        },
+        SinkConfig::Blackhole => Ready::Blackhole,
+    })
+}
+
+pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
+    match ready {
+        Ready::Stdout => write_all(io, tokio::io::stdout(), "stdout").await,
+        Ready::File { file, name } => write_all(io, file, &name).await,
+        Ready::Blackhole => {
             while io.inlet.recv().await.is_some() {}
             Ok(())
         }

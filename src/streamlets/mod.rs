@@ -28,15 +28,42 @@ pub enum StreamletError {
     Internal(String),
 }
 
-/// Runs one streamlet until its input ends or intake stops.
+/// What preparing a streamlet needs to know.
+pub struct Prepare {
+    pub name: String,
+    /// Whether this replaces a running streamlet (file sinks then append instead of truncating).
+    pub reloading: bool,
+}
+
+/// A streamlet with everything that can fail at start done (files opened, schemas compiled,
+/// models loaded and checked), so a reload can build new pieces before it stops old ones.
+pub enum Prepared {
+    Ingress(ingress::Ready),
+    Validator(validator::RecordSchema),
+    Merger,
+    Egress(egress::Ready),
+    Scorer(scorer::Ready),
+}
+
+pub async fn prepare(spec: &StreamletSpec, ctx: &Prepare) -> Result<Prepared, StreamletError> {
+    Ok(match &spec.kind {
+        KindConfig::Ingress(c) => Prepared::Ingress(ingress::prepare(c)?),
+        KindConfig::Validator(c) => Prepared::Validator(validator::RecordSchema::load(&c.schema)?),
+        KindConfig::Merger(_) => Prepared::Merger,
+        KindConfig::Egress(c) => Prepared::Egress(egress::prepare(c, ctx.reloading).await?),
+        KindConfig::Scorer(c) => Prepared::Scorer(scorer::prepare(c, &ctx.name).await?),
+    })
+}
+
+/// Runs a prepared streamlet until its input ends, intake stops or it is retired.
 /// Downstream going away is not an error of this streamlet: it just stops.
-pub async fn run(spec: StreamletSpec, io: Io) -> Result<(), StreamletError> {
-    let result = match spec.kind {
-        KindConfig::Ingress(c) => ingress::run(c, io).await,
-        KindConfig::Validator(c) => validator::run(c, io).await,
-        KindConfig::Merger(_) => merger::run(io).await,
-        KindConfig::Egress(c) => egress::run(c, io).await,
-        KindConfig::Scorer(c) => scorer::run(c, io).await,
+pub async fn run(prepared: Prepared, io: Io) -> Result<(), StreamletError> {
+    let result = match prepared {
+        Prepared::Ingress(ready) => ingress::run(ready, io).await,
+        Prepared::Validator(schema) => validator::run(schema, io).await,
+        Prepared::Merger => merger::run(io).await,
+        Prepared::Egress(ready) => egress::run(ready, io).await,
+        Prepared::Scorer(ready) => scorer::run(ready, io).await,
     };
     match result {
         Ok(()) | Err(Stop::Downstream(Closed)) => Ok(()),

@@ -7,7 +7,6 @@ use serde_json::Value;
 
 use super::io::with_error;
 use super::{Batch, Io, Record, Stop, StreamletError};
-use crate::spec::ValidatorConfig;
 
 /// A compiled record schema.
 pub struct RecordSchema {
@@ -72,8 +71,7 @@ fn into_record(value: Value) -> Record {
     }
 }
 
-pub async fn run(config: ValidatorConfig, mut io: Io) -> Result<(), Stop> {
-    let schema = RecordSchema::load(&config.schema)?;
+pub async fn run(schema: RecordSchema, mut io: Io) -> Result<(), Stop> {
     let valid_out = io.outlets.get("valid");
     let invalid_out = io.outlets.get("invalid");
     while let Some(batch) = io.inlet.recv().await {

@@ -84,3 +84,71 @@ pub fn build(pipeline: Pipeline) -> Result<Topology, Report> {
         locator: pipeline.locator,
     })
 }
+
+impl Topology {
+    /// A fingerprint of each streamlet's resolved configuration, including the content of the
+    /// record schemas it reads: equal fingerprints mean a reload can leave the streamlet running.
+    pub fn fingerprints(&self) -> std::collections::BTreeMap<String, String> {
+        use sha2::{Digest, Sha256};
+        self.graph
+            .node_weights()
+            .map(|node| {
+                let mut hasher = Sha256::new();
+                hasher.update(format!("{:?}", node.spec).as_bytes());
+                let mut spec = node.spec.clone();
+                for field in spec.paths_mut() {
+                    if field.role == crate::spec::PathRole::Input("record schema") {
+                        hasher.update(std::fs::read(&*field.path).unwrap_or_default());
+                    }
+                }
+                let hex: String = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+                (node.name.clone(), hex)
+            })
+            .collect()
+    }
+
+    /// A hash of the whole configuration: every streamlet's fingerprint and every edge.
+    pub fn config_hash(&self) -> String {
+        use petgraph::visit::EdgeRef;
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for (name, fingerprint) in self.fingerprints() {
+            hasher.update(format!("{name}={fingerprint};").as_bytes());
+        }
+        let mut edges: Vec<String> = self
+            .graph
+            .edge_references()
+            .map(|e| {
+                let w = e.weight();
+                format!(
+                    "{}.{}>{}:{}",
+                    self.graph[e.source()].name,
+                    w.port,
+                    self.graph[e.target()].name,
+                    w.capacity
+                )
+            })
+            .collect();
+        edges.sort();
+        hasher.update(edges.join(",").as_bytes());
+        hasher.update(format!("{:?}", self.defaults).as_bytes());
+        hasher.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Every file the configuration was read from: the pipeline, streamlet definitions, record schemas.
+    pub fn watched_files(&self) -> Vec<std::path::PathBuf> {
+        let mut files: Vec<std::path::PathBuf> = vec![self.locator.file().to_path_buf()];
+        files.extend(self.locator.definition_files());
+        for node in self.graph.node_weights() {
+            let mut spec = node.spec.clone();
+            for field in spec.paths_mut() {
+                if field.role == crate::spec::PathRole::Input("record schema") {
+                    files.push(field.path.clone());
+                }
+            }
+        }
+        files.sort();
+        files.dedup();
+        files
+    }
+}

@@ -16,26 +16,47 @@ use super::{Batch, Io, Record, Stop, StreamletError};
 use crate::spec::{Format, GeneratorConfig, IngressConfig, SourceConfig, TextFormat};
 use text::{Item, TextReader};
 
-pub async fn run(config: IngressConfig, mut io: Io) -> Result<(), Stop> {
+/// An ingress with its source open.
+pub struct Ready {
+    config: IngressConfig,
+    file: Option<std::fs::File>,
+}
+
+/// Opens a file source (other sources open when they run).
+pub fn prepare(config: &IngressConfig) -> Result<Ready, StreamletError> {
+    let file = match &config.source {
+        SourceConfig::File { path, .. } => Some(std::fs::File::open(path).map_err(|source| StreamletError::Open {
+            path: path.display().to_string(),
+            source,
+        })?),
+        _ => None,
+    };
+    Ok(Ready {
+        config: config.clone(),
+        file,
+    })
+}
+
+pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
+    let Ready { config, file } = ready;
     if let Some(size) = config.batch_size {
         io.batch_size = size;
     }
-    match config.source {
-        SourceConfig::File { path, text } => {
-            let file = std::fs::File::open(&path).map_err(|source| StreamletError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
+    match (config.source, file) {
+        (SourceConfig::File { path, text }, Some(file)) => {
             let format = text.format.unwrap_or_else(|| format_of(&path));
             let input = BufReader::with_capacity(256 * 1024, Box::new(file) as Box<dyn std::io::Read + Send>);
             read_text(io, reader(&text, format), input, &path.display().to_string()).await
         }
-        SourceConfig::Stdin { text } => {
+        (SourceConfig::File { path, .. }, None) => {
+            Err(StreamletError::Internal(format!("{} was not opened before the ingress ran", path.display())).into())
+        }
+        (SourceConfig::Stdin { text }, _) => {
             let format = text.format.unwrap_or(Format::Jsonl);
             let input = BufReader::new(Box::new(std::io::stdin()) as Box<dyn std::io::Read + Send>);
             read_text(io, reader(&text, format), input, "stdin").await
         }
-        SourceConfig::Generator(g) => generate(g, io).await,
+        (SourceConfig::Generator(g), _) => generate(g, io).await,
     }
 }
 

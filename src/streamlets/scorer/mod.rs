@@ -14,7 +14,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use serde_json::{Map, Value};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::io::with_error;
 use super::{Batch, Io, Record, Stop, StreamletError};
@@ -172,16 +172,23 @@ pub fn audit(model: &ModelVersion, strategy: &str, latency_us: u64) -> Map<Strin
     audit
 }
 
-/// Opens the registry of every model of the scorer, each watching its folder.
-async fn open_models(
-    config: &ScorerConfig,
-    scorer: &BatchScorer,
-    io: &Io,
-    stop_watching: &CancellationToken,
-) -> Result<Vec<(String, Arc<ModelRegistry>)>, StreamletError> {
+/// A scorer with its models loaded, checked and watched.
+pub struct Ready {
+    config: ScorerConfig,
+    serving: Arc<Serving>,
+    registries: Vec<Arc<ModelRegistry>>,
+    /// Stops watching the model folders when the scorer is dropped.
+    _watching: DropGuard,
+}
+
+/// Opens the registry of every model of the scorer (each loads and checks its version and
+/// watches its folder) and sets up the strategy.
+pub async fn prepare(config: &ScorerConfig, streamlet: &str) -> Result<Ready, StreamletError> {
+    let scorer = BatchScorer::new(streamlet, config);
     let expect = scorer.expectation(config);
     let sessions = config.sessions.max(1);
-    let mut registries = Vec::new();
+    let watching = CancellationToken::new();
+    let mut models = Vec::new();
     for (id, model) in config.sources() {
         let source = Source {
             name: model.name.clone(),
@@ -192,27 +199,27 @@ async fn open_models(
         let registry = tokio::task::spawn_blocking(move || ModelRegistry::open(source, expect, sessions))
             .await
             .map_err(|e| StreamletError::Internal(e.to_string()))??;
-        io.telemetry.serve_models(registry.clone());
-        registry.clone().watch(stop_watching.clone())?;
-        registries.push((id, registry));
+        registry.clone().watch(watching.clone())?;
+        models.push((id, registry));
     }
-    Ok(registries)
+    let registries = models.iter().map(|(_, r)| r.clone()).collect();
+    let serving = Arc::new(Serving::new(scorer, models, config.strategy.as_ref())?);
+    Ok(Ready {
+        config: config.clone(),
+        serving,
+        registries,
+        _watching: watching.drop_guard(),
+    })
 }
 
-pub async fn run(config: ScorerConfig, mut io: Io) -> Result<(), Stop> {
-    let scorer = BatchScorer::new(&io.name, &config);
-    let stop_watching = CancellationToken::new();
-    let result = async {
-        let registries = open_models(&config, &scorer, &io, &stop_watching).await?;
-        let serving = Arc::new(Serving::new(scorer, registries, config.strategy.as_ref())?);
-        if let Some(stats) = serving.stats() {
-            io.telemetry.serve_strategy(stats);
-        }
-        score_stream(&mut io, serving, &config).await
+pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
+    for registry in &ready.registries {
+        io.telemetry.serve_models(registry.clone());
     }
-    .await;
-    stop_watching.cancel();
-    result
+    if let Some(stats) = ready.serving.stats() {
+        io.telemetry.serve_strategy(stats);
+    }
+    score_stream(&mut io, ready.serving.clone(), &ready.config).await
 }
 
 /// Micro-batches the inlet and scores up to `sessions` batches at once, emitting in order.

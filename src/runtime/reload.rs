@@ -1,0 +1,1 @@
+//! Watching the pipeline files and SIGHUP: new configurations for the running pipeline.
