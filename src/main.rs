@@ -45,6 +45,7 @@ enum Command {
         file: PathBuf,
     },
     /// Run a pipeline until its sources end, or until SIGINT/SIGTERM (then in-flight records drain).
+    /// Edits of its files (or SIGHUP) reload it while it runs.
     Run { file: PathBuf },
 }
 
@@ -176,7 +177,14 @@ fn run(file: &Path) -> ExitCode {
         let stop = CancellationToken::new();
         sluice::runtime::stop_on_signals(stop.clone());
         tracing::info!(pipeline = %topology.name, streamlets = topology.graph.node_count(), "running");
-        match sluice::runtime::run(topology, stop).await {
+        let (_handle, run) = sluice::runtime::run_file(file, topology, stop).await;
+        let result = run.await.unwrap_or_else(|e| {
+            Err(sluice::runtime::RunError::Streamlet {
+                streamlet: "(runtime)".into(),
+                reason: e.to_string(),
+            })
+        });
+        match result {
             Ok(summary) => {
                 for s in &summary.streamlets {
                     let outlets: Vec<String> = s

@@ -629,3 +629,34 @@ pub fn stop_on_signals(stop: CancellationToken) {
         stop.cancel();
     });
 }
+
+/// Runs the pipeline in `path` and reloads it whenever its files change or SIGHUP arrives.
+/// Returns the handle for status and the run's result.
+pub async fn run_file(
+    path: &std::path::Path,
+    topology: Topology,
+    stop: CancellationToken,
+) -> (Handle, tokio::task::JoinHandle<Result<RunSummary, RunError>>) {
+    let handle = Handle::default();
+    let (tx, rx) = mpsc::channel(1);
+    let watching = stop.child_token();
+    let reloads = match reload::watch(path.to_path_buf(), &topology, tx, watching.clone()) {
+        Ok(()) => Some(rx),
+        Err(e) => {
+            tracing::warn!(error = %e, "hot reload is off");
+            None
+        }
+    };
+    let run = tokio::spawn(run_reloading(topology, stop, reloads, handle.clone()));
+    let task = tokio::spawn(async move {
+        let result = run.await.unwrap_or_else(|e| {
+            Err(RunError::Streamlet {
+                streamlet: "(runtime)".into(),
+                reason: e.to_string(),
+            })
+        });
+        watching.cancel();
+        result
+    });
+    (handle, task)
+}
