@@ -122,7 +122,14 @@ pub struct StreamletStatus {
 pub struct Status {
     pub pipeline: String,
     pub config_hash: String,
+    /// Configurations applied while running.
     pub reloads: u64,
+    /// New configurations refused for their problems (the pipeline carried on unchanged).
+    pub rejected: u64,
+    /// New configurations whose new pieces failed to start (the old ones kept running).
+    pub rolled_back: u64,
+    /// Why the last refused or rolled back configuration was.
+    pub last_error: Option<String>,
     pub streamlets: Vec<StreamletStatus>,
 }
 
@@ -131,6 +138,9 @@ struct Shared {
     pipeline: String,
     config_hash: String,
     reloads: u64,
+    rejected: u64,
+    rolled_back: u64,
+    last_error: Option<String>,
     instances: BTreeMap<String, (u64, bool, Counters)>,
 }
 
@@ -139,6 +149,14 @@ struct Shared {
 pub struct Handle(Arc<Mutex<Shared>>);
 
 impl Handle {
+    /// Notes a configuration refused for its problems.
+    pub fn rejected(&self, why: String) {
+        self.with(|s| {
+            s.rejected += 1;
+            s.last_error = Some(why);
+        });
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Shared) -> T) -> T {
         f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -148,6 +166,9 @@ impl Handle {
             pipeline: s.pipeline.clone(),
             config_hash: s.config_hash.clone(),
             reloads: s.reloads,
+            rejected: s.rejected,
+            rolled_back: s.rolled_back,
+            last_error: s.last_error.clone(),
             streamlets: s
                 .instances
                 .iter()
@@ -454,6 +475,10 @@ impl Engine {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "reload rolled back: the running pipeline is unchanged");
+                self.handle.with(|s| {
+                    s.rolled_back += 1;
+                    s.last_error = Some(e.to_string());
+                });
                 return;
             }
         };
@@ -640,7 +665,7 @@ pub async fn run_file(
     let handle = Handle::default();
     let (tx, rx) = mpsc::channel(1);
     let watching = stop.child_token();
-    let reloads = match reload::watch(path.to_path_buf(), &topology, tx, watching.clone()) {
+    let reloads = match reload::watch(path.to_path_buf(), &topology, tx, watching.clone(), handle.clone()) {
         Ok(()) => Some(rx),
         Err(e) => {
             tracing::warn!(error = %e, "hot reload is off");

@@ -11,6 +11,7 @@ use notify::Watcher;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::Handle;
 use crate::spec::LoadError;
 use crate::topology::Topology;
 
@@ -33,8 +34,8 @@ fn dirs_of(files: &HashSet<PathBuf>) -> HashSet<PathBuf> {
     files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect()
 }
 
-/// Loads `path` again, logging the problems of an invalid configuration.
-async fn load(path: &Path) -> Option<Topology> {
+/// Loads `path` again, logging (and noting in `handle`) the problems of an invalid configuration.
+async fn load(path: &Path, handle: &Handle) -> Option<Topology> {
     let file = path.to_path_buf();
     let loaded = tokio::task::spawn_blocking(move || crate::topology::load(&file)).await;
     match loaded {
@@ -44,6 +45,11 @@ async fn load(path: &Path) -> Option<Topology> {
                 problems = report.diagnostics.len(),
                 "reload rejected: the new configuration has problems; the running pipeline carries on"
             );
+            let first = report
+                .diagnostics
+                .first()
+                .map(|d| format!("{}: {}", d.location, d.message));
+            handle.rejected(first.unwrap_or_default());
             for d in &report.diagnostics {
                 tracing::error!(
                     at = %d.location,
@@ -57,6 +63,7 @@ async fn load(path: &Path) -> Option<Topology> {
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "reload rejected; the running pipeline carries on");
+            handle.rejected(e.to_string());
             None
         }
         Err(e) => {
@@ -73,6 +80,7 @@ pub fn watch(
     first: &Topology,
     reloads: mpsc::Sender<Topology>,
     stop: CancellationToken,
+    handle: Handle,
 ) -> Result<(), String> {
     let (events_tx, mut events) = mpsc::channel::<()>(1);
     let files: Files = Arc::new(RwLock::new(files_of(first)));
@@ -119,7 +127,9 @@ pub fn watch(
                     Some(()) => while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, events.recv()).await {},
                 },
             }
-            let Some(topology) = load(&path).await else { continue };
+            let Some(topology) = load(&path, &handle).await else {
+                continue;
+            };
             let new_files = files_of(&topology);
             let dirs = dirs_of(&new_files);
             if let Ok(mut f) = files.write() {

@@ -42,7 +42,7 @@ pub enum Prepared {
     Validator(validator::RecordSchema),
     Merger,
     Egress(egress::Ready),
-    Scorer(scorer::Ready),
+    Scorer(Box<scorer::Ready>),
 }
 
 pub async fn prepare(spec: &StreamletSpec, ctx: &Prepare) -> Result<Prepared, StreamletError> {
@@ -51,7 +51,7 @@ pub async fn prepare(spec: &StreamletSpec, ctx: &Prepare) -> Result<Prepared, St
         KindConfig::Validator(c) => Prepared::Validator(validator::RecordSchema::load(&c.schema)?),
         KindConfig::Merger(_) => Prepared::Merger,
         KindConfig::Egress(c) => Prepared::Egress(egress::prepare(c, ctx.reloading).await?),
-        KindConfig::Scorer(c) => Prepared::Scorer(scorer::prepare(c, &ctx.name).await?),
+        KindConfig::Scorer(c) => Prepared::Scorer(Box::new(scorer::prepare(c, &ctx.name).await?)),
     })
 }
 
@@ -63,7 +63,7 @@ pub async fn run(prepared: Prepared, io: Io) -> Result<(), StreamletError> {
         Prepared::Validator(schema) => validator::run(schema, io).await,
         Prepared::Merger => merger::run(io).await,
         Prepared::Egress(ready) => egress::run(ready, io).await,
-        Prepared::Scorer(ready) => scorer::run(ready, io).await,
+        Prepared::Scorer(ready) => scorer::run(*ready, io).await,
     };
     match result {
         Ok(()) | Err(Stop::Downstream(Closed)) => Ok(()),
