@@ -280,3 +280,76 @@ fn a_scorer_that_fails_to_load_rolls_back_to_the_old_one() {
     let out = read_jsonl(&dir.path().join("scored.jsonl"));
     assert!(out.iter().all(|r| r["_model"]["version"] == "1"));
 }
+
+fn split_pipeline(blue: u32, green: u32) -> String {
+    let models = root().join("examples/house-prices/models");
+    let definition = scorer_definition(&models, "1");
+    // The same scorer, serving two versions by weight instead of one.
+    let scorer: String = definition
+        .lines()
+        .filter(|l| !l.starts_with("kind:") && !l.starts_with('#'))
+        .map(|l| format!("    {l}\n"))
+        .collect::<String>()
+        .replace(
+            &format!("    model:\n      name: house-price\n      folder: {}\n      version: \"1\"\n", models.display()),
+            &format!(
+                "    models:\n      blue: {{ name: house-price, folder: {m}, version: 1 }}\n      green: {{ name: house-price, folder: {m}, version: 2 }}\n    strategy:\n      split: {{ key: id, weights: {{ blue: {blue}, green: {green} }} }}\n",
+                m = models.display()
+            ),
+        );
+    format!(
+        "pipeline: blue-green
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, rate: 1500, seed: 4 }}
+  price:
+    kind: scorer
+    inputs: [listings]
+{scorer}
+  scored:
+    kind: egress
+    inputs: [price]
+    sink: {{ type: file, path: scored.jsonl }}
+  failed:
+    kind: egress
+    inputs: [price.errors]
+    sink: {{ type: file, path: errors.jsonl }}
+"
+    )
+}
+
+#[test]
+fn switching_blue_to_green_by_editing_weights_moves_traffic_without_loss() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, split_pipeline(100, 0)).expect("pipeline");
+    let run = Run::start(&file);
+    run.wait_for("blue to serve", |s| scored_by(s, "1") > 200);
+    write_atomically(&file, &split_pipeline(0, 100));
+    run.wait_for("green to serve", |s| s.reloads == 1 && scored_by(s, "2") > 200);
+    run.finish();
+    let out = read_jsonl(&dir.path().join("scored.jsonl"));
+    for (i, r) in out.iter().enumerate() {
+        assert_eq!(
+            r["id"].as_u64(),
+            Some(i as u64 + 1),
+            "no record lost or doubled by the switch"
+        );
+    }
+    let first_green = out
+        .iter()
+        .position(|r| r["_model"]["model"] == "green")
+        .expect("green served");
+    assert!(out[..first_green]
+        .iter()
+        .all(|r| r["_model"]["model"] == "blue" && r["_model"]["strategy"] == "split"));
+    assert!(
+        out[first_green..].iter().all(|r| r["_model"]["model"] == "green"),
+        "after the switch, only green"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("errors.jsonl")).expect("errors"),
+        ""
+    );
+}
