@@ -9,4 +9,5 @@ pub mod observe;
 pub mod runtime;
 pub mod spec;
 pub mod streamlets;
+pub mod testing;
 pub mod topology;

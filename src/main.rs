@@ -44,6 +44,13 @@ enum Command {
         format: GraphFormat,
         file: PathBuf,
     },
+    /// Run pipeline tests (`x.test.yaml` beside `x.yaml`): exit 0 when all pass, 1 when any fails,
+    /// 2 when a test file cannot be read or run.
+    Test {
+        /// Test files, pipelines (their test file) or folders (every test file in them).
+        #[arg(default_value = "pipelines")]
+        paths: Vec<PathBuf>,
+    },
     /// Run a pipeline until its sources end, or until SIGINT/SIGTERM (then in-flight records drain).
     /// Edits of its files (or SIGHUP) reload it while it runs.
     Run { file: PathBuf },
@@ -72,7 +79,12 @@ const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    observe::logging::init(cli.log_format);
+    // Commands whose output is a report log only warnings unless RUST_LOG says otherwise.
+    let quiet = matches!(
+        cli.command,
+        Command::Test { .. } | Command::Validate { .. } | Command::Graph { .. }
+    );
+    observe::logging::init(cli.log_format, quiet);
     if let Some(path) = cli.onnxruntime {
         sluice::models::onnx::use_library(path);
     }
@@ -80,6 +92,7 @@ fn main() -> ExitCode {
         Command::Validate { format, files } => validate(format, &files),
         Command::Graph { format, file } => graph(format, &file),
         Command::Run { file } => run(&file),
+        Command::Test { paths } => test(&paths),
     }
 }
 
@@ -90,6 +103,21 @@ fn validate(format: ProblemFormat, files: &[PathBuf]) -> ExitCode {
     let mut text = String::new();
     let color = std::io::stdout().is_terminal();
     for file in files {
+        if sluice::testing::is_test_file(file) {
+            // Test files beside pipelines are checked as test files (`pipelines/*.yaml` takes them too).
+            match sluice::testing::check_file(file) {
+                Ok(n) => {
+                    text.push_str(&format!("{}: valid pipeline tests ({n} tests)\n", file.display()));
+                    reports.push(json!({"file": file, "valid": true, "problems": []}));
+                }
+                Err(e) => {
+                    any_problem = true;
+                    text.push_str(&format!("{e}\n"));
+                    reports.push(json!({"file": file, "valid": false, "error": e.to_string(), "problems": []}));
+                }
+            }
+            continue;
+        }
         match topology::load(file) {
             Ok(t) => {
                 text.push_str(&format!(
@@ -159,6 +187,99 @@ fn graph(format: GraphFormat, file: &Path) -> ExitCode {
         GraphFormat::Mermaid => print!("{}", render::mermaid(&topology)),
     }
     ExitCode::SUCCESS
+}
+
+/// The test files named by `paths`.
+fn test_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| sluice::testing::is_test_file(p))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if sluice::testing::is_test_file(path) {
+            files.push(path.clone());
+        } else {
+            let test = sluice::testing::test_file_of(path);
+            if !test.is_file() {
+                return Err(format!("{} has no tests: write {}", path.display(), test.display()));
+            }
+            files.push(test);
+        }
+    }
+    Ok(files)
+}
+
+fn test(paths: &[PathBuf]) -> ExitCode {
+    let files = match test_files(paths) {
+        Ok(files) if !files.is_empty() => files,
+        Ok(_) => {
+            eprintln!(
+                "error: no test files (*.test.yaml) in {}",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let (mut passed, mut failed, mut broken) = (0, 0, 0);
+    for file in files {
+        match runtime.block_on(sluice::testing::run_file(&file)) {
+            Ok(outcome) => {
+                println!("{} ({})", file.display(), outcome.pipeline.display());
+                for t in &outcome.tests {
+                    if t.failures.is_empty() {
+                        passed += 1;
+                        println!("  ok    {}", t.name);
+                    } else {
+                        failed += 1;
+                        println!("  FAIL  {}", t.name);
+                        for f in &t.failures {
+                            println!("        {}: {}", f.location, f.message);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                broken += 1;
+                println!("{}", file.display());
+                println!("  ERROR {e}");
+            }
+        }
+    }
+    println!(
+        "\n{passed} pipeline test(s) passed, {failed} failed{}",
+        if broken > 0 {
+            format!(", {broken} file(s) could not run")
+        } else {
+            String::new()
+        }
+    );
+    if broken > 0 {
+        ExitCode::from(EXIT_USAGE)
+    } else if failed > 0 {
+        ExitCode::from(EXIT_PROBLEMS)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn run(file: &Path) -> ExitCode {

@@ -1,6 +1,7 @@
 //! The typed pipeline: what each streamlet kind is configured with.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer};
@@ -85,6 +86,32 @@ pub enum KindConfig {
     Merger(MergerConfig),
     Egress(EgressConfig),
     Scorer(ScorerConfig),
+    /// Records given by a pipeline test, in place of a source (`sluice test` only).
+    #[serde(skip)]
+    Records(GivenRecords),
+    /// Keeps every record that reaches it, for a pipeline test to check (`sluice test` only).
+    #[serde(skip)]
+    Capture(Captured),
+}
+
+/// Records a pipeline test feeds in.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GivenRecords(pub Arc<Vec<serde_json::Map<String, serde_json::Value>>>);
+
+/// Where a pipeline test's capture keeps what reached it.
+#[derive(Debug, Clone, Default)]
+pub struct Captured(pub Arc<Mutex<Vec<serde_json::Map<String, serde_json::Value>>>>);
+
+impl PartialEq for Captured {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Captured {
+    pub fn records(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -459,14 +486,20 @@ impl KindConfig {
             KindConfig::Merger(_) => "merger",
             KindConfig::Egress(_) => "egress",
             KindConfig::Scorer(_) => "scorer",
+            KindConfig::Records(_) => "records",
+            KindConfig::Capture(_) => "capture",
         }
     }
 
     pub fn outlets(&self) -> Outlets {
         match self {
-            KindConfig::Ingress(_) => Outlets {
+            KindConfig::Ingress(_) | KindConfig::Records(_) => Outlets {
                 names: &["out", "errors"],
                 optional: &["errors"],
+            },
+            KindConfig::Capture(_) => Outlets {
+                names: &[],
+                optional: &[],
             },
             KindConfig::Validator(_) => Outlets {
                 names: &["valid", "invalid"],
@@ -495,7 +528,7 @@ impl KindConfig {
     }
 
     pub fn takes_inputs(&self) -> bool {
-        !matches!(self, KindConfig::Ingress(_))
+        !matches!(self, KindConfig::Ingress(_) | KindConfig::Records(_))
     }
 
     /// Every path this kind's configuration names.
@@ -547,7 +580,7 @@ impl KindConfig {
                     });
                 }
             }
-            KindConfig::Merger(_) | KindConfig::Egress(_) => {}
+            KindConfig::Merger(_) | KindConfig::Egress(_) | KindConfig::Records(_) | KindConfig::Capture(_) => {}
         }
         fields
     }

@@ -43,6 +43,8 @@ pub enum Prepared {
     Merger,
     Egress(egress::Ready),
     Scorer(Box<scorer::Ready>),
+    Records(crate::spec::GivenRecords),
+    Capture(crate::spec::Captured),
 }
 
 pub async fn prepare(spec: &StreamletSpec, ctx: &Prepare) -> Result<Prepared, StreamletError> {
@@ -52,6 +54,8 @@ pub async fn prepare(spec: &StreamletSpec, ctx: &Prepare) -> Result<Prepared, St
         KindConfig::Merger(_) => Prepared::Merger,
         KindConfig::Egress(c) => Prepared::Egress(egress::prepare(c, ctx.reloading).await?),
         KindConfig::Scorer(c) => Prepared::Scorer(Box::new(scorer::prepare(c, &ctx.name).await?)),
+        KindConfig::Records(r) => Prepared::Records(r.clone()),
+        KindConfig::Capture(c) => Prepared::Capture(c.clone()),
     })
 }
 
@@ -64,11 +68,30 @@ pub async fn run(prepared: Prepared, io: Io) -> Result<(), StreamletError> {
         Prepared::Merger => merger::run(io).await,
         Prepared::Egress(ready) => egress::run(ready, io).await,
         Prepared::Scorer(ready) => scorer::run(*ready, io).await,
+        Prepared::Records(records) => given(records, io).await,
+        Prepared::Capture(captured) => capture(captured, io).await,
     };
     match result {
         Ok(()) | Err(Stop::Downstream(Closed)) => Ok(()),
         Err(Stop::Failed(e)) => Err(e),
     }
+}
+
+/// Sends a pipeline test's records on `out`, in batches, and ends.
+async fn given(records: crate::spec::GivenRecords, io: Io) -> Result<(), Stop> {
+    let out = io.outlets.get("out");
+    for chunk in records.0.chunks(io.batch_size.max(1)) {
+        out.send(chunk.to_vec()).await?;
+    }
+    Ok(())
+}
+
+/// Keeps every record that arrives, for a pipeline test.
+async fn capture(captured: crate::spec::Captured, mut io: Io) -> Result<(), Stop> {
+    while let Some(batch) = io.inlet.recv().await {
+        captured.0.lock().unwrap_or_else(|p| p.into_inner()).extend(batch);
+    }
+    Ok(())
 }
 
 /// How a streamlet's work ended early.
