@@ -344,6 +344,9 @@ fn run(file: &Path) -> ExitCode {
                             "model summary"
                         );
                     }
+                    for (counter, n) in &s.counters {
+                        tracing::info!(streamlet = %s.name, counter = %counter, count = n, "counter summary");
+                    }
                     if let Some(strategy) = &s.strategy {
                         tracing::info!(
                             streamlet = %s.name,

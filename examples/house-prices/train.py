@@ -6,9 +6,12 @@ held-out set of listings, which the tests compare sluice's predictions with.
 
 Needs scikit-learn, skl2onnx, onnxruntime and numpy (pip install them in a venv):
     python examples/house-prices/train.py
-The committed .onnx files are what this wrote; tests never train.
+The committed .onnx files are what this wrote; tests never train. It also writes each
+version's training profile (per field: range, nulls, mean, spread, histogram or category
+shares) for the validator's profile and drift checks (`--profile-only` writes just those).
 """
 import hashlib
+import sys
 import json
 import pathlib
 
@@ -73,6 +76,30 @@ def matrix(rows):
     return x
 
 
+def histogram(values, bins=10):
+    """Equal-width bins over the training range, with the share of values in each."""
+    counts, edges = np.histogram(values, bins=bins)
+    return {"edges": [float(e) for e in edges], "fractions": [float(c) / len(values) for c in counts]}
+
+
+def write_profile(rows, version):
+    """The training profile the validator checks records and drift against."""
+    fields = {}
+    for f in NUMERIC:
+        values = np.array([float(r[f]) for r in rows])
+        if f == "waterfront":
+            share = float(np.mean(values))
+            fields[f] = {"type": "category", "null_rate": 0.0, "categories": {"true": share, "false": 1.0 - share}}
+            continue
+        fields[f] = {"type": "number", "null_rate": 0.0, "min": float(values.min()), "max": float(values.max()),
+                     "mean": float(values.mean()), "std": float(values.std()), "histogram": histogram(values)}
+    cities = [r["city"] for r in rows]
+    fields["city"] = {"type": "category", "null_rate": 0.0,
+                      "categories": {c: cities.count(c) / len(cities) for c in CITY_NAMES}}
+    profile = {"model": "house-price", "version": str(version), "records": len(rows), "fields": fields}
+    (MODELS / f"house-price-v{version}.profile.json").write_text(json.dumps(profile, indent=2) + "\n")
+
+
 def export(model, version, description):
     onx = convert_sklearn(model, initial_types=[("features", FloatTensorType([None, len(FEATURES)]))],
                           target_opset={"": 17, "ai.onnx.ml": 3})
@@ -97,6 +124,10 @@ def export(model, version, description):
 def main():
     MODELS.mkdir(exist_ok=True)
     train = listings(20000, seed=11)
+    write_profile(train, 1)
+    write_profile(train[:15000], 2)
+    if "--profile-only" in sys.argv:
+        return
     x, y = matrix(train), np.array([r["price"] for r in train], dtype=np.float32)
     v1 = GradientBoostingRegressor(n_estimators=50, max_depth=3, random_state=1).fit(x, y)
     v2 = GradientBoostingRegressor(n_estimators=120, max_depth=4, learning_rate=0.08,

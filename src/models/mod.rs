@@ -3,6 +3,7 @@
 
 pub mod descriptor;
 pub mod onnx;
+pub mod profile;
 pub mod registry;
 pub mod stats;
 pub mod strategy;

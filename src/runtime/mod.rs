@@ -47,6 +47,8 @@ pub struct StreamletSummary {
     pub models: Vec<ModelStatsSummary>,
     /// What a scorer's strategy did.
     pub strategy: Option<StrategySummary>,
+    /// Events the streamlet counted (drift events, say).
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// What a whole run did.
@@ -100,6 +102,7 @@ impl Counters {
                 .collect(),
             models: self.telemetry.model_stats(),
             strategy: self.telemetry.strategy_stats(),
+            counters: self.telemetry.counters(),
         }
     }
 }
@@ -550,6 +553,9 @@ impl Engine {
                 total.models.extend(run.models.iter().cloned());
                 if run.strategy.is_some() {
                     total.strategy = run.strategy.clone();
+                }
+                for (k, v) in &run.counters {
+                    *total.counters.entry(k.clone()).or_default() += v;
                 }
             }
             streamlets.push((name, total));

@@ -178,6 +178,9 @@ pub struct GeneratorConfig {
     pub seed: u64,
     #[serde(default)]
     pub invalid_ratio: f64,
+    /// After this many records the market shifts: living areas (and prices) grow by 60%.
+    #[serde(default)]
+    pub shift_after: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -190,6 +193,60 @@ pub enum GeneratorProfile {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ValidatorConfig {
     pub schema: PathBuf,
+    /// Checks against a model's training profile, and drift.
+    #[serde(default)]
+    pub profile: Option<ProfileConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ProfileConfig {
+    pub path: PathBuf,
+    /// The fields to check; every field of the profile when empty.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    #[serde(default)]
+    pub out_of_profile: OutOfProfile,
+    /// Share of a numeric range's width a value may lie beyond it.
+    #[serde(default)]
+    pub slack: f64,
+    #[serde(default)]
+    pub drift: Option<DriftConfig>,
+}
+
+/// What happens to a record outside the training profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutOfProfile {
+    /// It stays valid, with `_profile: {violations: [...]}`.
+    #[default]
+    Tag,
+    /// It goes to `invalid` with the reason.
+    Route,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DriftConfig {
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// Evaluate every this many records; a quarter of the window when absent.
+    #[serde(default)]
+    pub every: Option<usize>,
+    #[serde(default = "default_psi")]
+    pub psi_threshold: f64,
+    #[serde(default = "default_out_of_range")]
+    pub out_of_range_threshold: f64,
+}
+
+fn default_window() -> usize {
+    1000
+}
+
+fn default_psi() -> f64 {
+    0.2
+}
+
+fn default_out_of_range() -> f64 {
+    0.05
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -501,6 +558,13 @@ impl KindConfig {
                 names: &[],
                 optional: &[],
             },
+            KindConfig::Validator(ValidatorConfig {
+                profile: Some(ProfileConfig { drift: Some(_), .. }),
+                ..
+            }) => Outlets {
+                names: &["valid", "invalid", "drift"],
+                optional: &[],
+            },
             KindConfig::Validator(_) => Outlets {
                 names: &["valid", "invalid"],
                 optional: &[],
@@ -551,11 +615,20 @@ impl KindConfig {
                     });
                 }
             }
-            KindConfig::Validator(c) => fields.push(PathField {
-                pointer: "/schema".into(),
-                role: PathRole::Input("record schema"),
-                path: &mut c.schema,
-            }),
+            KindConfig::Validator(c) => {
+                fields.push(PathField {
+                    pointer: "/schema".into(),
+                    role: PathRole::Input("record schema"),
+                    path: &mut c.schema,
+                });
+                if let Some(profile) = &mut c.profile {
+                    fields.push(PathField {
+                        pointer: "/profile/path".into(),
+                        role: PathRole::Input("training profile"),
+                        path: &mut profile.path,
+                    });
+                }
+            }
             KindConfig::Egress(EgressConfig {
                 sink: SinkConfig::File { path, .. },
             }) => fields.push(PathField {

@@ -225,9 +225,25 @@ impl Drop for Inlet {
 pub struct Telemetry {
     models: Arc<Mutex<Vec<Arc<ModelRegistry>>>>,
     strategy: Arc<Mutex<Option<Arc<StrategyStats>>>>,
+    counters: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
 impl Telemetry {
+    /// Counts an event of a streamlet (`drift_events{field="sqft_living"}`, say).
+    pub fn count(&self, name: &str, n: u64) {
+        *self
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_string())
+            .or_default() += n;
+    }
+
+    /// Every event count of the streamlet.
+    pub fn counters(&self) -> std::collections::BTreeMap<String, u64> {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// A model registry this streamlet serves from.
     pub fn serve_models(&self, registry: Arc<ModelRegistry>) {
         self.models.lock().unwrap_or_else(|p| p.into_inner()).push(registry);

@@ -39,7 +39,7 @@ pub struct Prepare {
 /// models loaded and checked), so a reload can build new pieces before it stops old ones.
 pub enum Prepared {
     Ingress(ingress::Ready),
-    Validator(validator::RecordSchema),
+    Validator(Box<validator::Ready>),
     Merger,
     Egress(egress::Ready),
     Scorer(Box<scorer::Ready>),
@@ -50,7 +50,7 @@ pub enum Prepared {
 pub async fn prepare(spec: &StreamletSpec, ctx: &Prepare) -> Result<Prepared, StreamletError> {
     Ok(match &spec.kind {
         KindConfig::Ingress(c) => Prepared::Ingress(ingress::prepare(c)?),
-        KindConfig::Validator(c) => Prepared::Validator(validator::RecordSchema::load(&c.schema)?),
+        KindConfig::Validator(c) => Prepared::Validator(Box::new(validator::prepare(c)?)),
         KindConfig::Merger(_) => Prepared::Merger,
         KindConfig::Egress(c) => Prepared::Egress(egress::prepare(c, ctx.reloading).await?),
         KindConfig::Scorer(c) => Prepared::Scorer(Box::new(scorer::prepare(c, &ctx.name).await?)),
@@ -64,7 +64,7 @@ pub async fn prepare(spec: &StreamletSpec, ctx: &Prepare) -> Result<Prepared, St
 pub async fn run(prepared: Prepared, io: Io) -> Result<(), StreamletError> {
     let result = match prepared {
         Prepared::Ingress(ready) => ingress::run(ready, io).await,
-        Prepared::Validator(schema) => validator::run(schema, io).await,
+        Prepared::Validator(ready) => validator::run(*ready, io).await,
         Prepared::Merger => merger::run(io).await,
         Prepared::Egress(ready) => egress::run(ready, io).await,
         Prepared::Scorer(ready) => scorer::run(*ready, io).await,

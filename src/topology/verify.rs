@@ -8,8 +8,11 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::Value;
 
 use super::{records, split_input, Edge};
+use crate::models::profile::Profile;
 use crate::spec::problem::did_you_mean;
-use crate::spec::{Diagnostic, KindConfig, Pipeline, Problem, ScorerConfig, StrategyConfig, StreamletSpec, Via};
+use crate::spec::{
+    Diagnostic, KindConfig, Pipeline, Problem, ScorerConfig, StrategyConfig, StreamletSpec, ValidatorConfig, Via,
+};
 
 /// The graph as far as it could be built, and the problems found.
 pub struct Checked {
@@ -95,6 +98,7 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
             }
             check_record_schemas(pipeline, &s.name, spec, &mut problems);
             check_model_sources(pipeline, &s.name, spec, &mut problems);
+            check_profile(pipeline, &s.name, spec, &mut problems);
         }
     }
     check_outlets(pipeline, &graph, &index, &mut problems);
@@ -359,6 +363,28 @@ fn check_strategy(pipeline: &Pipeline, name: &str, scorer: &ScorerConfig, proble
                 },
             ));
         }
+    }
+}
+
+/// A validator's training profile must be readable and hold the fields it checks.
+fn check_profile(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &mut Vec<Diagnostic>) {
+    let KindConfig::Validator(ValidatorConfig {
+        profile: Some(profile), ..
+    }) = &spec.kind
+    else {
+        return;
+    };
+    if !profile.path.is_file() {
+        return; // reported as a missing file
+    }
+    if let Err(reason) = Profile::load(&profile.path).and_then(|p| p.only(&profile.fields)) {
+        problems.push(Diagnostic::new(
+            Problem::InvalidValue {
+                field: "profile".into(),
+                reason,
+            },
+            pipeline.locator.key(&Pipeline::pointer(name, "/profile")),
+        ));
     }
 }
 

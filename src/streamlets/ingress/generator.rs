@@ -26,6 +26,7 @@ pub struct ListingGenerator {
     rng: SmallRng,
     next_id: u64,
     invalid_ratio: f64,
+    shift_after: Option<u64>,
 }
 
 impl ListingGenerator {
@@ -34,7 +35,14 @@ impl ListingGenerator {
             rng: SmallRng::seed_from_u64(seed),
             next_id: 1,
             invalid_ratio,
+            shift_after: None,
         }
+    }
+
+    /// After `after` records, living areas (and prices) are 60% larger: a market shift.
+    pub fn shifting_after(mut self, after: Option<u64>) -> Self {
+        self.shift_after = after;
+        self
     }
 
     /// The next listing; with probability `invalid_ratio` it is broken in one of the
@@ -46,7 +54,11 @@ impl ListingGenerator {
         let (city, statezip, premium) = CITIES[r.random_range(0..CITIES.len())];
         let bedrooms: u32 = r.random_range(1..=6);
         let bathrooms = (r.random_range(2..=(bedrooms * 2 + 1)) as f64) * 0.5 + 0.5;
-        let sqft_living: u32 = 400 + bedrooms * r.random_range(250..550);
+        let shifted = self.shift_after.is_some_and(|after| id > after);
+        let mut sqft_living: u32 = 400 + bedrooms * r.random_range(250..550);
+        if shifted {
+            sqft_living = sqft_living * 8 / 5;
+        }
         let sqft_lot: u32 = sqft_living + r.random_range(500..12000);
         let floors = [1.0, 1.5, 2.0, 2.5, 3.0][r.random_range(0..5)];
         let waterfront = r.random_bool(0.02);

@@ -135,7 +135,8 @@ async fn read_text(io: Io, mut reader: TextReader, input: text::Input, source: &
 
 /// Produces `count` records (or without end) at `rate` per second (or as fast as downstream takes them).
 async fn generate(config: GeneratorConfig, io: Io) -> Result<(), Stop> {
-    let mut generator = generator::ListingGenerator::new(config.seed, config.invalid_ratio);
+    let mut generator =
+        generator::ListingGenerator::new(config.seed, config.invalid_ratio).shifting_after(config.shift_after);
     let out = io.outlets.get("out");
     let started = Instant::now();
     let mut produced: u64 = 0;
