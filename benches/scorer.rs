@@ -84,7 +84,7 @@ fn main() {
 
     for version in ["1", "2"] {
         let registry = open(version);
-        let model = registry.current();
+        let model = registry.current().expect("a version serves");
         let bytes = model.descriptor.bytes().expect("model bytes");
         let env = sluice::models::onnx::environment().expect("ONNX Runtime");
         let mut raw = Session::builder(env)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use notify::Watcher;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +28,9 @@ pub struct ModelRegistry {
     source: Source,
     expect: Expectation,
     sessions: usize,
-    current: ArcSwap<ModelVersion>,
+    current: ArcSwapOption<ModelVersion>,
+    /// Whether a version serves: true from the first good version on.
+    available: tokio::sync::watch::Sender<bool>,
     served: Mutex<Vec<Arc<ModelStats>>>,
 }
 
@@ -46,8 +48,21 @@ fn candidates(source: &Source) -> (Vec<ModelDescriptor>, Vec<String>) {
 }
 
 impl ModelRegistry {
-    /// Loads the best version that passes its checks. Blocking: it reads files and builds sessions.
+    /// Loads the best version that passes its checks, or fails naming every reason.
+    /// Blocking: it reads files and builds sessions.
     pub fn open(source: Source, expect: Expectation, sessions: usize) -> Result<Arc<Self>, ModelError> {
+        Self::load_best(source, expect, sessions, false)
+    }
+
+    /// Like `open`, but when no version is usable yet the registry starts empty and waits for
+    /// one to arrive in the folder (models are data: they may come after the pipeline starts).
+    /// A missing ONNX Runtime is still an error.
+    pub fn open_or_wait(source: Source, expect: Expectation, sessions: usize) -> Result<Arc<Self>, ModelError> {
+        Self::load_best(source, expect, sessions, true)
+    }
+
+    fn load_best(source: Source, expect: Expectation, sessions: usize, wait: bool) -> Result<Arc<Self>, ModelError> {
+        crate::models::onnx::environment()?;
         let (candidates, mut reasons) = candidates(&source);
         for descriptor in candidates {
             let file = descriptor.file.display().to_string();
@@ -65,7 +80,8 @@ impl ModelRegistry {
                         expect,
                         sessions,
                         served: Mutex::new(vec![version.stats.clone()]),
-                        current: ArcSwap::from_pointee(version),
+                        current: ArcSwapOption::from_pointee(version),
+                        available: tokio::sync::watch::Sender::new(true),
                     }));
                 }
                 Err(e) => {
@@ -74,19 +90,47 @@ impl ModelRegistry {
                 }
             }
         }
-        Err(ModelError::NoVersion {
+        let error = ModelError::NoVersion {
             name: source.name.clone(),
             folder: source.folder.display().to_string(),
             reasons,
-        })
+        };
+        if !wait {
+            return Err(error);
+        }
+        tracing::error!(reason = %error, "waiting for a usable model version to arrive");
+        Ok(Arc::new(ModelRegistry {
+            source,
+            expect,
+            sessions,
+            served: Mutex::new(Vec::new()),
+            current: ArcSwapOption::empty(),
+            available: tokio::sync::watch::Sender::new(false),
+        }))
+    }
+
+    /// Whether a version serves.
+    pub fn has_model(&self) -> bool {
+        *self.available.borrow()
+    }
+
+    /// Waits until a version serves.
+    pub async fn ready(&self) {
+        let mut available = self.available.subscribe();
+        let _ = available.wait_for(|a| *a).await;
+    }
+
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.source.name
     }
 
     fn lock_served(&self) -> std::sync::MutexGuard<'_, Vec<Arc<ModelStats>>> {
         self.served.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The version serving now. A batch takes it once, so it is scored by one version.
-    pub fn current(&self) -> Arc<ModelVersion> {
+    /// The version serving now, if one does. A batch takes it once, so it is scored by one version.
+    pub fn current(&self) -> Option<Arc<ModelVersion>> {
         self.current.load_full()
     }
 
@@ -101,15 +145,19 @@ impl ModelRegistry {
             return Ok(None);
         };
         let serving = self.current();
-        if best.version == serving.descriptor.version && best.sha256.eq_ignore_ascii_case(&serving.descriptor.sha256) {
+        let same = serving.as_ref().is_some_and(|s| {
+            best.version == s.descriptor.version && best.sha256.eq_ignore_ascii_case(&s.descriptor.sha256)
+        });
+        if same {
             return Ok(None);
         }
         let version = Arc::new(ModelVersion::load(best, &self.expect, self.sessions)?);
         self.lock_served().push(version.stats.clone());
-        self.current.store(version.clone());
+        self.current.store(Some(version.clone()));
+        self.available.send_replace(true);
         tracing::info!(
             model = %version.descriptor.name,
-            from = %serving.descriptor.version,
+            from = %serving.map_or("none".to_string(), |s| s.descriptor.version.clone()),
             to = %version.descriptor.version,
             sha256 = %version.short_sha,
             "model swapped"

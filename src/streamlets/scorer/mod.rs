@@ -183,7 +183,10 @@ pub struct Ready {
 
 /// Opens the registry of every model of the scorer (each loads and checks its version and
 /// watches its folder) and sets up the strategy.
-pub async fn prepare(config: &ScorerConfig, streamlet: &str) -> Result<Ready, StreamletError> {
+///
+/// With `strict` (a reload: the old scorer is there to roll back to) every model must have a
+/// usable version now; otherwise a scorer may start empty and wait for its first version.
+pub async fn prepare(config: &ScorerConfig, streamlet: &str, strict: bool) -> Result<Ready, StreamletError> {
     let scorer = BatchScorer::new(streamlet, config);
     let expect = scorer.expectation(config);
     let sessions = config.sessions.max(1);
@@ -196,9 +199,15 @@ pub async fn prepare(config: &ScorerConfig, streamlet: &str) -> Result<Ready, St
             pinned: model.version.clone(),
         };
         let expect = expect.clone();
-        let registry = tokio::task::spawn_blocking(move || ModelRegistry::open(source, expect, sessions))
-            .await
-            .map_err(|e| StreamletError::Internal(e.to_string()))??;
+        let registry = tokio::task::spawn_blocking(move || {
+            if strict {
+                ModelRegistry::open(source, expect, sessions)
+            } else {
+                ModelRegistry::open_or_wait(source, expect, sessions)
+            }
+        })
+        .await
+        .map_err(|e| StreamletError::Internal(e.to_string()))??;
         registry.clone().watch(watching.clone())?;
         models.push((id, registry));
     }
@@ -218,6 +227,18 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
     }
     if let Some(stats) = ready.serving.stats() {
         io.telemetry.serve_strategy(stats);
+    }
+    // Until every model has a version, records wait in the inlet (upstream is held back).
+    tokio::select! {
+        _ = ready.serving.ready() => {}
+        _ = io.stop_intake.cancelled() => {
+            // Stopped before any model came: what arrives cannot be scored, and is not lost either.
+            let errors = io.outlets.get("errors");
+            while let Some(batch) = io.inlet.recv().await {
+                errors.send(ready.serving.unscored(batch, "no model version served before the pipeline stopped")).await?;
+            }
+            return Ok(());
+        }
     }
     score_stream(&mut io, ready.serving.clone(), &ready.config).await
 }

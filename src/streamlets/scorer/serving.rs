@@ -41,13 +41,18 @@ impl Worker {
             .name(format!("sluice-model-{id}"))
             .spawn(move || {
                 for job in queue {
-                    let version = registry.current();
-                    let answer = version.run(&job.rows, job.n).map(|(tensors, latency_us)| BatchAnswer {
-                        model: job.model,
-                        version,
-                        tensors,
-                        latency_us,
-                    });
+                    let answer = match registry.current() {
+                        Some(version) => version.run(&job.rows, job.n).map(|(tensors, latency_us)| BatchAnswer {
+                            model: job.model,
+                            version,
+                            tensors,
+                            latency_us,
+                        }),
+                        None => Err(ModelError::Inference(format!(
+                            "no version of `{}` serves yet",
+                            registry.name()
+                        ))),
+                    };
                     done.fetch_sub(1, Ordering::Relaxed);
                     // Nobody listens to a late answer any more: it is dropped here.
                     let _ = job.reply.send((job.model, answer));
@@ -206,6 +211,23 @@ impl Serving {
         })
     }
 
+    /// Marks records as not scored, with the reason.
+    pub fn unscored(&self, batch: Batch, reason: &str) -> Batch {
+        self.scorer.fail(batch, reason)
+    }
+
+    /// Whether every model has a version serving.
+    pub fn has_models(&self) -> bool {
+        self.registries.iter().all(|r| r.has_model())
+    }
+
+    /// Waits until every model has a version serving.
+    pub async fn ready(&self) {
+        for registry in &self.registries {
+            registry.ready().await;
+        }
+    }
+
     pub fn stats(&self) -> Option<Arc<StrategyStats>> {
         self.stats.clone()
     }
@@ -213,7 +235,13 @@ impl Serving {
     /// Scores a batch. Blocking: it waits for the models.
     pub fn score(&self, batch: Batch) -> Scored {
         if let Plan::Single = self.plan {
-            return self.scorer.score(&self.registries[0].current(), batch);
+            return match self.registries[0].current() {
+                Some(model) => self.scorer.score(&model, batch),
+                None => Scored {
+                    errors: self.scorer.fail(batch, "no model version serves yet"),
+                    ..Scored::default()
+                },
+            };
         }
         let Rows { ready, rows, errors } = self.scorer.rows(batch);
         let mut scored = Scored {
