@@ -53,7 +53,13 @@ enum Command {
     },
     /// Run a pipeline until its sources end, or until SIGINT/SIGTERM (then in-flight records drain).
     /// Edits of its files (or SIGHUP) reload it while it runs.
-    Run { file: PathBuf },
+    Run {
+        file: PathBuf,
+        /// Serve metrics, health, the API and the live page on this address (the token, if any,
+        /// comes from SLUICE_ADMIN_TOKEN).
+        #[arg(long, value_name = "ADDRESS", num_args = 0..=1, default_missing_value = "127.0.0.1:9900")]
+        admin: Option<std::net::SocketAddr>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -91,7 +97,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { format, files } => validate(format, &files),
         Command::Graph { format, file } => graph(format, &file),
-        Command::Run { file } => run(&file),
+        Command::Run { file, admin } => run(&file, admin),
         Command::Test { paths } => test(&paths),
     }
 }
@@ -282,7 +288,7 @@ fn test(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn run(file: &Path) -> ExitCode {
+fn run(file: &Path, admin: Option<std::net::SocketAddr>) -> ExitCode {
     let topology = match load_or_report(file) {
         Ok(t) => t,
         Err(code) => return code,
@@ -298,7 +304,16 @@ fn run(file: &Path) -> ExitCode {
         let stop = CancellationToken::new();
         sluice::runtime::stop_on_signals(stop.clone());
         tracing::info!(pipeline = %topology.name, streamlets = topology.graph.node_count(), "running");
-        let (_handle, run) = sluice::runtime::run_file(file, topology, stop).await;
+        let (handle, run) = sluice::runtime::run_file(file, topology, stop.clone()).await;
+        if let Some(listen) = admin {
+            let token = std::env::var(observe::admin::TOKEN_VARIABLE).ok();
+            if let Err(e) = observe::admin::serve(listen, handle, token, stop.child_token()).await {
+                eprintln!("error: cannot serve the admin endpoints on {listen}: {e}");
+                stop.cancel();
+                let _ = run.await;
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
         let result = run.await.unwrap_or_else(|e| {
             Err(sluice::runtime::RunError::Streamlet {
                 streamlet: "(runtime)".into(),

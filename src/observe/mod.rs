@@ -1,7 +1,9 @@
 //! What sluice tells its operators: logs, run summaries, diagnostics rendering.
 
+pub mod admin;
 pub mod diagnostics;
 pub mod logging;
+pub mod metrics;
 
 /// Peak resident memory of this process in KiB (Linux `VmHWM`), when the system says.
 pub fn peak_rss_kib() -> Option<u64> {

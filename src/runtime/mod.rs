@@ -81,6 +81,7 @@ impl RunSummary {
 struct Counters {
     kind: &'static str,
     received: Arc<Counter>,
+    busy: Arc<prometheus_client::metrics::histogram::Histogram>,
     sent: Vec<(String, bool, Arc<Counter>)>,
     telemetry: Telemetry,
 }
@@ -115,9 +116,27 @@ pub struct StreamletStatus {
     /// Changes when a reload replaces the streamlet, and only then.
     pub instance: u64,
     pub running: bool,
+    /// Why it stopped, when it failed.
+    pub failure: Option<String>,
+    /// For scorers: whether every model has a version serving.
+    pub models_ready: Option<bool>,
     pub records_in: u64,
     pub outlets: Vec<OutletSummary>,
     pub models: Vec<ModelStatsSummary>,
+    pub strategy: Option<StrategySummary>,
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// An edge and how full its channel is.
+#[derive(Debug, Clone, Serialize)]
+pub struct EdgeStatus {
+    pub from: String,
+    pub port: String,
+    pub to: String,
+    pub transport: &'static str,
+    /// Batches waiting in the channel.
+    pub queued: usize,
+    pub capacity: usize,
 }
 
 /// A snapshot of the running pipeline.
@@ -134,6 +153,7 @@ pub struct Status {
     /// Why the last refused or rolled back configuration was.
     pub last_error: Option<String>,
     pub streamlets: Vec<StreamletStatus>,
+    pub edges: Vec<EdgeStatus>,
 }
 
 #[derive(Default)]
@@ -144,7 +164,16 @@ struct Shared {
     rejected: u64,
     rolled_back: u64,
     last_error: Option<String>,
-    instances: BTreeMap<String, (u64, bool, Counters)>,
+    instances: BTreeMap<String, InstanceView>,
+    edges: HashMap<EdgeKey, EdgeId>,
+    consumers: HashMap<(String, String), Arc<Consumers>>,
+}
+
+struct InstanceView {
+    id: u64,
+    running: bool,
+    failure: Option<String>,
+    counters: Counters,
 }
 
 /// A view of a running pipeline from outside its control loop.
@@ -175,19 +204,58 @@ impl Handle {
             streamlets: s
                 .instances
                 .iter()
-                .map(|(name, (instance, running, counters))| {
-                    let summary = counters.summary(name);
+                .map(|(name, view)| {
+                    let summary = view.counters.summary(name);
                     StreamletStatus {
                         name: name.clone(),
                         kind: summary.kind,
-                        instance: *instance,
-                        running: *running,
+                        instance: view.id,
+                        running: view.running,
+                        failure: view.failure.clone(),
+                        models_ready: view.counters.telemetry.models_ready(),
                         records_in: summary.records_in,
                         outlets: summary.outlets,
                         models: summary.models,
+                        strategy: summary.strategy,
+                        counters: summary.counters,
                     }
                 })
                 .collect(),
+            edges: {
+                let fill: HashMap<EdgeId, (usize, usize)> = s
+                    .consumers
+                    .values()
+                    .flat_map(|c| c.fill())
+                    .map(|(e, queued, capacity)| (e, (queued, capacity)))
+                    .collect();
+                let mut edges: Vec<EdgeStatus> = s
+                    .edges
+                    .iter()
+                    .map(|(k, id)| {
+                        let (queued, capacity) = fill.get(id).copied().unwrap_or((0, 0));
+                        EdgeStatus {
+                            from: k.from.clone(),
+                            port: k.port.clone(),
+                            to: k.to.clone(),
+                            transport: "memory",
+                            queued,
+                            capacity,
+                        }
+                    })
+                    .collect();
+                edges.sort_by(|a, b| (&a.from, &a.port, &a.to).cmp(&(&b.from, &b.port, &b.to)));
+                edges
+            },
+        })
+    }
+
+    /// Each streamlet's batch processing time histogram, for the metrics.
+    pub fn processing_times(&self) -> Vec<(String, String, Arc<prometheus_client::metrics::histogram::Histogram>)> {
+        self.with(|s| {
+            s.instances
+                .iter()
+                .map(|(name, v)| (name.clone(), v.counters.kind.to_string(), v.counters.busy.clone()))
+                .collect()
         })
     }
 }
@@ -274,6 +342,16 @@ impl Engine {
         self.consumers(&key.from, &key.port).add(id, tx);
         self.waiting.entry(key.to.clone()).or_default().push((id, rx));
         self.edges.insert(key, id);
+        self.publish_edges();
+    }
+
+    /// Shows the current edges to the handle.
+    fn publish_edges(&self) {
+        let (edges, consumers) = (self.edges.clone(), self.consumers.clone());
+        self.handle.with(|s| {
+            s.edges = edges;
+            s.consumers = consumers;
+        });
     }
 
     /// Removes an edge: the outlet stops sending to it, and its consumer sees it end once drained.
@@ -283,6 +361,7 @@ impl Engine {
                 c.remove(id);
             }
         }
+        self.publish_edges();
     }
 
     /// Starts a prepared streamlet with the receivers waiting for it.
@@ -310,6 +389,7 @@ impl Engine {
         let counters = Counters {
             kind: spec.kind.name(),
             received: inlet.received.clone(),
+            busy: inlet.busy.clone(),
             sent,
             telemetry: Telemetry::default(),
         };
@@ -327,8 +407,17 @@ impl Engine {
             .tasks
             .spawn(async move { (task_name, id, crate::streamlets::run(prepared, io).await) });
         self.task_names.insert(task.id(), name.to_string());
-        self.handle
-            .with(|s| s.instances.insert(name.to_string(), (id, true, counters.clone())));
+        self.handle.with(|s| {
+            s.instances.insert(
+                name.to_string(),
+                InstanceView {
+                    id,
+                    running: true,
+                    failure: None,
+                    counters: counters.clone(),
+                },
+            )
+        });
         self.running.insert(
             name.to_string(),
             Instance {
@@ -370,9 +459,11 @@ impl Engine {
                 consumers.clear();
             }
         }
+        let failure = result.as_ref().err().map(|e| e.to_string());
         self.handle.with(|s| {
-            if let Some(entry) = s.instances.get_mut(&name) {
-                entry.1 = false;
+            if let Some(view) = s.instances.get_mut(&name) {
+                view.running = false;
+                view.failure = failure;
             }
         });
         self.done

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use futures::stream::{SelectAll, StreamExt};
+use prometheus_client::metrics::histogram::Histogram;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -81,6 +82,15 @@ impl Consumers {
 
     pub fn edges(&self) -> Vec<EdgeId> {
         self.0.load().iter().map(|(e, _)| *e).collect()
+    }
+
+    /// Batches waiting in each edge's channel, and how many it holds.
+    pub fn fill(&self) -> Vec<(EdgeId, usize, usize)> {
+        self.0
+            .load()
+            .iter()
+            .map(|(e, tx)| (*e, tx.max_capacity() - tx.capacity(), tx.max_capacity()))
+            .collect()
     }
 }
 
@@ -183,6 +193,9 @@ pub type Handback = Arc<Mutex<Vec<(EdgeId, mpsc::Receiver<Batch>)>>>;
 pub struct Inlet {
     streams: SelectAll<EdgeStream>,
     pub received: Arc<Counter>,
+    /// Seconds a streamlet spends on each batch it takes (from taking it to asking for the next).
+    pub busy: Arc<Histogram>,
+    batch_taken: Option<std::time::Instant>,
     retire: CancellationToken,
     handback: Handback,
 }
@@ -195,6 +208,10 @@ impl Inlet {
                 rx: ReceiverStream::new(rx),
             })),
             received: Arc::new(Counter::default()),
+            busy: Arc::new(Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(1e-5, 4.0, 10),
+            )),
+            batch_taken: None,
             retire,
             handback,
         }
@@ -202,12 +219,16 @@ impl Inlet {
 
     /// The next batch, or `None` once every upstream has finished or the streamlet is retired.
     pub async fn recv(&mut self) -> Option<Batch> {
+        if let Some(taken) = self.batch_taken.take() {
+            self.busy.observe(taken.elapsed().as_secs_f64());
+        }
         let batch = tokio::select! {
             biased;
             _ = self.retire.cancelled() => None,
             batch = self.streams.next() => batch,
         }?;
         self.received.add(batch.len() as u64);
+        self.batch_taken = Some(std::time::Instant::now());
         Some(batch)
     }
 }
@@ -252,6 +273,12 @@ impl Telemetry {
     /// The statistics of the strategy this streamlet serves with.
     pub fn serve_strategy(&self, stats: Arc<StrategyStats>) {
         *self.strategy.lock().unwrap_or_else(|p| p.into_inner()) = Some(stats);
+    }
+
+    /// Whether every model of this streamlet has a version serving (`None`: it serves no models).
+    pub fn models_ready(&self) -> Option<bool> {
+        let registries = self.models.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (!registries.is_empty()).then(|| registries.iter().all(|r| r.has_model()))
     }
 
     /// Statistics of every model version that served in this streamlet.

@@ -1,0 +1,183 @@
+//! The admin HTTP server: `/metrics`, `/health/live`, `/health/ready`, `/api/topology`,
+//! `/api/models`, and a live page of the running pipeline at `/`. It binds to 127.0.0.1 unless
+//! told otherwise; with a token, everything but the health endpoints asks for it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::{Handle, Status};
+
+/// The page, built into the binary: no CDN, no build step.
+const PAGE: &str = include_str!("page.html");
+
+/// The environment variable the admin token is read from (never from the YAML).
+pub const TOKEN_VARIABLE: &str = "SLUICE_ADMIN_TOKEN";
+
+struct Admin {
+    handle: Handle,
+    registry: prometheus_client::registry::Registry,
+    token: Option<String>,
+}
+
+/// How one streamlet is doing, as an operations console would say it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StreamletHealth {
+    pub name: String,
+    pub kind: String,
+    /// `healthy`, `warning` or `critical`.
+    pub status: &'static str,
+    pub reason: Option<String>,
+}
+
+/// The health of each streamlet, and whether the pipeline is ready: every streamlet running
+/// and every scorer with a model version.
+pub fn health(status: &Status) -> (bool, Vec<StreamletHealth>) {
+    let mut ready = !status.streamlets.is_empty();
+    let streamlets = status
+        .streamlets
+        .iter()
+        .map(|s| {
+            let rejected: u64 = s
+                .outlets
+                .iter()
+                .filter(|o| o.port == "errors" || o.port == "invalid")
+                .map(|o| o.records)
+                .sum();
+            let (level, reason) = if let Some(failure) = &s.failure {
+                ("critical", Some(format!("failed: {failure}")))
+            } else if !s.running {
+                ("critical", Some("stopped".to_string()))
+            } else if s.models_ready == Some(false) {
+                ("critical", Some("waiting for a model version".to_string()))
+            } else if rejected > 0 {
+                ("warning", Some(format!("{rejected} record(s) sent to an error outlet")))
+            } else {
+                ("healthy", None)
+            };
+            if !s.running || s.models_ready == Some(false) {
+                ready = false;
+            }
+            StreamletHealth {
+                name: s.name.clone(),
+                kind: s.kind.clone(),
+                status: level,
+                reason,
+            }
+        })
+        .collect();
+    (ready, streamlets)
+}
+
+async fn live() -> impl IntoResponse {
+    Json(json!({"status": "live"}))
+}
+
+async fn ready(State(admin): State<Arc<Admin>>) -> impl IntoResponse {
+    let status = admin.handle.status();
+    let (ready, streamlets) = health(&status);
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(json!({"ready": ready, "pipeline": status.pipeline, "streamlets": streamlets})),
+    )
+}
+
+async fn metrics(State(admin): State<Arc<Admin>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        super::metrics::render(&admin.registry),
+    )
+}
+
+async fn topology(State(admin): State<Arc<Admin>>) -> impl IntoResponse {
+    let status = admin.handle.status();
+    let (ready, health) = health(&status);
+    Json(json!({"ready": ready, "health": health, "status": status}))
+}
+
+async fn models(State(admin): State<Arc<Admin>>) -> impl IntoResponse {
+    let status = admin.handle.status();
+    let models: Vec<_> = status
+        .streamlets
+        .iter()
+        .filter(|s| s.models_ready.is_some())
+        .map(|s| json!({"streamlet": s.name, "ready": s.models_ready, "versions": s.models, "strategy": s.strategy}))
+        .collect();
+    Json(json!({"models": models}))
+}
+
+async fn page() -> impl IntoResponse {
+    Html(PAGE)
+}
+
+/// Refuses requests without the bearer token (when there is one), except for health checks.
+async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
+    let open = request.uri().path().starts_with("/health/");
+    if let (Some(token), false) = (&admin.token, open) {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            let mut refused = (StatusCode::UNAUTHORIZED, "a bearer token is needed\n").into_response();
+            refused
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return refused;
+        }
+    }
+    next.run(request).await
+}
+
+/// Serves the admin endpoints on `listen` until `stop`; returns the address it bound.
+pub async fn serve(
+    listen: SocketAddr,
+    handle: Handle,
+    token: Option<String>,
+    stop: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let admin = Arc::new(Admin {
+        registry: super::metrics::registry(handle.clone()),
+        handle,
+        token: token.filter(|t| !t.is_empty()),
+    });
+    let app = Router::new()
+        .route("/", get(page))
+        .route("/metrics", get(metrics))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/api/topology", get(topology))
+        .route("/api/models", get(models))
+        .layer(axum::middleware::from_fn_with_state(admin.clone(), authorize))
+        .with_state(admin);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the admin server stopped");
+        }
+    });
+    tracing::info!(address = %bound, "admin server listening");
+    Ok(bound)
+}
