@@ -1,0 +1,315 @@
+//! The admin server on a real socket: metrics that match the records processed, health that
+//! follows the pipeline, the token, the API.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sluice::runtime::{Handle, RunError, RunSummary};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Served {
+    rt: tokio::runtime::Runtime,
+    address: SocketAddr,
+    handle: Handle,
+    stop: CancellationToken,
+    admin_stop: CancellationToken,
+    task: Option<JoinHandle<Result<RunSummary, RunError>>>,
+}
+
+impl Served {
+    fn start(yaml: &str, token: Option<&str>, dir: &Path) -> Served {
+        let file = dir.join("p.yaml");
+        std::fs::write(&file, yaml).expect("write pipeline");
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let stop = CancellationToken::new();
+        let admin_stop = CancellationToken::new();
+        let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        let (handle, task) = rt.block_on(sluice::runtime::run_file(&file, topology, stop.clone()));
+        let address = rt
+            .block_on(sluice::observe::admin::serve(
+                "127.0.0.1:0".parse().expect("address"),
+                handle.clone(),
+                token.map(str::to_string),
+                admin_stop.clone(),
+            ))
+            .expect("the admin server binds");
+        Served {
+            rt,
+            address,
+            handle,
+            stop,
+            admin_stop,
+            task: Some(task),
+        }
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut request = agent.get(format!("http://{}{path}", self.address));
+        if let Some(t) = token {
+            request = request.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut response = request.call().expect("the admin server answers");
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().expect("a text body"))
+    }
+
+    fn json(&self, path: &str) -> (u16, Value) {
+        let (status, body) = self.get(path, None);
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")),
+        )
+    }
+
+    fn wait_for(&self, what: &str, done: impl Fn(&Served) -> bool) {
+        let started = Instant::now();
+        while !done(self) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn finish(mut self) -> RunSummary {
+        self.stop.cancel();
+        let task = self.task.take().expect("running");
+        let summary = self.rt.block_on(task).expect("task").expect("run");
+        self.admin_stop.cancel();
+        summary
+    }
+}
+
+/// The value of a metric sample (`name{labels}`) in a scrape.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn listings(count: &str) -> String {
+    format!(
+        "pipeline: admin
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, {count}, seed: 2, invalid_ratio: 0.1 }}
+  check:
+    kind: validator
+    inputs: [listings]
+    schema: {schema}
+  ok:
+    kind: egress
+    inputs: [check.valid]
+    sink: {{ type: blackhole }}
+  rejects:
+    kind: egress
+    inputs: [check.invalid]
+    sink: {{ type: blackhole }}
+",
+        schema = root().join("schemas/records/listing.schema.json").display()
+    )
+}
+
+#[test]
+fn metrics_match_the_records_processed_and_health_follows_the_pipeline() {
+    let dir = tempfile::tempdir().expect("dir");
+    let served = Served::start(&listings("count: 3000, rate: 3000"), None, dir.path());
+    served.wait_for("ready", |s| s.json("/health/ready").0 == 200);
+    let (_, live) = served.json("/health/live");
+    assert_eq!(live["status"], "live");
+    // The source ends after 3000 records: it stops, and the pipeline is no longer ready.
+    served.wait_for("the source to stop", |s| s.json("/health/ready").0 == 503);
+    let (_, ready) = served.json("/health/ready");
+    let listings = ready["streamlets"]
+        .as_array()
+        .expect("streamlets")
+        .iter()
+        .find(|s| s["name"] == "listings")
+        .cloned();
+    assert_eq!(listings.expect("listings")["status"], "critical");
+    served.wait_for("everything drained", |s| {
+        s.handle.status().streamlets.iter().all(|st| !st.running)
+    });
+    let (code, metrics) = served.get("/metrics", None);
+    assert_eq!(code, 200);
+    let summary = served.finish();
+    let valid = summary.records_out("check", "valid").expect("valid");
+    let invalid = summary.records_out("check", "invalid").expect("invalid");
+    assert_eq!(valid + invalid, 3000);
+    assert!(invalid > 0);
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"sluice_records_out_total{streamlet="listings",outlet="out"}"#
+        ),
+        Some(3000.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"sluice_records_in_total{streamlet="check",kind="validator"}"#
+        ),
+        Some(3000.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"sluice_records_out_total{streamlet="check",outlet="valid"}"#
+        ),
+        Some(valid as f64)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"sluice_records_errors_total{streamlet="check",outlet="invalid"}"#
+        ),
+        Some(invalid as f64)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"sluice_records_in_total{streamlet="rejects",kind="egress"}"#
+        ),
+        Some(invalid as f64)
+    );
+    assert_eq!(
+        sample(&metrics, r#"sluice_streamlet_up{streamlet="check",kind="validator"}"#),
+        Some(0.0)
+    );
+    assert!(sample(
+        &metrics,
+        r#"sluice_batch_processing_seconds_count{streamlet="check",kind="validator"}"#
+    )
+    .is_some_and(|n| n > 0.0));
+    assert!(metrics
+        .contains("sluice_channel_queued_batches{from=\"listings\",outlet=\"out\",to=\"check\",transport=\"memory\"}"));
+    assert!(metrics.contains("sluice_config_info{pipeline=\"admin\",hash=\""));
+    assert!(metrics.trim_end().ends_with("# EOF"));
+}
+
+#[test]
+fn a_scorer_without_a_model_is_not_ready_until_one_arrives() {
+    let dir = tempfile::tempdir().expect("dir");
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).expect("models");
+    // Only a corrupt version at first: the scorer waits for a usable one.
+    let garbage = b"not a model";
+    let sha: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(garbage)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    std::fs::write(models.join("house-price-v0.onnx"), garbage).expect("write");
+    std::fs::write(
+        models.join("house-price-v0.model.json"),
+        format!(r#"{{"name":"house-price","version":"0","location":"house-price-v0.onnx","sha256":"{sha}"}}"#),
+    )
+    .expect("write");
+    let yaml = format!(
+        "pipeline: waiting
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, rate: 500, seed: 1 }}
+  price:
+    use: {def}
+    model: {{ name: house-price, folder: {models} }}
+    inputs: [listings]
+  out:
+    kind: egress
+    inputs: [price]
+    sink: {{ type: file, path: {out} }}
+  failed:
+    kind: egress
+    inputs: [price.errors]
+    sink: {{ type: blackhole }}
+",
+        def = root().join("streamlets/house-price-gbm.yaml").display(),
+        models = models.display(),
+        out = dir.path().join("scored.jsonl").display(),
+    );
+    let out = dir.path().join("scored.jsonl");
+    let served = Served::start(&yaml, None, dir.path());
+    served.wait_for("the scorer to report", |s| {
+        s.json("/health/ready").1["streamlets"]
+            .as_array()
+            .is_some_and(|a| a.len() == 4)
+    });
+    let (code, ready) = served.json("/health/ready");
+    assert_eq!(code, 503);
+    let price = ready["streamlets"]
+        .as_array()
+        .expect("streamlets")
+        .iter()
+        .find(|s| s["name"] == "price")
+        .cloned()
+        .expect("price");
+    assert_eq!(price["reason"], "waiting for a model version");
+    let (_, api) = served.json("/api/models");
+    assert_eq!(api["models"][0]["ready"], false);
+    std::thread::sleep(Duration::from_millis(300));
+    let shipped = root().join("examples/house-prices/models");
+    std::fs::copy(shipped.join("house-price-v1.onnx"), models.join("house-price-v1.onnx")).expect("copy");
+    std::fs::copy(
+        shipped.join("house-price-v1.model.json"),
+        models.join("house-price-v1.model.json"),
+    )
+    .expect("copy");
+    served.wait_for("ready", |s| s.json("/health/ready").0 == 200);
+    served.wait_for("records scored", |s| {
+        s.json("/api/models").1["models"][0]["versions"][0]["records"]
+            .as_u64()
+            .unwrap_or(0)
+            > 100
+    });
+    served.finish();
+    let scored: Vec<u64> = std::fs::read_to_string(out)
+        .expect("output")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("json")["id"]
+                .as_u64()
+                .expect("id")
+        })
+        .collect();
+    assert_eq!(
+        scored,
+        (1..=scored.len() as u64).collect::<Vec<_>>(),
+        "the records that waited were scored, in order"
+    );
+}
+
+#[test]
+fn a_token_protects_everything_but_health() {
+    let dir = tempfile::tempdir().expect("dir");
+    let served = Served::start(&listings("rate: 100"), Some("s3cret"), dir.path());
+    for path in ["/metrics", "/api/topology", "/api/models", "/"] {
+        assert_eq!(served.get(path, None).0, 401, "{path} without the token");
+        assert_eq!(served.get(path, Some("wrong")).0, 401, "{path} with a wrong token");
+        assert_eq!(served.get(path, Some("s3cret")).0, 200, "{path} with the token");
+    }
+    assert_eq!(served.get("/health/live", None).0, 200);
+    served.wait_for("ready", |s| s.get("/health/ready", None).0 == 200);
+    let (_, topology) = served.get("/api/topology", Some("s3cret"));
+    let topology: Value = serde_json::from_str(&topology).expect("json");
+    let edges = topology["status"]["edges"].as_array().expect("edges");
+    assert_eq!(edges.len(), 3);
+    assert!(edges
+        .iter()
+        .any(|e| e["from"] == "check" && e["port"] == "invalid" && e["to"] == "rejects"));
+    served.finish();
+}
