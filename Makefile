@@ -1,11 +1,15 @@
 # The two commands a fresh machine needs: `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: demo test bench lint onnxruntime
+.PHONY: demo test bench lint onnxruntime browser
 
 ## Installs ONNX Runtime's library from PyPI into vendor-runtime/ (once).
 onnxruntime:
 	./scripts/setup-onnxruntime.sh
+
+## Installs Debian's Chromium and playwright-core for the admin page's browser test (once).
+browser:
+	./scripts/setup-browser.sh
 
 ## Runs the demo pipeline end to end: listings are checked, scored by the house-price model,
 ## and written with their prediction and model version; rejects are kept apart with the reason.
@@ -19,7 +23,7 @@ demo: onnxruntime
 	@head -n 1 out/scored-listings.jsonl
 
 ## Runs every test (unit, verification problems, CLI, end-to-end, scoring with the real ONNX Runtime).
-test: onnxruntime
+test: onnxruntime browser
 	$(CARGO) test --locked
 
 ## Measures the runtime and the scorer against their baselines, side by side.
