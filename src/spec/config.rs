@@ -86,6 +86,7 @@ pub enum KindConfig {
     Merger(MergerConfig),
     Egress(EgressConfig),
     Scorer(ScorerConfig),
+    Enricher(EnricherConfig),
     /// Records given by a pipeline test, in place of a source (`sluice test` only).
     #[serde(skip)]
     Records(GivenRecords),
@@ -251,6 +252,81 @@ fn default_out_of_range() -> f64 {
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct MergerConfig {}
+
+/// An enricher: joins each record with a reference table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EnricherConfig {
+    pub table: TableConfig,
+    /// Record fields matched against the table's key, in order; the key's names when absent.
+    #[serde(default)]
+    pub on: Vec<String>,
+    /// The table fields added to each record; all but the key when absent.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Added fields are named `prefix` + field.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Added fields go into this object field instead.
+    #[serde(default)]
+    pub into: Option<String>,
+    #[serde(default)]
+    pub missing: MissingKey,
+    /// Values used for records without a table row, with `missing: defaults`.
+    #[serde(default)]
+    pub defaults: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A reference table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum TableConfig {
+    /// A CSV or JSONL file, read again when it changes.
+    File {
+        path: PathBuf,
+        #[serde(deserialize_with = "one_or_many")]
+        key: Vec<String>,
+        #[serde(default)]
+        format: Option<Format>,
+        #[serde(default)]
+        columns: IndexMap<String, ColumnType>,
+        #[serde(default)]
+        delimiter: Option<String>,
+    },
+}
+
+impl TableConfig {
+    pub fn key(&self) -> &[String] {
+        match self {
+            TableConfig::File { key, .. } => key,
+        }
+    }
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// What happens to a record whose key the table does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingKey {
+    /// It goes on unchanged.
+    #[default]
+    Pass,
+    /// It gets the declared `defaults`.
+    Defaults,
+    /// It goes to the `unmatched` outlet.
+    Unmatched,
+}
 
 /// A scorer: which model serves, how records become its input tensor, and how its
 /// output tensors become record fields.
@@ -543,6 +619,7 @@ impl KindConfig {
             KindConfig::Merger(_) => "merger",
             KindConfig::Egress(_) => "egress",
             KindConfig::Scorer(_) => "scorer",
+            KindConfig::Enricher(_) => "enricher",
             KindConfig::Records(_) => "records",
             KindConfig::Capture(_) => "capture",
         }
@@ -556,6 +633,17 @@ impl KindConfig {
             },
             KindConfig::Capture(_) => Outlets {
                 names: &[],
+                optional: &[],
+            },
+            KindConfig::Enricher(EnricherConfig {
+                missing: MissingKey::Unmatched,
+                ..
+            }) => Outlets {
+                names: &["out", "unmatched"],
+                optional: &[],
+            },
+            KindConfig::Enricher(_) => Outlets {
+                names: &["out"],
                 optional: &[],
             },
             KindConfig::Validator(ValidatorConfig {
@@ -652,6 +740,14 @@ impl KindConfig {
                         path: &mut m.folder,
                     });
                 }
+            }
+            KindConfig::Enricher(c) => {
+                let TableConfig::File { path, .. } = &mut c.table;
+                fields.push(PathField {
+                    pointer: "/table/path".into(),
+                    role: PathRole::Input("table file"),
+                    path,
+                });
             }
             KindConfig::Merger(_) | KindConfig::Egress(_) | KindConfig::Records(_) | KindConfig::Capture(_) => {}
         }

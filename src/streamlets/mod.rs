@@ -1,6 +1,7 @@
 //! The streamlet kinds: what each does with the records that reach it.
 
 pub mod egress;
+pub mod enricher;
 pub mod ingress;
 pub mod io;
 pub mod merger;
@@ -43,6 +44,7 @@ pub enum Prepared {
     Merger,
     Egress(egress::Ready),
     Scorer(Box<scorer::Ready>),
+    Enricher(Box<enricher::Ready>),
     Records(crate::spec::GivenRecords),
     Capture(crate::spec::Captured),
 }
@@ -54,6 +56,7 @@ pub async fn prepare(spec: &StreamletSpec, ctx: &Prepare) -> Result<Prepared, St
         KindConfig::Merger(_) => Prepared::Merger,
         KindConfig::Egress(c) => Prepared::Egress(egress::prepare(c, ctx.reloading).await?),
         KindConfig::Scorer(c) => Prepared::Scorer(Box::new(scorer::prepare(c, &ctx.name, ctx.reloading).await?)),
+        KindConfig::Enricher(c) => Prepared::Enricher(Box::new(enricher::prepare(c, &ctx.name).await?)),
         KindConfig::Records(r) => Prepared::Records(r.clone()),
         KindConfig::Capture(c) => Prepared::Capture(c.clone()),
     })
@@ -68,6 +71,7 @@ pub async fn run(prepared: Prepared, io: Io) -> Result<(), StreamletError> {
         Prepared::Merger => merger::run(io).await,
         Prepared::Egress(ready) => egress::run(ready, io).await,
         Prepared::Scorer(ready) => scorer::run(*ready, io).await,
+        Prepared::Enricher(ready) => enricher::run(*ready, io).await,
         Prepared::Records(records) => given(records, io).await,
         Prepared::Capture(captured) => capture(captured, io).await,
     };

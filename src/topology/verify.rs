@@ -99,6 +99,7 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
             check_record_schemas(pipeline, &s.name, spec, &mut problems);
             check_model_sources(pipeline, &s.name, spec, &mut problems);
             check_profile(pipeline, &s.name, spec, &mut problems);
+            check_enricher(pipeline, &s.name, spec, &mut problems);
         }
     }
     check_outlets(pipeline, &graph, &index, &mut problems);
@@ -363,6 +364,31 @@ fn check_strategy(pipeline: &Pipeline, name: &str, scorer: &ScorerConfig, proble
                 },
             ));
         }
+    }
+}
+
+/// An enricher matches as many record fields as its table has key columns, and puts added
+/// fields either under a prefix or into an object.
+fn check_enricher(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &mut Vec<Diagnostic>) {
+    let KindConfig::Enricher(e) = &spec.kind else { return };
+    let key = e.table.key();
+    if !e.on.is_empty() && e.on.len() != key.len() {
+        problems.push(Diagnostic::new(
+            Problem::InvalidValue {
+                field: "on".into(),
+                reason: format!("{} record field(s) for a key of {} column(s)", e.on.len(), key.len()),
+            },
+            pipeline.locator.value(&Pipeline::pointer(name, "/on")),
+        ));
+    }
+    if e.prefix.is_some() && e.into.is_some() {
+        problems.push(Diagnostic::new(
+            Problem::InvalidValue {
+                field: "into".into(),
+                reason: "give `prefix` or `into`, not both".into(),
+            },
+            pipeline.locator.key(&Pipeline::pointer(name, "/into")),
+        ));
     }
 }
 

@@ -192,7 +192,7 @@ fn json_kind(v: &Value) -> &'static str {
 }
 
 /// A CSV cell as the declared type; empty cells of typed columns are null.
-fn typed_cell(text: &str, kind: ColumnType) -> Result<Value, &'static str> {
+pub fn typed_cell(text: &str, kind: ColumnType) -> Result<Value, &'static str> {
     let t = text.trim();
     if t.is_empty() && kind != ColumnType::String {
         return Ok(Value::Null);

@@ -1,0 +1,459 @@
+//! The enricher: each record is joined with a row of a reference table, found by key. The
+//! table is a CSV or JSONL file, read again when it changes and swapped in whole; a bad row or a
+//! duplicate key is reported with its line and skipped, and a file that cannot be loaded leaves
+//! the previous table in place.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use notify::Watcher;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::ingress::text::typed_cell;
+use super::{Batch, Io, Record, Stop, StreamletError};
+use crate::spec::{ColumnType, EnricherConfig, Format, MissingKey, TableConfig};
+
+/// A loaded table: the added fields' names, and each row's values of them, by key.
+#[derive(Debug, Default)]
+pub struct Table {
+    pub fields: Vec<String>,
+    rows: HashMap<String, Box<[Value]>>,
+}
+
+/// What loading a table found wrong with some rows (they were skipped).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowProblem {
+    pub line: u64,
+    pub reason: String,
+}
+
+/// Joins key parts into one lookup key (the unit separator cannot be in CSV text by accident).
+fn join_key<'a>(parts: impl Iterator<Item = &'a Value>) -> Option<String> {
+    let mut key = String::new();
+    for (i, part) in parts.enumerate() {
+        if i > 0 {
+            key.push('\u{1f}');
+        }
+        match part {
+            Value::String(s) => key.push_str(s),
+            Value::Null => return None,
+            other => key.push_str(&other.to_string()),
+        }
+    }
+    Some(key)
+}
+
+impl Table {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The row of a record, by the record's `on` fields.
+    pub fn lookup(&self, record: &Record, on: &[String]) -> Option<&[Value]> {
+        let parts: Vec<&Value> = on.iter().map(|f| record.get(f).unwrap_or(&Value::Null)).collect();
+        self.rows.get(&join_key(parts.into_iter())?).map(|r| &**r)
+    }
+
+    /// Loads a table file. Rows that are malformed or repeat a key are skipped and reported;
+    /// the load fails only when the file cannot be used at all.
+    pub fn load(config: &TableConfig, wanted: &[String]) -> Result<(Table, Vec<RowProblem>), String> {
+        let TableConfig::File {
+            path,
+            key,
+            format,
+            columns,
+            delimiter,
+        } = config;
+        let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let reader = std::io::BufReader::with_capacity(256 * 1024, file);
+        let format = format.unwrap_or(match path.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("csv") => Format::Csv,
+            _ => Format::Jsonl,
+        });
+        let mut builder = Builder {
+            key: key.clone(),
+            wanted: wanted.to_vec(),
+            fields: Vec::new(),
+            table: Table::default(),
+            problems: Vec::new(),
+        };
+        match format {
+            Format::Csv => {
+                let delimiter = delimiter.as_deref().and_then(|d| d.bytes().next()).unwrap_or(b',');
+                builder.read_csv(reader, delimiter, columns, path)?
+            }
+            Format::Jsonl => builder.read_jsonl(reader)?,
+        }
+        Ok((builder.table, builder.problems))
+    }
+}
+
+struct Builder {
+    key: Vec<String>,
+    wanted: Vec<String>,
+    fields: Vec<String>,
+    table: Table,
+    problems: Vec<RowProblem>,
+}
+
+impl Builder {
+    /// The fields added to records: the wanted ones, or every column but the key.
+    fn choose_fields(&mut self, columns: &[String]) -> Result<(), String> {
+        if let Some(missing) = self.key.iter().find(|k| !columns.contains(k)) {
+            return Err(format!("the table has no key column `{missing}`"));
+        }
+        self.fields = if self.wanted.is_empty() {
+            columns.iter().filter(|c| !self.key.contains(c)).cloned().collect()
+        } else {
+            if let Some(missing) = self.wanted.iter().find(|w| !columns.contains(w)) {
+                return Err(format!("the table has no column `{missing}`"));
+            }
+            self.wanted.clone()
+        };
+        self.table.fields = self.fields.clone();
+        Ok(())
+    }
+
+    fn add(&mut self, line: u64, row: &Map<String, Value>) {
+        let Some(key) = join_key(self.key.iter().map(|k| row.get(k).unwrap_or(&Value::Null))) else {
+            self.problems.push(RowProblem {
+                line,
+                reason: format!("the key ({}) is missing", self.key.join(", ")),
+            });
+            return;
+        };
+        match self.table.rows.entry(key) {
+            std::collections::hash_map::Entry::Occupied(first) => self.problems.push(RowProblem {
+                line,
+                reason: format!(
+                    "duplicate key {:?}: the first row with it is kept, this one skipped",
+                    first.key()
+                ),
+            }),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(
+                    self.fields
+                        .iter()
+                        .map(|f| row.get(f).cloned().unwrap_or(Value::Null))
+                        .collect(),
+                );
+            }
+        }
+    }
+
+    fn read_csv(
+        &mut self,
+        reader: impl std::io::Read,
+        delimiter: u8,
+        columns: &indexmap::IndexMap<String, ColumnType>,
+        path: &Path,
+    ) -> Result<(), String> {
+        let mut csv = csv::ReaderBuilder::new()
+            .flexible(true)
+            .delimiter(delimiter)
+            .from_reader(reader);
+        let header: Vec<String> = csv
+            .headers()
+            .map_err(|e| format!("{}: no header row: {e}", path.display()))?
+            .iter()
+            .map(|h| h.trim().to_string())
+            .collect();
+        self.choose_fields(&header)?;
+        let mut record = csv::StringRecord::new();
+        loop {
+            let line = csv.position().line();
+            match csv.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    self.problems.push(RowProblem {
+                        line,
+                        reason: format!("bad CSV: {e}"),
+                    });
+                    continue;
+                }
+            }
+            let line = record.position().map_or(line, |p| p.line());
+            if record.len() != header.len() {
+                self.problems.push(RowProblem {
+                    line,
+                    reason: format!("{} fields, the header has {}", record.len(), header.len()),
+                });
+                continue;
+            }
+            let mut row = Map::new();
+            let mut bad = None;
+            for (name, cell) in header.iter().zip(record.iter()) {
+                let kind = columns.get(name).copied().unwrap_or(ColumnType::String);
+                match typed_cell(cell, kind) {
+                    Ok(v) => {
+                        row.insert(name.clone(), v);
+                    }
+                    Err(expected) => {
+                        bad = Some(format!("column `{name}`: `{cell}` is not {expected}"));
+                        break;
+                    }
+                }
+            }
+            match bad {
+                Some(reason) => self.problems.push(RowProblem { line, reason }),
+                None => self.add(line, &row),
+            }
+        }
+        Ok(())
+    }
+
+    fn read_jsonl(&mut self, mut reader: impl BufRead) -> Result<(), String> {
+        let mut line = String::new();
+        let mut number = 0;
+        let mut chosen = false;
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    number += 1;
+                    self.problems.push(RowProblem {
+                        line: number,
+                        reason: format!("cannot read the line: {e}"),
+                    });
+                    continue;
+                }
+            }
+            number += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Value>(&line) {
+                Ok(Value::Object(row)) => {
+                    if !chosen {
+                        let columns: Vec<String> = row.keys().cloned().collect();
+                        self.choose_fields(&columns)?;
+                        chosen = true;
+                    }
+                    self.add(number, &row);
+                }
+                Ok(_) => self.problems.push(RowProblem {
+                    line: number,
+                    reason: "a row must be a JSON object".into(),
+                }),
+                Err(e) => self.problems.push(RowProblem {
+                    line: number,
+                    reason: format!("bad JSON: {e}"),
+                }),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An enricher ready to run: its table loaded and watched.
+pub struct Ready {
+    config: EnricherConfig,
+    table: Arc<ArcSwap<Table>>,
+    _watching: DropGuard,
+}
+
+fn table_path(config: &TableConfig) -> &PathBuf {
+    match config {
+        TableConfig::File { path, .. } => path,
+    }
+}
+
+/// Loads a table, logging the rows it skipped; `None` when the file cannot be used.
+fn load_logged(config: &EnricherConfig, streamlet: &str) -> Result<Table, String> {
+    let path = table_path(&config.table).display().to_string();
+    let started = std::time::Instant::now();
+    let (table, problems) = Table::load(&config.table, &config.fields)?;
+    for p in problems.iter().take(20) {
+        tracing::warn!(%streamlet, file = %path, line = p.line, reason = %p.reason, "table row skipped");
+    }
+    if problems.len() > 20 {
+        tracing::warn!(%streamlet, file = %path, skipped = problems.len(), "more table rows skipped");
+    }
+    tracing::info!(%streamlet, file = %path, rows = table.len(), skipped = problems.len(), took_ms = started.elapsed().as_millis() as u64, "table loaded");
+    Ok(table)
+}
+
+/// Loads the table and watches its file.
+pub async fn prepare(config: &EnricherConfig, streamlet: &str) -> Result<Ready, StreamletError> {
+    let path = table_path(&config.table).clone();
+    let fail = |reason: String| StreamletError::Schema {
+        path: path.display().to_string(),
+        reason,
+    };
+    let (c, s) = (config.clone(), streamlet.to_string());
+    let table = tokio::task::spawn_blocking(move || load_logged(&c, &s))
+        .await
+        .map_err(|e| StreamletError::Internal(e.to_string()))?
+        .map_err(fail)?;
+    let table = Arc::new(ArcSwap::from_pointee(table));
+    let watching = CancellationToken::new();
+    watch(config.clone(), streamlet.to_string(), table.clone(), watching.clone()).map_err(fail)?;
+    Ok(Ready {
+        config: config.clone(),
+        table,
+        _watching: watching.drop_guard(),
+    })
+}
+
+/// Reloads the table whenever its file changes; a file that fails to load leaves the old table.
+fn watch(
+    config: EnricherConfig,
+    streamlet: String,
+    table: Arc<ArcSwap<Table>>,
+    stop: CancellationToken,
+) -> Result<(), String> {
+    let path = std::fs::canonicalize(table_path(&config.table)).map_err(|e| e.to_string())?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let target = path.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let change = !matches!(event.kind, notify::EventKind::Access(_) | notify::EventKind::Other);
+        if change && event.paths.iter().any(|p| *p == target) {
+            let _ = tx.try_send(());
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                event = rx.recv() => if event.is_none() { break },
+            }
+            while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {}
+            let (c, s) = (config.clone(), streamlet.clone());
+            match tokio::task::spawn_blocking(move || load_logged(&c, &s)).await {
+                Ok(Ok(new)) => table.store(Arc::new(new)),
+                Ok(Err(reason)) => tracing::error!(%streamlet, %reason, "table not reloaded; the previous one stays"),
+                Err(e) => tracing::error!(%streamlet, reason = %e, "table reload stopped abnormally"),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Adds a row's fields to a record as the configuration says.
+fn merge(config: &EnricherConfig, fields: &[String], values: &[Value], record: &mut Record) {
+    let pairs = fields.iter().zip(values.iter().cloned());
+    match (&config.into, &config.prefix) {
+        (Some(into), _) => {
+            let nested: Map<String, Value> = pairs.map(|(f, v)| (f.clone(), v)).collect();
+            record.insert(into.clone(), Value::Object(nested));
+        }
+        (None, Some(prefix)) => {
+            for (f, v) in pairs {
+                record.insert(format!("{prefix}{f}"), v);
+            }
+        }
+        (None, None) => {
+            for (f, v) in pairs {
+                record.insert(f.clone(), v);
+            }
+        }
+    }
+}
+
+/// Joins a batch with the table; the records that found no row, with `missing: unmatched`.
+pub fn join(config: &EnricherConfig, on: &[String], table: &Table, batch: &mut Batch) -> Batch {
+    let defaults: Vec<Value> = table
+        .fields
+        .iter()
+        .map(|f| config.defaults.get(f).cloned().unwrap_or(Value::Null))
+        .collect();
+    let mut unmatched = Vec::new();
+    let mut kept = Vec::with_capacity(batch.len());
+    for mut record in batch.drain(..) {
+        match table.lookup(&record, on) {
+            Some(values) => {
+                let values = values.to_vec();
+                merge(config, &table.fields, &values, &mut record);
+                kept.push(record);
+            }
+            None => match config.missing {
+                MissingKey::Pass => kept.push(record),
+                MissingKey::Defaults => {
+                    merge(config, &table.fields, &defaults, &mut record);
+                    kept.push(record);
+                }
+                MissingKey::Unmatched => unmatched.push(record),
+            },
+        }
+    }
+    *batch = kept;
+    unmatched
+}
+
+pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
+    let config = ready.config;
+    let on: Vec<String> = if config.on.is_empty() {
+        config.table.key().to_vec()
+    } else {
+        config.on.clone()
+    };
+    let out = io.outlets.get("out");
+    let unmatched_out = io.outlets.find("unmatched");
+    while let Some(mut batch) = io.inlet.recv().await {
+        let table = ready.table.load();
+        let unmatched = join(&config, &on, &table, &mut batch);
+        out.send(batch).await?;
+        if let Some(u) = unmatched_out {
+            u.send(unmatched).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(path: &Path, extra: &str) -> EnricherConfig {
+        let yaml = format!(
+            "table: {{ type: file, path: {}, key: statezip, columns: {{ median_income: integer }} }}\n{extra}",
+            path.display()
+        );
+        let value: Value = serde_yaml_ng::from_str(&yaml).expect("yaml");
+        serde_json::from_value(value).expect("config")
+    }
+
+    #[test]
+    fn bad_rows_and_duplicate_keys_are_reported_with_their_line_and_skipped() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("t.csv");
+        std::fs::write(&file, "statezip,median_income\nA,1\nB,two\nC\nA,3\nD,4\n").expect("write");
+        let (table, problems) = Table::load(&config(&file, "").table, &[]).expect("loads");
+        assert_eq!(table.len(), 2);
+        let lines: Vec<u64> = problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, vec![3, 4, 5]);
+        assert!(problems[0].reason.contains("`two` is not an integer"));
+        assert!(problems[2]
+            .reason
+            .contains("duplicate key \"A\": the first row with it is kept"));
+    }
+
+    #[test]
+    fn a_table_without_its_key_column_does_not_load() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("t.csv");
+        std::fs::write(&file, "zip,median_income\nA,1\n").expect("write");
+        let err = Table::load(&config(&file, "").table, &[]).expect_err("no key column");
+        assert!(err.contains("no key column `statezip`"));
+    }
+}
