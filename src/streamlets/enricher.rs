@@ -322,7 +322,7 @@ fn watch(
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         let change = !matches!(event.kind, notify::EventKind::Access(_) | notify::EventKind::Other);
-        if change && event.paths.iter().any(|p| *p == target) {
+        if change && event.paths.contains(&target) {
             let _ = tx.try_send(());
         }
     })
