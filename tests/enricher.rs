@@ -182,7 +182,7 @@ streamlets:
     // A replacement without the key column does not load: the second table stays.
     replace(&zips, "zip,median_income\nWA 98042,3\n");
     std::thread::sleep(Duration::from_millis(500));
-    let seen = wait_for("more records", &|r| r.len() > 0) + 300;
+    let seen = read_jsonl(&out).len() + 300;
     wait_for("records after the broken file", &|r| r.len() > seen);
     stop.cancel();
     rt.block_on(task).expect("task").expect("run");
