@@ -1,7 +1,7 @@
 # The two commands a fresh machine needs: `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: demo test bench lint onnxruntime browser
+.PHONY: demo test bench lint onnxruntime browser kafka
 
 ## Installs ONNX Runtime's library from PyPI into vendor-runtime/ (once).
 onnxruntime:
@@ -10,6 +10,10 @@ onnxruntime:
 ## Installs Debian's Chromium and playwright-core for the admin page's browser test (once).
 browser:
 	./scripts/setup-browser.sh
+
+## Installs tansu, the Kafka-API broker the Kafka tests start (once; about 8 minutes).
+kafka:
+	./scripts/setup-kafka.sh
 
 ## Runs the demo pipeline end to end: listings are checked, scored by the house-price model,
 ## and written with their prediction and model version; rejects are kept apart with the reason.
@@ -23,7 +27,7 @@ demo: onnxruntime
 	@head -n 1 out/scored-listings.jsonl
 
 ## Runs every test (unit, verification problems, CLI, end-to-end, scoring with the real ONNX Runtime).
-test: onnxruntime browser
+test: onnxruntime browser kafka
 	$(CARGO) test --locked
 
 ## Measures the runtime and the scorer against their baselines, side by side.

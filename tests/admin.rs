@@ -1,6 +1,9 @@
 //! The admin server on a real socket: metrics that match the records processed, health that
 //! follows the pipeline, the token, the API.
 
+mod common;
+use common::root;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -9,10 +12,6 @@ use serde_json::Value;
 use sluice::runtime::{Handle, RunError, RunSummary};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 struct Served {
     rt: tokio::runtime::Runtime,

@@ -1,14 +1,11 @@
 //! Data checks against the training profile: a stream whose distribution shifts halfway raises a
 //! drift event within one window of the shift; a stream that does not shift raises none.
 
-use std::path::Path;
+mod common;
+use common::root;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// Runs generator → validator (profile, drift) → files; returns the drift events and the summary.
 fn run(count: u64, shift_after: Option<u64>) -> (Vec<Value>, sluice::runtime::RunSummary) {

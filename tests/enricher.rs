@@ -1,19 +1,14 @@
 //! The enricher with real table files: the three missing-key policies, a table replaced while
 //! records stream, and a replacement that cannot load.
 
+mod common;
+use common::read_jsonl;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON"))
-        .collect()
-}
 
 fn run(dir: &Path, yaml: &str) -> sluice::runtime::RunSummary {
     let file = dir.join("p.yaml");

@@ -1,17 +1,15 @@
 //! Hot reload under load: the pipeline file is rewritten while a generator streams through a
 //! scorer; nothing in flight is lost, only what changed restarts, bad edits change nothing.
 
+mod common;
+use common::{read_jsonl, root};
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use sluice::runtime::{Handle, RunError, RunSummary, Status};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// Replaces a file in one step, as editors and deploy tools do.
 fn write_atomically(path: &Path, text: &str) {
@@ -107,14 +105,6 @@ fn scored_by(status: &Status, version: &str) -> u64 {
         .filter(|m| m.version == version)
         .map(|m| m.records)
         .sum()
-}
-
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .expect("output")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
 }
 
 struct Setup {

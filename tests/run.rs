@@ -1,44 +1,20 @@
 //! End-to-end runs: real files, the real binary, real signals.
 
+mod common;
+use common::{read_jsonl, root, run_pipeline};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn sluice() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
     cmd.current_dir(root());
     cmd
-}
-
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
-}
-
-/// Writes a pipeline into `dir` and runs it in this process.
-fn run_pipeline(dir: &Path, yaml: &str) -> sluice::runtime::RunSummary {
-    let file = dir.join("pipeline.yaml");
-    std::fs::write(&file, yaml).expect("write pipeline");
-    let topology = match sluice::topology::load(&file) {
-        Ok(t) => t,
-        Err(sluice::spec::LoadError::Problems(r)) => panic!("{:#?}", r.diagnostics),
-        Err(e) => panic!("{e}"),
-    };
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(sluice::runtime::run(topology, CancellationToken::new()))
-        .expect("the run succeeds")
 }
 
 #[test]

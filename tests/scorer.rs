@@ -1,6 +1,9 @@
 //! The scorer with the real ONNX Runtime and real models: predictions as Python's onnxruntime
 //! makes them, hot model swaps while records stream, bad input and bad models.
 
+mod common;
+use common::{read_jsonl, root, run_pipeline};
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,32 +14,6 @@ use serde_json::Value;
 use sluice::models::registry::Source;
 use sluice::models::version::Expectation;
 use sluice::models::{ModelError, ModelRegistry};
-use tokio_util::sync::CancellationToken;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
-}
-
-fn run_pipeline(dir: &Path, yaml: &str) -> sluice::runtime::RunSummary {
-    let file = dir.join("pipeline.yaml");
-    std::fs::write(&file, yaml).expect("write pipeline");
-    let topology = match sluice::topology::load(&file) {
-        Ok(t) => t,
-        Err(sluice::spec::LoadError::Problems(r)) => panic!("{:#?}", r.diagnostics),
-        Err(e) => panic!("{e}"),
-    };
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(sluice::runtime::run(topology, CancellationToken::new()))
-        .expect("the run succeeds")
-}
 
 /// A pipeline: a file of listings → the house-price scorer (its definition, with `model` overridden) → files.
 fn house_prices_pipeline(input: &Path, model: &str) -> String {

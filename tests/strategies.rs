@@ -1,37 +1,14 @@
 //! Serving strategies with real ONNX models whose answers are known per record: a slow model
 //! for the latency budget, constant classifiers for votes and confidence, two GBM versions.
 
+mod common;
+use common::{read_jsonl, root, run_pipeline};
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde_json::Value;
 use sluice::runtime::{RunSummary, StreamletSummary};
-use tokio_util::sync::CancellationToken;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
-}
-
-fn run_pipeline(dir: &Path, yaml: &str) -> RunSummary {
-    let file = dir.join("pipeline.yaml");
-    std::fs::write(&file, yaml).expect("write pipeline");
-    let topology = match sluice::topology::load(&file) {
-        Ok(t) => t,
-        Err(sluice::spec::LoadError::Problems(r)) => panic!("{:#?}", r.diagnostics),
-        Err(e) => panic!("{e}"),
-    };
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(sluice::runtime::run(topology, CancellationToken::new()))
-        .expect("the run succeeds")
-}
 
 fn scorer_summary<'a>(summary: &'a RunSummary, name: &str) -> &'a StreamletSummary {
     summary

@@ -509,6 +509,8 @@ impl Engine {
         for name in names {
             let ctx = Prepare {
                 name: name.clone(),
+                pipeline: self.pipeline.clone(),
+                kafka: self.defaults.kafka.clone().unwrap_or_default(),
                 reloading: self.running.contains_key(name) || self.done.contains_key(name),
             };
             match crate::streamlets::prepare(&specs[name], &ctx).await {

@@ -33,6 +33,30 @@ pub struct Defaults {
     pub batch_size: usize,
     pub channel_capacity: usize,
     pub linger_ms: u64,
+    /// Kafka settings every Kafka source and sink starts from.
+    pub kafka: Option<KafkaSettings>,
+}
+
+/// Where the Kafka brokers are, and librdkafka properties (SASL, TLS...) passed through as they are.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct KafkaSettings {
+    #[serde(default)]
+    pub brokers: Option<String>,
+    /// Values may be written as strings, numbers or booleans.
+    #[serde(default)]
+    pub options: IndexMap<String, serde_json::Value>,
+}
+
+impl KafkaSettings {
+    /// These settings with `over`'s on top.
+    pub fn merged(&self, over: &KafkaSettings) -> KafkaSettings {
+        let mut options = self.options.clone();
+        options.extend(over.options.clone());
+        KafkaSettings {
+            brokers: over.brokers.clone().or_else(|| self.brokers.clone()),
+            options,
+        }
+    }
 }
 
 impl Default for Defaults {
@@ -41,6 +65,7 @@ impl Default for Defaults {
             batch_size: 256,
             channel_capacity: 4,
             linger_ms: 100,
+            kafka: None,
         }
     }
 }
@@ -138,6 +163,53 @@ pub enum SourceConfig {
         text: TextFormat,
     },
     Generator(GeneratorConfig),
+    Kafka(KafkaSourceConfig),
+}
+
+/// Records from a Kafka topic (JSON payloads), read by a consumer group.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct KafkaSourceConfig {
+    pub topic: String,
+    /// The consumer group; `<pipeline>.<streamlet>` when absent.
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(flatten)]
+    pub settings: KafkaSettings,
+    /// Where a new group starts reading.
+    #[serde(default)]
+    pub start: StartFrom,
+    #[serde(default = "one")]
+    pub partitions: i32,
+    #[serde(default = "one")]
+    pub replication: i32,
+}
+
+fn one() -> i32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+/// Records to a Kafka topic, as JSON payloads.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct KafkaSinkConfig {
+    pub topic: String,
+    /// The record field whose value is the message key.
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(flatten)]
+    pub settings: KafkaSettings,
+    /// Partitions and replication of the topic when sluice creates it.
+    #[serde(default = "one")]
+    pub partitions: i32,
+    #[serde(default = "one")]
+    pub replication: i32,
 }
 
 /// How a text source is read.
@@ -584,6 +656,7 @@ pub enum SinkConfig {
         append: bool,
     },
     Blackhole,
+    Kafka(KafkaSinkConfig),
 }
 
 /// What a path in the configuration points at, and whether it must exist already.

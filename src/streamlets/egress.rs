@@ -4,8 +4,12 @@ use std::path::Path;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::{Batch, Io, Stop, StreamletError};
-use crate::spec::{EgressConfig, SinkConfig};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+
+use super::{kafka, Batch, Io, Prepare, Stop, StreamletError};
+use crate::spec::{EgressConfig, KafkaSinkConfig, SinkConfig};
 
 /// Serializes a batch as JSON lines into `buf` (cleared first).
 pub fn encode_jsonl(batch: &Batch, buf: &mut Vec<u8>) {
@@ -56,19 +60,89 @@ pub enum Ready {
     Stdout,
     File { file: tokio::fs::File, name: String },
     Blackhole,
+    Kafka(Box<KafkaSink>),
+}
+
+/// A Kafka producer and what each message carries.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    config: KafkaSinkConfig,
+    headers: OwnedHeaders,
 }
 
 /// Opens the sink. A file is truncated unless `append` says otherwise, or the egress replaces a
-/// running one (`reloading`): a reload never throws away what was written.
-pub async fn prepare(config: &EgressConfig, reloading: bool) -> Result<Ready, StreamletError> {
+/// running one (a reload never throws away what was written). A Kafka sink checks its brokers
+/// and creates its topic when missing.
+pub async fn prepare(config: &EgressConfig, ctx: &Prepare) -> Result<Ready, StreamletError> {
     Ok(match &config.sink {
         SinkConfig::Stdout => Ready::Stdout,
         SinkConfig::File { path, append } => Ready::File {
-            file: open(path, *append || reloading).await?,
+            file: open(path, *append || ctx.reloading).await?,
             name: path.display().to_string(),
         },
         SinkConfig::Blackhole => Ready::Blackhole,
+        SinkConfig::Kafka(k) => {
+            let settings = ctx.kafka.merged(&k.settings);
+            kafka::check_reachable(&settings).await?;
+            kafka::ensure_topic(&settings, &k.topic, k.partitions, k.replication).await?;
+            let mut client = kafka::client_config(&settings);
+            client.set("enable.idempotence", "true").set("linger.ms", "5");
+            let producer: FutureProducer = client
+                .create()
+                .map_err(|e| StreamletError::Internal(format!("Kafka producer for `{}`: {e}", k.topic)))?;
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "sluice-pipeline",
+                    value: Some(ctx.pipeline.as_str()),
+                })
+                .insert(Header {
+                    key: "sluice-streamlet",
+                    value: Some(ctx.name.as_str()),
+                });
+            Ready::Kafka(Box::new(KafkaSink {
+                producer,
+                config: k.clone(),
+                headers,
+            }))
+        }
     })
+}
+
+/// The message key of a record: the key field's text.
+fn message_key(record: &crate::streamlets::Record, field: &Option<String>) -> Option<String> {
+    match record.get(field.as_ref()?)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// Produces every record of every batch, waiting for the broker to acknowledge a batch before
+/// taking the next (idempotent producer: retries never duplicate).
+async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
+    let topic = sink.config.topic.as_str();
+    while let Some(batch) = io.inlet.recv().await {
+        let messages: Vec<(Option<String>, Vec<u8>)> = batch
+            .iter()
+            .map(|r| {
+                (
+                    message_key(r, &sink.config.key),
+                    serde_json::to_vec(r).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let sends = messages.iter().map(|(key, payload)| {
+            let mut record = FutureRecord::to(topic).payload(payload).headers(sink.headers.clone());
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            sink.producer.send(record, Timeout::Never)
+        });
+        for delivered in futures::future::join_all(sends).await {
+            delivered.map_err(|(e, _)| StreamletError::Internal(format!("Kafka topic `{topic}`: {e}")))?;
+        }
+    }
+    Ok(())
 }
 
 pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
@@ -79,5 +153,6 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
             while io.inlet.recv().await.is_some() {}
             Ok(())
         }
+        Ready::Kafka(sink) => produce(*sink, io).await,
     }
 }

@@ -4,6 +4,7 @@ pub mod egress;
 pub mod enricher;
 pub mod ingress;
 pub mod io;
+pub mod kafka;
 pub mod merger;
 pub mod scorer;
 pub mod validator;
@@ -32,6 +33,9 @@ pub enum StreamletError {
 /// What preparing a streamlet needs to know.
 pub struct Prepare {
     pub name: String,
+    pub pipeline: String,
+    /// The pipeline's Kafka settings, which Kafka sources and sinks start from.
+    pub kafka: crate::spec::KafkaSettings,
     /// Whether this replaces a running streamlet (file sinks then append instead of truncating).
     pub reloading: bool,
 }
@@ -51,10 +55,10 @@ pub enum Prepared {
 
 pub async fn prepare(spec: &StreamletSpec, ctx: &Prepare) -> Result<Prepared, StreamletError> {
     Ok(match &spec.kind {
-        KindConfig::Ingress(c) => Prepared::Ingress(ingress::prepare(c)?),
+        KindConfig::Ingress(c) => Prepared::Ingress(ingress::prepare(c, ctx).await?),
         KindConfig::Validator(c) => Prepared::Validator(Box::new(validator::prepare(c)?)),
         KindConfig::Merger(_) => Prepared::Merger,
-        KindConfig::Egress(c) => Prepared::Egress(egress::prepare(c, ctx.reloading).await?),
+        KindConfig::Egress(c) => Prepared::Egress(egress::prepare(c, ctx).await?),
         KindConfig::Scorer(c) => Prepared::Scorer(Box::new(scorer::prepare(c, &ctx.name, ctx.reloading).await?)),
         KindConfig::Enricher(c) => Prepared::Enricher(Box::new(enricher::prepare(c, &ctx.name).await?)),
         KindConfig::Records(r) => Prepared::Records(r.clone()),

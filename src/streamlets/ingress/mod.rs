@@ -12,33 +12,54 @@ use base64::Engine;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::{Batch, Io, Record, Stop, StreamletError};
-use crate::spec::{Format, GeneratorConfig, IngressConfig, SourceConfig, TextFormat};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::Message;
+
+use super::{kafka, Batch, Io, Prepare, Record, Stop, StreamletError};
+use crate::spec::{
+    Format, GeneratorConfig, IngressConfig, KafkaSettings, KafkaSourceConfig, SourceConfig, StartFrom, TextFormat,
+};
 use text::{Item, TextReader};
 
 /// An ingress with its source open.
 pub struct Ready {
     config: IngressConfig,
     file: Option<std::fs::File>,
+    /// A Kafka source's settings (the pipeline's, then its own) and consumer group.
+    kafka: Option<(KafkaSettings, String)>,
 }
 
-/// Opens a file source (other sources open when they run).
-pub fn prepare(config: &IngressConfig) -> Result<Ready, StreamletError> {
-    let file = match &config.source {
-        SourceConfig::File { path, .. } => Some(std::fs::File::open(path).map_err(|source| StreamletError::Open {
-            path: path.display().to_string(),
-            source,
-        })?),
-        _ => None,
-    };
-    Ok(Ready {
+/// Opens a file source, or checks a Kafka source's brokers and topic (other sources open when they run).
+pub async fn prepare(config: &IngressConfig, ctx: &Prepare) -> Result<Ready, StreamletError> {
+    let mut ready = Ready {
         config: config.clone(),
-        file,
-    })
+        file: None,
+        kafka: None,
+    };
+    match &config.source {
+        SourceConfig::File { path, .. } => {
+            ready.file = Some(std::fs::File::open(path).map_err(|source| StreamletError::Open {
+                path: path.display().to_string(),
+                source,
+            })?)
+        }
+        SourceConfig::Kafka(k) => {
+            let settings = ctx.kafka.merged(&k.settings);
+            kafka::check_reachable(&settings).await?;
+            kafka::ensure_topic(&settings, &k.topic, k.partitions, k.replication).await?;
+            let group = k
+                .group
+                .clone()
+                .unwrap_or_else(|| format!("{}.{}", ctx.pipeline, ctx.name));
+            ready.kafka = Some((settings, group));
+        }
+        _ => {}
+    }
+    Ok(ready)
 }
 
 pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
-    let Ready { config, file } = ready;
+    let Ready { config, file, kafka } = ready;
     if let Some(size) = config.batch_size {
         io.batch_size = size;
     }
@@ -57,7 +78,92 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
             read_text(io, reader(&text, format), input, "stdin").await
         }
         (SourceConfig::Generator(g), _) => generate(g, io).await,
+        (SourceConfig::Kafka(k), _) => match kafka {
+            Some((settings, group)) => consume(k, settings, group, io).await,
+            None => Err(StreamletError::Internal("the Kafka source was not prepared".into()).into()),
+        },
     }
+}
+
+/// Reads JSON records from a Kafka topic in batches. A message's offset is stored for the
+/// group's commit once its batch has been handed downstream; on stop the stored offsets are
+/// committed.
+async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: String, io: Io) -> Result<(), Stop> {
+    let mut client = kafka::client_config(&settings);
+    client
+        .set("group.id", &group)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            match config.start {
+                StartFrom::Earliest => "earliest",
+                StartFrom::Latest => "latest",
+            },
+        );
+    let consumer: StreamConsumer = client
+        .create()
+        .map_err(|e| StreamletError::Internal(format!("Kafka consumer for `{}`: {e}", config.topic)))?;
+    consumer
+        .subscribe(&[&config.topic])
+        .map_err(|e| StreamletError::Internal(format!("cannot subscribe to `{}`: {e}", config.topic)))?;
+    let source = format!("kafka:{}", config.topic);
+    let out = io.outlets.get("out");
+    let errors = io.outlets.get("errors");
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = io.stop_intake.cancelled() => break,
+            message = consumer.recv() => message,
+        };
+        let mut messages = vec![first];
+        let deadline = tokio::time::Instant::now() + io.linger;
+        while messages.len() < io.batch_size {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(m) => messages.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut records = Batch::with_capacity(messages.len());
+        let mut bad = Batch::new();
+        let mut offsets: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
+        for message in messages {
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    // librdkafka retries by itself (a broker away, say): say so, and go on.
+                    tracing::warn!(streamlet = %io.name, topic = %config.topic, error = %e, "Kafka consumer error");
+                    continue;
+                }
+            };
+            let entry = offsets.entry(message.partition()).or_insert(message.offset());
+            *entry = (*entry).max(message.offset());
+            let payload = message.payload().unwrap_or_default();
+            match text::parse_json_line(payload, message.offset().max(0) as u64) {
+                Some(Item::Record(r)) => records.push(r),
+                Some(Item::Malformed { line, reason, raw }) => {
+                    let mut record = malformed_record(&io.name, &source, line, reason, raw);
+                    if let Some(Value::Object(e)) = record.get_mut("_error") {
+                        e.insert("partition".into(), message.partition().into());
+                        e.insert("offset".into(), message.offset().into());
+                    }
+                    bad.push(record)
+                }
+                None => {}
+            }
+        }
+        out.send(records).await?;
+        errors.send(bad).await?;
+        for (partition, offset) in offsets {
+            if let Err(e) = consumer.store_offset(&config.topic, partition, offset + 1) {
+                tracing::warn!(streamlet = %io.name, topic = %config.topic, partition, error = %e, "cannot store an offset");
+            }
+        }
+    }
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(streamlet = %io.name, error = %e, "nothing to commit on stop");
+    }
+    Ok(())
 }
 
 fn format_of(path: &Path) -> Format {

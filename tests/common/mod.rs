@@ -1,0 +1,35 @@
+//! Helpers the integration tests share: the repository root, JSON lines, running a pipeline.
+// Each test crate uses some of these, not all.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The records of a JSON-lines file (none when it does not exist yet).
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// Writes a pipeline into `dir` and runs it in this process to its end.
+pub fn run_pipeline(dir: &Path, yaml: &str) -> sluice::runtime::RunSummary {
+    let file = dir.join("pipeline.yaml");
+    std::fs::write(&file, yaml).expect("write pipeline");
+    let topology = match sluice::topology::load(&file) {
+        Ok(t) => t,
+        Err(sluice::spec::LoadError::Problems(r)) => panic!("{:#?}", r.diagnostics),
+        Err(e) => panic!("{e}"),
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(sluice::runtime::run(topology, CancellationToken::new()))
+        .expect("the run succeeds")
+}

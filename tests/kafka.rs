@@ -1,0 +1,181 @@
+//! Kafka with a real Kafka-API broker (tansu, started here on a free loopback port): records
+//! through a topic and back, headers, and a clear error when the broker cannot be reached.
+//! `scripts/setup-kafka.sh` installs the broker; without it these tests fail, they do not skip.
+
+mod common;
+use common::read_jsonl;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::Message;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// A tansu broker with in-memory storage, stopped when dropped.
+struct Broker {
+    child: Child,
+    address: String,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{address}");
+        let child = Command::new("tansu")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the tansu broker starts (scripts/setup-kafka.sh installs it)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the broker did not listen on {address}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker { child, address }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn records_go_through_a_topic_and_come_back_each_once() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let yaml = format!(
+        "pipeline: roundtrip
+defaults:
+  kafka: {{ brokers: \"{brokers}\" }}
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, count: 2000, seed: 3 }}
+  publish:
+    kind: egress
+    inputs: [listings]
+    sink: {{ type: kafka, topic: listings-raw, key: id, partitions: 3 }}
+  subscribe:
+    kind: ingress
+    source: {{ type: kafka, topic: listings-raw, partitions: 3 }}
+  save:
+    kind: egress
+    inputs: [subscribe, subscribe.errors]
+    sink: {{ type: file, path: out.jsonl }}
+",
+        brokers = broker.address
+    );
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, yaml).expect("pipeline");
+    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let stop = CancellationToken::new();
+    let task = rt.spawn(sluice::runtime::run(topology, stop.clone()));
+    let out = dir.path().join("out.jsonl");
+    let started = Instant::now();
+    while read_jsonl(&out).len() < 2000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "only {} records came back",
+            read_jsonl(&out).len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.cancel();
+    let summary = rt.block_on(task).expect("task").expect("run");
+    let records = read_jsonl(&out);
+    let ids: BTreeSet<u64> = records.iter().map(|r| r["id"].as_u64().expect("id")).collect();
+    assert_eq!(records.len(), 2000, "each record once");
+    assert_eq!(ids, (1..=2000).collect::<BTreeSet<u64>>());
+    assert_eq!(summary.records_out("publish", "out"), None);
+    assert_eq!(summary.records_in("publish"), Some(2000));
+
+    // The messages carry the pipeline and streamlet that produced them, and the key.
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("group.id", "test-headers")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["listings-raw"]).expect("subscribe");
+    let started = Instant::now();
+    let message = loop {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+            break m;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no message to look at");
+    };
+    let headers = message.headers().expect("headers");
+    let found: Vec<(String, String)> = headers
+        .iter()
+        .map(|h| {
+            (
+                h.key.to_string(),
+                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        found.contains(&("sluice-pipeline".into(), "roundtrip".into())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("sluice-streamlet".into(), "publish".into())),
+        "{found:?}"
+    );
+    let payload: Value = serde_json::from_slice(message.payload().expect("payload")).expect("JSON payload");
+    assert_eq!(
+        message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        Some(payload["id"].to_string())
+    );
+}
+
+#[test]
+fn an_unreachable_broker_is_named_with_the_streamlet() {
+    let dir = tempfile::tempdir().expect("dir");
+    let yaml = "pipeline: nowhere
+streamlets:
+  listings:
+    kind: ingress
+    source: { type: generator, count: 10 }
+  publish:
+    kind: egress
+    inputs: [listings]
+    sink: { type: kafka, topic: t, brokers: \"127.0.0.1:1\" }
+";
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, yaml).expect("pipeline");
+    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let err = rt
+        .block_on(sluice::runtime::run(topology, CancellationToken::new()))
+        .expect_err("no broker there");
+    let text = err.to_string();
+    assert!(text.contains("streamlet `publish` failed"), "{text}");
+    assert!(text.contains("cannot reach the Kafka broker(s) 127.0.0.1:1"), "{text}");
+}
