@@ -94,7 +94,13 @@ streamlets:
     let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let stop = CancellationToken::new();
-    let task = rt.spawn(sluice::runtime::run(topology, stop.clone()));
+    let handle = sluice::runtime::Handle::default();
+    let task = rt.spawn(sluice::runtime::run_reloading(
+        topology,
+        stop.clone(),
+        None,
+        handle.clone(),
+    ));
     let out = dir.path().join("out.jsonl");
     let started = Instant::now();
     while read_jsonl(&out).len() < 2000 {
@@ -105,7 +111,22 @@ streamlets:
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Once everything is read, the source's lag is measured on each partition and is nothing.
+    let started = Instant::now();
+    loop {
+        let status = handle.status();
+        let lag = status
+            .streamlets
+            .iter()
+            .find(|s| s.name == "subscribe")
+            .map(|s| s.lag.clone())
+            .unwrap_or_default();
+        if lag.len() == 3 && lag.iter().all(|(_, _, n)| *n == 0) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "lag: {lag:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     stop.cancel();
     let summary = rt.block_on(task).expect("task").expect("run");
     let records = read_jsonl(&out);

@@ -101,6 +101,10 @@ impl Collector for Pipeline {
             "Agreement of a shadow model with the primary",
         );
         let mut events = counter("sluice_streamlet_events", "Events a streamlet counted (drift, say)");
+        let mut lag = gauge(
+            "sluice_kafka_consumer_lag",
+            "Messages a Kafka source has not read yet, per topic-partition",
+        );
         for s in &status.streamlets {
             let who = || vec![("streamlet", s.name.clone()), ("kind", s.kind.clone())];
             up.push(who(), ConstGauge::new(if s.running { 1.0 } else { 0.0 }));
@@ -165,6 +169,14 @@ impl Collector for Pipeline {
                     }
                 }
             }
+            for (topic, partition, n) in &s.lag {
+                let labels = vec![
+                    ("streamlet", s.name.clone()),
+                    ("topic", topic.clone()),
+                    ("partition", partition.to_string()),
+                ];
+                lag.push(labels, ConstGauge::new(*n as f64));
+            }
             for (event, n) in &s.counters {
                 events.push(
                     vec![("streamlet", s.name.clone()), ("event", event.clone())],
@@ -172,7 +184,7 @@ impl Collector for Pipeline {
                 );
             }
         }
-        for f in [&up, &latency, &agreement] {
+        for f in [&up, &latency, &agreement, &lag] {
             f.encode(&mut encoder)?;
         }
         for f in [

@@ -125,6 +125,8 @@ pub struct StreamletStatus {
     pub models: Vec<ModelStatsSummary>,
     pub strategy: Option<StrategySummary>,
     pub counters: BTreeMap<String, u64>,
+    /// For Kafka sources: messages not yet read, per topic and partition.
+    pub lag: Vec<(String, i32, i64)>,
 }
 
 /// An edge and how full its channel is.
@@ -218,6 +220,7 @@ impl Handle {
                         models: summary.models,
                         strategy: summary.strategy,
                         counters: summary.counters,
+                        lag: view.counters.telemetry.lag(),
                     }
                 })
                 .collect(),

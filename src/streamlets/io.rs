@@ -247,9 +247,28 @@ pub struct Telemetry {
     models: Arc<Mutex<Vec<Arc<ModelRegistry>>>>,
     strategy: Arc<Mutex<Option<Arc<StrategyStats>>>>,
     counters: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
+    lag: Arc<Mutex<std::collections::BTreeMap<(String, i32), i64>>>,
 }
 
 impl Telemetry {
+    /// A Kafka source's lag on one topic-partition: messages not yet read.
+    pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.lag
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((topic.to_string(), partition), lag);
+    }
+
+    /// Every topic-partition lag of this streamlet.
+    pub fn lag(&self) -> Vec<(String, i32, i64)> {
+        self.lag
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|((t, p), l)| (t.clone(), *p, *l))
+            .collect()
+    }
+
     /// Counts an event of a streamlet (`drift_events{field="sqft_living"}`, say).
     pub fn count(&self, name: &str, n: u64) {
         *self

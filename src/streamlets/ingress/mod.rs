@@ -85,6 +85,19 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
     }
 }
 
+/// Notes, per assigned partition, how many messages are not read yet (blocking: a metadata call).
+fn record_lag(consumer: &StreamConsumer, telemetry: &super::io::Telemetry) {
+    let Ok(positions) = consumer.position() else { return };
+    for element in positions.elements() {
+        let Ok((_, high)) = consumer.fetch_watermarks(element.topic(), element.partition(), Duration::from_millis(500))
+        else {
+            continue;
+        };
+        let read = element.offset().to_raw().filter(|o| *o >= 0).unwrap_or(0);
+        telemetry.set_lag(element.topic(), element.partition(), (high - read).max(0));
+    }
+}
+
 /// Reads JSON records from a Kafka topic in batches. A message's offset is stored for the
 /// group's commit once its batch has been handed downstream; on stop the stored offsets are
 /// committed.
@@ -110,10 +123,16 @@ async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: Stri
     let source = format!("kafka:{}", config.topic);
     let out = io.outlets.get("out");
     let errors = io.outlets.get("errors");
+    let mut lag_measured = std::time::Instant::now();
     loop {
+        if lag_measured.elapsed() >= Duration::from_secs(1) {
+            lag_measured = std::time::Instant::now();
+            tokio::task::block_in_place(|| record_lag(&consumer, &io.telemetry));
+        }
         let first = tokio::select! {
             biased;
             _ = io.stop_intake.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
             message = consumer.recv() => message,
         };
         let mut messages = vec![first];
