@@ -210,13 +210,25 @@ fn add_node(topology: &mut Topology, name: String, kind: KindConfig) -> NodeInde
     node
 }
 
+/// An edge from `from`'s `port` to `to`, holding as many batches as the pipeline's edges do.
+fn connect(topology: &mut Topology, from: NodeIndex, port: &str, to: NodeIndex) {
+    let capacity = topology.defaults.channel_capacity;
+    topology.graph.add_edge(
+        from,
+        to,
+        Edge {
+            port: port.to_string(),
+            capacity,
+        },
+    );
+}
+
 async fn run_case(pipeline: &Topology, case: &TestCase, map: &SourceMap, at: &str) -> Vec<Failure> {
     let mut topology = pipeline.clone();
     let fail = |pointer: String, message: String| Failure {
         location: map.key(&pointer),
         message,
     };
-    let capacity = topology.defaults.channel_capacity;
     // Sources are replaced by the records the test gives (or none); sinks write nowhere.
     let nodes: Vec<NodeIndex> = topology.graph.node_indices().collect();
     let mut sinks = std::collections::HashMap::new();
@@ -244,14 +256,7 @@ async fn run_case(pipeline: &Topology, case: &TestCase, map: &SourceMap, at: &st
             set_kind(&mut topology, target, KindConfig::Records(records));
         } else {
             let source = add_node(&mut topology, format!("test-input-{i}"), KindConfig::Records(records));
-            topology.graph.add_edge(
-                source,
-                target,
-                Edge {
-                    port: "out".into(),
-                    capacity,
-                },
-            );
+            connect(&mut topology, source, "out", target);
         }
     }
     let mut captures = Vec::new();
@@ -282,14 +287,7 @@ async fn run_case(pipeline: &Topology, case: &TestCase, map: &SourceMap, at: &st
             format!("test-capture-{j}"),
             KindConfig::Capture(captured.clone()),
         );
-        topology.graph.add_edge(
-            node,
-            sink,
-            Edge {
-                port: port.to_string(),
-                capacity,
-            },
-        );
+        connect(&mut topology, node, port, sink);
         captures.push(captured);
     }
     // Outlets nothing reads in the test (their consumers were sinks) are read by a capture too.
@@ -312,14 +310,7 @@ async fn run_case(pipeline: &Topology, case: &TestCase, map: &SourceMap, at: &st
             format!("test-drain-{k}"),
             KindConfig::Capture(Captured::default()),
         );
-        topology.graph.add_edge(
-            node,
-            sink,
-            Edge {
-                port: port.to_string(),
-                capacity,
-            },
-        );
+        connect(&mut topology, node, port, sink);
     }
     if let Err(e) = crate::runtime::run(topology, CancellationToken::new()).await {
         return vec![fail(at.to_string(), format!("the pipeline failed: {e}"))];
