@@ -85,16 +85,29 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
     }
 }
 
-/// Notes, per assigned partition, how many messages are not read yet (blocking: a metadata call).
-fn record_lag(consumer: &StreamConsumer, telemetry: &super::io::Telemetry) {
-    let Ok(positions) = consumer.position() else { return };
-    for element in positions.elements() {
-        let Ok((_, high)) = consumer.fetch_watermarks(element.topic(), element.partition(), Duration::from_millis(500))
-        else {
-            continue;
+/// Notes, per assigned partition, how many messages are not read yet: the partition's high
+/// watermark less the next offset this source will read (blocking: a metadata call).
+fn record_lag(
+    consumer: &StreamConsumer,
+    topic: &str,
+    next: &std::collections::BTreeMap<i32, i64>,
+    telemetry: &super::io::Telemetry,
+) {
+    // The partitions assigned now, and those read from.
+    let mut partitions: std::collections::BTreeSet<i32> = next.keys().copied().collect();
+    if let Ok(assignment) = consumer.assignment() {
+        partitions.extend(assignment.elements_for_topic(topic).iter().map(|e| e.partition()));
+    }
+    for partition in partitions {
+        let (low, high) = match consumer.fetch_watermarks(topic, partition, Duration::from_secs(2)) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::debug!(%topic, partition, error = %e, "no watermarks for the lag");
+                continue;
+            }
         };
-        let read = element.offset().to_raw().filter(|o| *o >= 0).unwrap_or(0);
-        telemetry.set_lag(element.topic(), element.partition(), (high - read).max(0));
+        let read = next.get(&partition).copied().unwrap_or(low);
+        telemetry.set_lag(topic, partition, (high - read).max(0));
     }
 }
 
@@ -124,10 +137,12 @@ async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: Stri
     let out = io.outlets.get("out");
     let errors = io.outlets.get("errors");
     let mut lag_measured = std::time::Instant::now();
+    // The next offset to read per partition, from the messages handed over.
+    let mut next_offsets: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
     loop {
         if lag_measured.elapsed() >= Duration::from_secs(1) {
             lag_measured = std::time::Instant::now();
-            tokio::task::block_in_place(|| record_lag(&consumer, &io.telemetry));
+            tokio::task::block_in_place(|| record_lag(&consumer, &config.topic, &next_offsets, &io.telemetry));
         }
         let first = tokio::select! {
             biased;
@@ -174,6 +189,7 @@ async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: Stri
         out.send(records).await?;
         errors.send(bad).await?;
         for (partition, offset) in offsets {
+            next_offsets.insert(partition, offset + 1);
             if let Err(e) = consumer.store_offset(&config.topic, partition, offset + 1) {
                 tracing::warn!(streamlet = %io.name, topic = %config.topic, partition, error = %e, "cannot store an offset");
             }
