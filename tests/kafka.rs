@@ -200,3 +200,73 @@ streamlets:
     assert!(text.contains("streamlet `publish` failed"), "{text}");
     assert!(text.contains("cannot reach the Kafka broker(s) 127.0.0.1:1"), "{text}");
 }
+
+#[test]
+fn a_message_that_is_not_a_record_goes_to_errors_with_its_partition_and_offset() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("dir");
+    // Two messages written by someone else: a record, and text that is not JSON.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let settings = sluice::spec::KafkaSettings {
+            brokers: Some(broker.address.clone()),
+            options: Default::default(),
+        };
+        sluice::streamlets::kafka::ensure_topic(&settings, "mixed", 1, 1)
+            .await
+            .expect("topic");
+        let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &broker.address)
+            .create()
+            .expect("producer");
+        for payload in ["{\"id\": 1}", "not json"] {
+            producer
+                .send(
+                    rdkafka::producer::FutureRecord::<(), _>::to("mixed").payload(payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("produced");
+        }
+    });
+    let yaml = format!(
+        "pipeline: mixed
+streamlets:
+  subscribe:
+    kind: ingress
+    source: {{ type: kafka, topic: mixed, brokers: \"{}\" }}
+  good:
+    kind: egress
+    inputs: [subscribe]
+    sink: {{ type: file, path: good.jsonl }}
+  bad:
+    kind: egress
+    inputs: [subscribe.errors]
+    sink: {{ type: file, path: bad.jsonl }}
+",
+        broker.address
+    );
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, yaml).expect("pipeline");
+    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let stop = CancellationToken::new();
+    let task = rt.spawn(sluice::runtime::run(topology, stop.clone()));
+    let started = Instant::now();
+    while read_jsonl(&dir.path().join("bad.jsonl")).is_empty() || read_jsonl(&dir.path().join("good.jsonl")).is_empty()
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "the messages did not come");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.cancel();
+    rt.block_on(task).expect("task").expect("run");
+    assert_eq!(
+        read_jsonl(&dir.path().join("good.jsonl")),
+        vec![serde_json::json!({"id": 1})]
+    );
+    let bad = read_jsonl(&dir.path().join("bad.jsonl"));
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0]["_raw"], "not json");
+    assert_eq!(bad[0]["_error"]["source"], "kafka:mixed");
+    assert_eq!(bad[0]["_error"]["partition"], 0);
+    assert_eq!(bad[0]["_error"]["offset"], 1);
+}
