@@ -270,3 +270,71 @@ streamlets:
     assert_eq!(bad[0]["_error"]["partition"], 0);
     assert_eq!(bad[0]["_error"]["offset"], 1);
 }
+
+#[test]
+fn edges_through_kafka_topics_carry_every_record_once() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let yaml = format!(
+        "pipeline: topics
+defaults:
+  transport: kafka
+  kafka: {{ brokers: \"{}\" }}
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, count: 1000, seed: 5, invalid_ratio: 0.1 }}
+  check:
+    kind: validator
+    inputs: [listings]
+    schema: {}
+  save:
+    kind: egress
+    inputs: [check.valid, check.invalid]
+    sink: {{ type: file, path: out.jsonl }}
+edges:
+  - {{ from: check.invalid, to: save, via: {{ memory: {{}} }} }}
+",
+        broker.address,
+        common::root().join("schemas/records/listing.schema.json").display()
+    );
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, yaml).expect("pipeline");
+    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let stop = CancellationToken::new();
+    let handle = sluice::runtime::Handle::default();
+    let task = rt.spawn(sluice::runtime::run_reloading(
+        topology,
+        stop.clone(),
+        None,
+        handle.clone(),
+    ));
+    let out = dir.path().join("out.jsonl");
+    let started = Instant::now();
+    while read_jsonl(&out).len() < 1000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "only {} records arrived",
+            read_jsonl(&out).len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let names: Vec<String> = handle.status().streamlets.iter().map(|s| s.name.clone()).collect();
+    stop.cancel();
+    rt.block_on(task).expect("task").expect("run");
+    let ids: BTreeSet<u64> = read_jsonl(&out).iter().map(|r| r["id"].as_u64().expect("id")).collect();
+    assert_eq!(read_jsonl(&out).len(), 1000, "each record once");
+    assert_eq!(ids, (1..=1000).collect::<BTreeSet<u64>>());
+    // Two edges went through topics (listings → check, check.valid → save); one stayed in memory.
+    assert!(
+        names.contains(&"kafka-to-check-from-listings-out".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"kafka-to-save-from-check-valid".to_string()),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.contains("invalid")), "{names:?}");
+}

@@ -530,7 +530,8 @@ impl Engine {
     }
 
     /// Applies a new configuration. When building a new piece fails, nothing changes.
-    async fn reload(&mut self, topology: Topology) {
+    async fn reload(&mut self, mut topology: Topology) {
+        crate::topology::carry_kafka_edges(&mut topology);
         let started = Instant::now();
         let specs = specs_of(&topology);
         let fingerprints = topology.fingerprints();
@@ -674,12 +675,13 @@ pub async fn run(topology: Topology, stop: CancellationToken) -> Result<RunSumma
 
 /// Runs the topology, applying each configuration that arrives on `reloads`.
 pub async fn run_reloading(
-    topology: Topology,
+    mut topology: Topology,
     stop: CancellationToken,
     mut reloads: Option<mpsc::Receiver<Topology>>,
     handle: Handle,
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
+    crate::topology::carry_kafka_edges(&mut topology);
     handle.with(|s| {
         s.pipeline = topology.name.clone();
         s.config_hash = topology.config_hash();

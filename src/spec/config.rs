@@ -35,6 +35,8 @@ pub struct Defaults {
     pub linger_ms: u64,
     /// Kafka settings every Kafka source and sink starts from.
     pub kafka: Option<KafkaSettings>,
+    /// How edges carry records unless an edge says otherwise.
+    pub transport: Transport,
 }
 
 /// Where the Kafka brokers are, and librdkafka properties (SASL, TLS...) passed through as they are.
@@ -66,6 +68,7 @@ impl Default for Defaults {
             channel_capacity: 4,
             linger_ms: 100,
             kafka: None,
+            transport: Transport::Memory,
         }
     }
 }
@@ -86,6 +89,21 @@ pub enum Via {
         #[serde(default)]
         capacity: Option<usize>,
     },
+    Kafka {
+        #[serde(default)]
+        topic: Option<String>,
+        #[serde(default)]
+        partitions: Option<i32>,
+    },
+}
+
+/// How an edge carries records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Memory,
+    Kafka,
 }
 
 /// One streamlet as configured: what connects it, and what its kind does.

@@ -219,6 +219,7 @@ fn connect(topology: &mut Topology, from: NodeIndex, port: &str, to: NodeIndex) 
         Edge {
             port: port.to_string(),
             capacity,
+            kafka: None,
         },
     );
 }
@@ -229,6 +230,10 @@ async fn run_case(pipeline: &Topology, case: &TestCase, map: &SourceMap, at: &st
         location: map.key(&pointer),
         message,
     };
+    // Tests run in memory: Kafka edges too.
+    for edge in topology.graph.edge_weights_mut() {
+        edge.kafka = None;
+    }
     // Sources are replaced by the records the test gives (or none); sinks write nowhere.
     let nodes: Vec<NodeIndex> = topology.graph.node_indices().collect();
     let mut sinks = std::collections::HashMap::new();

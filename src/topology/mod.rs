@@ -23,6 +23,15 @@ pub struct Edge {
     pub port: String,
     /// Batches the edge holds before its producer waits.
     pub capacity: usize,
+    /// Carried through a Kafka topic rather than in memory.
+    pub kafka: Option<KafkaEdge>,
+}
+
+/// A Kafka topic between two streamlets; `<pipeline>.<streamlet>.<outlet>` when not named.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaEdge {
+    pub topic: Option<String>,
+    pub partitions: i32,
 }
 
 /// A verified pipeline, ready to run.
@@ -83,6 +92,100 @@ pub fn build(pipeline: Pipeline) -> Result<Topology, Report> {
         by_name,
         locator: pipeline.locator,
     })
+}
+
+/// Carries every Kafka edge through its topic: the outlet feeds a Kafka sink (one per outlet and
+/// topic), and a Kafka source (consumer group `<pipeline>.<streamlet>`) feeds the inlet. The
+/// streamlets on either side do not know. The runtime does this before it runs a topology.
+pub fn carry_kafka_edges(topology: &mut Topology) {
+    use crate::spec::{
+        EgressConfig, IngressConfig, KafkaSettings, KafkaSinkConfig, KafkaSourceConfig, KindConfig, SinkConfig,
+        SourceConfig, StartFrom,
+    };
+    use petgraph::visit::EdgeRef;
+    let kafka_edges: Vec<_> = topology
+        .graph
+        .edge_references()
+        .filter_map(|e| {
+            e.weight()
+                .kafka
+                .clone()
+                .map(|k| (e.id(), e.source(), e.target(), e.weight().clone(), k))
+        })
+        .collect();
+    let spec = |kind| StreamletSpec {
+        inputs: Vec::new(),
+        discard: Vec::new(),
+        accepts: None,
+        kind,
+    };
+    let mut sinks: HashMap<String, NodeIndex> = HashMap::new();
+    for (_, from, to, edge, kafka) in &kafka_edges {
+        let (from_name, to_name) = (topology.graph[*from].name.clone(), topology.graph[*to].name.clone());
+        let topic = kafka
+            .topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.{from_name}.{}", topology.name, edge.port));
+        sinks.entry(topic.clone()).or_insert_with(|| {
+            let node = topology.graph.add_node(Node {
+                name: format!("{from_name}-{}-to-kafka", edge.port),
+                spec: spec(KindConfig::Egress(EgressConfig {
+                    sink: SinkConfig::Kafka(KafkaSinkConfig {
+                        topic: topic.clone(),
+                        key: None,
+                        settings: KafkaSettings::default(),
+                        partitions: kafka.partitions,
+                        replication: 1,
+                    }),
+                })),
+            });
+            topology.graph.add_edge(
+                *from,
+                node,
+                Edge {
+                    port: edge.port.clone(),
+                    capacity: edge.capacity,
+                    kafka: None,
+                },
+            );
+            node
+        });
+        let source = topology.graph.add_node(Node {
+            name: format!("kafka-to-{to_name}-from-{from_name}-{}", edge.port),
+            spec: spec(KindConfig::Ingress(IngressConfig {
+                source: SourceConfig::Kafka(KafkaSourceConfig {
+                    topic,
+                    group: Some(format!("{}.{to_name}", topology.name)),
+                    settings: KafkaSettings::default(),
+                    start: StartFrom::Earliest,
+                    partitions: kafka.partitions,
+                    replication: 1,
+                }),
+                batch_size: None,
+                emits: None,
+            })),
+        });
+        topology.graph.add_edge(
+            source,
+            *to,
+            Edge {
+                port: "out".into(),
+                capacity: edge.capacity,
+                kafka: None,
+            },
+        );
+    }
+    // Removing edges moves the last one into the hole: remove from the highest id down.
+    let mut ids: Vec<_> = kafka_edges.iter().map(|(id, ..)| *id).collect();
+    ids.sort_by_key(|id| std::cmp::Reverse(id.index()));
+    for id in ids {
+        topology.graph.remove_edge(id);
+    }
+    topology.by_name = topology
+        .graph
+        .node_indices()
+        .map(|i| (topology.graph[i].name.clone(), i))
+        .collect();
 }
 
 impl Topology {

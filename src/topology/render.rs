@@ -11,7 +11,7 @@ pub fn dot(topology: &Topology) -> String {
     let body = Dot::with_attr_getters(
         graph,
         &[Config::EdgeNoLabel, Config::NodeNoLabel],
-        &|_, edge| format!("label = \"{}\"", edge.weight().port),
+        &|_, edge| format!("label = \"{}\"", label(edge.weight())),
         &|_, (_, node)| format!("label = \"{}\\n({})\" shape = box", node.name, node.spec.kind.name()),
     );
     format!("// pipeline {}\n{body:?}", topology.name)
@@ -34,11 +34,19 @@ pub fn mermaid(topology: &Topology) -> String {
         out.push_str(&format!(
             "    {} -->|{}| {}\n",
             mermaid_id(&graph[e.source()].name),
-            e.weight().port,
+            label(e.weight()),
             mermaid_id(&graph[e.target()].name)
         ));
     }
     out
+}
+
+/// An edge's label: its port, and `kafka` when a topic carries it.
+fn label(edge: &super::Edge) -> String {
+    match &edge.kafka {
+        Some(_) => format!("{} · kafka", edge.port),
+        None => edge.port.clone(),
+    }
 }
 
 /// Streamlet names may hold `-`, which Mermaid ids may not.

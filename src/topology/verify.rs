@@ -7,11 +7,12 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::Value;
 
-use super::{records, split_input, Edge};
+use super::{records, split_input, Edge, KafkaEdge};
 use crate::models::profile::Profile;
 use crate::spec::problem::did_you_mean;
 use crate::spec::{
-    Diagnostic, KindConfig, Pipeline, Problem, ScorerConfig, StrategyConfig, StreamletSpec, ValidatorConfig, Via,
+    Diagnostic, KindConfig, Pipeline, Problem, ScorerConfig, StrategyConfig, StreamletSpec, Transport, ValidatorConfig,
+    Via,
 };
 
 /// The graph as far as it could be built, and the problems found.
@@ -69,11 +70,24 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
                 // Its configuration has problems of its own: connect without checking the port.
                 None => port.unwrap_or("out").to_string(),
             };
-            let capacity = capacities
-                .get(&(format!("{up_name}.{port}"), s.name.clone()))
-                .copied()
-                .unwrap_or(pipeline.defaults.channel_capacity);
-            graph.add_edge(up, index[s.name.as_str()], Edge { port, capacity });
+            let via = capacities.get(&(format!("{up_name}.{port}"), s.name.clone()));
+            let capacity = match via {
+                Some(Via::Memory { capacity: Some(c) }) => *c,
+                _ => pipeline.defaults.channel_capacity,
+            };
+            let kafka = match via {
+                Some(Via::Kafka { topic, partitions }) => Some(KafkaEdge {
+                    topic: topic.clone(),
+                    partitions: partitions.unwrap_or(1),
+                }),
+                Some(Via::Memory { .. }) => None,
+                None if pipeline.defaults.transport == Transport::Kafka => Some(KafkaEdge {
+                    topic: None,
+                    partitions: 1,
+                }),
+                None => None,
+            };
+            graph.add_edge(up, index[s.name.as_str()], Edge { port, capacity, kafka });
             check_records(pipeline, up_name, s.name.as_str(), i, &mut problems);
         }
         if let Some(spec) = &s.spec {
@@ -107,9 +121,9 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
     Checked { graph, problems }
 }
 
-/// Per-edge capacities from `edges:`, keyed by (`from.port`, `to`); edges that
+/// Per-edge settings from `edges:`, keyed by (`from.port`, `to`); edges that
 /// name no input of the pipeline are problems.
-fn edge_capacities(pipeline: &Pipeline, problems: &mut Vec<Diagnostic>) -> HashMap<(String, String), usize> {
+fn edge_capacities(pipeline: &Pipeline, problems: &mut Vec<Diagnostic>) -> HashMap<(String, String), Via> {
     let mut capacities = HashMap::new();
     for (i, edge) in pipeline.edges.iter().enumerate() {
         let (from, port) = split_input(&edge.from);
@@ -137,8 +151,8 @@ fn edge_capacities(pipeline: &Pipeline, problems: &mut Vec<Diagnostic>) -> HashM
             ));
             continue;
         }
-        if let Some(Via::Memory { capacity: Some(c) }) = edge.via {
-            capacities.insert((format!("{from}.{port}"), edge.to.clone()), c);
+        if let Some(via) = &edge.via {
+            capacities.insert((format!("{from}.{port}"), edge.to.clone()), via.clone());
         }
     }
     capacities
