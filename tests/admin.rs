@@ -204,20 +204,7 @@ fn a_scorer_without_a_model_is_not_ready_until_one_arrives() {
     let models = dir.path().join("models");
     std::fs::create_dir(&models).expect("models");
     // Only a corrupt version at first: the scorer waits for a usable one.
-    let garbage = b"not a model";
-    let sha: String = {
-        use sha2::Digest;
-        sha2::Sha256::digest(garbage)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
-    std::fs::write(models.join("house-price-v0.onnx"), garbage).expect("write");
-    std::fs::write(
-        models.join("house-price-v0.model.json"),
-        format!(r#"{{"name":"house-price","version":"0","location":"house-price-v0.onnx","sha256":"{sha}"}}"#),
-    )
-    .expect("write");
+    common::write_corrupt_model(&models, "0");
     let yaml = format!(
         "pipeline: waiting
 streamlets:

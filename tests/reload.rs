@@ -236,20 +236,7 @@ fn a_scorer_that_fails_to_load_rolls_back_to_the_old_one() {
     // A model folder whose only version is not a model (its checksum is right).
     let broken = dir.path().join("broken-models");
     std::fs::create_dir(&broken).expect("folder");
-    let garbage = b"not an ONNX model";
-    std::fs::write(broken.join("house-price-v9.onnx"), garbage).expect("write");
-    let sha: String = {
-        use sha2::Digest;
-        sha2::Sha256::digest(garbage)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
-    std::fs::write(
-        broken.join("house-price-v9.model.json"),
-        format!(r#"{{"name":"house-price","version":"9","location":"house-price-v9.onnx","sha256":"{sha}"}}"#),
-    )
-    .expect("write");
+    common::write_corrupt_model(&broken, "9");
     std::fs::write(dir.path().join("scorer-broken.yaml"), scorer_definition(&broken, "9")).expect("def");
     let run = Run::start(&file);
     let before = run.wait_for("records", |s| scored_by(s, "1") > 0);

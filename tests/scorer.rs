@@ -181,11 +181,6 @@ fn copy_model(from: &Path, to: &Path, version: &str) {
     std::fs::rename(&tmp, to.join(format!("{name}.model.json"))).expect("publish descriptor");
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
@@ -260,13 +255,7 @@ streamlets:
     copy_model(&shipped, &models, "2");
     wait_for("records scored by v2", || lines().contains(r#""version":"2""#));
     // A corrupt v3: its checksum is right, its bytes are not a model.
-    let garbage = b"this is not an ONNX model".to_vec();
-    std::fs::write(models.join("house-price-v3.onnx"), &garbage).expect("write v3");
-    let descriptor = format!(
-        r#"{{"name":"house-price","version":"3","format":"onnx","location":"house-price-v3.onnx","sha256":"{}"}}"#,
-        sha256_hex(&garbage)
-    );
-    std::fs::write(models.join("house-price-v3.model.json"), descriptor).expect("write v3 descriptor");
+    common::write_corrupt_model(&models, "3");
     wait_for("v3 to be rejected", || logged(&["model rejected", "v3"]));
     let at_rejection = lines().lines().count();
     wait_for("records after the rejection", || {

@@ -236,11 +236,6 @@ impl SourceMap {
         &self.file.path
     }
 
-    /// Whether the document has a node at `pointer`.
-    pub fn contains(&self, pointer: &str) -> bool {
-        self.nodes.contains_key(pointer)
-    }
-
     /// The location of the value at `pointer`, or of its nearest mapped ancestor.
     pub fn value(&self, pointer: &str) -> Location {
         self.find(pointer, false)

@@ -80,10 +80,6 @@ impl Consumers {
         self.0.store(Arc::new(Vec::new()));
     }
 
-    pub fn edges(&self) -> Vec<EdgeId> {
-        self.0.load().iter().map(|(e, _)| *e).collect()
-    }
-
     /// Batches waiting in each edge's channel, and how many it holds.
     pub fn fill(&self) -> Vec<(EdgeId, usize, usize)> {
         self.0
@@ -160,10 +156,6 @@ impl Outlets {
     /// The outlet named `port`, for outlets that exist only in some configurations.
     pub fn find(&self, port: &str) -> Option<&Outlet> {
         self.0.get(port)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Outlet> {
-        self.0.values()
     }
 }
 

@@ -33,3 +33,21 @@ pub fn run_pipeline(dir: &Path, yaml: &str) -> sluice::runtime::RunSummary {
     rt.block_on(sluice::runtime::run(topology, CancellationToken::new()))
         .expect("the run succeeds")
 }
+
+/// Writes a house-price `version` whose checksum is right but whose bytes are not a model:
+/// its descriptor is valid, loading it fails.
+pub fn write_corrupt_model(folder: &Path, version: &str) {
+    use sha2::Digest;
+    let garbage = format!("version {version} is not an ONNX model");
+    let sha: String = sha2::Sha256::digest(garbage.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let name = format!("house-price-v{version}");
+    std::fs::write(folder.join(format!("{name}.onnx")), &garbage).expect("write model");
+    std::fs::write(
+        folder.join(format!("{name}.model.json")),
+        format!(r#"{{"name":"house-price","version":"{version}","format":"onnx","location":"{name}.onnx","sha256":"{sha}"}}"#),
+    )
+    .expect("write descriptor");
+}

@@ -216,11 +216,6 @@ impl Serving {
         self.scorer.fail(batch, reason)
     }
 
-    /// Whether every model has a version serving.
-    pub fn has_models(&self) -> bool {
-        self.registries.iter().all(|r| r.has_model())
-    }
-
     /// Waits until every model has a version serving.
     pub async fn ready(&self) {
         for registry in &self.registries {
