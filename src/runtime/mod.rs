@@ -17,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 use crate::models::strategy::StrategySummary;
 use crate::models::ModelStatsSummary;
 use crate::spec::{Defaults, StreamletSpec};
-use crate::streamlets::io::{Consumers, Counter, EdgeId, Handback, Inlet, Io, Outlet, Outlets, Telemetry, Unconsumed};
-use crate::streamlets::{Batch, Prepare, Prepared, StreamletError};
+use crate::streamlets::io::{
+    Consumers, Counter, EdgeId, Envelope, Handback, InHand, Inlet, Io, Outlet, Outlets, Telemetry, Unconsumed,
+};
+use crate::streamlets::{Prepare, Prepared, StreamletError};
 use crate::topology::Topology;
 
 /// Why a run failed.
@@ -296,7 +298,7 @@ struct Engine {
     consumers: HashMap<(String, String), Arc<Consumers>>,
     edges: HashMap<EdgeKey, EdgeId>,
     /// Receivers of edges whose consumer is not running yet.
-    waiting: HashMap<String, Vec<(EdgeId, mpsc::Receiver<Batch>)>>,
+    waiting: HashMap<String, Vec<(EdgeId, mpsc::Receiver<Envelope>)>>,
     next_id: u64,
     tasks: JoinSet<Done>,
     task_names: HashMap<tokio::task::Id, String>,
@@ -376,11 +378,12 @@ impl Engine {
         let handback: Handback = Arc::new(Mutex::new(Vec::new()));
         let kind = spec.kind.outlets();
         let mut outlets = Outlets::default();
+        let in_hand = InHand::default();
         let mut sent = Vec::new();
         for port in kind.names {
             let discard = spec.discard.iter().any(|d| d == port);
             let unconsumed = if discard { Unconsumed::Discard } else { Unconsumed::Log };
-            let outlet = Outlet::new(name, port, unconsumed, self.consumers(name, port));
+            let outlet = Outlet::new(name, port, unconsumed, self.consumers(name, port), in_hand.clone());
             sent.push((port.to_string(), discard, outlet.sent.clone()));
             outlets.insert(outlet);
         }
@@ -388,6 +391,7 @@ impl Engine {
             self.waiting.remove(name).unwrap_or_default(),
             retire.clone(),
             handback.clone(),
+            in_hand,
         );
         let counters = Counters {
             kind: spec.kind.name(),

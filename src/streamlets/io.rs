@@ -1,7 +1,7 @@
 //! What a streamlet sees of the pipeline: records in batches, an inlet, named outlets and a stop signal.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -20,6 +20,93 @@ pub type Record = Map<String, Value>;
 
 /// Records travel between streamlets in batches, so per-record channel cost is amortised.
 pub type Batch = Vec<Record>;
+
+/// What an edge's channel carries: a batch, and the acknowledgements of the source records
+/// it came from.
+pub struct Envelope {
+    pub records: Batch,
+    pub acks: Acks,
+}
+
+/// The shared part of an acknowledgement: reports once, when its last handle is gone.
+struct Pending {
+    failed: AtomicBool,
+    report: Option<Box<dyn FnOnce(bool) + Send + Sync>>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(report) = self.report.take() {
+            report(!self.failed.load(Ordering::Acquire));
+        }
+    }
+}
+
+/// One handle on the completion of some source records (a range of Kafka offsets, say).
+/// Every batch derived from them carries a handle. The source hears, once every handle is
+/// gone, whether all of them were settled (written by an egress, routed to an outlet on
+/// purpose, or filtered out) or some were dropped unsettled (a streamlet failed, a channel
+/// closed): only settled records may be committed.
+pub struct Ack {
+    pending: Arc<Pending>,
+    settled: bool,
+}
+
+impl Ack {
+    /// An acknowledgement that calls `report(all_settled)` when its last handle is gone.
+    pub fn new(report: impl FnOnce(bool) + Send + Sync + 'static) -> Self {
+        Ack {
+            pending: Arc::new(Pending {
+                failed: AtomicBool::new(false),
+                report: Some(Box::new(report)),
+            }),
+            settled: false,
+        }
+    }
+}
+
+impl Clone for Ack {
+    fn clone(&self) -> Self {
+        Ack {
+            pending: self.pending.clone(),
+            settled: false,
+        }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.pending.failed.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// The acknowledgements a batch carries (none for sources that need none).
+#[derive(Clone, Default)]
+pub struct Acks(Vec<Ack>);
+
+impl Acks {
+    pub fn push(&mut self, ack: Ack) {
+        self.0.push(ack);
+    }
+
+    /// Adds the acknowledgements of another batch (records of both were merged).
+    pub fn extend(&mut self, other: Acks) {
+        self.0.extend(other.0);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The records these stand for are done with: written, routed, or deliberately dropped.
+    pub fn settle(mut self) {
+        for ack in &mut self.0 {
+            ack.settled = true;
+        }
+    }
+}
 
 /// The downstream side of an outlet has gone away (the pipeline is stopping).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -55,14 +142,14 @@ pub type EdgeId = u64;
 /// The consumers of one outlet. The runtime can change them while the streamlet runs
 /// (hot reload): a batch goes to the consumers there are when it is sent.
 #[derive(Default)]
-pub struct Consumers(ArcSwap<Vec<(EdgeId, mpsc::Sender<Batch>)>>);
+pub struct Consumers(ArcSwap<Vec<(EdgeId, mpsc::Sender<Envelope>)>>);
 
 impl Consumers {
-    pub fn new(senders: Vec<(EdgeId, mpsc::Sender<Batch>)>) -> Self {
+    pub fn new(senders: Vec<(EdgeId, mpsc::Sender<Envelope>)>) -> Self {
         Consumers(ArcSwap::from_pointee(senders))
     }
 
-    pub fn add(&self, edge: EdgeId, sender: mpsc::Sender<Batch>) {
+    pub fn add(&self, edge: EdgeId, sender: mpsc::Sender<Envelope>) {
         self.0.rcu(|current| {
             let mut next: Vec<_> = current.iter().filter(|(e, _)| *e != edge).cloned().collect();
             next.push((edge, sender.clone()));
@@ -90,29 +177,53 @@ impl Consumers {
     }
 }
 
+/// The acknowledgements of the batch a streamlet has in hand, shared by its inlet (which
+/// sets them when it hands out a batch, and settles them when asked for the next) and its
+/// outlets (which attach them to what they send meanwhile).
+pub type InHand = Arc<Mutex<Acks>>;
+
 /// One named output of a streamlet, fanning out to every consumer.
 pub struct Outlet {
     pub streamlet: String,
     pub port: String,
     unconsumed: Unconsumed,
     consumers: Arc<Consumers>,
+    in_hand: InHand,
     pub sent: Arc<Counter>,
 }
 
 impl Outlet {
-    pub fn new(streamlet: &str, port: &str, unconsumed: Unconsumed, consumers: Arc<Consumers>) -> Self {
+    pub fn new(
+        streamlet: &str,
+        port: &str,
+        unconsumed: Unconsumed,
+        consumers: Arc<Consumers>,
+        in_hand: InHand,
+    ) -> Self {
         Outlet {
             streamlet: streamlet.to_string(),
             port: port.to_string(),
             unconsumed,
             consumers,
+            in_hand,
             sent: Arc::new(Counter::default()),
         }
     }
 
-    /// Sends a batch to every consumer, waiting while any of them is full (backpressure).
+    /// Sends records derived from the batch in hand (see [`Inlet::recv`]) to every consumer,
+    /// waiting while any of them is full (backpressure).
     pub async fn send(&self, batch: Batch) -> Result<(), Closed> {
         if batch.is_empty() {
+            return Ok(());
+        }
+        let acks = self.in_hand.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.send_acked(batch, acks).await
+    }
+
+    /// Sends records with the acknowledgements of the source records they came from.
+    pub async fn send_acked(&self, batch: Batch, acks: Acks) -> Result<(), Closed> {
+        if batch.is_empty() {
+            acks.settle();
             return Ok(());
         }
         self.sent.add(batch.len() as u64);
@@ -128,12 +239,17 @@ impl Outlet {
                     );
                 }
             }
+            acks.settle();
             return Ok(());
         };
         for (_, sender) in others {
-            sender.send(batch.clone()).await.map_err(|_| Closed)?;
+            let copy = Envelope {
+                records: batch.clone(),
+                acks: acks.clone(),
+            };
+            sender.send(copy).await.map_err(|_| Closed)?;
         }
-        last.send(batch).await.map_err(|_| Closed)
+        last.send(Envelope { records: batch, acks }).await.map_err(|_| Closed)
     }
 }
 
@@ -162,22 +278,22 @@ impl Outlets {
 /// The batches of one edge, keeping the edge's id so the receiver can be handed back.
 struct EdgeStream {
     edge: EdgeId,
-    rx: ReceiverStream<Batch>,
+    rx: ReceiverStream<Envelope>,
 }
 
 impl futures::Stream for EdgeStream {
-    type Item = Batch;
+    type Item = Envelope;
 
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Batch>> {
+    ) -> std::task::Poll<Option<Envelope>> {
         std::pin::Pin::new(&mut self.rx).poll_next(cx)
     }
 }
 
 /// Where an inlet leaves its receivers when it is dropped, for a replacement to take over.
-pub type Handback = Arc<Mutex<Vec<(EdgeId, mpsc::Receiver<Batch>)>>>;
+pub type Handback = Arc<Mutex<Vec<(EdgeId, mpsc::Receiver<Envelope>)>>>;
 
 /// The merged input of a streamlet: batches from every upstream outlet it names.
 /// When the streamlet is retired (hot reload) `recv` ends between two batches, and the
@@ -190,10 +306,16 @@ pub struct Inlet {
     batch_taken: Option<std::time::Instant>,
     retire: CancellationToken,
     handback: Handback,
+    in_hand: InHand,
 }
 
 impl Inlet {
-    pub fn new(receivers: Vec<(EdgeId, mpsc::Receiver<Batch>)>, retire: CancellationToken, handback: Handback) -> Self {
+    pub fn new(
+        receivers: Vec<(EdgeId, mpsc::Receiver<Envelope>)>,
+        retire: CancellationToken,
+        handback: Handback,
+        in_hand: InHand,
+    ) -> Self {
         Inlet {
             streams: futures::stream::select_all(receivers.into_iter().map(|(edge, rx)| EdgeStream {
                 edge,
@@ -206,26 +328,42 @@ impl Inlet {
             batch_taken: None,
             retire,
             handback,
+            in_hand,
         }
     }
 
     /// The next batch, or `None` once every upstream has finished or the streamlet is retired.
+    ///
+    /// Asking for the next batch says the streamlet is done with the one in hand: what it sent
+    /// on its outlets meanwhile carries that batch's acknowledgements, and the records it sent
+    /// nowhere were filtered out on purpose. A streamlet that keeps records across batches
+    /// uses [`Inlet::recv_acked`] and [`Outlet::send_acked`] instead.
     pub async fn recv(&mut self) -> Option<Batch> {
+        let Envelope { records, acks } = self.recv_acked().await?;
+        *self.in_hand.lock().unwrap_or_else(|p| p.into_inner()) = acks;
+        Some(records)
+    }
+
+    /// The next batch with its acknowledgements, which the caller passes on with the records
+    /// derived from it.
+    pub async fn recv_acked(&mut self) -> Option<Envelope> {
         if let Some(taken) = self.batch_taken.take() {
             self.busy.observe(taken.elapsed().as_secs_f64());
         }
-        let batch = tokio::select! {
+        std::mem::take(&mut *self.in_hand.lock().unwrap_or_else(|p| p.into_inner())).settle();
+        let envelope = tokio::select! {
             biased;
             _ = self.retire.cancelled() => None,
-            batch = self.streams.next() => batch,
+            envelope = self.streams.next() => envelope,
         }?;
-        self.received.add(batch.len() as u64);
+        self.received.add(envelope.records.len() as u64);
         self.batch_taken = Some(std::time::Instant::now());
-        Some(batch)
+        Some(envelope)
     }
 }
 
 impl Drop for Inlet {
+    /// The batch in hand, if any, was not finished: its acknowledgements are dropped unsettled.
     fn drop(&mut self) {
         let streams = std::mem::take(&mut self.streams);
         let receivers: Vec<_> = streams.into_iter().map(|s| (s.edge, s.rx.into_inner())).collect();

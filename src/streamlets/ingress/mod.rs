@@ -2,6 +2,7 @@
 //! `errors` for input that is not a record (with its line number and original content).
 
 pub mod generator;
+pub mod kafka_source;
 pub mod text;
 
 use std::io::BufReader;
@@ -12,13 +13,8 @@ use base64::Engine;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::Message;
-
 use super::{kafka, Batch, Io, Prepare, Record, Stop, StreamletError};
-use crate::spec::{
-    Format, GeneratorConfig, IngressConfig, KafkaSettings, KafkaSourceConfig, SourceConfig, StartFrom, TextFormat,
-};
+use crate::spec::{Format, GeneratorConfig, IngressConfig, KafkaSettings, SourceConfig, TextFormat};
 use text::{Item, TextReader};
 
 /// An ingress with its source open.
@@ -79,126 +75,10 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
         }
         (SourceConfig::Generator(g), _) => generate(g, io).await,
         (SourceConfig::Kafka(k), _) => match kafka {
-            Some((settings, group)) => consume(k, settings, group, io).await,
+            Some((settings, group)) => kafka_source::consume(k, settings, group, io).await,
             None => Err(StreamletError::Internal("the Kafka source was not prepared".into()).into()),
         },
     }
-}
-
-/// Notes, per assigned partition, how many messages are not read yet: the partition's high
-/// watermark less the next offset this source will read (blocking: a metadata call).
-fn record_lag(
-    consumer: &StreamConsumer,
-    topic: &str,
-    next: &std::collections::BTreeMap<i32, i64>,
-    telemetry: &super::io::Telemetry,
-) {
-    // The partitions assigned now, and those read from.
-    let mut partitions: std::collections::BTreeSet<i32> = next.keys().copied().collect();
-    if let Ok(assignment) = consumer.assignment() {
-        partitions.extend(assignment.elements_for_topic(topic).iter().map(|e| e.partition()));
-    }
-    for partition in partitions {
-        let (low, high) = match consumer.fetch_watermarks(topic, partition, Duration::from_secs(2)) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::debug!(%topic, partition, error = %e, "no watermarks for the lag");
-                continue;
-            }
-        };
-        let read = next.get(&partition).copied().unwrap_or(low);
-        telemetry.set_lag(topic, partition, (high - read).max(0));
-    }
-}
-
-/// Reads JSON records from a Kafka topic in batches. A message's offset is stored for the
-/// group's commit once its batch has been handed downstream; on stop the stored offsets are
-/// committed.
-async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: String, io: Io) -> Result<(), Stop> {
-    let mut client = kafka::client_config(&settings);
-    client
-        .set("group.id", &group)
-        .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false")
-        .set(
-            "auto.offset.reset",
-            match config.start {
-                StartFrom::Earliest => "earliest",
-                StartFrom::Latest => "latest",
-            },
-        );
-    let consumer: StreamConsumer = client
-        .create()
-        .map_err(|e| StreamletError::Internal(format!("Kafka consumer for `{}`: {e}", config.topic)))?;
-    consumer
-        .subscribe(&[&config.topic])
-        .map_err(|e| StreamletError::Internal(format!("cannot subscribe to `{}`: {e}", config.topic)))?;
-    let source = format!("kafka:{}", config.topic);
-    let out = io.outlets.get("out");
-    let errors = io.outlets.get("errors");
-    let mut lag_measured = std::time::Instant::now();
-    // The next offset to read per partition, from the messages handed over.
-    let mut next_offsets: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
-    loop {
-        if lag_measured.elapsed() >= Duration::from_secs(1) {
-            lag_measured = std::time::Instant::now();
-            tokio::task::block_in_place(|| record_lag(&consumer, &config.topic, &next_offsets, &io.telemetry));
-        }
-        let first = tokio::select! {
-            biased;
-            _ = io.stop_intake.cancelled() => break,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-            message = consumer.recv() => message,
-        };
-        let mut messages = vec![first];
-        let deadline = tokio::time::Instant::now() + io.linger;
-        while messages.len() < io.batch_size {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(m) => messages.push(m),
-                Err(_) => break,
-            }
-        }
-        let mut records = Batch::with_capacity(messages.len());
-        let mut bad = Batch::new();
-        let mut offsets: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
-        for message in messages {
-            let message = match message {
-                Ok(m) => m,
-                Err(e) => {
-                    // librdkafka retries by itself (a broker away, say): say so, and go on.
-                    tracing::warn!(streamlet = %io.name, topic = %config.topic, error = %e, "Kafka consumer error");
-                    continue;
-                }
-            };
-            let entry = offsets.entry(message.partition()).or_insert(message.offset());
-            *entry = (*entry).max(message.offset());
-            let payload = message.payload().unwrap_or_default();
-            match text::parse_json_line(payload, message.offset().max(0) as u64) {
-                Some(Item::Record(r)) => records.push(r),
-                Some(Item::Malformed { line, reason, raw }) => {
-                    let mut record = malformed_record(&io.name, &source, line, reason, raw);
-                    if let Some(Value::Object(e)) = record.get_mut("_error") {
-                        e.insert("partition".into(), message.partition().into());
-                        e.insert("offset".into(), message.offset().into());
-                    }
-                    bad.push(record)
-                }
-                None => {}
-            }
-        }
-        out.send(records).await?;
-        errors.send(bad).await?;
-        for (partition, offset) in offsets {
-            next_offsets.insert(partition, offset + 1);
-            if let Err(e) = consumer.store_offset(&config.topic, partition, offset + 1) {
-                tracing::warn!(streamlet = %io.name, topic = %config.topic, partition, error = %e, "cannot store an offset");
-            }
-        }
-    }
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(streamlet = %io.name, error = %e, "nothing to commit on stop");
-    }
-    Ok(())
 }
 
 fn format_of(path: &Path) -> Format {

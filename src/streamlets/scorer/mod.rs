@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::io::with_error;
+use super::io::{with_error, Acks};
 use super::{Batch, Io, Record, Stop, StreamletError};
 use crate::models::registry::Source;
 use crate::models::version::Expectation;
@@ -251,19 +251,27 @@ async fn score_stream(io: &mut Io, serving: Arc<Serving>, config: &ScorerConfig)
     let out = io.outlets.get("out");
     let errors = io.outlets.get("errors");
     let shadow = io.outlets.find("shadow");
+    // Records waiting for a model batch, and the acknowledgements of the batches they came in.
     let mut pending: Batch = Vec::new();
+    let mut pending_acks = Acks::default();
     let mut deadline: Option<Instant> = None;
-    let mut in_flight: FuturesOrdered<JoinHandle<Scored>> = FuturesOrdered::new();
+    let mut in_flight: FuturesOrdered<JoinHandle<(Scored, Acks)>> = FuturesOrdered::new();
     let mut input_open = true;
-    let submit = |batch: Batch, in_flight: &mut FuturesOrdered<JoinHandle<Scored>>| {
+    let submit = |batch: Batch, acks: Acks, in_flight: &mut FuturesOrdered<JoinHandle<(Scored, Acks)>>| {
         let serving = serving.clone();
-        in_flight.push_back(tokio::task::spawn_blocking(move || serving.score(batch)));
+        in_flight.push_back(tokio::task::spawn_blocking(move || (serving.score(batch), acks)));
     };
     loop {
         // Full batches go as long as there is a free session; the rest wait (backpressure).
         while pending.len() >= max_batch && in_flight.len() < sessions {
             let rest = pending.split_off(max_batch);
-            submit(std::mem::replace(&mut pending, rest), &mut in_flight);
+            // Records of one incoming batch may go in two model batches: each carries its acks.
+            let acks = if rest.is_empty() {
+                std::mem::take(&mut pending_acks)
+            } else {
+                pending_acks.clone()
+            };
+            submit(std::mem::replace(&mut pending, rest), acks, &mut in_flight);
         }
         if pending.is_empty() {
             deadline = None;
@@ -274,7 +282,11 @@ async fn score_stream(io: &mut Io, serving: Arc<Serving>, config: &ScorerConfig)
             in_flight.next().await
         } else if !input_open {
             if !pending.is_empty() {
-                submit(std::mem::take(&mut pending), &mut in_flight);
+                submit(
+                    std::mem::take(&mut pending),
+                    std::mem::take(&mut pending_acks),
+                    &mut in_flight,
+                );
                 continue;
             }
             match in_flight.next().await {
@@ -283,27 +295,31 @@ async fn score_stream(io: &mut Io, serving: Arc<Serving>, config: &ScorerConfig)
             }
         } else {
             tokio::select! {
-                batch = io.inlet.recv() => {
+                batch = io.inlet.recv_acked() => {
                     match batch {
-                        Some(batch) => pending.extend(batch),
+                        Some(batch) => {
+                            pending.extend(batch.records);
+                            pending_acks.extend(batch.acks);
+                        }
                         None => input_open = false,
                     }
                     None
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    submit(std::mem::take(&mut pending), &mut in_flight);
+                    submit(std::mem::take(&mut pending), std::mem::take(&mut pending_acks), &mut in_flight);
                     None
                 }
                 done = in_flight.next(), if !in_flight.is_empty() => done,
             }
         };
         if let Some(done) = done {
-            let scored = done.map_err(|e| StreamletError::Internal(format!("scoring stopped abnormally: {e}")))?;
-            out.send(scored.out).await?;
-            errors.send(scored.errors).await?;
+            let (scored, acks) =
+                done.map_err(|e| StreamletError::Internal(format!("scoring stopped abnormally: {e}")))?;
+            out.send_acked(scored.out, acks.clone()).await?;
             if let Some(shadow) = shadow {
-                shadow.send(scored.shadow).await?;
+                shadow.send_acked(scored.shadow, acks.clone()).await?;
             }
+            errors.send_acked(scored.errors, acks).await?;
         }
     }
 }

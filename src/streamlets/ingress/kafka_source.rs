@@ -1,0 +1,490 @@
+//! The Kafka source: reads JSON records from a topic in a consumer group, and commits an
+//! offset only once every record at or below it is done with downstream (written by the
+//! egresses it reaches, routed to an outlet, or filtered out). That makes delivery
+//! at-least-once end to end: after a crash, a rebalance or a stop, what was not finished is
+//! read again, by this process or by another in the group.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use serde_json::Value;
+
+use super::text::{self, Item};
+use crate::spec::{KafkaSettings, KafkaSourceConfig, StartFrom};
+use crate::streamlets::io::{Ack, Acks, Telemetry};
+use crate::streamlets::{kafka, Batch, Io, Stop, StreamletError};
+
+/// How often offsets that became committable are committed while running.
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// How long a revoke waits for the records in flight from its partitions before it commits
+/// what is done; the rest is read again by the partition's next owner.
+const REVOKE_WAIT: Duration = Duration::from_secs(10);
+/// How long a stopping source waits for its records in flight to be written.
+const STOP_WAIT: Duration = Duration::from_secs(60);
+
+/// Where a range of offsets handed downstream stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    InFlight,
+    Done,
+    /// Dropped before it was finished (a streamlet failed): nothing at or after it is
+    /// committed by this assignment.
+    Failed,
+}
+
+/// The ranges of one assigned partition handed downstream, by first offset.
+#[derive(Debug)]
+struct Partition {
+    /// The epoch at which it was assigned: messages received before belong to an old
+    /// assignment.
+    assigned_at: u64,
+    ranges: BTreeMap<i64, (i64, Status)>,
+    /// The next offset to commit: every offset below it is done.
+    done_until: Option<i64>,
+    committed: Option<i64>,
+    warned: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Counts assignments and revocations.
+    epoch: u64,
+    partitions: BTreeMap<i32, Partition>,
+}
+
+/// Tracks which offsets of a source's assigned partitions are done, and so may be committed.
+#[derive(Debug, Default)]
+pub struct Offsets {
+    topic: String,
+    state: Mutex<State>,
+    settled: Condvar,
+}
+
+impl Offsets {
+    pub fn new(topic: &str) -> Arc<Self> {
+        Arc::new(Offsets {
+            topic: topic.to_string(),
+            ..Offsets::default()
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current epoch; read it when a message arrives.
+    pub fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    pub fn assign(&self, partitions: &[i32]) {
+        let mut state = self.lock();
+        state.epoch += 1;
+        let epoch = state.epoch;
+        for &p in partitions {
+            state.partitions.entry(p).or_insert(Partition {
+                assigned_at: epoch,
+                ranges: BTreeMap::new(),
+                done_until: None,
+                committed: None,
+                warned: false,
+            });
+        }
+    }
+
+    pub fn revoke(&self, partitions: &[i32]) {
+        let mut state = self.lock();
+        state.epoch += 1;
+        for p in partitions {
+            state.partitions.remove(p);
+        }
+        self.settled.notify_all();
+    }
+
+    /// Starts tracking offsets `first..=last` of a partition, for messages received at
+    /// `received_at`. `None` when the partition was revoked since: the messages belong to its
+    /// next owner, which reads them again from the last commit.
+    pub fn track(self: &Arc<Self>, received_at: u64, partition: i32, first: i64, last: i64) -> Option<Ack> {
+        let mut state = self.lock();
+        let p = state.partitions.get_mut(&partition)?;
+        if p.assigned_at > received_at {
+            return None;
+        }
+        p.ranges.insert(first, (last, Status::InFlight));
+        let assigned_at = p.assigned_at;
+        let offsets = self.clone();
+        Some(Ack::new(move |ok| offsets.settle(partition, assigned_at, first, ok)))
+    }
+
+    fn settle(&self, partition: i32, assigned_at: u64, first: i64, ok: bool) {
+        let mut state = self.lock();
+        let Some(p) = state
+            .partitions
+            .get_mut(&partition)
+            .filter(|p| p.assigned_at == assigned_at)
+        else {
+            return;
+        };
+        if let Some((_, status)) = p.ranges.get_mut(&first) {
+            *status = if ok { Status::Done } else { Status::Failed };
+        }
+        while let Some(entry) = p.ranges.first_entry() {
+            let (last, status) = *entry.get();
+            match status {
+                Status::Done => {
+                    entry.remove();
+                    p.done_until = Some(p.done_until.unwrap_or(0).max(last + 1));
+                }
+                Status::Failed => {
+                    if !p.warned {
+                        p.warned = true;
+                        tracing::warn!(
+                            topic = %self.topic,
+                            partition,
+                            offsets = %format!("{}..={last}", entry.key()),
+                            "records were dropped before they were written; this partition's offsets are not \
+                             committed past them, so they are read again after a restart or rebalance"
+                        );
+                    }
+                    break;
+                }
+                Status::InFlight => break,
+            }
+        }
+        self.settled.notify_all();
+    }
+
+    /// Offsets to commit: per partition (of `only`, or all), the next offset when it moved.
+    pub fn to_commit(&self, only: Option<&[i32]>) -> Vec<(i32, i64)> {
+        self.lock()
+            .partitions
+            .iter()
+            .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
+            .filter_map(|(p, state)| {
+                let done = state.done_until?;
+                (state.committed < Some(done)).then_some((*p, done))
+            })
+            .collect()
+    }
+
+    pub fn committed(&self, offsets: &[(i32, i64)]) {
+        let mut state = self.lock();
+        for (p, offset) in offsets {
+            if let Some(partition) = state.partitions.get_mut(p) {
+                partition.committed = Some(partition.committed.unwrap_or(0).max(*offset));
+            }
+        }
+    }
+
+    /// Ranges still in flight in the partitions of `only` (or all).
+    fn in_flight(state: &State, only: Option<&[i32]>) -> usize {
+        state
+            .partitions
+            .iter()
+            .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
+            .map(|(_, p)| p.ranges.values().filter(|(_, s)| *s == Status::InFlight).count())
+            .sum()
+    }
+
+    /// Waits (blocking) until nothing of `only` (or of any partition) is in flight, or
+    /// `timeout`; how many ranges are still in flight.
+    pub fn wait_settled(&self, only: Option<&[i32]>, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            let left = Self::in_flight(&state, only);
+            let now = Instant::now();
+            if left == 0 || now >= deadline {
+                return left;
+            }
+            state = self
+                .settled
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Commits what is done (of `only`, or every partition); errors are logged, not fatal: what
+/// is not committed is read again, never lost.
+fn commit_done<C: Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    offsets: &Offsets,
+    only: Option<&[i32]>,
+    mode: CommitMode,
+) {
+    let done = offsets.to_commit(only);
+    if done.is_empty() {
+        return;
+    }
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in &done {
+        if let Err(e) = list.add_partition_offset(&offsets.topic, *partition, Offset::Offset(*offset)) {
+            tracing::warn!(topic = %offsets.topic, partition, error = %e, "cannot commit an offset");
+            return;
+        }
+    }
+    match consumer.commit(&list, mode) {
+        Ok(()) => offsets.committed(&done),
+        Err(e) => tracing::warn!(topic = %offsets.topic, error = %e, "commit failed; what it held is read again"),
+    }
+}
+
+/// Runs a blocking wait without stalling the other tasks of a multi-threaded runtime.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// The consumer's callbacks: on revoke, wait for what is in flight from the revoked
+/// partitions and commit what is done; on assign, start tracking.
+struct SourceContext {
+    offsets: Arc<Offsets>,
+    streamlet: String,
+}
+
+impl ClientContext for SourceContext {}
+
+fn partitions_of(list: &TopicPartitionList, topic: &str) -> Vec<i32> {
+    list.elements_for_topic(topic).iter().map(|e| e.partition()).collect()
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let partitions = partitions_of(list, &self.offsets.topic);
+            if partitions.is_empty() {
+                return;
+            }
+            let left = blocking(|| self.offsets.wait_settled(Some(&partitions), REVOKE_WAIT));
+            commit_done(consumer, &self.offsets, Some(&partitions), CommitMode::Sync);
+            self.offsets.revoke(&partitions);
+            tracing::info!(streamlet = %self.streamlet, topic = %self.offsets.topic, ?partitions, ranges_not_finished = left, "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let partitions = partitions_of(list, &self.offsets.topic);
+            self.offsets.assign(&partitions);
+            tracing::info!(streamlet = %self.streamlet, topic = %self.offsets.topic, ?partitions, "partitions assigned");
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::warn!(streamlet = %self.streamlet, topic = %self.offsets.topic, error = %e, "commit failed; what it held is read again");
+        }
+    }
+}
+
+type SourceConsumer = StreamConsumer<SourceContext>;
+
+/// Notes, per partition assigned or read from, how many messages are not read yet: the
+/// high watermark less the next offset this source will read (blocking: a metadata call).
+fn record_lag(consumer: &SourceConsumer, topic: &str, next: &BTreeMap<i32, i64>, telemetry: &Telemetry) {
+    let mut partitions: std::collections::BTreeSet<i32> = next.keys().copied().collect();
+    if let Ok(assignment) = consumer.assignment() {
+        partitions.extend(assignment.elements_for_topic(topic).iter().map(|e| e.partition()));
+    }
+    for partition in partitions {
+        let (low, high) = match consumer.fetch_watermarks(topic, partition, Duration::from_secs(2)) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::debug!(%topic, partition, error = %e, "no watermarks for the lag");
+                continue;
+            }
+        };
+        let read = next.get(&partition).copied().unwrap_or(low);
+        telemetry.set_lag(topic, partition, (high - read).max(0));
+    }
+}
+
+/// Reads JSON records from a Kafka topic in batches, each carrying the acknowledgements of
+/// its offsets; commits what is done every second, on revoke and on stop.
+pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: String, io: Io) -> Result<(), Stop> {
+    let offsets = Offsets::new(&config.topic);
+    let mut client = kafka::client_config(&settings);
+    client.set("group.id", &group).set("enable.auto.commit", "false").set(
+        "auto.offset.reset",
+        match config.start {
+            StartFrom::Earliest => "earliest",
+            StartFrom::Latest => "latest",
+        },
+    );
+    let context = SourceContext {
+        offsets: offsets.clone(),
+        streamlet: io.name.clone(),
+    };
+    let consumer: SourceConsumer = client
+        .create_with_context(context)
+        .map_err(|e| StreamletError::Internal(format!("Kafka consumer for `{}`: {e}", config.topic)))?;
+    consumer
+        .subscribe(&[&config.topic])
+        .map_err(|e| StreamletError::Internal(format!("cannot subscribe to `{}`: {e}", config.topic)))?;
+    let source = format!("kafka:{}", config.topic);
+    let out = io.outlets.get("out");
+    let errors = io.outlets.get("errors");
+    let mut lag_measured = Instant::now();
+    let mut committed_at = Instant::now();
+    // The next offset to read per partition, from the messages handed over.
+    let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
+    loop {
+        if lag_measured.elapsed() >= Duration::from_secs(1) {
+            lag_measured = Instant::now();
+            tokio::task::block_in_place(|| record_lag(&consumer, &config.topic, &next_offsets, &io.telemetry));
+        }
+        if committed_at.elapsed() >= COMMIT_EVERY {
+            committed_at = Instant::now();
+            commit_done(&consumer, &offsets, None, CommitMode::Async);
+        }
+        let first = tokio::select! {
+            biased;
+            _ = io.stop_intake.cancelled() => break,
+            _ = tokio::time::sleep(COMMIT_EVERY) => continue,
+            message = consumer.recv() => (message, offsets.epoch()),
+        };
+        let mut messages = vec![first];
+        let deadline = tokio::time::Instant::now() + io.linger;
+        while messages.len() < io.batch_size {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(m) => messages.push((m, offsets.epoch())),
+                Err(_) => break,
+            }
+        }
+        // The offset range of each partition per epoch the messages were received at (a
+        // rebalance during the batch separates an old assignment's messages from a new one's).
+        let mut ranges: BTreeMap<(i32, u64), (i64, i64)> = BTreeMap::new();
+        let mut records = Batch::with_capacity(messages.len());
+        let mut bad = Batch::new();
+        for (message, epoch) in messages {
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    // librdkafka retries by itself (a broker away, say): say so, and go on.
+                    tracing::warn!(streamlet = %io.name, topic = %config.topic, error = %e, "Kafka consumer error");
+                    continue;
+                }
+            };
+            let range = ranges
+                .entry((message.partition(), epoch))
+                .or_insert((message.offset(), message.offset()));
+            range.0 = range.0.min(message.offset());
+            range.1 = range.1.max(message.offset());
+            let payload = message.payload().unwrap_or_default();
+            match text::parse_json_line(payload, message.offset().max(0) as u64) {
+                Some(Item::Record(r)) => records.push(r),
+                Some(Item::Malformed { line, reason, raw }) => {
+                    let mut record = super::malformed_record(&io.name, &source, line, reason, raw);
+                    if let Some(Value::Object(e)) = record.get_mut("_error") {
+                        e.insert("partition".into(), message.partition().into());
+                        e.insert("offset".into(), message.offset().into());
+                    }
+                    bad.push(record)
+                }
+                None => {}
+            }
+        }
+        let mut acks = Acks::default();
+        let mut stale = false;
+        for (&(partition, epoch), &(first, last)) in &ranges {
+            match offsets.track(epoch, partition, first, last) {
+                Some(ack) => acks.push(ack),
+                None => stale = true,
+            }
+            next_offsets.insert(partition, last + 1);
+        }
+        if stale {
+            // A rebalance came while the batch was read: its partitions now belong to another
+            // consumer (or to this one afresh), which reads them again from the last commit.
+            // The records still go on; only their offsets are not this assignment's to commit.
+            tracing::debug!(streamlet = %io.name, "a batch straddled a rebalance");
+        }
+        out.send_acked(records, acks.clone()).await?;
+        errors.send_acked(bad, acks).await?;
+    }
+    // Stopping: what was handed downstream is written before its offsets are committed.
+    let deadline = Instant::now() + STOP_WAIT;
+    let mut left = offsets.wait_settled(None, Duration::ZERO);
+    while left > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = offsets.wait_settled(None, Duration::ZERO);
+    }
+    if left > 0 {
+        tracing::warn!(streamlet = %io.name, topic = %config.topic, ranges = left, "stopping with records not written; their offsets are not committed");
+    }
+    commit_done(&consumer, &offsets, None, CommitMode::Sync);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_only_below_what_is_unfinished() {
+        let offsets = Offsets::new("t");
+        offsets.assign(&[0]);
+        let at = offsets.epoch();
+        let a = offsets.track(at, 0, 0, 9).unwrap();
+        let b = offsets.track(at, 0, 10, 19).unwrap();
+        let c = offsets.track(at, 0, 20, 29).unwrap();
+        // Finished out of order: nothing below the unfinished first range may be committed.
+        let mut acks = Acks::default();
+        acks.push(b);
+        acks.settle();
+        assert_eq!(offsets.to_commit(None), vec![]);
+        let mut acks = Acks::default();
+        acks.push(a);
+        acks.settle();
+        assert_eq!(offsets.to_commit(None), vec![(0, 20)]);
+        offsets.committed(&[(0, 20)]);
+        assert_eq!(offsets.to_commit(None), vec![]);
+        // A range dropped unsettled stops the commits at it.
+        drop(c);
+        let d = offsets.track(at, 0, 30, 39).unwrap();
+        let mut acks = Acks::default();
+        acks.push(d);
+        acks.settle();
+        assert_eq!(offsets.to_commit(None), vec![]);
+        assert_eq!(offsets.wait_settled(None, Duration::ZERO), 0);
+    }
+
+    #[test]
+    fn a_fanned_out_range_is_done_when_every_copy_is() {
+        let offsets = Offsets::new("t");
+        offsets.assign(&[3]);
+        let ack = offsets.track(offsets.epoch(), 3, 5, 5).unwrap();
+        let mut one = Acks::default();
+        one.push(ack);
+        let two = one.clone();
+        one.settle();
+        assert_eq!(offsets.to_commit(None), vec![]);
+        assert_eq!(offsets.wait_settled(None, Duration::ZERO), 1);
+        two.settle();
+        assert_eq!(offsets.to_commit(None), vec![(3, 6)]);
+    }
+
+    #[test]
+    fn messages_from_before_a_revocation_are_not_tracked() {
+        let offsets = Offsets::new("t");
+        offsets.assign(&[0, 1]);
+        let before = offsets.epoch();
+        offsets.revoke(&[0, 1]);
+        offsets.assign(&[1]);
+        assert!(offsets.track(before, 0, 0, 1).is_none());
+        assert!(offsets.track(before, 1, 0, 1).is_none());
+        assert!(offsets.track(offsets.epoch(), 1, 0, 1).is_some());
+        // An assignment of other partitions leaves the tracked ones alone.
+        let at = offsets.epoch();
+        offsets.assign(&[2]);
+        assert!(offsets.track(at, 1, 2, 3).is_some());
+    }
+}
