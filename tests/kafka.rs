@@ -3,10 +3,10 @@
 //! `scripts/setup-kafka.sh` installs the broker; without it these tests fail, they do not skip.
 
 mod common;
+use common::broker::Broker;
 use common::read_jsonl;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -14,54 +14,6 @@ use rdkafka::message::Headers;
 use rdkafka::Message;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-
-/// A tansu broker with in-memory storage, stopped when dropped.
-struct Broker {
-    child: Child,
-    address: String,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let address = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{address}");
-        let child = Command::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the tansu broker starts (scripts/setup-kafka.sh installs it)");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(&address).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the broker did not listen on {address}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Broker { child, address }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn records_go_through_a_topic_and_come_back_each_once() {

@@ -2,6 +2,8 @@
 // Each test crate uses some of these, not all.
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::path::Path;
 
 use serde_json::Value;

@@ -25,6 +25,11 @@ const COMMIT_EVERY: Duration = Duration::from_secs(1);
 const REVOKE_WAIT: Duration = Duration::from_secs(10);
 /// How long a stopping source waits for its records in flight to be written.
 const STOP_WAIT: Duration = Duration::from_secs(60);
+/// The longest a fetch waits for messages (librdkafka's `fetch.wait.max.ms`) unless the
+/// options say otherwise. Kafka answers a fetch as soon as a message arrives, but some
+/// Kafka-API brokers (tansu) answer only at the deadline, and each topic edge of a pipeline
+/// would add it to the latency; asking more often costs a real broker little.
+const FETCH_WAIT_MS: &str = "100";
 
 /// Where a range of offsets handed downstream stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +176,19 @@ impl Offsets {
             .collect()
     }
 
+    /// A commit of these offsets failed: they are committed again at the next chance.
+    pub fn not_committed(&self, list: &TopicPartitionList) {
+        let mut state = self.lock();
+        for element in list.elements_for_topic(&self.topic) {
+            if let (Some(p), Offset::Offset(offset)) = (state.partitions.get_mut(&element.partition()), element.offset())
+            {
+                if p.committed == Some(offset) {
+                    p.committed = None;
+                }
+            }
+        }
+    }
+
     pub fn committed(&self, offsets: &[(i32, i64)]) {
         let mut state = self.lock();
         for (p, offset) in offsets {
@@ -278,8 +296,9 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         if let Err(e) = result {
+            self.offsets.not_committed(offsets);
             tracing::warn!(streamlet = %self.streamlet, topic = %self.offsets.topic, error = %e, "commit failed; what it held is read again");
         }
     }
@@ -312,6 +331,9 @@ fn record_lag(consumer: &SourceConsumer, topic: &str, next: &BTreeMap<i32, i64>,
 pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: String, io: Io) -> Result<(), Stop> {
     let offsets = Offsets::new(&config.topic);
     let mut client = kafka::client_config(&settings);
+    if !settings.options.contains_key("fetch.wait.max.ms") {
+        client.set("fetch.wait.max.ms", FETCH_WAIT_MS);
+    }
     client.set("group.id", &group).set("enable.auto.commit", "false").set(
         "auto.offset.reset",
         match config.start {

@@ -1,0 +1,217 @@
+//! A real Kafka-API broker for the tests: tansu, started on a free loopback port, with its
+//! storage in memory or, for tests that stop and restart it, in a SQLite file.
+//! `scripts/setup-kafka.sh` installs it; without it the Kafka tests fail, they do not skip.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::Value;
+
+/// A running tansu broker, killed when dropped.
+pub struct Broker {
+    child: Option<Child>,
+    pub address: String,
+    storage: String,
+    /// Where the broker runs (a SQLite storage path is relative to it).
+    dir: PathBuf,
+}
+
+/// The broker the setup script installed in `vendor-kafka/`.
+fn tansu() -> PathBuf {
+    let vendored = super::root().join("vendor-kafka/bin/tansu");
+    assert!(
+        vendored.exists(),
+        "{} is missing: run scripts/setup-kafka.sh (make test does)",
+        vendored.display()
+    );
+    vendored
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl Broker {
+    /// A broker keeping everything in memory.
+    pub fn start() -> Broker {
+        Broker::with_storage("memory://tansu/".into(), &std::env::temp_dir())
+    }
+
+    /// A broker keeping its topics and offsets in a SQLite file in `dir`, so they survive a
+    /// restart.
+    pub fn start_on_disk(dir: &Path) -> Broker {
+        Broker::with_storage("sqlite://tansu.db".into(), dir)
+    }
+
+    fn with_storage(storage: String, dir: &Path) -> Broker {
+        let mut broker = Broker {
+            child: None,
+            address: format!("127.0.0.1:{}", free_port()),
+            storage,
+            dir: dir.to_path_buf(),
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Starts the broker (again) on the same address and storage.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the broker is running");
+        let url = format!("tcp://{}", self.address);
+        let child = Command::new(tansu())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                &self.storage,
+            ])
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the tansu broker starts (scripts/setup-kafka.sh installs it)");
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(&self.address).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the broker did not listen on {}",
+                self.address
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the broker: clients see it gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn settings(&self) -> sluice::spec::KafkaSettings {
+        sluice::spec::KafkaSettings {
+            brokers: Some(self.address.clone()),
+            options: Default::default(),
+        }
+    }
+
+    /// Creates a topic with `partitions` partitions.
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(sluice::streamlets::kafka::ensure_topic(
+            &self.settings(),
+            topic,
+            partitions,
+            1,
+        ))
+        .expect("topic created");
+    }
+
+    /// A producer writing JSON records keyed by their `id`.
+    pub fn producer(&self) -> BaseProducer {
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer")
+    }
+
+    /// The records in `topic`, read from the beginning of each partition until `enough`
+    /// (shown each record as it comes) says so, or `timeout` passes.
+    pub fn read_topic(&self, topic: &str, timeout: Duration, mut enough: impl FnMut(&Value) -> bool) -> Vec<Value> {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .set("group.id", "sluice-tests-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        // The topic may not be there yet: the pipeline creates it.
+        let started = Instant::now();
+        let partitions: Vec<i32> = loop {
+            let found: Vec<i32> = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .map(|m| {
+                    m.topics()
+                        .iter()
+                        .filter(|t| t.error().is_none())
+                        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !found.is_empty() || started.elapsed() > timeout {
+                break found;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let mut list = TopicPartitionList::new();
+        for p in partitions {
+            list.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&list).expect("assign");
+        let mut records = Vec::new();
+        while started.elapsed() < timeout {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                let payload = m.payload().unwrap_or_default();
+                let record: Value =
+                    serde_json::from_slice(payload).unwrap_or_else(|e| panic!("a JSON record in {topic}: {e}"));
+                let done = enough(&record);
+                records.push(record);
+                if done {
+                    break;
+                }
+            }
+        }
+        records
+    }
+}
+
+/// Sends `records` to `topic`, keyed by `id`, and waits until the broker has them all.
+pub fn produce(producer: &BaseProducer, topic: &str, records: &[Value]) {
+    for record in records {
+        let key = record["id"].to_string();
+        let payload = record.to_string();
+        let mut message = BaseRecord::to(topic).key(&key).payload(&payload);
+        loop {
+            match producer.send(message) {
+                Ok(()) => break,
+                Err((e, back)) => {
+                    assert!(
+                        matches!(
+                            e.rdkafka_error_code(),
+                            Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                        ),
+                        "{e}"
+                    );
+                    producer.poll(Duration::from_millis(10));
+                    message = back;
+                }
+            }
+        }
+    }
+    // Long enough to ride out a broker outage.
+    producer.flush(Duration::from_secs(120)).expect("flushed");
+}
+
+/// How often each id appears among `records`.
+pub fn id_counts(records: &[Value]) -> BTreeMap<u64, usize> {
+    let mut counts = BTreeMap::new();
+    for r in records {
+        *counts.entry(r["id"].as_u64().expect("an id")).or_default() += 1;
+    }
+    counts
+}
