@@ -180,7 +180,8 @@ impl Offsets {
     pub fn not_committed(&self, list: &TopicPartitionList) {
         let mut state = self.lock();
         for element in list.elements_for_topic(&self.topic) {
-            if let (Some(p), Offset::Offset(offset)) = (state.partitions.get_mut(&element.partition()), element.offset())
+            if let (Some(p), Offset::Offset(offset)) =
+                (state.partitions.get_mut(&element.partition()), element.offset())
             {
                 if p.committed == Some(offset) {
                     p.committed = None;
