@@ -1,7 +1,7 @@
 # The two commands a fresh machine needs: `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: demo test bench lint onnxruntime browser kafka
+.PHONY: demo test bench lint onnxruntime browser kafka python-peer
 
 ## Installs ONNX Runtime's library from PyPI into vendor-runtime/ (once).
 onnxruntime:
@@ -14,6 +14,11 @@ browser:
 ## Installs tansu, the Kafka-API broker the Kafka tests start (once; about 8 minutes).
 kafka:
 	./scripts/setup-kafka.sh
+
+## Installs the Python Kafka scorer's packages (confluent-kafka, onnxruntime, numpy) from
+## PyPI into .venv/, for the Kafka benchmark's comparison (once).
+python-peer:
+	./scripts/setup-python-peer.sh
 
 ## Runs the demo pipeline end to end: listings are checked, scored by the house-price model,
 ## and written with their prediction and model version; rejects are kept apart with the reason.
@@ -31,7 +36,7 @@ test: onnxruntime browser kafka
 	$(CARGO) test --locked
 
 ## Measures the runtime and the scorer against their baselines, side by side.
-bench: onnxruntime
+bench: onnxruntime kafka python-peer
 	$(CARGO) bench --locked
 
 lint:

@@ -8,6 +8,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
+use futures::StreamExt;
+
+use super::io::{Acks, Envelope};
 use super::{kafka, Batch, Io, Prepare, Stop, StreamletError};
 use crate::spec::{EgressConfig, KafkaSinkConfig, SinkConfig};
 
@@ -117,29 +120,55 @@ fn message_key(record: &crate::streamlets::Record, field: &Option<String>) -> Op
     }
 }
 
-/// Produces every record of every batch, waiting for the broker to acknowledge a batch before
-/// taking the next (idempotent producer: retries never duplicate).
+/// Batches a Kafka sink has sent and not yet seen acknowledged by the broker.
+const BATCHES_IN_FLIGHT: usize = 8;
+
+/// Produces every record of every batch. Up to [`BATCHES_IN_FLIGHT`] batches wait for the
+/// broker's acknowledgement at once; a batch is done (its source offsets may be committed)
+/// once every one of its messages is acknowledged. The producer is idempotent: its retries
+/// never duplicate, and a partition keeps the order records were sent in.
 async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
-    let topic = sink.config.topic.as_str();
-    while let Some(batch) = io.inlet.recv().await {
-        let messages: Vec<(Option<String>, Vec<u8>)> = batch
-            .iter()
-            .map(|r| {
-                (
-                    message_key(r, &sink.config.key),
-                    serde_json::to_vec(r).unwrap_or_default(),
-                )
-            })
-            .collect();
-        let sends = messages.iter().map(|(key, payload)| {
-            let mut record = FutureRecord::to(topic).payload(payload).headers(sink.headers.clone());
-            if let Some(k) = key {
-                record = record.key(k);
+    let KafkaSink {
+        producer,
+        config,
+        headers,
+    } = sink;
+    let topic = config.topic.clone();
+    let mut in_flight = futures::stream::FuturesOrdered::new();
+    let mut input_open = true;
+    while input_open || !in_flight.is_empty() {
+        tokio::select! {
+            biased;
+            Some((delivered, acks)) = in_flight.next(), if !in_flight.is_empty() => {
+                let delivered: Result<(), String> = delivered;
+                delivered.map_err(|e| StreamletError::Internal(format!("Kafka topic `{topic}`: {e}")))?;
+                Acks::settle(acks);
             }
-            sink.producer.send(record, Timeout::Never)
-        });
-        for delivered in futures::future::join_all(sends).await {
-            delivered.map_err(|(e, _)| StreamletError::Internal(format!("Kafka topic `{topic}`: {e}")))?;
+            envelope = io.inlet.recv_acked(), if input_open && in_flight.len() < BATCHES_IN_FLIGHT => {
+                let Some(Envelope { records, acks }) = envelope else {
+                    input_open = false;
+                    continue;
+                };
+                let messages: Vec<(Option<String>, Vec<u8>)> = records
+                    .iter()
+                    .map(|r| (message_key(r, &config.key), serde_json::to_vec(r).unwrap_or_default()))
+                    .collect();
+                let (producer, headers, topic) = (producer.clone(), headers.clone(), topic.clone());
+                in_flight.push_back(async move {
+                    let sends = messages.iter().map(|(key, payload)| {
+                        let mut record = FutureRecord::to(&topic).payload(payload).headers(headers.clone());
+                        if let Some(k) = key {
+                            record = record.key(k);
+                        }
+                        producer.send(record, Timeout::Never)
+                    });
+                    let delivered = futures::future::join_all(sends)
+                        .await
+                        .into_iter()
+                        .try_for_each(|d| d.map(|_| ()).map_err(|(e, _)| e.to_string()));
+                    (delivered, acks)
+                });
+            }
         }
     }
     Ok(())

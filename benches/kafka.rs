@@ -1,0 +1,375 @@
+//! Kafka → scorer → Kafka. sluice side by side, on the same broker, records and model, with
+//! (a) a raw rdkafka consume → produce passthrough (what the transport allows; no parsing, no
+//! scoring) and (b) the Python service a team would write by hand
+//! (`benches/peer/python_kafka_scorer.py`: confluent-kafka + onnxruntime + numpy).
+//!
+//! Each contender gets its own input topic holding the same records, and
+//! - throughput: reads N records already waiting, records/s from the first scored record out
+//!   to the last;
+//! - latency: then M more records are produced at a steady rate while it runs; end-to-end
+//!   latency per record, from before it is produced to when it is read from the output topic.
+//!
+//!   cargo bench --bench kafka    (SLUICE_BENCH_RECORDS=N to change the size)
+//!
+//! `make bench` installs the broker and the peer's Python packages first.
+
+/// The repository root (the tests' broker helper needs it).
+fn root() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[path = "../tests/common/broker.rs"]
+#[allow(dead_code)]
+mod broker;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use broker::{produce, Broker};
+use hdrhistogram::Histogram;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::Value;
+use sluice::streamlets::ingress::generator::ListingGenerator;
+use tokio_util::sync::CancellationToken;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const CITIES: [&str; 11] = [
+    "Auburn",
+    "Bellevue",
+    "Everett",
+    "Issaquah",
+    "Kent",
+    "Kirkland",
+    "Redmond",
+    "Renton",
+    "Seattle",
+    "Shoreline",
+    "Tacoma",
+];
+const NUMERIC: [&str; 10] = [
+    "bedrooms",
+    "bathrooms",
+    "sqft_living",
+    "sqft_lot",
+    "floors",
+    "waterfront",
+    "view",
+    "condition",
+    "yr_built",
+    "yr_renovated",
+];
+const PARTITIONS: i32 = 4;
+const LATENCY_RATE: usize = 500;
+
+/// The model's 21 inputs as record fields: the Python peer reads numeric fields only, so the
+/// city's one-hot columns travel in the record (`city_Seattle: 1`), for both.
+fn feature_names() -> Vec<String> {
+    NUMERIC
+        .iter()
+        .map(|f| f.to_string())
+        .chain(CITIES.iter().map(|c| format!("city_{c}")))
+        .collect()
+}
+
+fn listings(first_id: u64, n: usize) -> Vec<Value> {
+    let mut generator = ListingGenerator::new(21, 0.0);
+    (0..n)
+        .map(|i| {
+            let mut record = generator.next_record();
+            let city = record
+                .get("city")
+                .and_then(|c| c.as_str())
+                .unwrap_or_default()
+                .to_string();
+            for c in CITIES {
+                record.insert(format!("city_{c}"), u8::from(c == city).into());
+            }
+            record.insert("id".into(), (first_id + i as u64).into());
+            Value::Object(record)
+        })
+        .collect()
+}
+
+/// When each id first arrived in a topic, read by a thread from the beginning.
+struct Arrivals {
+    seen: Arc<Mutex<HashMap<u64, Instant>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Arrivals {
+    fn watch(broker: &Broker, topic: &str) -> Arrivals {
+        broker.create_topic(topic, PARTITIONS);
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &broker.address)
+            .set("group.id", format!("bench-watch-{topic}"))
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "10")
+            .create()
+            .expect("consumer");
+        let mut list = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            list.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&list).expect("assign");
+        let seen = Arc::new(Mutex::new(HashMap::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+                    let now = Instant::now();
+                    let id = serde_json::from_slice::<Value>(m.payload().unwrap_or_default())
+                        .ok()
+                        .and_then(|v| v["id"].as_u64());
+                    if let Some(id) = id {
+                        s.lock().unwrap().entry(id).or_insert(now);
+                    }
+                }
+            }
+        });
+        Arrivals { seen, stop }
+    }
+
+    fn wait_for(&self, n: usize, timeout: Duration, what: &str) {
+        let started = Instant::now();
+        while self.seen.lock().unwrap().len() < n {
+            assert!(
+                started.elapsed() < timeout,
+                "{what}: {} of {n} records came out",
+                self.seen.lock().unwrap().len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Arrivals {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Figures {
+    rate: f64,
+    latency_ms: Histogram<u64>,
+}
+
+/// Runs one contender: `n` records waiting for it, then `m` at a steady rate.
+fn measure(broker: &Broker, name: &str, n: usize, m: usize, start: impl FnOnce(&str, &str)) -> Figures {
+    let input = format!("{name}-in");
+    let output = format!("{name}-out");
+    broker.create_topic(&input, PARTITIONS);
+    let producer = broker.producer();
+    produce(&producer, &input, &listings(1, n));
+    let arrivals = Arrivals::watch(broker, &output);
+    start(&input, &output);
+    arrivals.wait_for(n, Duration::from_secs(900), name);
+    let rate = {
+        let seen = arrivals.seen.lock().unwrap();
+        let first = seen.values().min().copied().expect("arrivals");
+        let last = seen.values().max().copied().expect("arrivals");
+        n as f64 / (last - first).as_secs_f64()
+    };
+    // Latency: records one by one at a steady rate, each timed from just before it is produced.
+    let mut sent = HashMap::new();
+    let started = Instant::now();
+    for (i, record) in listings(n as u64 + 1, m).iter().enumerate() {
+        let due = started + Duration::from_secs_f64(i as f64 / LATENCY_RATE as f64);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let key = record["id"].to_string();
+        let payload = record.to_string();
+        sent.insert(record["id"].as_u64().expect("id"), Instant::now());
+        producer
+            .send(BaseRecord::to(&input).key(&key).payload(&payload))
+            .expect("queued");
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).expect("flushed");
+    arrivals.wait_for(n + m, Duration::from_secs(300), name);
+    let mut latency_ms = Histogram::<u64>::new_with_bounds(1, 600_000, 3).expect("histogram");
+    let seen = arrivals.seen.lock().unwrap();
+    for (id, at) in &sent {
+        latency_ms.saturating_record(seen[id].duration_since(*at).as_millis().max(1) as u64);
+    }
+    Figures { rate, latency_ms }
+}
+
+/// (a) The transport's limit: every message produced again unchanged as soon as it is read,
+/// nothing parsed or scored; once a second the producer is flushed and the offsets read are
+/// committed (at-least-once, as sluice does).
+fn passthrough(broker: &Broker, input: &str, output: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("group.id", "raw-passthrough")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[input]).expect("subscribe");
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let output = output.to_string();
+    std::thread::spawn(move || {
+        let mut committed = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let mut record = BaseRecord::<[u8], [u8]>::to(&output).payload(m.payload().unwrap_or_default());
+                if let Some(key) = m.key() {
+                    record = record.key(key);
+                }
+                while let Err((_, back)) = producer.send(record) {
+                    producer.poll(Duration::from_millis(1));
+                    record = back;
+                }
+                producer.poll(Duration::ZERO);
+            }
+            if committed.elapsed() >= Duration::from_secs(1) {
+                committed = Instant::now();
+                producer.flush(Duration::from_secs(30)).expect("flushed");
+                let _ = consumer.commit_consumer_state(CommitMode::Async);
+            }
+        }
+    })
+}
+
+fn sluice_pipeline(broker: &Broker, input: &str, output: &str) -> String {
+    let root = root();
+    let features: Vec<String> = feature_names();
+    format!(
+        r#"
+pipeline: bench
+defaults:
+  kafka: {{ brokers: "{brokers}" }}
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: kafka, topic: {input} }}
+  price:
+    kind: scorer
+    inputs: [listings]
+    model: {{ name: house-price, folder: {models}, version: "2" }}
+    features: {{ input: features, fields: [{fields}] }}
+    outputs: [{{ tensor: variable, field: prediction }}]
+    batch: {{ max_batch: 256, max_wait_ms: 5 }}
+  publish:
+    kind: egress
+    inputs: [price]
+    sink: {{ type: kafka, topic: {output}, key: id }}
+  failed:
+    kind: egress
+    inputs: [listings.errors, price.errors]
+    sink: {{ type: blackhole }}
+"#,
+        brokers = broker.address,
+        models = root.join("examples/house-prices/models").display(),
+        fields = features.join(", "),
+    )
+}
+
+fn line(label: &str, f: &Figures) -> String {
+    format!(
+        "  {label:<34} {:>9.0} records/s   latency p50 {:>5} ms  p99 {:>5} ms",
+        f.rate,
+        f.latency_ms.value_at_quantile(0.5),
+        f.latency_ms.value_at_quantile(0.99)
+    )
+}
+
+fn main() {
+    let root = root();
+    let benchmarking = std::env::args().any(|a| a == "--bench");
+    let n: usize = std::env::var("SLUICE_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if benchmarking { 100_000 } else { 2_000 });
+    let m = if benchmarking { 5_000 } else { 500 };
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup-python-peer.sh (make bench does)",
+        python.display()
+    );
+    let broker = Broker::start();
+    println!(
+        "Kafka → house-price scorer → Kafka, tansu broker (memory), {PARTITIONS} partitions, {n} records waiting, \
+         then {m} at {LATENCY_RATE}/s for latency\n"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut raw_thread = None;
+    let raw = measure(&broker, "raw", n, m, |input, output| {
+        raw_thread = Some(passthrough(&broker, input, output, stop.clone()));
+    });
+    stop.store(true, Ordering::Relaxed);
+    if let Some(t) = raw_thread {
+        t.join().expect("passthrough");
+    }
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let cancel = CancellationToken::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let mut run = None;
+    let sluice = measure(&broker, "sluice", n, m, |input, output| {
+        let file = dir.path().join("bench.yaml");
+        std::fs::write(&file, sluice_pipeline(&broker, input, output)).expect("pipeline");
+        let topology = match sluice::topology::load(&file) {
+            Ok(t) => t,
+            Err(sluice::spec::LoadError::Problems(r)) => panic!("{:#?}", r.diagnostics),
+            Err(e) => panic!("{e}"),
+        };
+        run = Some(rt.spawn(sluice::runtime::run(topology, cancel.clone())));
+    });
+    cancel.cancel();
+    if let Some(run) = run {
+        rt.block_on(run).expect("task").expect("the sluice run");
+    }
+
+    let mut peer = None;
+    let python_figures = measure(&broker, "python", n, m, |input, output| {
+        peer = Some(
+            Command::new(&python)
+                .arg(root.join("benches/peer/python_kafka_scorer.py"))
+                .args(["--brokers", &broker.address, "--input", input, "--output", output])
+                .arg("--model")
+                .arg(root.join("examples/house-prices/models/house-price-v2.onnx"))
+                .args(["--features", &feature_names().join(",")])
+                .args(["--count", &(n + m).to_string(), "--idle-timeout", "5"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("the Python peer starts"),
+        );
+    });
+    let summary = peer
+        .expect("peer")
+        .wait_with_output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+
+    println!("{}", line("(a) raw rdkafka passthrough", &raw));
+    println!("{}", line("sluice: Kafka → scorer → Kafka", &sluice));
+    println!("{}", line("(b) Python peer (confluent-kafka)", &python_figures));
+    println!();
+    println!(
+        "  sluice / raw passthrough: {:.0}% of the throughput; sluice / Python peer: {:.1}x the throughput",
+        100.0 * sluice.rate / raw.rate,
+        sluice.rate / python_figures.rate
+    );
+    println!("  the peer's own summary: {summary}");
+    println!(
+        "  (fetch waits: sluice and the passthrough ask the broker every 100 ms at most, the peer at librdkafka's \
+         500 ms; tansu answers a fetch with no new data only at that deadline)"
+    );
+}
