@@ -67,6 +67,7 @@ fn main() {
             name: "house-price".into(),
             folder: folder.clone(),
             pinned: Some(version.into()),
+            topic: None,
         };
         ModelRegistry::open(source, scorer.expectation(&config), 1).expect("model loads")
     };

@@ -290,3 +290,133 @@ edges:
     );
     assert!(!names.iter().any(|n| n.contains("invalid")), "{names:?}");
 }
+
+/// The descriptor of house-price `version` with its model bytes inline, as a publisher would
+/// send it to a model topic.
+fn inline_descriptor(version: &str) -> String {
+    use base64::Engine;
+    let models = common::root().join("examples/house-prices/models");
+    let text = std::fs::read_to_string(models.join(format!("house-price-v{version}.model.json"))).expect("descriptor");
+    let mut descriptor: Value = serde_json::from_str(&text).expect("JSON descriptor");
+    let location = descriptor["location"].as_str().expect("location").to_string();
+    let bytes = std::fs::read(models.join(location)).expect("model bytes");
+    let object = descriptor.as_object_mut().expect("object");
+    object.remove("location");
+    object.insert(
+        "bytes_base64".into(),
+        base64::engine::general_purpose::STANDARD.encode(bytes).into(),
+    );
+    descriptor.to_string()
+}
+
+fn publish(broker: &Broker, topic: &str, payload: &str) {
+    use rdkafka::producer::Producer;
+    let producer = broker.producer();
+    producer
+        .send(rdkafka::producer::BaseRecord::<(), str>::to(topic).payload(payload))
+        .expect("queued");
+    producer.flush(Duration::from_secs(30)).expect("published");
+}
+
+/// The versions that scored the records in `path`, in order, without repeats.
+fn versions_in(path: &std::path::Path) -> Vec<String> {
+    let mut versions: Vec<String> = Vec::new();
+    for r in read_jsonl(path) {
+        let v = r["_model"]["version"].as_str().expect("version").to_string();
+        if versions.last() != Some(&v) {
+            versions.push(v);
+        }
+    }
+    versions
+}
+
+#[test]
+fn a_model_version_published_to_the_topic_is_served_by_the_running_pipeline() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("dir");
+    broker.create_topic("models", 1);
+    // v1 is on the topic before the pipeline starts; the folder holds no descriptor.
+    publish(&broker, "models", &inline_descriptor("1"));
+    let pipeline = |out: &str| {
+        format!(
+            r#"pipeline: models-from-kafka
+defaults:
+  kafka: {{ brokers: "{brokers}" }}
+  batch_size: 20
+  linger_ms: 10
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, rate: 400, seed: 4 }}
+  price:
+    use: {scorer}
+    model: {{ name: house-price, folder: {folder}, topic: models }}
+    inputs: [listings]
+  save:
+    kind: egress
+    inputs: [price, price.errors]
+    sink: {{ type: file, path: {out} }}
+"#,
+            brokers = broker.address,
+            scorer = common::root().join("streamlets/house-price-gbm.yaml").display(),
+            folder = dir.path().display(),
+        )
+    };
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, pipeline("first.jsonl")).expect("pipeline");
+    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let stop = CancellationToken::new();
+    let task = rt.spawn(sluice::runtime::run(topology, stop.clone()));
+    let out = dir.path().join("first.jsonl");
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{what}: {:?}",
+                versions_in(&out)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("v1 serves", &|| read_jsonl(&out).len() >= 100);
+    // A broken version (its bytes do not match its checksum) is rejected; v1 goes on.
+    let broken = inline_descriptor("2").replace("\"version\":\"2\"", "\"version\":\"3\"");
+    let mut broken: Value = serde_json::from_str(&broken).expect("JSON");
+    broken["sha256"] = "00".repeat(32).into();
+    publish(&broker, "models", &broken.to_string());
+    publish(&broker, "models", "not a descriptor");
+    let seen = read_jsonl(&out).len();
+    wait_for("records after the broken version", &|| {
+        read_jsonl(&out).len() >= seen + 200
+    });
+    assert_eq!(versions_in(&out), vec!["1"]);
+    // v2 published while the pipeline runs is swapped in.
+    publish(&broker, "models", &inline_descriptor("2"));
+    wait_for("v2 serves", &|| {
+        versions_in(&out).last().map(String::as_str) == Some("2")
+    });
+    stop.cancel();
+    rt.block_on(task).expect("task").expect("run");
+    assert_eq!(versions_in(&out), vec!["1", "2"], "one swap, no record unscored");
+    assert!(read_jsonl(&out).iter().all(|r| r["predicted_price"].is_number()));
+
+    // A scorer starting now reads the topic from the beginning and serves the latest good version.
+    std::fs::write(&file, pipeline("second.jsonl")).expect("pipeline");
+    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let stop = CancellationToken::new();
+    let task = rt.spawn(sluice::runtime::run(topology, stop.clone()));
+    let second = dir.path().join("second.jsonl");
+    let started = Instant::now();
+    while read_jsonl(&second).len() < 50 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the second run scored nothing"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.cancel();
+    rt.block_on(task).expect("task").expect("run");
+    assert_eq!(versions_in(&second), vec!["2"]);
+}

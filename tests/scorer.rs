@@ -313,6 +313,7 @@ fn a_model_that_does_not_fit_the_mapping_is_rejected_with_the_reason() {
         name: "house-price".into(),
         folder: root().join("examples/house-prices/models"),
         pinned: Some("1".into()),
+        topic: None,
     };
     let err = ModelRegistry::open(source.clone(), expectation(5), 1)
         .err()
@@ -351,6 +352,7 @@ fn a_folder_with_only_broken_models_names_each_problem() {
         name: "house-price".into(),
         folder: PathBuf::from(dir.path()),
         pinned: None,
+        topic: None,
     };
     match ModelRegistry::open(source, expectation(21), 1) {
         Err(ModelError::NoVersion { reasons, .. }) => {

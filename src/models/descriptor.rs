@@ -87,12 +87,21 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
 impl ModelDescriptor {
     /// Reads a descriptor file (JSON or YAML).
     pub fn read(path: &Path) -> Result<Self, ModelError> {
+        let text = std::fs::read(path).map_err(|e| ModelError::Descriptor {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Reads a descriptor (JSON or YAML) that came from `file`: a descriptor file, or a place
+    /// in the folder a `location` resolves against (for descriptors from a Kafka topic).
+    pub fn parse(text: &[u8], path: &Path) -> Result<Self, ModelError> {
         let fail = |reason: String| ModelError::Descriptor {
             path: path.display().to_string(),
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        let mut descriptor: ModelDescriptor = serde_yaml_ng::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let mut descriptor: ModelDescriptor = serde_yaml_ng::from_slice(text).map_err(|e| fail(e.to_string()))?;
         if descriptor.format != "onnx" {
             return Err(fail(format!(
                 "format `{}` is not supported (only onnx)",

@@ -7,6 +7,7 @@ pub mod profile;
 pub mod registry;
 pub mod stats;
 pub mod strategy;
+pub mod topic;
 pub mod version;
 
 pub use descriptor::ModelDescriptor;

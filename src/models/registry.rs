@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::descriptor::{compare_versions, scan};
+use super::topic::{Feed, ModelTopic};
 use super::version::Expectation;
 use super::{ModelDescriptor, ModelError, ModelStats, ModelStatsSummary, ModelVersion};
 
@@ -21,6 +22,8 @@ pub struct Source {
     pub name: String,
     pub folder: PathBuf,
     pub pinned: Option<String>,
+    /// Descriptors from a Kafka topic instead of the folder's files.
+    pub topic: Option<ModelTopic>,
 }
 
 /// The model versions of one scorer: the one serving, and the statistics of all that served.
@@ -32,14 +35,29 @@ pub struct ModelRegistry {
     /// Whether a version serves: true from the first good version on.
     available: tokio::sync::watch::Sender<bool>,
     served: Mutex<Vec<Arc<ModelStats>>>,
+    /// With a model topic: the descriptors published so far, and the reader following it.
+    published: Mutex<Vec<ModelDescriptor>>,
+    feed: Mutex<Option<Feed>>,
 }
 
 /// How long the folder must be quiet before it is read again (editors and copies write in steps).
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
-/// The candidate descriptors, best first, and the reasons unreadable ones were skipped.
-fn candidates(source: &Source) -> (Vec<ModelDescriptor>, Vec<String>) {
-    let (mut found, problems) = scan(&source.folder, &source.name);
+/// The candidate descriptors, best first, and the reasons unreadable ones were skipped: the
+/// folder's, or those `published` on the model topic (the latest message of each version).
+fn candidates(source: &Source, published: &[ModelDescriptor]) -> (Vec<ModelDescriptor>, Vec<String>) {
+    let (mut found, problems) = match source.topic {
+        None => scan(&source.folder, &source.name),
+        Some(_) => {
+            let mut latest: Vec<ModelDescriptor> = Vec::new();
+            for d in published.iter().rev() {
+                if !latest.iter().any(|l| l.version == d.version) {
+                    latest.push(d.clone());
+                }
+            }
+            (latest, Vec::new())
+        }
+    };
     if let Some(pin) = &source.pinned {
         found.retain(|d| compare_versions(&d.version, pin).is_eq());
     }
@@ -63,7 +81,14 @@ impl ModelRegistry {
 
     fn load_best(source: Source, expect: Expectation, sessions: usize, wait: bool) -> Result<Arc<Self>, ModelError> {
         crate::models::onnx::environment()?;
-        let (candidates, mut reasons) = candidates(&source);
+        let (feed, published) = match &source.topic {
+            Some(topic) => {
+                let (feed, published) = Feed::open(topic, &source.folder, &source.name)?;
+                (Some(feed), published)
+            }
+            None => (None, Vec::new()),
+        };
+        let (candidates, mut reasons) = candidates(&source, &published);
         for descriptor in candidates {
             let file = descriptor.file.display().to_string();
             match ModelVersion::load(descriptor, &expect, sessions) {
@@ -82,6 +107,8 @@ impl ModelRegistry {
                         served: Mutex::new(vec![version.stats.clone()]),
                         current: ArcSwapOption::from_pointee(version),
                         available: tokio::sync::watch::Sender::new(true),
+                        published: Mutex::new(published),
+                        feed: Mutex::new(feed),
                     }));
                 }
                 Err(e) => {
@@ -92,7 +119,10 @@ impl ModelRegistry {
         }
         let error = ModelError::NoVersion {
             name: source.name.clone(),
-            folder: source.folder.display().to_string(),
+            folder: match &source.topic {
+                Some(t) => format!("Kafka topic {}", t.topic),
+                None => source.folder.display().to_string(),
+            },
             reasons,
         };
         if !wait {
@@ -106,6 +136,8 @@ impl ModelRegistry {
             served: Mutex::new(Vec::new()),
             current: ArcSwapOption::empty(),
             available: tokio::sync::watch::Sender::new(false),
+            published: Mutex::new(published),
+            feed: Mutex::new(feed),
         }))
     }
 
@@ -134,39 +166,61 @@ impl ModelRegistry {
         self.current.load_full()
     }
 
-    /// Reads the folder again and swaps in the best version if it differs from the one serving
-    /// and passes its checks. Blocking. Returns the new version when there was a swap.
+    /// Reads the candidates again and swaps in the best version that passes its checks, if it
+    /// is not the one serving. Candidates better than the serving one that fail are rejected
+    /// (the error is the last such rejection when none passed). Blocking. Returns the new
+    /// version when there was a swap.
     pub fn refresh(&self) -> Result<Option<Arc<ModelVersion>>, ModelError> {
-        let (candidates, problems) = candidates(&self.source);
+        let published = self.published.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (candidates, problems) = candidates(&self.source, &published);
         for p in problems {
             tracing::warn!(reason = %p, "model descriptor skipped");
         }
-        let Some(best) = candidates.into_iter().next() else {
-            return Ok(None);
-        };
         let serving = self.current();
-        let same = serving.as_ref().is_some_and(|s| {
-            best.version == s.descriptor.version && best.sha256.eq_ignore_ascii_case(&s.descriptor.sha256)
-        });
-        if same {
-            return Ok(None);
+        let mut rejected = None;
+        for candidate in candidates {
+            let same = serving.as_ref().is_some_and(|s| {
+                candidate.version == s.descriptor.version && candidate.sha256.eq_ignore_ascii_case(&s.descriptor.sha256)
+            });
+            if same {
+                break;
+            }
+            match ModelVersion::load(candidate, &self.expect, self.sessions) {
+                Ok(version) => {
+                    let version = Arc::new(version);
+                    self.lock_served().push(version.stats.clone());
+                    self.current.store(Some(version.clone()));
+                    self.available.send_replace(true);
+                    tracing::info!(
+                        model = %version.descriptor.name,
+                        from = %serving.map_or("none".to_string(), |s| s.descriptor.version.clone()),
+                        to = %version.descriptor.version,
+                        sha256 = %version.short_sha,
+                        "model swapped"
+                    );
+                    return Ok(Some(version));
+                }
+                Err(e) => {
+                    // Each rejection is logged once: the last by the caller.
+                    if let Some(previous) = rejected.replace(e) {
+                        tracing::error!(reason = %previous, "model rejected");
+                    }
+                }
+            }
         }
-        let version = Arc::new(ModelVersion::load(best, &self.expect, self.sessions)?);
-        self.lock_served().push(version.stats.clone());
-        self.current.store(Some(version.clone()));
-        self.available.send_replace(true);
-        tracing::info!(
-            model = %version.descriptor.name,
-            from = %serving.map_or("none".to_string(), |s| s.descriptor.version.clone()),
-            to = %version.descriptor.version,
-            sha256 = %version.short_sha,
-            "model swapped"
-        );
-        Ok(Some(version))
+        match rejected {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
     }
 
-    /// Watches the folder and refreshes after each burst of changes, until `stop`.
+    /// Watches the folder (or follows the model topic) and refreshes after each burst of
+    /// changes (each descriptor published), until `stop`.
     pub fn watch(self: Arc<Self>, stop: CancellationToken) -> Result<tokio::task::JoinHandle<()>, ModelError> {
+        let feed = self.feed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(feed) = feed {
+            return Ok(tokio::task::spawn_blocking(move || self.follow(feed, stop)));
+        }
         let (tx, mut rx) = mpsc::channel::<()>(1);
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if event.is_ok() {
@@ -196,6 +250,24 @@ impl ModelRegistry {
                 }
             }
         }))
+    }
+
+    /// Follows the model topic: each descriptor of this model published is a candidate; the
+    /// best one is loaded, checked and swapped in. Blocking, until `stop`.
+    fn follow(&self, feed: Feed, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            let Some((_, _, Some(descriptor))) = feed.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            tracing::info!(model = %descriptor.name, version = %descriptor.version, "model version published");
+            self.published
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(descriptor);
+            if let Err(e) = self.refresh() {
+                tracing::error!(reason = %e, "model rejected; the serving version goes on");
+            }
+        }
     }
 
     /// Statistics of every version that served, oldest first.

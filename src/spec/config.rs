@@ -548,8 +548,13 @@ fn default_audit_field() -> String {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ModelSourceConfig {
     pub name: String,
-    /// A folder of descriptors (`*.model.json` / `*.model.yaml`), watched for new versions.
+    /// A folder of descriptors (`*.model.json` / `*.model.yaml`), watched for new versions;
+    /// with `topic`, where descriptors' `location`s point into.
     pub folder: PathBuf,
+    /// A Kafka topic of descriptors (the pipeline's Kafka settings), read from the beginning
+    /// at start and followed: the descriptors come from it instead of the folder.
+    #[serde(default)]
+    pub topic: Option<String>,
     /// Serve this version only; the latest when absent.
     #[serde(default, deserialize_with = "optional_string_or_number")]
     pub version: Option<String>,

@@ -59,7 +59,9 @@ pub async fn prepare(spec: &StreamletSpec, ctx: &Prepare) -> Result<Prepared, St
         KindConfig::Validator(c) => Prepared::Validator(Box::new(validator::prepare(c)?)),
         KindConfig::Merger(_) => Prepared::Merger,
         KindConfig::Egress(c) => Prepared::Egress(egress::prepare(c, ctx).await?),
-        KindConfig::Scorer(c) => Prepared::Scorer(Box::new(scorer::prepare(c, &ctx.name, ctx.reloading).await?)),
+        KindConfig::Scorer(c) => Prepared::Scorer(Box::new(
+            scorer::prepare(c, &ctx.name, ctx.reloading, &ctx.kafka).await?,
+        )),
         KindConfig::Enricher(c) => Prepared::Enricher(Box::new(enricher::prepare(c, &ctx.name).await?)),
         KindConfig::Records(r) => Prepared::Records(r.clone()),
         KindConfig::Capture(c) => Prepared::Capture(c.clone()),

@@ -273,8 +273,8 @@ fn check_model_sources(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, pr
         return;
     };
     for (id, model) in scorer.sources() {
-        if !model.folder.is_dir() {
-            continue; // reported as a missing folder
+        if !model.folder.is_dir() || model.topic.is_some() {
+            continue; // a missing folder is reported; a topic's descriptors come when it runs
         }
         let (found, _) = crate::models::descriptor::scan(&model.folder, &model.name);
         let wanted = |d: &&crate::models::ModelDescriptor| {

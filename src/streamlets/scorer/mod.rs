@@ -186,7 +186,12 @@ pub struct Ready {
 ///
 /// With `strict` (a reload: the old scorer is there to roll back to) every model must have a
 /// usable version now; otherwise a scorer may start empty and wait for its first version.
-pub async fn prepare(config: &ScorerConfig, streamlet: &str, strict: bool) -> Result<Ready, StreamletError> {
+pub async fn prepare(
+    config: &ScorerConfig,
+    streamlet: &str,
+    strict: bool,
+    kafka: &crate::spec::KafkaSettings,
+) -> Result<Ready, StreamletError> {
     let scorer = BatchScorer::new(streamlet, config);
     let expect = scorer.expectation(config);
     let sessions = config.sessions.max(1);
@@ -197,6 +202,10 @@ pub async fn prepare(config: &ScorerConfig, streamlet: &str, strict: bool) -> Re
             name: model.name.clone(),
             folder: model.folder.clone(),
             pinned: model.version.clone(),
+            topic: model.topic.as_ref().map(|topic| crate::models::topic::ModelTopic {
+                topic: topic.clone(),
+                settings: kafka.clone(),
+            }),
         };
         let expect = expect.clone();
         let registry = tokio::task::spawn_blocking(move || {
