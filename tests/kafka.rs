@@ -420,3 +420,100 @@ streamlets:
     rt.block_on(task).expect("task").expect("run");
     assert_eq!(versions_in(&second), vec!["2"]);
 }
+
+/// A TLS front for a broker: clients speak TLS to it (a certificate made here, for
+/// 127.0.0.1), it speaks plain Kafka to the broker behind. (tansu 0.6 takes `--cert` and
+/// `--key` but does not terminate TLS itself.) Returns the CA file clients must trust.
+fn tls_front(listen: std::net::TcpListener, behind: String, dir: &std::path::Path) -> std::path::PathBuf {
+    let issued = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("certificate");
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, issued.cert.pem()).expect("CA file");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(issued.signing_key.serialize_der().into());
+    let config =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![issued.cert.der().clone()], key)
+            .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async move {
+            listen.set_nonblocking(true).expect("nonblocking");
+            let listener = tokio::net::TcpListener::from_std(listen).expect("listener");
+            while let Ok((client, _)) = listener.accept().await {
+                let (acceptor, behind) = (acceptor.clone(), behind.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(client).await else {
+                        return;
+                    };
+                    let Ok(mut broker) = tokio::net::TcpStream::connect(&behind).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut broker).await;
+                });
+            }
+        });
+    });
+    ca
+}
+
+#[test]
+fn records_go_through_a_broker_over_tls_with_settings_from_the_environment() {
+    let dir = tempfile::tempdir().expect("dir");
+    let front = std::net::TcpListener::bind("127.0.0.1:0").expect("front port");
+    let front_address = front.local_addr().expect("addr").to_string();
+    let broker = Broker::start_behind(&front_address);
+    let ca = tls_front(front, broker.address.clone(), dir.path());
+    // The CA file's path comes from the environment, as a secret would.
+    std::env::set_var("SLUICE_TEST_KAFKA_CA", &ca);
+    let yaml = format!(
+        r#"pipeline: tls
+defaults:
+  kafka:
+    brokers: "{front_address}"
+    options: {{ security.protocol: ssl, ssl.ca.location: "${{SLUICE_TEST_KAFKA_CA}}" }}
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, count: 500, seed: 8 }}
+  publish:
+    kind: egress
+    inputs: [listings]
+    sink: {{ type: kafka, topic: private, partitions: 2 }}
+  subscribe:
+    kind: ingress
+    source: {{ type: kafka, topic: private, partitions: 2 }}
+  save:
+    kind: egress
+    inputs: [subscribe, subscribe.errors]
+    sink: {{ type: file, path: out.jsonl }}
+"#
+    );
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, yaml).expect("pipeline");
+    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let stop = CancellationToken::new();
+    let task = rt.spawn(sluice::runtime::run(topology, stop.clone()));
+    let out = dir.path().join("out.jsonl");
+    let started = Instant::now();
+    while read_jsonl(&out).len() < 500 {
+        if task.is_finished() {
+            let result = rt.block_on(task).expect("task");
+            panic!("the run ended early: {result:?}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} of 500 arrived",
+            read_jsonl(&out).len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.cancel();
+    rt.block_on(task).expect("task").expect("run");
+    let ids: BTreeSet<u64> = read_jsonl(&out).iter().map(|r| r["id"].as_u64().expect("id")).collect();
+    assert_eq!(ids, (1..=500).collect::<BTreeSet<u64>>());
+    assert_eq!(read_jsonl(&out).len(), 500, "each record once");
+}

@@ -16,6 +16,8 @@ use serde_json::Value;
 pub struct Broker {
     child: Option<Child>,
     pub address: String,
+    /// The address the broker gives clients (its own unless something fronts it).
+    advertised: String,
     storage: String,
     /// Where the broker runs (a SQLite storage path is relative to it).
     dir: PathBuf,
@@ -32,7 +34,7 @@ fn tansu() -> PathBuf {
     vendored
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("a free port")
         .local_addr()
@@ -52,10 +54,25 @@ impl Broker {
         Broker::with_storage("sqlite://tansu.db".into(), dir)
     }
 
-    fn with_storage(storage: String, dir: &Path) -> Broker {
+    /// A broker (in memory) telling clients to come to `advertised`: a front in between.
+    pub fn start_behind(advertised: &str) -> Broker {
         let mut broker = Broker {
             child: None,
             address: format!("127.0.0.1:{}", free_port()),
+            advertised: advertised.to_string(),
+            storage: "memory://tansu/".into(),
+            dir: std::env::temp_dir(),
+        };
+        broker.restart();
+        broker
+    }
+
+    fn with_storage(storage: String, dir: &Path) -> Broker {
+        let address = format!("127.0.0.1:{}", free_port());
+        let mut broker = Broker {
+            child: None,
+            advertised: address.clone(),
+            address,
             storage,
             dir: dir.to_path_buf(),
         };
@@ -67,13 +84,14 @@ impl Broker {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "the broker is running");
         let url = format!("tcp://{}", self.address);
+        let advertised = format!("tcp://{}", self.advertised);
         let child = Command::new(tansu())
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
                 "--storage-engine",
                 &self.storage,
             ])
