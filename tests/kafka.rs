@@ -517,3 +517,81 @@ streamlets:
     assert_eq!(ids, (1..=500).collect::<BTreeSet<u64>>());
     assert_eq!(read_jsonl(&out).len(), 500, "each record once");
 }
+
+#[test]
+fn a_scorer_reloaded_between_kafka_edges_loses_no_record() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let models = common::root().join("examples/house-prices/models");
+    let pipeline = |version: &str| {
+        format!(
+            r#"pipeline: reload-over-kafka
+defaults:
+  transport: kafka
+  kafka: {{ brokers: "{brokers}" }}
+  batch_size: 50
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, count: 4000, rate: 800, seed: 6 }}
+  price:
+    use: {scorer}
+    model: {{ name: house-price, folder: {models}, version: "{version}" }}
+    inputs: [listings]
+  save:
+    kind: egress
+    inputs: [price, price.errors]
+    sink: {{ type: file, path: out.jsonl }}
+edges:
+  - {{ from: price.errors, to: save, via: {{ memory: {{}} }} }}
+"#,
+            brokers = broker.address,
+            scorer = common::root().join("streamlets/house-price-gbm.yaml").display(),
+            models = models.display(),
+        )
+    };
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, pipeline("1")).expect("pipeline");
+    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let stop = CancellationToken::new();
+    let (handle, task) = rt.block_on(sluice::runtime::run_file(&file, topology, stop.clone()));
+    let out = dir.path().join("out.jsonl");
+    let wait_for = |what: &str, done: &dyn Fn(&[Value]) -> bool| {
+        let started = Instant::now();
+        loop {
+            let records = read_jsonl(&out);
+            if done(&records) {
+                return records;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "{what}: {} records",
+                records.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("records scored by v1", &|r| r.len() >= 500);
+    let tmp = dir.path().join("p.yaml.tmp");
+    std::fs::write(&tmp, pipeline("2")).expect("edit");
+    std::fs::rename(&tmp, &file).expect("replace");
+    let records = wait_for("every record", &|r| {
+        r.iter().filter_map(|r| r["id"].as_u64()).collect::<BTreeSet<_>>().len() >= 4000
+    });
+    assert_eq!(handle.status().reloads, 1);
+    stop.cancel();
+    rt.block_on(task).expect("task").expect("run");
+    let ids: BTreeSet<u64> = records.iter().map(|r| r["id"].as_u64().expect("id")).collect();
+    assert_eq!(ids, (1..=4000).collect::<BTreeSet<u64>>());
+    let versions: BTreeSet<&str> = records
+        .iter()
+        .map(|r| r["_model"]["version"].as_str().expect("scored"))
+        .collect();
+    assert_eq!(versions, BTreeSet::from(["1", "2"]));
+    println!(
+        "reload between Kafka edges: 4000 records, {} written, {} duplicates",
+        records.len(),
+        records.len() - ids.len()
+    );
+}
