@@ -595,3 +595,135 @@ edges:
         records.len() - ids.len()
     );
 }
+
+/// Sends `(key, value)` messages to `topic` (a `None` value is a tombstone), in order.
+fn send_keyed(broker: &Broker, topic: &str, messages: &[(&str, Option<Value>)]) {
+    use rdkafka::producer::Producer;
+    let producer = broker.producer();
+    for (key, value) in messages {
+        let payload = value.as_ref().map(|v| v.to_string());
+        let mut record = rdkafka::producer::BaseRecord::<str, str>::to(topic).key(key);
+        if let Some(p) = &payload {
+            record = record.payload(p);
+        }
+        producer.send(record).expect("queued");
+    }
+    producer.flush(Duration::from_secs(30)).expect("sent");
+}
+
+#[test]
+fn a_compacted_topic_joins_as_a_table_with_updates_and_tombstones_while_records_stream() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("dir");
+    broker.create_topic("zips", 1);
+    broker.create_topic("orders", 1);
+    // The table's history before the pipeline starts: z3 deleted, z4 updated.
+    let income = |n: u64| Some(serde_json::json!({ "income": n, "ignored": "x" }));
+    send_keyed(
+        &broker,
+        "zips",
+        &[
+            ("z1", income(1)),
+            ("z2", income(2)),
+            ("z3", income(3)),
+            ("z4", income(4)),
+            ("z3", None),
+            ("z4", income(44)),
+        ],
+    );
+    let yaml = format!(
+        r#"pipeline: ktable
+defaults:
+  kafka: {{ brokers: "{}" }}
+  batch_size: 10
+  linger_ms: 5
+streamlets:
+  orders:
+    kind: ingress
+    source: {{ type: kafka, topic: orders }}
+  zip:
+    kind: enricher
+    inputs: [orders]
+    table: {{ type: kafka, topic: zips, key: zip }}
+    fields: [income]
+    missing: unmatched
+  joined:
+    kind: egress
+    inputs: [zip]
+    sink: {{ type: file, path: joined.jsonl }}
+  unmatched:
+    kind: egress
+    inputs: [zip.unmatched, orders.errors]
+    sink: {{ type: file, path: unmatched.jsonl }}
+"#,
+        broker.address
+    );
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, yaml).expect("pipeline");
+    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let stop = CancellationToken::new();
+    let task = rt.spawn(sluice::runtime::run(topology, stop.clone()));
+    let orders = |ids: std::ops::Range<u64>, zips: &[&str]| -> Vec<Value> {
+        ids.zip(zips.iter().cycle())
+            .map(|(id, zip)| serde_json::json!({ "id": id, "zip": zip }))
+            .collect()
+    };
+    let joined = dir.path().join("joined.jsonl");
+    let unmatched = dir.path().join("unmatched.jsonl");
+    let by_id = |path: &std::path::Path| -> std::collections::BTreeMap<u64, Value> {
+        read_jsonl(path)
+            .into_iter()
+            .map(|r| (r["id"].as_u64().expect("id"), r))
+            .collect()
+    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !done() {
+            assert!(started.elapsed() < Duration::from_secs(60), "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let producer = broker.producer();
+    // The first records already see the whole table.
+    common::broker::produce(&producer, "orders", &orders(1..5, &["z1", "z2", "z3", "z4"]));
+    wait_for("the first records", &|| {
+        by_id(&joined).len() + by_id(&unmatched).len() >= 4
+    });
+    let (j, u) = (by_id(&joined), by_id(&unmatched));
+    assert_eq!(j[&1]["income"], 1);
+    assert_eq!(j[&2]["income"], 2);
+    assert!(
+        u.contains_key(&3) && !j.contains_key(&3),
+        "z3 was deleted before the start"
+    );
+    assert_eq!(j[&4]["income"], 44, "the latest value of a key wins");
+    assert!(j[&1].get("ignored").is_none(), "only the named fields are added");
+
+    // While records stream: z1 changes, z2 is deleted, z3 comes back.
+    send_keyed(&broker, "zips", &[("z1", income(10)), ("z2", None), ("z3", income(30))]);
+    // Probes until the last update is in (one partition: the others came before it).
+    let started = Instant::now();
+    let mut probe = 100;
+    while !by_id(&joined).values().any(|r| r["zip"] == "z3" && r["income"] == 30) {
+        assert!(started.elapsed() < Duration::from_secs(60), "the updates never arrived");
+        common::broker::produce(&producer, "orders", &orders(probe..probe + 1, &["z3"]));
+        probe += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    common::broker::produce(&producer, "orders", &orders(1000..1004, &["z1", "z2", "z3", "z4"]));
+    wait_for("the records after the updates", &|| {
+        (1000..1004).all(|id| by_id(&joined).contains_key(&id) || by_id(&unmatched).contains_key(&id))
+    });
+    stop.cancel();
+    rt.block_on(task).expect("task").expect("run");
+    let (j, u) = (by_id(&joined), by_id(&unmatched));
+    assert_eq!(j[&1000]["income"], 10);
+    assert!(u.contains_key(&1001) && !j.contains_key(&1001), "z2 was deleted");
+    assert_eq!(j[&1002]["income"], 30);
+    assert_eq!(j[&1003]["income"], 44);
+    // Nothing lost or doubled on the way: every order is in exactly one of the outputs.
+    let joined_ids: BTreeSet<u64> = j.keys().copied().collect();
+    let unmatched_ids: BTreeSet<u64> = u.keys().copied().collect();
+    assert!(joined_ids.is_disjoint(&unmatched_ids));
+}

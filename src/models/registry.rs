@@ -256,7 +256,7 @@ impl ModelRegistry {
     /// best one is loaded, checked and swapped in. Blocking, until `stop`.
     fn follow(&self, feed: Feed, stop: CancellationToken) {
         while !stop.is_cancelled() {
-            let Some((_, _, Some(descriptor))) = feed.poll(Duration::from_millis(200)) else {
+            let Some(descriptor) = feed.next(Duration::from_millis(200)) else {
                 continue;
             };
             tracing::info!(model = %descriptor.name, version = %descriptor.version, "model version published");

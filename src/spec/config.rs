@@ -382,12 +382,18 @@ pub enum TableConfig {
         #[serde(default)]
         delimiter: Option<String>,
     },
+    /// A compacted Kafka topic: message key → row (JSON), tombstones delete; followed.
+    Kafka {
+        topic: String,
+        #[serde(deserialize_with = "one_or_many")]
+        key: Vec<String>,
+    },
 }
 
 impl TableConfig {
     pub fn key(&self) -> &[String] {
         match self {
-            TableConfig::File { key, .. } => key,
+            TableConfig::File { key, .. } | TableConfig::Kafka { key, .. } => key,
         }
     }
 }
@@ -838,12 +844,13 @@ impl KindConfig {
                 }
             }
             KindConfig::Enricher(c) => {
-                let TableConfig::File { path, .. } = &mut c.table;
-                fields.push(PathField {
-                    pointer: "/table/path".into(),
-                    role: PathRole::Input("table file"),
-                    path,
-                });
+                if let TableConfig::File { path, .. } = &mut c.table {
+                    fields.push(PathField {
+                        pointer: "/table/path".into(),
+                        role: PathRole::Input("table file"),
+                        path,
+                    });
+                }
             }
             KindConfig::Merger(_) | KindConfig::Egress(_) | KindConfig::Records(_) | KindConfig::Capture(_) => {}
         }

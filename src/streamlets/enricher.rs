@@ -1,23 +1,27 @@
 //! The enricher: each record is joined with a row of a reference table, found by key. The
 //! table is a CSV or JSONL file, read again when it changes and swapped in whole; a bad row or a
 //! duplicate key is reported with its line and skipped, and a file that cannot be loaded leaves
-//! the previous table in place.
+//! the previous table in place. Or the table is a compacted Kafka topic (the KTable pattern):
+//! read from the beginning before the first record is joined, then followed, each message
+//! setting a row (the latest wins) or, empty, deleting it.
 
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use notify::Watcher;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::Message;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::ingress::text::typed_cell;
+use super::kafka::Replay;
 use super::{Batch, Io, Record, Stop, StreamletError};
-use crate::spec::{ColumnType, EnricherConfig, Format, MissingKey, TableConfig};
+use crate::spec::{ColumnType, EnricherConfig, Format, KafkaSettings, MissingKey, TableConfig};
 
 /// A loaded table: the added fields' names, and each row's values of them, by key.
 #[derive(Debug, Default)]
@@ -64,6 +68,32 @@ impl Table {
         self.rows.get(&join_key(parts.into_iter())?).map(|r| &**r)
     }
 
+    /// An empty table of these fields, for a table topic to fill.
+    pub fn with_fields(fields: &[String]) -> Table {
+        Table {
+            fields: fields.to_vec(),
+            rows: HashMap::new(),
+        }
+    }
+
+    /// Applies one message of a table topic: the row under `key` (the latest wins), or, for
+    /// a tombstone, its removal.
+    pub fn apply(&mut self, key: String, row: Option<Map<String, Value>>) {
+        match row {
+            Some(row) => {
+                let values = self
+                    .fields
+                    .iter()
+                    .map(|f| row.get(f).cloned().unwrap_or(Value::Null))
+                    .collect();
+                self.rows.insert(key, values);
+            }
+            None => {
+                self.rows.remove(&key);
+            }
+        }
+    }
+
     /// Loads a table file. Rows that are malformed or repeat a key are skipped and reported;
     /// the load fails only when the file cannot be used at all.
     pub fn load(config: &TableConfig, wanted: &[String]) -> Result<(Table, Vec<RowProblem>), String> {
@@ -73,7 +103,10 @@ impl Table {
             format,
             columns,
             delimiter,
-        } = config;
+        } = config
+        else {
+            return Err("not a table file".into());
+        };
         let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let reader = std::io::BufReader::with_capacity(256 * 1024, file);
         let format = format.unwrap_or(match path.extension().and_then(|e| e.to_str()) {
@@ -258,22 +291,19 @@ impl Builder {
     }
 }
 
-/// An enricher ready to run: its table loaded and watched.
+/// An enricher ready to run: its table loaded and watched (or followed).
 pub struct Ready {
     config: EnricherConfig,
-    table: Arc<ArcSwap<Table>>,
+    table: Arc<RwLock<Table>>,
     _watching: DropGuard,
 }
 
-fn table_path(config: &TableConfig) -> &PathBuf {
-    match config {
-        TableConfig::File { path, .. } => path,
-    }
-}
+/// How long reading a table topic to its end may take at start.
+const TABLE_CATCH_UP: Duration = Duration::from_secs(300);
 
-/// Loads a table, logging the rows it skipped; `None` when the file cannot be used.
-fn load_logged(config: &EnricherConfig, streamlet: &str) -> Result<Table, String> {
-    let path = table_path(&config.table).display().to_string();
+/// Loads a table file, logging the rows it skipped; an error when the file cannot be used.
+fn load_logged(config: &EnricherConfig, path: &Path, streamlet: &str) -> Result<Table, String> {
+    let path = path.display().to_string();
     let started = std::time::Instant::now();
     let (table, problems) = Table::load(&config.table, &config.fields)?;
     for p in problems.iter().take(20) {
@@ -286,21 +316,66 @@ fn load_logged(config: &EnricherConfig, streamlet: &str) -> Result<Table, String
     Ok(table)
 }
 
-/// Loads the table and watches its file.
-pub async fn prepare(config: &EnricherConfig, streamlet: &str) -> Result<Ready, StreamletError> {
-    let path = table_path(&config.table).clone();
-    let fail = |reason: String| StreamletError::Schema {
-        path: path.display().to_string(),
-        reason,
-    };
-    let (c, s) = (config.clone(), streamlet.to_string());
-    let table = tokio::task::spawn_blocking(move || load_logged(&c, &s))
-        .await
-        .map_err(|e| StreamletError::Internal(e.to_string()))?
-        .map_err(fail)?;
-    let table = Arc::new(ArcSwap::from_pointee(table));
+/// Loads the table and watches its file, or reads the table topic to its end and follows it.
+pub async fn prepare(config: &EnricherConfig, streamlet: &str, kafka: &KafkaSettings) -> Result<Ready, StreamletError> {
     let watching = CancellationToken::new();
-    watch(config.clone(), streamlet.to_string(), table.clone(), watching.clone()).map_err(fail)?;
+    let table = match &config.table {
+        TableConfig::File { path, .. } => {
+            let fail = |reason: String| StreamletError::Schema {
+                path: path.display().to_string(),
+                reason,
+            };
+            let (c, s, p) = (config.clone(), streamlet.to_string(), path.clone());
+            let table = tokio::task::spawn_blocking(move || load_logged(&c, &p, &s))
+                .await
+                .map_err(|e| StreamletError::Internal(e.to_string()))?
+                .map_err(fail)?;
+            let table = Arc::new(RwLock::new(table));
+            watch(
+                config.clone(),
+                path.clone(),
+                streamlet.to_string(),
+                table.clone(),
+                watching.clone(),
+            )
+            .map_err(fail)?;
+            table
+        }
+        TableConfig::Kafka { topic, key } => {
+            let fail = |reason: String| {
+                StreamletError::Internal(format!(
+                    "table topic `{topic}` on {}: {reason}",
+                    super::kafka::brokers(kafka)
+                ))
+            };
+            if key.len() != 1 {
+                return Err(fail(
+                    "a table topic has one `key` field: the one matched against message keys".into(),
+                ));
+            }
+            if config.fields.is_empty() {
+                return Err(fail(
+                    "name the `fields` to add: a table topic's rows have no fixed columns".into(),
+                ));
+            }
+            let (settings, topic, s) = (kafka.clone(), topic.clone(), streamlet.to_string());
+            let fields = config.fields.clone();
+            let (replay, table) = tokio::task::spawn_blocking(move || follow_start(&settings, &topic, &fields, &s))
+                .await
+                .map_err(|e| StreamletError::Internal(e.to_string()))?
+                .map_err(fail)?;
+            let table = Arc::new(RwLock::new(table));
+            let (t, stop, s) = (table.clone(), watching.clone(), streamlet.to_string());
+            tokio::task::spawn_blocking(move || {
+                while !stop.is_cancelled() {
+                    replay.poll(Duration::from_millis(200), |m| {
+                        apply_message(&t, m, &s);
+                    });
+                }
+            });
+            table
+        }
+    };
     Ok(Ready {
         config: config.clone(),
         table,
@@ -308,14 +383,68 @@ pub async fn prepare(config: &EnricherConfig, streamlet: &str) -> Result<Ready, 
     })
 }
 
+/// A message of a table topic: its key (text), and its row, or `None` for a tombstone.
+fn table_message(message: &BorrowedMessage<'_>) -> Result<(String, Option<Map<String, Value>>), String> {
+    let key = message.key().ok_or("a message without a key")?;
+    let key = String::from_utf8(key.to_vec()).map_err(|_| "a key that is not UTF-8 text")?;
+    match message.payload() {
+        None | Some(b"") => Ok((key, None)),
+        Some(payload) => match serde_json::from_slice::<Value>(payload) {
+            Ok(Value::Object(row)) => Ok((key, Some(row))),
+            Ok(Value::Null) => Ok((key, None)),
+            Ok(_) => Err("the value is not a JSON object".into()),
+            Err(e) => Err(format!("the value is not JSON: {e}")),
+        },
+    }
+}
+
+/// Applies a table topic message; one that is not a row or a tombstone is logged with its
+/// place, and skipped.
+fn apply_message(table: &RwLock<Table>, message: &BorrowedMessage<'_>, streamlet: &str) -> bool {
+    match table_message(message) {
+        Ok((key, row)) => {
+            table.write().unwrap_or_else(|p| p.into_inner()).apply(key, row);
+            true
+        }
+        Err(reason) => {
+            tracing::warn!(%streamlet, topic = %message.topic(), partition = message.partition(), offset = message.offset(), %reason, "table message skipped");
+            false
+        }
+    }
+}
+
+/// Reads a table topic from the beginning to its end: the table as it stands, complete
+/// before any record is joined, and the reader to follow it with. Blocking.
+fn follow_start(
+    settings: &KafkaSettings,
+    topic: &str,
+    fields: &[String],
+    streamlet: &str,
+) -> Result<(Replay, Table), String> {
+    let started = std::time::Instant::now();
+    let replay = Replay::open(settings, topic)?;
+    let table = RwLock::new(Table::with_fields(fields));
+    let (mut messages, mut skipped) = (0u64, 0u64);
+    replay.catch_up(TABLE_CATCH_UP, |m| {
+        messages += 1;
+        if !apply_message(&table, m, streamlet) {
+            skipped += 1;
+        }
+    })?;
+    let table = table.into_inner().unwrap_or_else(|p| p.into_inner());
+    tracing::info!(%streamlet, %topic, rows = table.len(), messages, skipped, took_ms = started.elapsed().as_millis() as u64, "table loaded");
+    Ok((replay, table))
+}
+
 /// Reloads the table whenever its file changes; a file that fails to load leaves the old table.
 fn watch(
     config: EnricherConfig,
+    path: PathBuf,
     streamlet: String,
-    table: Arc<ArcSwap<Table>>,
+    table: Arc<RwLock<Table>>,
     stop: CancellationToken,
 ) -> Result<(), String> {
-    let path = std::fs::canonicalize(table_path(&config.table)).map_err(|e| e.to_string())?;
+    let path = std::fs::canonicalize(path).map_err(|e| e.to_string())?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let target = path.clone();
@@ -338,9 +467,9 @@ fn watch(
                 event = rx.recv() => if event.is_none() { break },
             }
             while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {}
-            let (c, s) = (config.clone(), streamlet.clone());
-            match tokio::task::spawn_blocking(move || load_logged(&c, &s)).await {
-                Ok(Ok(new)) => table.store(Arc::new(new)),
+            let (c, s, p) = (config.clone(), streamlet.clone(), path.clone());
+            match tokio::task::spawn_blocking(move || load_logged(&c, &p, &s)).await {
+                Ok(Ok(new)) => *table.write().unwrap_or_else(|p| p.into_inner()) = new,
                 Ok(Err(reason)) => tracing::error!(%streamlet, %reason, "table not reloaded; the previous one stays"),
                 Err(e) => tracing::error!(%streamlet, reason = %e, "table reload stopped abnormally"),
             }
@@ -410,8 +539,10 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
     let out = io.outlets.get("out");
     let unmatched_out = io.outlets.find("unmatched");
     while let Some(mut batch) = io.inlet.recv().await {
-        let table = ready.table.load();
-        let unmatched = join(&config, &on, &table, &mut batch);
+        let unmatched = {
+            let table = ready.table.read().unwrap_or_else(|p| p.into_inner());
+            join(&config, &on, &table, &mut batch)
+        };
         out.send(batch).await?;
         if let Some(u) = unmatched_out {
             u.send(unmatched).await?;

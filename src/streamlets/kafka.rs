@@ -8,7 +8,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::StreamletError;
 use crate::spec::KafkaSettings;
@@ -69,4 +71,85 @@ pub async fn ensure_topic(
         }
     }
     Ok(())
+}
+
+/// Reads a whole topic without a consumer group (every process reads every message):
+/// every partition from the beginning, first up to the end it had when opened, then on as
+/// messages come. For tables and model versions kept in topics.
+pub struct Replay {
+    consumer: BaseConsumer,
+    pub topic: String,
+    /// Per partition with messages when opened: the offset after its last one.
+    ends: Vec<(i32, i64)>,
+}
+
+impl Replay {
+    /// Assigns every partition of `topic` from its beginning. Blocking.
+    pub fn open(settings: &KafkaSettings, topic: &str) -> Result<Replay, String> {
+        let mut config = client_config(settings);
+        config
+            .set("group.id", format!("sluice-replay-{topic}"))
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "100");
+        let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(format!("topic `{topic}` does not exist"));
+        }
+        let mut list = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        for p in partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+            list.add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(|e| e.to_string())?;
+            if high > low {
+                ends.push((p, high));
+            }
+        }
+        consumer.assign(&list).map_err(|e| e.to_string())?;
+        Ok(Replay {
+            consumer,
+            topic: topic.to_string(),
+            ends,
+        })
+    }
+
+    /// Hands `each` every message up to the ends the partitions had when opened. Blocking.
+    pub fn catch_up(&self, timeout: Duration, mut each: impl FnMut(&BorrowedMessage<'_>)) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        let mut read: std::collections::HashMap<i32, i64> = std::collections::HashMap::new();
+        while self
+            .ends
+            .iter()
+            .any(|(p, end)| read.get(p).copied().unwrap_or(-1) + 1 < *end)
+        {
+            if started.elapsed() > timeout {
+                return Err(format!("not read to its end within {timeout:?}"));
+            }
+            self.poll(Duration::from_millis(200), |m| {
+                read.insert(m.partition(), m.offset());
+                each(m)
+            });
+        }
+        Ok(())
+    }
+
+    /// Hands `each` the next message, waiting up to `timeout`. Blocking.
+    pub fn poll(&self, timeout: Duration, each: impl FnOnce(&BorrowedMessage<'_>)) {
+        match self.consumer.poll(timeout) {
+            Some(Ok(m)) => each(&m),
+            Some(Err(e)) => tracing::warn!(topic = %self.topic, error = %e, "reading a topic"),
+            None => {}
+        }
+    }
 }

@@ -62,7 +62,7 @@ pub async fn prepare(spec: &StreamletSpec, ctx: &Prepare) -> Result<Prepared, St
         KindConfig::Scorer(c) => Prepared::Scorer(Box::new(
             scorer::prepare(c, &ctx.name, ctx.reloading, &ctx.kafka).await?,
         )),
-        KindConfig::Enricher(c) => Prepared::Enricher(Box::new(enricher::prepare(c, &ctx.name).await?)),
+        KindConfig::Enricher(c) => Prepared::Enricher(Box::new(enricher::prepare(c, &ctx.name, &ctx.kafka).await?)),
         KindConfig::Records(r) => Prepared::Records(r.clone()),
         KindConfig::Capture(c) => Prepared::Capture(c.clone()),
     })
