@@ -34,62 +34,55 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
+use sluice::spec::FeatureField;
 use sluice::streamlets::ingress::generator::ListingGenerator;
-use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const CITIES: [&str; 11] = [
-    "Auburn",
-    "Bellevue",
-    "Everett",
-    "Issaquah",
-    "Kent",
-    "Kirkland",
-    "Redmond",
-    "Renton",
-    "Seattle",
-    "Shoreline",
-    "Tacoma",
-];
-const NUMERIC: [&str; 10] = [
-    "bedrooms",
-    "bathrooms",
-    "sqft_living",
-    "sqft_lot",
-    "floors",
-    "waterfront",
-    "view",
-    "condition",
-    "yr_built",
-    "yr_renovated",
-];
 const PARTITIONS: i32 = 4;
 const LATENCY_RATE: usize = 500;
 
-/// The model's 21 inputs as record fields: the Python peer reads numeric fields only, so the
-/// city's one-hot columns travel in the record (`city_Seattle: 1`), for both.
+/// The house-price model's inputs as plain record fields, from the scorer definition: the
+/// Python peer reads numeric fields only, so a one-hot field's columns travel in the record
+/// (`city=Seattle: 1`) for both. Each: the column's field, and the (field, value) it is
+/// made from when it is one-hot.
+fn columns() -> Vec<(String, Option<(String, String)>)> {
+    let definition =
+        std::fs::read_to_string(root().join("streamlets/house-price-gbm.yaml")).expect("scorer definition");
+    let config: sluice::spec::ScorerConfig = serde_yaml_ng::from_str(&definition).expect("scorer definition parses");
+    let mut columns = Vec::new();
+    for field in config.features.fields {
+        match field {
+            FeatureField::Name(name) => columns.push((name, None)),
+            FeatureField::Spec(spec) => match spec.one_hot {
+                Some(values) => columns.extend(
+                    values
+                        .into_iter()
+                        .map(|v| (format!("{}={v}", spec.field), Some((spec.field.clone(), v)))),
+                ),
+                None => columns.push((spec.field, None)),
+            },
+        }
+    }
+    columns
+}
+
 fn feature_names() -> Vec<String> {
-    NUMERIC
-        .iter()
-        .map(|f| f.to_string())
-        .chain(CITIES.iter().map(|c| format!("city_{c}")))
-        .collect()
+    columns().into_iter().map(|(name, _)| name).collect()
 }
 
 fn listings(first_id: u64, n: usize) -> Vec<Value> {
+    let columns = columns();
     let mut generator = ListingGenerator::new(21, 0.0);
     (0..n)
         .map(|i| {
             let mut record = generator.next_record();
-            let city = record
-                .get("city")
-                .and_then(|c| c.as_str())
-                .unwrap_or_default()
-                .to_string();
-            for c in CITIES {
-                record.insert(format!("city_{c}"), u8::from(c == city).into());
+            for (name, one_hot) in &columns {
+                if let Some((field, value)) = one_hot {
+                    let hot = record.get(field).and_then(|v| v.as_str()) == Some(value.as_str());
+                    record.insert(name.clone(), u8::from(hot).into());
+                }
             }
             record.insert("id".into(), (first_id + i as u64).into());
             Value::Object(record)
@@ -154,6 +147,34 @@ impl Arrivals {
 impl Drop for Arrivals {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The highest resident memory a process reached (VmHWM), sampled until it exits.
+struct PeakMemory(Arc<std::sync::atomic::AtomicU64>);
+
+impl PeakMemory {
+    fn watch(pid: u32) -> PeakMemory {
+        let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let p = peak.clone();
+        std::thread::spawn(move || {
+            while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                let kib = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+                match kib {
+                    Some(kib) => p.fetch_max(kib, Ordering::Relaxed),
+                    None => break, // a zombie: it has exited
+                };
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        PeakMemory(peak)
+    }
+
+    fn mib(&self) -> u64 {
+        self.0.load(Ordering::Relaxed) / 1024
     }
 }
 
@@ -318,39 +339,46 @@ fn main() {
         t.join().expect("passthrough");
     }
 
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let cancel = CancellationToken::new();
+    // sluice runs as its own process, as the peer does, so their memory compares.
     let dir = tempfile::tempdir().expect("dir");
     let mut run = None;
     let sluice = measure(&broker, "sluice", n, m, |input, output| {
         let file = dir.path().join("bench.yaml");
         std::fs::write(&file, sluice_pipeline(&broker, input, output)).expect("pipeline");
-        let topology = match sluice::topology::load(&file) {
-            Ok(t) => t,
-            Err(sluice::spec::LoadError::Problems(r)) => panic!("{:#?}", r.diagnostics),
-            Err(e) => panic!("{e}"),
-        };
-        run = Some(rt.spawn(sluice::runtime::run(topology, cancel.clone())));
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("run")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("sluice.log")).expect("log"))
+            .spawn()
+            .expect("sluice runs");
+        run = Some((PeakMemory::watch(child.id()), child));
     });
-    cancel.cancel();
-    if let Some(run) = run {
-        rt.block_on(run).expect("task").expect("the sluice run");
-    }
+    let (sluice_memory, mut child) = run.expect("sluice ran");
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(
+        stopped.success() && child.wait().expect("exit").success(),
+        "sluice did not stop cleanly"
+    );
 
     let mut peer = None;
+    let mut peer_memory = None;
     let python_figures = measure(&broker, "python", n, m, |input, output| {
-        peer = Some(
-            Command::new(&python)
-                .arg(root.join("benches/peer/python_kafka_scorer.py"))
-                .args(["--brokers", &broker.address, "--input", input, "--output", output])
-                .arg("--model")
-                .arg(root.join("examples/house-prices/models/house-price-v2.onnx"))
-                .args(["--features", &feature_names().join(",")])
-                .args(["--count", &(n + m).to_string(), "--idle-timeout", "5"])
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("the Python peer starts"),
-        );
+        let child = Command::new(&python)
+            .arg(root.join("benches/peer/python_kafka_scorer.py"))
+            .args(["--brokers", &broker.address, "--input", input, "--output", output])
+            .arg("--model")
+            .arg(root.join("examples/house-prices/models/house-price-v2.onnx"))
+            .args(["--features", &feature_names().join(",")])
+            .args(["--count", &(n + m).to_string(), "--idle-timeout", "5"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the Python peer starts");
+        peer_memory = Some(PeakMemory::watch(child.id()));
+        peer = Some(child);
     });
     let summary = peer
         .expect("peer")
@@ -359,8 +387,16 @@ fn main() {
         .unwrap_or_default();
 
     println!("{}", line("(a) raw rdkafka passthrough", &raw));
-    println!("{}", line("sluice: Kafka → scorer → Kafka", &sluice));
-    println!("{}", line("(b) Python peer (confluent-kafka)", &python_figures));
+    println!(
+        "{}   peak RSS {:>4} MiB",
+        line("sluice: Kafka → scorer → Kafka", &sluice),
+        sluice_memory.mib()
+    );
+    println!(
+        "{}   peak RSS {:>4} MiB",
+        line("(b) Python peer (confluent-kafka)", &python_figures),
+        peer_memory.expect("the peer ran").mib()
+    );
     println!();
     println!(
         "  sluice / raw passthrough: {:.0}% of the throughput; sluice / Python peer: {:.1}x the throughput",

@@ -11,7 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 /// The house-price scorer reading listings from `topic` (through a validator and, between
 /// validator and scorer, a Kafka topic) and writing scored listings to the topic `scored`;
@@ -209,13 +208,9 @@ fn file_to_topic_to_validator_to_topic_to_scorer_to_topic_each_once_with_its_pre
     let yaml = scoring_pipeline("end-to-end", &broker.address, "listings", &load);
     let file = dir.path().join("p.yaml");
     std::fs::write(&file, &yaml).expect("pipeline");
-    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let stop = CancellationToken::new();
-    let task = rt.spawn(sluice::runtime::run(topology, stop.clone()));
+    let run = common::Running::start(&file);
     let scored = read_all_scored(&broker, 200, &[]);
-    stop.cancel();
-    rt.block_on(task).expect("task").expect("run");
+    run.finish();
     assert_eq!(scored.len(), 200, "each record once");
     for r in &scored {
         let expected = r["expected"]["2"].as_f64().expect("expected prediction");

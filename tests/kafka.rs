@@ -4,7 +4,7 @@
 
 mod common;
 use common::broker::Broker;
-use common::read_jsonl;
+use common::{read_jsonl, Running};
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -43,16 +43,7 @@ streamlets:
     );
     let file = dir.path().join("p.yaml");
     std::fs::write(&file, yaml).expect("pipeline");
-    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let stop = CancellationToken::new();
-    let handle = sluice::runtime::Handle::default();
-    let task = rt.spawn(sluice::runtime::run_reloading(
-        topology,
-        stop.clone(),
-        None,
-        handle.clone(),
-    ));
+    let run = Running::start(&file);
     let out = dir.path().join("out.jsonl");
     let started = Instant::now();
     while read_jsonl(&out).len() < 2000 {
@@ -66,7 +57,7 @@ streamlets:
     // Once everything is read, the source's lag is measured on each partition and is nothing.
     let started = Instant::now();
     loop {
-        let status = handle.status();
+        let status = run.handle.status();
         let lag = status
             .streamlets
             .iter()
@@ -79,8 +70,7 @@ streamlets:
         assert!(started.elapsed() < Duration::from_secs(30), "lag: {lag:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    stop.cancel();
-    let summary = rt.block_on(task).expect("task").expect("run");
+    let summary = run.finish();
     let records = read_jsonl(&out);
     let ids: BTreeSet<u64> = records.iter().map(|r| r["id"].as_u64().expect("id")).collect();
     assert_eq!(records.len(), 2000, "each record once");
@@ -200,17 +190,14 @@ streamlets:
     );
     let file = dir.path().join("p.yaml");
     std::fs::write(&file, yaml).expect("pipeline");
-    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
-    let stop = CancellationToken::new();
-    let task = rt.spawn(sluice::runtime::run(topology, stop.clone()));
+    let run = Running::start(&file);
     let started = Instant::now();
     while read_jsonl(&dir.path().join("bad.jsonl")).is_empty() || read_jsonl(&dir.path().join("good.jsonl")).is_empty()
     {
         assert!(started.elapsed() < Duration::from_secs(60), "the messages did not come");
         std::thread::sleep(Duration::from_millis(100));
     }
-    stop.cancel();
-    rt.block_on(task).expect("task").expect("run");
+    run.finish();
     assert_eq!(
         read_jsonl(&dir.path().join("good.jsonl")),
         vec![serde_json::json!({"id": 1})]
@@ -252,16 +239,7 @@ edges:
     );
     let file = dir.path().join("p.yaml");
     std::fs::write(&file, yaml).expect("pipeline");
-    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let stop = CancellationToken::new();
-    let handle = sluice::runtime::Handle::default();
-    let task = rt.spawn(sluice::runtime::run_reloading(
-        topology,
-        stop.clone(),
-        None,
-        handle.clone(),
-    ));
+    let run = Running::start(&file);
     let out = dir.path().join("out.jsonl");
     let started = Instant::now();
     while read_jsonl(&out).len() < 1000 {
@@ -273,9 +251,8 @@ edges:
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let names: Vec<String> = handle.status().streamlets.iter().map(|s| s.name.clone()).collect();
-    stop.cancel();
-    rt.block_on(task).expect("task").expect("run");
+    let names: Vec<String> = run.handle.status().streamlets.iter().map(|s| s.name.clone()).collect();
+    run.finish();
     let ids: BTreeSet<u64> = read_jsonl(&out).iter().map(|r| r["id"].as_u64().expect("id")).collect();
     assert_eq!(read_jsonl(&out).len(), 1000, "each record once");
     assert_eq!(ids, (1..=1000).collect::<BTreeSet<u64>>());
@@ -364,10 +341,7 @@ streamlets:
     };
     let file = dir.path().join("p.yaml");
     std::fs::write(&file, pipeline("first.jsonl")).expect("pipeline");
-    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let stop = CancellationToken::new();
-    let task = rt.spawn(sluice::runtime::run(topology, stop.clone()));
+    let run = Running::start(&file);
     let out = dir.path().join("first.jsonl");
     let wait_for = |what: &str, done: &dyn Fn() -> bool| {
         let started = Instant::now();
@@ -397,16 +371,13 @@ streamlets:
     wait_for("v2 serves", &|| {
         versions_in(&out).last().map(String::as_str) == Some("2")
     });
-    stop.cancel();
-    rt.block_on(task).expect("task").expect("run");
+    run.finish();
     assert_eq!(versions_in(&out), vec!["1", "2"], "one swap, no record unscored");
     assert!(read_jsonl(&out).iter().all(|r| r["predicted_price"].is_number()));
 
     // A scorer starting now reads the topic from the beginning and serves the latest good version.
     std::fs::write(&file, pipeline("second.jsonl")).expect("pipeline");
-    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
-    let stop = CancellationToken::new();
-    let task = rt.spawn(sluice::runtime::run(topology, stop.clone()));
+    let run = Running::start(&file);
     let second = dir.path().join("second.jsonl");
     let started = Instant::now();
     while read_jsonl(&second).len() < 50 {
@@ -416,8 +387,7 @@ streamlets:
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    stop.cancel();
-    rt.block_on(task).expect("task").expect("run");
+    run.finish();
     assert_eq!(versions_in(&second), vec!["2"]);
 }
 
@@ -493,17 +463,11 @@ streamlets:
     );
     let file = dir.path().join("p.yaml");
     std::fs::write(&file, yaml).expect("pipeline");
-    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let stop = CancellationToken::new();
-    let task = rt.spawn(sluice::runtime::run(topology, stop.clone()));
+    let run = Running::start(&file);
     let out = dir.path().join("out.jsonl");
     let started = Instant::now();
     while read_jsonl(&out).len() < 500 {
-        if task.is_finished() {
-            let result = rt.block_on(task).expect("task");
-            panic!("the run ended early: {result:?}");
-        }
+        run.assert_running();
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "{} of 500 arrived",
@@ -511,8 +475,7 @@ streamlets:
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    stop.cancel();
-    rt.block_on(task).expect("task").expect("run");
+    run.finish();
     let ids: BTreeSet<u64> = read_jsonl(&out).iter().map(|r| r["id"].as_u64().expect("id")).collect();
     assert_eq!(ids, (1..=500).collect::<BTreeSet<u64>>());
     assert_eq!(read_jsonl(&out).len(), 500, "each record once");
@@ -660,10 +623,7 @@ streamlets:
     );
     let file = dir.path().join("p.yaml");
     std::fs::write(&file, yaml).expect("pipeline");
-    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let stop = CancellationToken::new();
-    let task = rt.spawn(sluice::runtime::run(topology, stop.clone()));
+    let run = Running::start(&file);
     let orders = |ids: std::ops::Range<u64>, zips: &[&str]| -> Vec<Value> {
         ids.zip(zips.iter().cycle())
             .map(|(id, zip)| serde_json::json!({ "id": id, "zip": zip }))
@@ -715,8 +675,7 @@ streamlets:
     wait_for("the records after the updates", &|| {
         (1000..1004).all(|id| by_id(&joined).contains_key(&id) || by_id(&unmatched).contains_key(&id))
     });
-    stop.cancel();
-    rt.block_on(task).expect("task").expect("run");
+    run.finish();
     let (j, u) = (by_id(&joined), by_id(&unmatched));
     assert_eq!(j[&1000]["income"], 10);
     assert!(u.contains_key(&1001) && !j.contains_key(&1001), "z2 was deleted");

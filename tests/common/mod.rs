@@ -53,3 +53,42 @@ pub fn write_corrupt_model(folder: &Path, version: &str) {
     )
     .expect("write descriptor");
 }
+
+/// A pipeline file running in this process, in a runtime of its own, until `finish`.
+pub struct Running {
+    pub rt: tokio::runtime::Runtime,
+    pub handle: sluice::runtime::Handle,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<sluice::runtime::RunSummary, sluice::runtime::RunError>>,
+}
+
+impl Running {
+    /// Loads the pipeline in `file` and starts it.
+    pub fn start(file: &Path) -> Running {
+        let topology = sluice::topology::load(file).unwrap_or_else(|e| panic!("{e}"));
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let stop = CancellationToken::new();
+        let handle = sluice::runtime::Handle::default();
+        let task = rt.spawn(sluice::runtime::run_reloading(
+            topology,
+            stop.clone(),
+            None,
+            handle.clone(),
+        ));
+        Running { rt, handle, stop, task }
+    }
+
+    /// Panics with the run's result if it ended by itself.
+    pub fn assert_running(&self) {
+        assert!(!self.task.is_finished(), "the run ended early");
+    }
+
+    /// Stops intake, lets what is in flight drain, and returns the run's summary.
+    pub fn finish(self) -> sluice::runtime::RunSummary {
+        self.stop.cancel();
+        self.rt
+            .block_on(self.task)
+            .expect("the run's task")
+            .unwrap_or_else(|e| panic!("the run failed: {e}"))
+    }
+}
