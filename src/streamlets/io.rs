@@ -96,10 +96,6 @@ impl Acks {
         self.0.extend(other.0);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The records these stand for are done with: written, routed, or deliberately dropped.
     pub fn settle(mut self) {
         for ack in &mut self.0 {
