@@ -1,4 +1,6 @@
-//! The egress: writes each record as one JSON line to stdout or a file, or only counts it (blackhole).
+//! The egress: writes each record as one JSON line to stdout or a file, as one message to a
+//! Kafka topic, or only counts it (blackhole). A batch is done with (its source offsets may
+//! be committed) once it is written: flushed to the file, or acknowledged by the broker.
 
 use std::path::Path;
 

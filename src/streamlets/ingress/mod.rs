@@ -1,5 +1,6 @@
-//! The ingress: brings records in from a file, stdin or a generator. Outlets: `out` for records,
-//! `errors` for input that is not a record (with its line number and original content).
+//! The ingress: brings records in from a file, stdin, a generator or a Kafka topic. Outlets:
+//! `out` for records, `errors` for input that is not a record (with its line number, or its
+//! partition and offset, and its original content).
 
 pub mod generator;
 pub mod kafka_source;
