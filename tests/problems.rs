@@ -54,6 +54,7 @@ problem_test!(unset_variable, "unset-variable", 9, 31);
 problem_test!(unknown_edge, "unknown-edge", 12, 5);
 problem_test!(invalid_record_schema, "invalid-record-schema", 9, 13);
 problem_test!(unknown_model, "unknown-model", 13, 42);
+problem_test!(kafka_table_without_fields, "missing-field", 7, 3);
 
 #[test]
 fn a_scorer_with_one_model_and_several_is_told_to_choose() {
