@@ -187,6 +187,29 @@ fn duplicates(records: &[Value]) -> usize {
     id_counts(records).values().map(|c| c - 1).sum()
 }
 
+/// Says how many records came more than once (at-least-once allows it; it is worth knowing).
+fn report(what: &str, n: u64, scored: &[Value]) {
+    println!(
+        "{what}: {n} listings, {} scored messages, {} duplicates",
+        scored.len(),
+        duplicates(scored)
+    );
+}
+
+/// The topic `listings` (4 partitions), the scoring pipeline `name` written into `dir`, and
+/// `n` listings being produced to the topic at 1,000/s: the pipeline file and the producer.
+fn stream_listings(
+    broker: &Broker,
+    dir: &Path,
+    name: &str,
+    n: u64,
+) -> (std::path::PathBuf, std::thread::JoinHandle<()>) {
+    broker.create_topic("listings", 4);
+    let file = dir.join("p.yaml");
+    std::fs::write(&file, scoring_pipeline(name, &broker.address, "listings", "")).expect("pipeline");
+    (file, produce_at(broker, "listings", listings(n), 1000))
+}
+
 #[test]
 fn file_to_topic_to_validator_to_topic_to_scorer_to_topic_each_once_with_its_prediction() {
     let broker = Broker::start();
@@ -227,11 +250,8 @@ fn file_to_topic_to_validator_to_topic_to_scorer_to_topic_each_once_with_its_pre
 fn a_process_killed_mid_stream_loses_nothing_when_it_is_restarted() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().expect("dir");
-    broker.create_topic("listings", 4);
-    let file = dir.path().join("p.yaml");
-    std::fs::write(&file, scoring_pipeline("crash", &broker.address, "listings", "")).expect("pipeline");
     let n = 8000;
-    let producing = produce_at(&broker, "listings", listings(n), 1000);
+    let (file, producing) = stream_listings(&broker, dir.path(), "crash", n);
     let mut first = Sluice::start(&file, dir.path(), "first");
     first.wait_published(1500, Duration::from_secs(120));
     first.kill();
@@ -242,22 +262,15 @@ fn a_process_killed_mid_stream_loses_nothing_when_it_is_restarted() {
     producing.join().expect("produced");
     let scored = read_all_scored(&broker, n, &[&second]);
     second.terminate();
-    println!(
-        "kill -9 mid-stream: {n} listings, {} scored messages, {} duplicates",
-        scored.len(),
-        duplicates(&scored)
-    );
+    report("kill -9 mid-stream", n, &scored);
 }
 
 #[test]
 fn two_processes_share_the_partitions_and_lose_nothing_when_one_leaves() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().expect("dir");
-    broker.create_topic("listings", 4);
-    let file = dir.path().join("p.yaml");
-    std::fs::write(&file, scoring_pipeline("scale-out", &broker.address, "listings", "")).expect("pipeline");
     let n = 12000;
-    let producing = produce_at(&broker, "listings", listings(n), 1000);
+    let (file, producing) = stream_listings(&broker, dir.path(), "scale-out", n);
     let mut first = Sluice::start(&file, dir.path(), "first");
     first.wait_published(500, Duration::from_secs(120));
     let mut second = Sluice::start(&file, dir.path(), "second");
@@ -271,22 +284,15 @@ fn two_processes_share_the_partitions_and_lose_nothing_when_one_leaves() {
     let scored = read_all_scored(&broker, n, &[&second]);
     let second_log = second.terminate();
     assert!(second_log.contains("partitions assigned"), "{second_log}");
-    println!(
-        "two processes, one leaving: {n} listings, {} scored messages, {} duplicates",
-        scored.len(),
-        duplicates(&scored)
-    );
+    report("two processes, one leaving", n, &scored);
 }
 
 #[test]
 fn the_pipeline_rides_out_a_broker_outage_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("dir");
     let mut broker = Broker::start_on_disk(dir.path());
-    broker.create_topic("listings", 4);
-    let file = dir.path().join("p.yaml");
-    std::fs::write(&file, scoring_pipeline("outage", &broker.address, "listings", "")).expect("pipeline");
     let n = 6000;
-    let producing = produce_at(&broker, "listings", listings(n), 1000);
+    let (file, producing) = stream_listings(&broker, dir.path(), "outage", n);
     let mut sluice = Sluice::start(&file, dir.path(), "sluice");
     sluice.wait_published(1000, Duration::from_secs(120));
     // The broker goes away for several seconds, mid-stream, and comes back.
@@ -301,10 +307,9 @@ fn the_pipeline_rides_out_a_broker_outage_and_loses_nothing() {
     producing.join().expect("produced");
     let scored = read_all_scored(&broker, n, &[&sluice]);
     let log = sluice.terminate();
+    report("broker away 6 s", n, &scored);
     println!(
-        "broker away 6 s: {n} listings, {} scored messages, {} duplicates; {} warnings logged",
-        scored.len(),
-        duplicates(&scored),
+        "  {} warnings logged meanwhile",
         log.lines().filter(|l| l.contains(" WARN ")).count()
     );
 }
