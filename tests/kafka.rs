@@ -4,7 +4,7 @@
 
 mod common;
 use common::broker::Broker;
-use common::{read_jsonl, Running};
+use common::{read_jsonl, wait_until, Running};
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -45,15 +45,11 @@ streamlets:
     std::fs::write(&file, yaml).expect("pipeline");
     let run = Running::start(&file);
     let out = dir.path().join("out.jsonl");
-    let started = Instant::now();
-    while read_jsonl(&out).len() < 2000 {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "only {} records came back",
-            read_jsonl(&out).len()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        Duration::from_secs(120),
+        || read_jsonl(&out).len() >= 2000,
+        || format!("only {} records came back", read_jsonl(&out).len()),
+    );
     // Once everything is read, the source's lag is measured on each partition and is nothing.
     let started = Instant::now();
     loop {
@@ -191,12 +187,14 @@ streamlets:
     let file = dir.path().join("p.yaml");
     std::fs::write(&file, yaml).expect("pipeline");
     let run = Running::start(&file);
-    let started = Instant::now();
-    while read_jsonl(&dir.path().join("bad.jsonl")).is_empty() || read_jsonl(&dir.path().join("good.jsonl")).is_empty()
-    {
-        assert!(started.elapsed() < Duration::from_secs(60), "the messages did not come");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        Duration::from_secs(60),
+        || {
+            !read_jsonl(&dir.path().join("bad.jsonl")).is_empty()
+                && !read_jsonl(&dir.path().join("good.jsonl")).is_empty()
+        },
+        || "the messages did not come".into(),
+    );
     run.finish();
     assert_eq!(
         read_jsonl(&dir.path().join("good.jsonl")),
@@ -241,15 +239,11 @@ edges:
     std::fs::write(&file, yaml).expect("pipeline");
     let run = Running::start(&file);
     let out = dir.path().join("out.jsonl");
-    let started = Instant::now();
-    while read_jsonl(&out).len() < 1000 {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "only {} records arrived",
-            read_jsonl(&out).len()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        Duration::from_secs(120),
+        || read_jsonl(&out).len() >= 1000,
+        || format!("only {} records arrived", read_jsonl(&out).len()),
+    );
     std::thread::sleep(Duration::from_millis(300));
     let names: Vec<String> = run.handle.status().streamlets.iter().map(|s| s.name.clone()).collect();
     run.finish();
@@ -344,15 +338,9 @@ streamlets:
     let run = Running::start(&file);
     let out = dir.path().join("first.jsonl");
     let wait_for = |what: &str, done: &dyn Fn() -> bool| {
-        let started = Instant::now();
-        while !done() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "{what}: {:?}",
-                versions_in(&out)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(Duration::from_secs(60), done, || {
+            format!("{what}: {:?}", versions_in(&out))
+        })
     };
     wait_for("v1 serves", &|| read_jsonl(&out).len() >= 100);
     // A broken version (its bytes do not match its checksum) is rejected; v1 goes on.
@@ -379,14 +367,11 @@ streamlets:
     std::fs::write(&file, pipeline("second.jsonl")).expect("pipeline");
     let run = Running::start(&file);
     let second = dir.path().join("second.jsonl");
-    let started = Instant::now();
-    while read_jsonl(&second).len() < 50 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the second run scored nothing"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        Duration::from_secs(60),
+        || read_jsonl(&second).len() >= 50,
+        || "the second run scored nothing".into(),
+    );
     run.finish();
     assert_eq!(versions_in(&second), vec!["2"]);
 }
@@ -465,16 +450,14 @@ streamlets:
     std::fs::write(&file, yaml).expect("pipeline");
     let run = Running::start(&file);
     let out = dir.path().join("out.jsonl");
-    let started = Instant::now();
-    while read_jsonl(&out).len() < 500 {
-        run.assert_running();
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{} of 500 arrived",
-            read_jsonl(&out).len()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        Duration::from_secs(60),
+        || {
+            run.assert_running();
+            read_jsonl(&out).len() >= 500
+        },
+        || format!("{} of 500 arrived", read_jsonl(&out).len()),
+    );
     run.finish();
     let ids: BTreeSet<u64> = read_jsonl(&out).iter().map(|r| r["id"].as_u64().expect("id")).collect();
     assert_eq!(ids, (1..=500).collect::<BTreeSet<u64>>());
@@ -637,13 +620,7 @@ streamlets:
             .map(|r| (r["id"].as_u64().expect("id"), r))
             .collect()
     };
-    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
-        let started = Instant::now();
-        while !done() {
-            assert!(started.elapsed() < Duration::from_secs(60), "{what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| wait_until(Duration::from_secs(60), done, || what.to_string());
     let producer = broker.producer();
     // The first records already see the whole table.
     common::broker::produce(&producer, "orders", &orders(1..5, &["z1", "z2", "z3", "z4"]));

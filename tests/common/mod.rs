@@ -92,3 +92,12 @@ impl Running {
             .unwrap_or_else(|e| panic!("the run failed: {e}"))
     }
 }
+
+/// Polls `done` until it holds; after `timeout`, fails with what `explain` says.
+pub fn wait_until(timeout: std::time::Duration, mut done: impl FnMut() -> bool, explain: impl Fn() -> String) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < timeout, "{}", explain());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
