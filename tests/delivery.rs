@@ -14,15 +14,14 @@ use serde_json::Value;
 
 /// The house-price scorer reading listings from `topic` (through a validator and, between
 /// validator and scorer, a Kafka topic) and writing scored listings to the topic `scored`;
-/// `more` adds streamlets.
-fn scoring_pipeline(name: &str, brokers: &str, topic: &str, more: &str) -> String {
+/// `options` are the pipeline's Kafka options (YAML flow mapping), `more` adds streamlets.
+fn scoring_pipeline(name: &str, brokers: &str, topic: &str, options: &str, more: &str) -> String {
     format!(
         r#"
 pipeline: {name}
 defaults:
   batch_size: 100
-  # The partitions of a killed process move to the others after 6 s (librdkafka: 45 s).
-  kafka: {{ brokers: "{brokers}", options: {{ session.timeout.ms: 6000 }} }}
+  kafka: {{ brokers: "{brokers}", options: {options} }}
 streamlets:
   listings:
     kind: ingress
@@ -50,6 +49,15 @@ edges:
         scorer = root().join("streamlets/house-price-gbm.yaml").display(),
         models = root().join("examples/house-prices/models").display(),
     )
+}
+
+/// Taken by each test for its whole run: a test's broker and `sluice` processes keep both
+/// cores of a small machine busy (tansu on SQLite alone takes one), and side by side with
+/// another test's the broker answers heartbeats so late that the group rebalances over and
+/// over.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Valid listings with ids 1..=n.
@@ -159,22 +167,34 @@ impl Drop for Sluice {
 }
 
 /// Reads `scored` until every id 1..=n is there; panics naming the missing ones otherwise,
-/// with the logs of the processes that should have written them.
-fn read_all_scored(broker: &Broker, n: u64, writers: &[&Sluice]) -> Vec<Value> {
+/// after the `logs` of the processes that should have written them, with how far each
+/// missing record got (its partition and offset in `listings` and `<pipeline>.check.valid`).
+fn read_all_scored(broker: &Broker, n: u64, pipeline: &str, logs: &dyn Fn() -> String) -> Vec<Value> {
     let mut seen = std::collections::HashSet::new();
     let scored = broker.read_topic("scored", Duration::from_secs(120), |record| {
         seen.insert(record["id"].as_u64());
         seen.len() as u64 >= n
     });
     let counts = id_counts(&scored);
-    let missing: Vec<u64> = (1..=n).filter(|id| !counts.contains_key(id)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {n} ids never arrived, first {:?}\n{}",
-        missing.len(),
-        &missing[..missing.len().min(20)],
-        writers.iter().map(|w| w.log_text()).collect::<Vec<_>>().join("\n")
-    );
+    let missing: std::collections::BTreeSet<u64> = (1..=n).filter(|id| !counts.contains_key(id)).collect();
+    if !missing.is_empty() {
+        let between = format!("{pipeline}.check.valid");
+        let whereabouts: Vec<String> = ["listings", between.as_str()]
+            .iter()
+            .map(|topic| {
+                let found = broker.locate(topic, &missing);
+                let places: Vec<String> = found.iter().take(30).map(|(id, p, o)| format!("{id}@{p}:{o}")).collect();
+                format!("in {topic}: {} of them ({})", found.len(), places.join(" "))
+            })
+            .collect();
+        panic!(
+            "{}\n{} of {n} ids never arrived, first {:?}\n{}",
+            logs(),
+            missing.len(),
+            missing.iter().take(20).collect::<Vec<_>>(),
+            whereabouts.join("\n")
+        );
+    }
     assert_eq!(counts.len() as u64, n, "ids that were never sent arrived");
     for r in &scored {
         assert!(r["predicted_price"].is_number(), "not scored: {r}");
@@ -196,22 +216,25 @@ fn report(what: &str, n: u64, scored: &[Value]) {
     );
 }
 
-/// The topic `listings` (4 partitions), the scoring pipeline `name` written into `dir`, and
-/// `n` listings being produced to the topic at 1,000/s: the pipeline file and the producer.
+/// The topic `listings` (4 partitions), the scoring pipeline `name` (with Kafka `options`)
+/// written into `dir`, and `n` listings being produced to the topic at 1,000/s: the
+/// pipeline file and the producer.
 fn stream_listings(
     broker: &Broker,
     dir: &Path,
     name: &str,
+    options: &str,
     n: u64,
 ) -> (std::path::PathBuf, std::thread::JoinHandle<()>) {
     broker.create_topic("listings", 4);
     let file = dir.join("p.yaml");
-    std::fs::write(&file, scoring_pipeline(name, &broker.address, "listings", "")).expect("pipeline");
+    std::fs::write(&file, scoring_pipeline(name, &broker.address, "listings", options, "")).expect("pipeline");
     (file, produce_at(broker, "listings", listings(n), 1000))
 }
 
 #[test]
 fn file_to_topic_to_validator_to_topic_to_scorer_to_topic_each_once_with_its_prediction() {
+    let _turn = one_at_a_time();
     let broker = Broker::start();
     let dir = tempfile::tempdir().expect("dir");
     // The listings Python scored go from a file into a topic, and through the scoring pipeline.
@@ -228,11 +251,11 @@ fn file_to_topic_to_validator_to_topic_to_scorer_to_topic_each_once_with_its_pre
             .join("examples/house-prices/expected-predictions.jsonl")
             .display(),
     );
-    let yaml = scoring_pipeline("end-to-end", &broker.address, "listings", &load);
+    let yaml = scoring_pipeline("end-to-end", &broker.address, "listings", "{}", &load);
     let file = dir.path().join("p.yaml");
     std::fs::write(&file, &yaml).expect("pipeline");
     let run = common::Running::start(&file);
-    let scored = read_all_scored(&broker, 200, &[]);
+    let scored = read_all_scored(&broker, 200, "end-to-end", &String::new);
     run.finish();
     assert_eq!(scored.len(), 200, "each record once");
     for r in &scored {
@@ -248,10 +271,13 @@ fn file_to_topic_to_validator_to_topic_to_scorer_to_topic_each_once_with_its_pre
 
 #[test]
 fn a_process_killed_mid_stream_loses_nothing_when_it_is_restarted() {
+    let _turn = one_at_a_time();
     let broker = Broker::start();
     let dir = tempfile::tempdir().expect("dir");
     let n = 8000;
-    let (file, producing) = stream_listings(&broker, dir.path(), "crash", n);
+    // The partitions of a killed process go to the others once its session expires: after
+    // 6 s here (librdkafka's default: 45 s).
+    let (file, producing) = stream_listings(&broker, dir.path(), "crash", "{ session.timeout.ms: 6000 }", n);
     let mut first = Sluice::start(&file, dir.path(), "first");
     first.wait_published(1500, Duration::from_secs(120));
     first.kill();
@@ -260,17 +286,18 @@ fn a_process_killed_mid_stream_loses_nothing_when_it_is_restarted() {
     std::thread::sleep(Duration::from_secs(8));
     let second = Sluice::start(&file, dir.path(), "second");
     producing.join().expect("produced");
-    let scored = read_all_scored(&broker, n, &[&second]);
+    let scored = read_all_scored(&broker, n, "crash", &|| second.log_text());
     second.terminate();
     report("kill -9 mid-stream", n, &scored);
 }
 
 #[test]
 fn two_processes_share_the_partitions_and_lose_nothing_when_one_leaves() {
+    let _turn = one_at_a_time();
     let broker = Broker::start();
     let dir = tempfile::tempdir().expect("dir");
     let n = 12000;
-    let (file, producing) = stream_listings(&broker, dir.path(), "scale-out", n);
+    let (file, producing) = stream_listings(&broker, dir.path(), "scale-out", "{}", n);
     let mut first = Sluice::start(&file, dir.path(), "first");
     first.wait_published(500, Duration::from_secs(120));
     let mut second = Sluice::start(&file, dir.path(), "second");
@@ -281,7 +308,7 @@ fn two_processes_share_the_partitions_and_lose_nothing_when_one_leaves() {
     let first_log = first.terminate();
     assert!(first_log.contains("partitions revoked"), "{first_log}");
     producing.join().expect("produced");
-    let scored = read_all_scored(&broker, n, &[&second]);
+    let scored = read_all_scored(&broker, n, "scale-out", &|| format!("{first_log}\n{}", second.log_text()));
     let second_log = second.terminate();
     assert!(second_log.contains("partitions assigned"), "{second_log}");
     report("two processes, one leaving", n, &scored);
@@ -289,10 +316,11 @@ fn two_processes_share_the_partitions_and_lose_nothing_when_one_leaves() {
 
 #[test]
 fn the_pipeline_rides_out_a_broker_outage_and_loses_nothing() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().expect("dir");
     let mut broker = Broker::start_on_disk(dir.path());
     let n = 6000;
-    let (file, producing) = stream_listings(&broker, dir.path(), "outage", n);
+    let (file, producing) = stream_listings(&broker, dir.path(), "outage", "{}", n);
     let mut sluice = Sluice::start(&file, dir.path(), "sluice");
     sluice.wait_published(1000, Duration::from_secs(120));
     // The broker goes away for several seconds, mid-stream, and comes back.
@@ -305,7 +333,7 @@ fn the_pipeline_rides_out_a_broker_outage_and_loses_nothing() {
     );
     broker.restart();
     producing.join().expect("produced");
-    let scored = read_all_scored(&broker, n, &[&sluice]);
+    let scored = read_all_scored(&broker, n, "outage", &|| sluice.log_text());
     let log = sluice.terminate();
     report("broker away 6 s", n, &scored);
     println!(

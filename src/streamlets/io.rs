@@ -377,12 +377,12 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// A Kafka source's lag on one topic-partition: messages not yet read.
-    pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
-        self.lag
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((topic.to_string(), partition), lag);
+    /// A Kafka source's lag on the partitions of `topic` it reads now (messages not yet
+    /// read, per partition); partitions it no longer reads are forgotten.
+    pub fn set_topic_lag(&self, topic: &str, lags: &[(i32, i64)]) {
+        let mut lag = self.lag.lock().unwrap_or_else(|p| p.into_inner());
+        lag.retain(|(t, _), _| t != topic);
+        lag.extend(lags.iter().map(|&(partition, n)| ((topic.to_string(), partition), n)));
     }
 
     /// Every topic-partition lag of this streamlet.

@@ -196,6 +196,47 @@ impl Broker {
         }
         records
     }
+    /// Where the records with these `id`s are in `topic` (every partition read to its end):
+    /// `(id, partition, offset)`, for a failing test to say how far a record got.
+    pub fn locate(&self, topic: &str, ids: &std::collections::BTreeSet<u64>) -> Vec<(u64, i32, i64)> {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .set("group.id", "sluice-tests-locator")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let timeout = Duration::from_secs(10);
+        let Ok(metadata) = consumer.fetch_metadata(Some(topic), timeout) else {
+            return Vec::new();
+        };
+        let mut list = TopicPartitionList::new();
+        let mut ends = BTreeMap::new();
+        for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            if let Ok((_, high)) = consumer.fetch_watermarks(topic, p.id(), timeout) {
+                if high > 0 {
+                    ends.insert(p.id(), high);
+                    list.add_partition_offset(topic, p.id(), Offset::Beginning)
+                        .expect("partition");
+                }
+            }
+        }
+        consumer.assign(&list).expect("assign");
+        let mut found = Vec::new();
+        let started = Instant::now();
+        while !ends.is_empty() && started.elapsed() < Duration::from_secs(60) {
+            let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let record: Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default();
+            if let Some(id) = record["id"].as_u64().filter(|id| ids.contains(id)) {
+                found.push((id, m.partition(), m.offset()));
+            }
+            if ends.get(&m.partition()).is_some_and(|&end| m.offset() + 1 >= end) {
+                ends.remove(&m.partition());
+            }
+        }
+        found
+    }
 }
 
 /// Sends `records` to `topic`, keyed by `id`, and waits until the broker has them all.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
@@ -30,6 +31,8 @@ const STOP_WAIT: Duration = Duration::from_secs(60);
 /// Kafka-API brokers (tansu) answer only at the deadline, and each topic edge of a pipeline
 /// would add it to the latency; asking more often costs a real broker little.
 const FETCH_WAIT_MS: &str = "100";
+/// How often librdkafka reports its statistics, where the consumer lag comes from.
+const STATISTICS_EVERY_MS: &str = "1000";
 
 /// Where a range of offsets handed downstream stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,9 +270,26 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 struct SourceContext {
     offsets: Arc<Offsets>,
     streamlet: String,
+    telemetry: Telemetry,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    /// The lag per partition this consumer fetches, from librdkafka's own statistics (the
+    /// high watermark of the last fetch less the position handed to sluice): no request of
+    /// its own, nothing to wait for when the broker is slow or away.
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.offsets.topic) else {
+            return;
+        };
+        let lags: Vec<(i32, i64)> = topic
+            .partitions
+            .values()
+            .filter(|p| p.partition >= 0 && p.fetch_state == "active" && p.consumer_lag >= 0)
+            .map(|p| (p.partition, p.consumer_lag))
+            .collect();
+        self.telemetry.set_topic_lag(&self.offsets.topic, &lags);
+    }
+}
 
 fn partitions_of(list: &TopicPartitionList, topic: &str) -> Vec<i32> {
     list.elements_for_topic(topic).iter().map(|e| e.partition()).collect()
@@ -280,6 +300,14 @@ impl ConsumerContext for SourceContext {
         if let Rebalance::Revoke(list) = rebalance {
             let partitions = partitions_of(list, &self.offsets.topic);
             if partitions.is_empty() {
+                return;
+            }
+            if consumer.assignment_lost() {
+                // The group went on without this consumer (its session expired while the
+                // broker was away, say): the partitions may be another's already, and a
+                // commit would be refused. Their next owner reads what was not committed.
+                self.offsets.revoke(&partitions);
+                tracing::warn!(streamlet = %self.streamlet, topic = %self.offsets.topic, ?partitions, "partitions lost; what was not committed is read again");
                 return;
             }
             let left = blocking(|| self.offsets.wait_settled(Some(&partitions), REVOKE_WAIT));
@@ -307,26 +335,6 @@ impl ConsumerContext for SourceContext {
 
 type SourceConsumer = StreamConsumer<SourceContext>;
 
-/// Notes, per partition assigned or read from, how many messages are not read yet: the
-/// high watermark less the next offset this source will read (blocking: a metadata call).
-fn record_lag(consumer: &SourceConsumer, topic: &str, next: &BTreeMap<i32, i64>, telemetry: &Telemetry) {
-    let mut partitions: std::collections::BTreeSet<i32> = next.keys().copied().collect();
-    if let Ok(assignment) = consumer.assignment() {
-        partitions.extend(assignment.elements_for_topic(topic).iter().map(|e| e.partition()));
-    }
-    for partition in partitions {
-        let (low, high) = match consumer.fetch_watermarks(topic, partition, Duration::from_secs(2)) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::debug!(%topic, partition, error = %e, "no watermarks for the lag");
-                continue;
-            }
-        };
-        let read = next.get(&partition).copied().unwrap_or(low);
-        telemetry.set_lag(topic, partition, (high - read).max(0));
-    }
-}
-
 /// Reads JSON records from a Kafka topic in batches, each carrying the acknowledgements of
 /// its offsets; commits what is done every second, on revoke and on stop.
 pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: String, io: Io) -> Result<(), Stop> {
@@ -334,6 +342,9 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
     let mut client = kafka::client_config(&settings);
     if !settings.options.contains_key("fetch.wait.max.ms") {
         client.set("fetch.wait.max.ms", FETCH_WAIT_MS);
+    }
+    if !settings.options.contains_key("statistics.interval.ms") {
+        client.set("statistics.interval.ms", STATISTICS_EVERY_MS);
     }
     client.set("group.id", &group).set("enable.auto.commit", "false").set(
         "auto.offset.reset",
@@ -345,6 +356,7 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
     let context = SourceContext {
         offsets: offsets.clone(),
         streamlet: io.name.clone(),
+        telemetry: io.telemetry.clone(),
     };
     let consumer: SourceConsumer = client
         .create_with_context(context)
@@ -355,15 +367,8 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
     let source = format!("kafka:{}", config.topic);
     let out = io.outlets.get("out");
     let errors = io.outlets.get("errors");
-    let mut lag_measured = Instant::now();
     let mut committed_at = Instant::now();
-    // The next offset to read per partition, from the messages handed over.
-    let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
     loop {
-        if lag_measured.elapsed() >= Duration::from_secs(1) {
-            lag_measured = Instant::now();
-            tokio::task::block_in_place(|| record_lag(&consumer, &config.topic, &next_offsets, &io.telemetry));
-        }
         if committed_at.elapsed() >= COMMIT_EVERY {
             committed_at = Instant::now();
             commit_done(&consumer, &offsets, None, CommitMode::Async);
@@ -422,7 +427,6 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
                 Some(ack) => acks.push(ack),
                 None => stale = true,
             }
-            next_offsets.insert(partition, last + 1);
         }
         if stale {
             // A rebalance came while the batch was read: its partitions now belong to another
