@@ -183,7 +183,11 @@ fn read_all_scored(broker: &Broker, n: u64, pipeline: &str, logs: &dyn Fn() -> S
             .iter()
             .map(|topic| {
                 let found = broker.locate(topic, &missing);
-                let places: Vec<String> = found.iter().take(30).map(|(id, p, o)| format!("{id}@{p}:{o}")).collect();
+                let places: Vec<String> = found
+                    .iter()
+                    .take(30)
+                    .map(|(id, p, o)| format!("{id}@{p}:{o}"))
+                    .collect();
                 format!("in {topic}: {} of them ({})", found.len(), places.join(" "))
             })
             .collect();
@@ -308,7 +312,9 @@ fn two_processes_share_the_partitions_and_lose_nothing_when_one_leaves() {
     let first_log = first.terminate();
     assert!(first_log.contains("partitions revoked"), "{first_log}");
     producing.join().expect("produced");
-    let scored = read_all_scored(&broker, n, "scale-out", &|| format!("{first_log}\n{}", second.log_text()));
+    let scored = read_all_scored(&broker, n, "scale-out", &|| {
+        format!("{first_log}\n{}", second.log_text())
+    });
     let second_log = second.terminate();
     assert!(second_log.contains("partitions assigned"), "{second_log}");
     report("two processes, one leaving", n, &scored);
