@@ -281,12 +281,11 @@ fn inline_descriptor(version: &str) -> String {
 }
 
 fn publish(broker: &Broker, topic: &str, payload: &str) {
-    use rdkafka::producer::Producer;
     let producer = broker.producer();
     producer
         .send(rdkafka::producer::BaseRecord::<(), str>::to(topic).payload(payload))
         .expect("queued");
-    producer.flush(Duration::from_secs(30)).expect("published");
+    common::broker::flush(&producer);
 }
 
 /// The versions that scored the records in `path`, in order, without repeats.
@@ -544,7 +543,6 @@ edges:
 
 /// Sends `(key, value)` messages to `topic` (a `None` value is a tombstone), in order.
 fn send_keyed(broker: &Broker, topic: &str, messages: &[(&str, Option<Value>)]) {
-    use rdkafka::producer::Producer;
     let producer = broker.producer();
     for (key, value) in messages {
         let payload = value.as_ref().map(|v| v.to_string());
@@ -554,7 +552,7 @@ fn send_keyed(broker: &Broker, topic: &str, messages: &[(&str, Option<Value>)]) 
         }
         producer.send(record).expect("queued");
     }
-    producer.flush(Duration::from_secs(30)).expect("sent");
+    common::broker::flush(&producer);
 }
 
 #[test]

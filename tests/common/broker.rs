@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
 /// A running tansu broker, killed when dropped.
@@ -139,12 +139,14 @@ impl Broker {
         .expect("topic created");
     }
 
-    /// A producer writing JSON records keyed by their `id`.
-    pub fn producer(&self) -> BaseProducer {
+    /// An idempotent producer (what a busy broker fails is retried without duplicates or
+    /// reordering) that keeps the failures it could not retry for [`flush`] to report.
+    pub fn producer(&self) -> TestProducer {
         rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &self.address)
             .set("linger.ms", "5")
-            .create()
+            .set("enable.idempotence", "true")
+            .create_with_context(Deliveries::default())
             .expect("producer")
     }
 
@@ -239,8 +241,44 @@ impl Broker {
     }
 }
 
+/// Keeps the messages the broker did not take, so a test never loses its own input unnoticed.
+#[derive(Default)]
+pub struct Deliveries {
+    failed: std::sync::Mutex<Vec<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(e.to_string());
+        }
+    }
+}
+
+pub type TestProducer = BaseProducer<Deliveries>;
+
+/// Waits until the broker has every message sent so far (long enough to ride out a broker
+/// outage); panics if it refused any.
+pub fn flush(producer: &TestProducer) {
+    producer.flush(Duration::from_secs(120)).expect("flushed");
+    let failed = producer.context().failed.lock().unwrap_or_else(|p| p.into_inner());
+    assert!(
+        failed.is_empty(),
+        "the broker did not take {} messages: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+}
+
 /// Sends `records` to `topic`, keyed by `id`, and waits until the broker has them all.
-pub fn produce(producer: &BaseProducer, topic: &str, records: &[Value]) {
+pub fn produce(producer: &TestProducer, topic: &str, records: &[Value]) {
     for record in records {
         let key = record["id"].to_string();
         let payload = record.to_string();
@@ -262,8 +300,7 @@ pub fn produce(producer: &BaseProducer, topic: &str, records: &[Value]) {
             }
         }
     }
-    // Long enough to ride out a broker outage.
-    producer.flush(Duration::from_secs(120)).expect("flushed");
+    flush(producer);
 }
 
 /// How often each id appears among `records`.
