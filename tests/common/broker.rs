@@ -241,6 +241,12 @@ impl Broker {
     }
 }
 
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Keeps the messages the broker did not take, so a test never loses its own input unnoticed.
 #[derive(Default)]
 pub struct Deliveries {
