@@ -9,7 +9,7 @@ use common::{read_jsonl, wait_until, Running};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Headers;
 use rdkafka::Message;
 use serde_json::Value;
@@ -75,12 +75,7 @@ streamlets:
     assert_eq!(summary.records_in("publish"), Some(2000));
 
     // The messages carry the pipeline and streamlet that produced them, and the key.
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &broker.address)
-        .set("group.id", "test-headers")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
+    let consumer = broker.consumer("test-headers");
     consumer.subscribe(&["listings-raw"]).expect("subscribe");
     let started = Instant::now();
     let message = loop {

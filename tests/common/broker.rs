@@ -150,15 +150,21 @@ impl Broker {
             .expect("producer")
     }
 
+    /// A consumer in `group` that commits nothing by itself.
+    pub fn consumer(&self, group: &str) -> BaseConsumer {
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer")
+    }
+
     /// The records in `topic`, read from the beginning of each partition until `enough`
     /// (shown each record as it comes) says so, or `timeout` passes.
     pub fn read_topic(&self, topic: &str, timeout: Duration, mut enough: impl FnMut(&Value) -> bool) -> Vec<Value> {
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &self.address)
-            .set("group.id", "sluice-tests-reader")
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
+        let consumer = self.consumer("sluice-tests-reader");
         // The topic may not be there yet: the pipeline creates it.
         let started = Instant::now();
         let partitions: Vec<i32> = loop {
@@ -198,15 +204,11 @@ impl Broker {
         }
         records
     }
+
     /// Where the records with these `id`s are in `topic` (every partition read to its end):
     /// `(id, partition, offset)`, for a failing test to say how far a record got.
     pub fn locate(&self, topic: &str, ids: &std::collections::BTreeSet<u64>) -> Vec<(u64, i32, i64)> {
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &self.address)
-            .set("group.id", "sluice-tests-locator")
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
+        let consumer = self.consumer("sluice-tests-locator");
         let timeout = Duration::from_secs(10);
         let Ok(metadata) = consumer.fetch_metadata(Some(topic), timeout) else {
             return Vec::new();
