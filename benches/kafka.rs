@@ -325,7 +325,7 @@ fn main() {
     );
     let broker = Broker::start();
     println!(
-        "Kafka → house-price scorer → Kafka, tansu broker (memory), {PARTITIONS} partitions, {n} records waiting, \
+        "Kafka → house-price scorer → Kafka, tansu broker (SQLite), {PARTITIONS} partitions, {n} records waiting, \
          then {m} at {LATENCY_RATE}/s for latency\n"
     );
 

@@ -1,55 +1,23 @@
 //! At-least-once delivery through Kafka, with a real broker and real `sluice run` processes:
 //! every record arrives once in a clean run, and none is lost when a process is killed, when
-//! a second process joins the group and the first one leaves, or when the broker goes away.
+//! a second process joins the group and the first one leaves, or when the broker goes away;
+//! what is committed is what was written (a clean stop leaves nothing to re-deliver, a
+//! restart after `kill -9` re-delivers exactly what lies past the last commit).
 
 mod common;
-use common::broker::{id_counts, produce, Broker};
-use common::root;
+use common::broker::{Broker, Deliveries, TestProducer};
+use common::delivery::{
+    commits, edge_topic, listings, listings_topic, read_all_scored, scoring_pipeline, stream_listings, uncommitted,
+    Sluice,
+};
+use common::{read_jsonl, root, wait_until};
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::producer::BaseRecord;
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
-
-/// The house-price scorer reading listings from `topic` (through a validator and, between
-/// validator and scorer, a Kafka topic) and writing scored listings to the topic `scored`;
-/// `options` are the pipeline's Kafka options (YAML flow mapping), `more` adds streamlets.
-fn scoring_pipeline(name: &str, brokers: &str, topic: &str, options: &str, more: &str) -> String {
-    format!(
-        r#"
-pipeline: {name}
-defaults:
-  batch_size: 100
-  kafka: {{ brokers: "{brokers}", options: {options} }}
-streamlets:
-  listings:
-    kind: ingress
-    source: {{ type: kafka, topic: {topic}, partitions: 4 }}
-  check:
-    use: {check}
-    inputs: [listings]
-  price:
-    use: {scorer}
-    model: {{ name: house-price, folder: {models}, version: "2" }}
-    inputs: [check.valid]
-  publish:
-    kind: egress
-    inputs: [price]
-    sink: {{ type: kafka, topic: scored, key: id, partitions: 4 }}
-  rejected:
-    kind: egress
-    inputs: [check.invalid, listings.errors, price.errors]
-    sink: {{ type: kafka, topic: rejected }}
-{more}
-edges:
-  - {{ from: check.valid, to: price, via: {{ kafka: {{ partitions: 4 }} }} }}
-"#,
-        check = root().join("streamlets/listing-check.yaml").display(),
-        scorer = root().join("streamlets/house-price-gbm.yaml").display(),
-        models = root().join("examples/house-prices/models").display(),
-    )
-}
 
 /// Taken by each test for its whole run: a test's broker and `sluice` processes keep both
 /// cores of a small machine busy (tansu on SQLite alone takes one), and side by side with
@@ -60,181 +28,28 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Valid listings with ids 1..=n.
-fn listings(n: u64) -> Vec<Value> {
-    let mut generator = sluice::streamlets::ingress::generator::ListingGenerator::new(11, 0.0);
-    (0..n).map(|_| Value::Object(generator.next_record())).collect()
-}
-
-/// Produces `records` to `topic` at about `per_second`, from a thread.
-fn produce_at(broker: &Broker, topic: &str, records: Vec<Value>, per_second: usize) -> std::thread::JoinHandle<()> {
-    let producer = broker.producer();
-    let topic = topic.to_string();
-    std::thread::spawn(move || {
-        for chunk in records.chunks(per_second / 10) {
-            produce(&producer, &topic, chunk);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    })
-}
-
-/// A `sluice run` process with its admin server on a free port (to read its metrics), its
-/// log kept in `dir`.
-struct Sluice {
-    child: Child,
-    admin: String,
-    log: std::path::PathBuf,
-}
-
-impl Sluice {
-    fn start(pipeline: &Path, dir: &Path, name: &str) -> Sluice {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let admin = format!("127.0.0.1:{port}");
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["run", &pipeline.display().to_string(), "--admin", &admin])
-            .current_dir(root())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("sluice runs");
-        Sluice { child, admin, log }
-    }
-
-    /// Records the egress `publish` has taken in so far (0 until the admin server answers).
-    fn published(&self) -> u64 {
-        let Ok(mut response) = ureq::get(&format!("http://{}/metrics", self.admin)).call() else {
-            return 0;
-        };
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        text.lines()
-            .find(|l| l.starts_with("sluice_records_in_total{") && l.contains("streamlet=\"publish\""))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0) as u64
-    }
-
-    fn wait_published(&mut self, at_least: u64, timeout: Duration) {
-        let started = Instant::now();
-        while self.published() < at_least {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("sluice stopped ({status}):\n{}", self.log_text());
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "published {} of {at_least}:\n{}",
-                self.published(),
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM: intake stops, what is in flight is written and committed, then it exits.
-    fn terminate(mut self) -> String {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
-        let status = self.child.wait().expect("exit");
-        let log = self.log_text();
-        assert!(status.success(), "sluice exited with {status}:\n{log}");
-        log
-    }
-
-    /// SIGKILL: nothing gets to finish.
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-}
-
-impl Drop for Sluice {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Reads `scored` until every id 1..=n is there; panics naming the missing ones otherwise,
-/// after the `logs` of the processes that should have written them, with how far each
-/// missing record got (its partition and offset in `listings` and `<pipeline>.check.valid`).
-fn read_all_scored(broker: &Broker, n: u64, pipeline: &str, logs: &dyn Fn() -> String) -> Vec<Value> {
-    let mut seen = std::collections::HashSet::new();
-    let scored = broker.read_topic("scored", Duration::from_secs(120), |record| {
-        seen.insert(record["id"].as_u64());
-        seen.len() as u64 >= n
-    });
-    let counts = id_counts(&scored);
-    let missing: std::collections::BTreeSet<u64> = (1..=n).filter(|id| !counts.contains_key(id)).collect();
-    if !missing.is_empty() {
-        let between = format!("{pipeline}.check.valid");
-        let whereabouts: Vec<String> = ["listings", between.as_str()]
-            .iter()
-            .map(|topic| {
-                let found = broker.locate(topic, &missing);
-                let places: Vec<String> = found
-                    .iter()
-                    .take(30)
-                    .map(|(id, p, o)| format!("{id}@{p}:{o}"))
-                    .collect();
-                format!("in {topic}: {} of them ({})", found.len(), places.join(" "))
-            })
-            .collect();
-        panic!(
-            "{}\n{} of {n} ids never arrived, first {:?}\n{}",
-            logs(),
-            missing.len(),
-            missing.iter().take(20).collect::<Vec<_>>(),
-            whereabouts.join("\n")
-        );
-    }
-    assert_eq!(counts.len() as u64, n, "ids that were never sent arrived");
-    for r in &scored {
-        assert!(r["predicted_price"].is_number(), "not scored: {r}");
-        assert_eq!(r["_model"]["version"], "2", "{r}");
-    }
-    scored
-}
-
-fn duplicates(records: &[Value]) -> usize {
-    id_counts(records).values().map(|c| c - 1).sum()
-}
-
 /// Says how many records came more than once (at-least-once allows it; it is worth knowing).
 fn report(what: &str, n: u64, scored: &[Value]) {
+    let counts = common::broker::id_counts(scored);
+    let duplicates: usize = counts.values().map(|c| c - 1).sum();
     println!(
-        "{what}: {n} listings, {} scored messages, {} duplicates",
-        scored.len(),
-        duplicates(scored)
+        "{what}: {n} listings, {} scored messages, {duplicates} duplicates",
+        scored.len()
     );
 }
 
-/// The topic `listings` (4 partitions), the scoring pipeline `name` (with Kafka `options`)
-/// written into `dir`, and `n` listings being produced to the topic at 1,000/s: the
-/// pipeline file and the producer.
-fn stream_listings(
-    broker: &Broker,
-    dir: &Path,
-    name: &str,
-    options: &str,
-    n: u64,
-) -> (std::path::PathBuf, std::thread::JoinHandle<()>) {
-    broker.create_topic("listings", 4);
-    let file = dir.join("p.yaml");
-    std::fs::write(&file, scoring_pipeline(name, &broker.address, "listings", options, "")).expect("pipeline");
-    (file, produce_at(broker, "listings", listings(n), 1000))
+/// After a clean stop every group of `pipeline` has committed the end of every partition it
+/// reads: a restart would re-deliver nothing.
+fn assert_all_committed(broker: &Broker, pipeline: &str) {
+    let behind = uncommitted(broker, pipeline);
+    assert!(
+        behind.is_empty(),
+        "offsets left uncommitted after a clean stop (group, partition, committed, end): {behind:?}"
+    );
 }
+
+/// The streamlet that reads the Kafka edge into the scorer (what `carry_kafka_edges` names it).
+const EDGE_SOURCE: &str = "kafka-to-price-from-check-valid";
 
 #[test]
 fn file_to_topic_to_validator_to_topic_to_scorer_to_topic_each_once_with_its_prediction() {
@@ -250,12 +65,19 @@ fn file_to_topic_to_validator_to_topic_to_scorer_to_topic_each_once_with_its_pre
   into-topic:
     kind: egress
     inputs: [load]
-    sink: {{ type: kafka, topic: listings, key: id, partitions: 4 }}"#,
+    sink: {{ type: kafka, topic: {topic}, key: id, partitions: 4 }}"#,
+        topic = listings_topic("end-to-end"),
         input = root()
             .join("examples/house-prices/expected-predictions.jsonl")
             .display(),
     );
-    let yaml = scoring_pipeline("end-to-end", &broker.address, "listings", "{}", &load);
+    let yaml = scoring_pipeline(
+        "end-to-end",
+        &broker.address,
+        &listings_topic("end-to-end"),
+        "{}",
+        &load,
+    );
     let file = dir.path().join("p.yaml");
     std::fs::write(&file, &yaml).expect("pipeline");
     let run = common::Running::start(&file);
@@ -271,6 +93,83 @@ fn file_to_topic_to_validator_to_topic_to_scorer_to_topic_each_once_with_its_pre
             r["id"]
         );
     }
+    assert_all_committed(&broker, "end-to-end");
+}
+
+/// A producer that puts everything sent before a flush into one batch per partition.
+fn one_batch_producer(broker: &Broker) -> TestProducer {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("linger.ms", "2000")
+        .set("batch.num.messages", "10000")
+        .set("enable.idempotence", "true")
+        .create_with_context(Deliveries::default())
+        .expect("producer")
+}
+
+#[test]
+fn a_pipeline_resuming_from_a_commit_inside_a_batch_gets_the_rest_of_it() {
+    // What lost a record in the scale-out test: a process left with its last commit in the
+    // middle of a batch the broker stores whole, and the next owner of the partition resumed
+    // there. Here the commit is made so: 50 listings in one batch, offset 20 committed.
+    let _turn = one_at_a_time();
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let topic = listings_topic("resume");
+    broker.create_topic(&topic, 1);
+    let producer = one_batch_producer(&broker);
+    for record in listings(50) {
+        let payload = record.to_string();
+        producer
+            .send(BaseRecord::<(), _>::to(&topic).payload(&payload))
+            .expect("queued");
+    }
+    common::broker::flush(&producer);
+    let group = "resume.listings";
+    let mut at = TopicPartitionList::new();
+    at.add_partition_offset(&topic, 0, Offset::Offset(20)).expect("offset");
+    broker.consumer(group).commit(&at, CommitMode::Sync).expect("committed");
+    let out = dir.path().join("out.jsonl");
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+pipeline: resume
+defaults:
+  kafka: {{ brokers: "{brokers}" }}
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: kafka, topic: {topic} }}
+  keep:
+    kind: egress
+    inputs: [listings]
+    sink: {{ type: file, path: {out} }}
+"#,
+            brokers = broker.address,
+            out = out.display()
+        ),
+    )
+    .expect("pipeline");
+    let run = common::Running::start(&file);
+    wait_until(
+        Duration::from_secs(60),
+        || read_jsonl(&out).len() >= 30,
+        || format!("{} of the 30 listings after the commit arrived", read_jsonl(&out).len()),
+    );
+    run.finish();
+    let ids: Vec<u64> = read_jsonl(&out).iter().map(|r| r["id"].as_u64().expect("id")).collect();
+    assert_eq!(
+        ids,
+        (21..=50).collect::<Vec<_>>(),
+        "the listings after offset 20, each once, in order"
+    );
+    assert_eq!(
+        broker.committed(group, &topic).get(&0),
+        Some(&50),
+        "the whole partition committed"
+    );
 }
 
 #[test]
@@ -285,13 +184,47 @@ fn a_process_killed_mid_stream_loses_nothing_when_it_is_restarted() {
     let mut first = Sluice::start(&file, dir.path(), "first");
     first.wait_published(1500, Duration::from_secs(120));
     first.kill();
+    // What the killed process had committed: its successor starts there.
+    let at_kill = commits(&broker, "crash");
+    let (listings_committed, edge_committed) = (&at_kill[0], &at_kill[1]);
+    assert!(
+        listings_committed.values().sum::<i64>() > 0,
+        "nothing was committed in the seconds before the kill: {at_kill:?}"
+    );
     // Restarted once the broker has noticed the killed member gone (its session timed out):
     // tansu, unlike Kafka, leaves a newcomer without partitions when it joins before that.
     std::thread::sleep(Duration::from_secs(8));
     let second = Sluice::start(&file, dir.path(), "second");
     producing.join().expect("produced");
     let scored = read_all_scored(&broker, n, "crash", &|| second.log_text());
+    // The successor reads exactly what lies past the last commits, each once: the listings
+    // past them, and the edge records past them (the killed one's and its own).
+    let past = |committed: &std::collections::BTreeMap<i32, i64>, topic: &str| -> u64 {
+        broker
+            .ends(topic)
+            .iter()
+            .map(|(p, end)| (end - committed.get(p).copied().unwrap_or(0)) as u64)
+            .sum()
+    };
+    let listings_past = n - listings_committed.values().sum::<i64>() as u64;
+    wait_until(
+        Duration::from_secs(60),
+        || {
+            second.sent("listings", "out") == listings_past
+                && second.sent(EDGE_SOURCE, "out") == past(edge_committed, &edge_topic("crash"))
+        },
+        || {
+            format!(
+                "the restarted process read {} listings ({listings_past} lie past the commits) and {} edge records \
+                 ({} lie past the commits); commits at the kill: {at_kill:?}",
+                second.sent("listings", "out"),
+                second.sent(EDGE_SOURCE, "out"),
+                past(edge_committed, &edge_topic("crash"))
+            )
+        },
+    );
     second.terminate();
+    assert_all_committed(&broker, "crash");
     report("kill -9 mid-stream", n, &scored);
 }
 
@@ -317,6 +250,7 @@ fn two_processes_share_the_partitions_and_lose_nothing_when_one_leaves() {
     });
     let second_log = second.terminate();
     assert!(second_log.contains("partitions assigned"), "{second_log}");
+    assert_all_committed(&broker, "scale-out");
     report("two processes, one leaving", n, &scored);
 }
 
@@ -341,6 +275,7 @@ fn the_pipeline_rides_out_a_broker_outage_and_loses_nothing() {
     producing.join().expect("produced");
     let scored = read_all_scored(&broker, n, "outage", &|| sluice.log_text());
     let log = sluice.terminate();
+    assert_all_committed(&broker, "outage");
     report("broker away 6 s", n, &scored);
     println!(
         "  {} warnings logged meanwhile",

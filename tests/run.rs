@@ -400,3 +400,50 @@ fn malformed_input_nobody_reads_is_logged_with_its_line() {
     assert_eq!(record["_raw"], "not json at all");
     assert_eq!(record["_error"]["line"], 2);
 }
+
+#[test]
+fn a_stop_that_cannot_drain_ends_at_the_deadline_naming_what_is_stuck() {
+    // Nobody reads sluice's stdout: once the pipe is full the stdout egress is stuck in a write,
+    // and a SIGTERM cannot drain the pipeline.
+    let yaml = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(
+        yaml.path(),
+        "pipeline: stuck\nstreamlets:\n  gen:\n    kind: ingress\n    source: { type: generator, seed: 1 }\n  print:\n    kind: egress\n    inputs: [gen]\n    sink: { type: stdout }\n",
+    )
+    .expect("write pipeline");
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let mut child = sluice()
+        .args(["run", "--shutdown-timeout", "2s", &yaml.path().display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(log.reopen().expect("log"))
+        .spawn()
+        .expect("sluice runs");
+    let _unread = child.stdout.take();
+    std::thread::sleep(Duration::from_millis(1500));
+    terminate(child.id());
+    // A guard against hanging forever, not a measurement: the deadline is 2 s.
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("status") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "still running a minute after SIGTERM with a 2 s deadline"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let logs = std::fs::read_to_string(log.path()).expect("log");
+    assert!(!status.success(), "a stop past its deadline exits non-zero:\n{logs}");
+    let waiting = logs
+        .lines()
+        .find(|l| l.contains("waiting for streamlets to drain"))
+        .unwrap_or_else(|| panic!("no report of what is still running:\n{logs}"));
+    assert!(waiting.contains("print"), "{waiting}");
+    let gave_up = logs
+        .lines()
+        .find(|l| l.contains("shutdown deadline passed"))
+        .unwrap_or_else(|| panic!("no word of the deadline:\n{logs}"));
+    assert!(gave_up.contains("print"), "{gave_up}");
+    assert!(logs.contains("did not drain within 2s"), "{logs}");
+}

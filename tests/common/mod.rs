@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod delivery;
 
 use std::path::Path;
 
@@ -74,6 +75,7 @@ impl Running {
             stop.clone(),
             None,
             handle.clone(),
+            sluice::runtime::RunOptions::default(),
         ));
         Running { rt, handle, stop, task }
     }
