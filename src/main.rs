@@ -59,6 +59,10 @@ enum Command {
         /// comes from SLUICE_ADMIN_TOKEN).
         #[arg(long, value_name = "ADDRESS", num_args = 0..=1, default_missing_value = "127.0.0.1:9900")]
         admin: Option<std::net::SocketAddr>,
+        /// After SIGINT or SIGTERM, how long to let what is in flight drain before exiting
+        /// non-zero anyway, naming the streamlets still running ("60s", "2m", "500ms").
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+        shutdown_timeout: std::time::Duration,
     },
 }
 
@@ -97,7 +101,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { format, files } => validate(format, &files),
         Command::Graph { format, file } => graph(format, &file),
-        Command::Run { file, admin } => run(&file, admin),
+        Command::Run {
+            file,
+            admin,
+            shutdown_timeout,
+        } => run(&file, admin, sluice::runtime::RunOptions { shutdown_timeout }),
         Command::Test { paths } => test(&paths),
     }
 }
@@ -288,7 +296,7 @@ fn test(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn run(file: &Path, admin: Option<std::net::SocketAddr>) -> ExitCode {
+fn run(file: &Path, admin: Option<std::net::SocketAddr>, options: sluice::runtime::RunOptions) -> ExitCode {
     let topology = match load_or_report(file) {
         Ok(t) => t,
         Err(code) => return code,
@@ -300,11 +308,11 @@ fn run(file: &Path, admin: Option<std::net::SocketAddr>) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let stop = CancellationToken::new();
         sluice::runtime::stop_on_signals(stop.clone());
         tracing::info!(pipeline = %topology.name, streamlets = topology.graph.node_count(), "running");
-        let (handle, run) = sluice::runtime::run_file(file, topology, stop.clone()).await;
+        let (handle, run) = sluice::runtime::run_file_with(file, topology, stop.clone(), options).await;
         if let Some(listen) = admin {
             let token = std::env::var(observe::admin::TOKEN_VARIABLE).ok();
             if let Err(e) = observe::admin::serve(listen, handle, token, stop.child_token()).await {
@@ -388,5 +396,8 @@ fn run(file: &Path, admin: Option<std::net::SocketAddr>) -> ExitCode {
                 ExitCode::from(EXIT_PROBLEMS)
             }
         }
-    })
+    });
+    // A streamlet stuck in a blocking call (a write to a full pipe, say) is not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::descriptor::{compare_versions, scan};
+use super::stats::Retired;
 use super::topic::{Feed, ModelTopic};
 use super::version::Expectation;
 use super::{ModelDescriptor, ModelError, ModelStats, ModelStatsSummary, ModelVersion};
@@ -34,10 +35,36 @@ pub struct ModelRegistry {
     current: ArcSwapOption<ModelVersion>,
     /// Whether a version serves: true from the first good version on.
     available: tokio::sync::watch::Sender<bool>,
-    served: Mutex<Vec<Arc<ModelStats>>>,
+    served: Mutex<Served>,
     /// With a model topic: the descriptors published so far, and the reader following it.
     published: Mutex<Vec<ModelDescriptor>>,
     feed: Mutex<Option<Feed>>,
+}
+
+/// How many versions keep statistics of their own; older ones are folded into one aggregate.
+pub const KEEP_VERSIONS: usize = 10;
+
+/// The statistics of the versions that served: the last [`KEEP_VERSIONS`] each on its own,
+/// the ones before added together. A scorer that takes a new version every hour for months
+/// keeps the same few.
+#[derive(Default)]
+struct Served {
+    recent: std::collections::VecDeque<Arc<ModelStats>>,
+    retired: Option<Retired>,
+}
+
+impl Served {
+    fn push(&mut self, stats: Arc<ModelStats>) {
+        if self.recent.len() == KEEP_VERSIONS {
+            if let Some(oldest) = self.recent.pop_front() {
+                match &mut self.retired {
+                    Some(retired) => retired.fold(&oldest),
+                    None => self.retired = Some(Retired::new(&oldest)),
+                }
+            }
+        }
+        self.recent.push_back(stats);
+    }
 }
 
 /// How long the folder must be quiet before it is read again (editors and copies write in steps).
@@ -65,6 +92,25 @@ fn candidates(source: &Source, published: &[ModelDescriptor]) -> (Vec<ModelDescr
     (found, problems)
 }
 
+/// Keeps a descriptor published on the model topic as a candidate: the latest message of each
+/// version, of the pinned version only when there is a pin, and of the [`KEEP_VERSIONS`]
+/// highest versions (a descriptor may carry a whole model inline).
+fn remember(source: &Source, published: &mut Vec<ModelDescriptor>, descriptor: ModelDescriptor) {
+    if source
+        .pinned
+        .as_ref()
+        .is_some_and(|pin| !compare_versions(&descriptor.version, pin).is_eq())
+    {
+        return;
+    }
+    published.retain(|d| d.version != descriptor.version);
+    published.push(descriptor);
+    if published.len() > KEEP_VERSIONS {
+        published.sort_by(|a, b| compare_versions(&b.version, &a.version));
+        published.truncate(KEEP_VERSIONS);
+    }
+}
+
 impl ModelRegistry {
     /// Loads the best version that passes its checks, or fails naming every reason.
     /// Blocking: it reads files and builds sessions.
@@ -83,7 +129,11 @@ impl ModelRegistry {
         crate::models::onnx::environment()?;
         let (feed, published) = match &source.topic {
             Some(topic) => {
-                let (feed, published) = Feed::open(topic, &source.folder, &source.name)?;
+                let (feed, all) = Feed::open(topic, &source.folder, &source.name)?;
+                let mut published = Vec::new();
+                for descriptor in all {
+                    remember(&source, &mut published, descriptor);
+                }
                 (Some(feed), published)
             }
             None => (None, Vec::new()),
@@ -104,7 +154,10 @@ impl ModelRegistry {
                         source,
                         expect,
                         sessions,
-                        served: Mutex::new(vec![version.stats.clone()]),
+                        served: Mutex::new(Served {
+                            recent: [version.stats.clone()].into(),
+                            retired: None,
+                        }),
                         current: ArcSwapOption::from_pointee(version),
                         available: tokio::sync::watch::Sender::new(true),
                         published: Mutex::new(published),
@@ -133,7 +186,7 @@ impl ModelRegistry {
             source,
             expect,
             sessions,
-            served: Mutex::new(Vec::new()),
+            served: Mutex::new(Served::default()),
             current: ArcSwapOption::empty(),
             available: tokio::sync::watch::Sender::new(false),
             published: Mutex::new(published),
@@ -157,7 +210,7 @@ impl ModelRegistry {
         &self.source.name
     }
 
-    fn lock_served(&self) -> std::sync::MutexGuard<'_, Vec<Arc<ModelStats>>> {
+    fn lock_served(&self) -> std::sync::MutexGuard<'_, Served> {
         self.served.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -260,18 +313,90 @@ impl ModelRegistry {
                 continue;
             };
             tracing::info!(model = %descriptor.name, version = %descriptor.version, "model version published");
-            self.published
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(descriptor);
+            remember(
+                &self.source,
+                &mut self.published.lock().unwrap_or_else(|p| p.into_inner()),
+                descriptor,
+            );
             if let Err(e) = self.refresh() {
                 tracing::error!(reason = %e, "model rejected; the serving version goes on");
             }
         }
     }
 
-    /// Statistics of every version that served, oldest first.
+    /// Statistics of the versions that served, oldest first: the retired ones together (as
+    /// version `retired`) when there are any, then each of the last [`KEEP_VERSIONS`].
     pub fn stats(&self) -> Vec<ModelStatsSummary> {
-        self.lock_served().iter().map(|s| s.summary()).collect()
+        let served = self.lock_served();
+        let retired = served.retired.as_ref().map(Retired::summary);
+        retired
+            .into_iter()
+            .chain(served.recent.iter().map(|s| s.summary()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_of_old_versions_are_folded_into_one_aggregate() {
+        let mut served = Served::default();
+        for v in 1..=25u64 {
+            let stats = Arc::new(ModelStats::new("m", &v.to_string(), "abc"));
+            for _ in 0..v {
+                stats.record_call(2, 10 * v);
+            }
+            served.push(stats);
+        }
+        assert_eq!(served.recent.len(), KEEP_VERSIONS);
+        let retired = served.retired.as_ref().expect("an aggregate");
+        assert_eq!(retired.versions(), 15);
+        let summary = retired.summary();
+        assert_eq!(summary.version, crate::models::stats::RETIRED);
+        // Versions 1..=15 made v calls each of 2 records.
+        assert_eq!(summary.invocations, (1..=15).sum::<u64>());
+        assert_eq!(summary.records, 2 * (1..=15).sum::<u64>());
+        assert_eq!(summary.latency_us.min, 10);
+        assert_eq!(summary.latency_us.max, 150);
+        let kept: Vec<String> = served.recent.iter().map(|s| s.summary().version).collect();
+        assert_eq!(kept, (16..=25).map(|v| v.to_string()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_model_topic_keeps_the_latest_message_of_the_highest_versions() {
+        let source = |pinned: Option<&str>| Source {
+            name: "m".into(),
+            folder: PathBuf::from("."),
+            pinned: pinned.map(str::to_string),
+            topic: None,
+        };
+        let descriptor = |version: u64, sha: &str| {
+            let mut d: ModelDescriptor = serde_json::from_value(serde_json::json!({
+                "name": "m", "version": version.to_string(), "format": "onnx",
+                "location": "m.onnx", "sha256": sha,
+            }))
+            .expect("descriptor");
+            d.file = PathBuf::from(format!("v{version}"));
+            d
+        };
+        let mut published = Vec::new();
+        for v in 1..=30 {
+            remember(&source(None), &mut published, descriptor(v, "aa"));
+        }
+        remember(&source(None), &mut published, descriptor(30, "bb"));
+        let mut versions: Vec<String> = published.iter().map(|d| d.version.clone()).collect();
+        versions.sort_by(|a, b| compare_versions(a, b));
+        assert_eq!(versions, (21..=30).map(|v| v.to_string()).collect::<Vec<_>>());
+        assert_eq!(published.iter().filter(|d| d.version == "30").count(), 1);
+        assert!(published.iter().any(|d| d.version == "30" && d.sha256 == "bb"));
+        // With a pin, only the pinned version is a candidate at all.
+        let mut pinned = Vec::new();
+        for v in 1..=30 {
+            remember(&source(Some("3")), &mut pinned, descriptor(v, "aa"));
+        }
+        assert_eq!(pinned.len(), 1);
+        assert_eq!(pinned[0].version, "3");
     }
 }

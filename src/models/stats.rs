@@ -1,4 +1,6 @@
-//! Serving statistics of one model version: calls, records, errors, latency (µs, monotonic clock).
+//! Serving statistics of one model version: calls, records, errors, latency (µs, monotonic clock),
+//! and the totals of versions retired long ago, folded into one, so that a scorer swapping
+//! versions for months keeps a bounded amount of them.
 
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -29,6 +31,7 @@ pub struct ModelStatsSummary {
     pub latency_us: LatencySummary,
 }
 
+#[derive(Clone)]
 struct Counts {
     invocations: u64,
     records: u64,
@@ -80,28 +83,77 @@ impl ModelStats {
     }
 
     pub fn summary(&self) -> ModelStatsSummary {
-        let c = self.counts();
-        let h = &c.latency;
-        let latency_us = if h.is_empty() {
-            LatencySummary::default()
-        } else {
-            LatencySummary {
-                min: h.min(),
-                mean: (h.mean() * 10.0).round() / 10.0,
-                p50: h.value_at_quantile(0.5),
-                p99: h.value_at_quantile(0.99),
-                max: h.max(),
-            }
-        };
-        ModelStatsSummary {
-            name: self.name.clone(),
-            version: self.version.clone(),
-            sha256: self.sha256.clone(),
-            since: humantime::format_rfc3339_seconds(self.since).to_string(),
-            invocations: c.invocations,
-            records: c.records,
-            errors: c.errors,
-            latency_us,
+        summarize(&self.name, &self.version, &self.sha256, self.since, &self.counts())
+    }
+}
+
+fn summarize(name: &str, version: &str, sha256: &str, since: SystemTime, c: &Counts) -> ModelStatsSummary {
+    let h = &c.latency;
+    let latency_us = if h.is_empty() {
+        LatencySummary::default()
+    } else {
+        LatencySummary {
+            min: h.min(),
+            mean: (h.mean() * 10.0).round() / 10.0,
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
         }
+    };
+    ModelStatsSummary {
+        name: name.to_string(),
+        version: version.to_string(),
+        sha256: sha256.to_string(),
+        since: humantime::format_rfc3339_seconds(since).to_string(),
+        invocations: c.invocations,
+        records: c.records,
+        errors: c.errors,
+        latency_us,
+    }
+}
+
+/// The version label under which retired versions' statistics are folded together.
+pub const RETIRED: &str = "retired";
+
+/// The statistics of versions that served long ago, added together: their counts, one latency
+/// histogram, and since when the oldest of them served.
+pub struct Retired {
+    name: String,
+    versions: u64,
+    since: SystemTime,
+    counts: Counts,
+}
+
+impl Retired {
+    /// Starts the aggregate with one version's statistics.
+    pub fn new(first: &ModelStats) -> Self {
+        Retired {
+            name: first.name.clone(),
+            versions: 1,
+            since: first.since,
+            counts: first.counts().clone(),
+        }
+    }
+
+    /// Adds a version's statistics.
+    pub fn fold(&mut self, stats: &ModelStats) {
+        let c = stats.counts();
+        self.versions += 1;
+        self.since = self.since.min(stats.since);
+        self.counts.invocations += c.invocations;
+        self.counts.records += c.records;
+        self.counts.errors += c.errors;
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = self.counts.latency.add(&c.latency);
+    }
+
+    /// How many versions were folded in.
+    pub fn versions(&self) -> u64 {
+        self.versions
+    }
+
+    /// A summary under the version `retired` (and no sha256).
+    pub fn summary(&self) -> ModelStatsSummary {
+        summarize(&self.name, RETIRED, "", self.since, &self.counts)
     }
 }

@@ -26,7 +26,21 @@ pub const TOKEN_VARIABLE: &str = "SLUICE_ADMIN_TOKEN";
 struct Admin {
     handle: Handle,
     registry: prometheus_client::registry::Registry,
-    token: Option<String>,
+    /// The SHA-256 of the token, when there is one: requests are compared by digest, in
+    /// constant time, so neither the token's content nor its length shows in response times.
+    token: Option<[u8; 32]>,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// Whether `given` is the token whose digest is `expected`, in time independent of both.
+fn token_matches(expected: &[u8; 32], given: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
+    // A missing header is compared like a wrong token (the token is never empty).
+    bool::from(expected.ct_eq(&digest(given.unwrap_or(""))))
 }
 
 /// How one streamlet is doing, as an operations console would say it.
@@ -136,7 +150,7 @@ async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+        if !token_matches(token, given) {
             let mut refused = (StatusCode::UNAUTHORIZED, "a bearer token is needed\n").into_response();
             refused
                 .headers_mut()
@@ -157,7 +171,7 @@ pub async fn serve(
     let admin = Arc::new(Admin {
         registry: super::metrics::registry(handle.clone()),
         handle,
-        token: token.filter(|t| !t.is_empty()),
+        token: token.filter(|t| !t.is_empty()).as_deref().map(digest),
     });
     let app = Router::new()
         .route("/", get(page))
@@ -180,4 +194,19 @@ pub async fn serve(
     });
     tracing::info!(address = %bound, "admin server listening");
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_token_is_accepted() {
+        let expected = digest("s3cret-token");
+        assert!(token_matches(&expected, Some("s3cret-token")));
+        for wrong in ["s3cret-toke", "s3cret-token ", "S3CRET-TOKEN", "", "s3cret-tokenX"] {
+            assert!(!token_matches(&expected, Some(wrong)), "{wrong:?} accepted");
+        }
+        assert!(!token_matches(&expected, None));
+    }
 }

@@ -28,7 +28,37 @@ use crate::topology::Topology;
 pub enum RunError {
     #[error("streamlet `{streamlet}` failed: {reason}")]
     Streamlet { streamlet: String, reason: String },
+    #[error(
+        "the pipeline did not drain within {}s of the stop: {} still running; what they held was not committed",
+        after.as_secs(), still_running.join(", ")
+    )]
+    ShutdownTimedOut {
+        after: Duration,
+        still_running: Vec<String>,
+    },
 }
+
+/// How a run behaves beyond its pipeline file.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// How long a stop may take to drain what is in flight before the run gives up.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+/// How long a stop may drain by default (Vector's graceful shutdown limit).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a draining pipeline names the streamlets it still waits for.
+const SHUTDOWN_REPORT_EVERY: Duration = Duration::from_secs(5);
+/// After the deadline, how long sources get to commit what was written before the run ends.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Records counted on one outlet.
 #[derive(Debug, Clone, Serialize)]
@@ -291,6 +321,8 @@ struct Engine {
     pipeline: String,
     defaults: Defaults,
     stop: CancellationToken,
+    /// Cancelled when the shutdown deadline passes: sources stop waiting for what is in flight.
+    deadline: CancellationToken,
     running: HashMap<String, Instance>,
     retiring: HashMap<u64, (String, Instance)>,
     /// The consumers of each (streamlet, port): they outlive instances, so a replacement sends
@@ -405,6 +437,7 @@ impl Engine {
             inlet,
             outlets,
             stop_intake: intake.clone(),
+            deadline: self.deadline.clone(),
             batch_size: self.defaults.batch_size,
             linger: Duration::from_millis(self.defaults.linger_ms),
             telemetry: counters.telemetry.clone(),
@@ -638,6 +671,36 @@ impl Engine {
         );
     }
 
+    /// The streamlets whose tasks have not ended, sorted.
+    fn still_running(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .running
+            .keys()
+            .chain(self.retiring.values().map(|(name, _)| name))
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The shutdown deadline has passed: sources get a moment to commit what was written, then
+    /// every task still running is abandoned and the run fails naming them.
+    async fn give_up(&mut self, after: Duration) {
+        let still_running = self.still_running();
+        tracing::error!(after_s = after.as_secs(), still_running = ?still_running, "shutdown deadline passed; not waiting any longer");
+        self.deadline.cancel();
+        let grace = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while !self.tasks.is_empty() {
+            tokio::select! {
+                done = self.join_next() => if let Some(done) = done { self.finished(done) },
+                _ = tokio::time::sleep_until(grace) => break,
+            }
+        }
+        self.tasks.abort_all();
+        self.failure = Some(RunError::ShutdownTimedOut { after, still_running });
+    }
+
     fn summary(&mut self, elapsed: Duration) -> RunSummary {
         let mut streamlets = Vec::new();
         for (name, runs) in std::mem::take(&mut self.done) {
@@ -674,7 +737,7 @@ impl Engine {
 /// Runs the topology until every finite source is drained, `stop` is cancelled (then intake
 /// stops and what is in flight drains), or a streamlet fails.
 pub async fn run(topology: Topology, stop: CancellationToken) -> Result<RunSummary, RunError> {
-    run_reloading(topology, stop, None, Handle::default()).await
+    run_reloading(topology, stop, None, Handle::default(), RunOptions::default()).await
 }
 
 /// Runs the topology, applying each configuration that arrives on `reloads`.
@@ -683,6 +746,7 @@ pub async fn run_reloading(
     stop: CancellationToken,
     mut reloads: Option<mpsc::Receiver<Topology>>,
     handle: Handle,
+    options: RunOptions,
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     crate::topology::carry_kafka_edges(&mut topology);
@@ -693,7 +757,8 @@ pub async fn run_reloading(
     let mut engine = Engine {
         pipeline: topology.name.clone(),
         defaults: topology.defaults.clone(),
-        stop,
+        stop: stop.clone(),
+        deadline: CancellationToken::new(),
         running: HashMap::new(),
         retiring: HashMap::new(),
         consumers: HashMap::new(),
@@ -717,6 +782,9 @@ pub async fn run_reloading(
         engine.spawn(&name, specs[&name].clone(), fingerprints[&name].clone(), p);
     }
     tracing::debug!(pipeline = %engine.pipeline, streamlets = names.len(), "started");
+    // Once stopping: when it began, and when to next say what is still running.
+    let mut stopping: Option<(tokio::time::Instant, tokio::time::Instant)> = None;
+    let report_every = SHUTDOWN_REPORT_EVERY.min(options.shutdown_timeout / 2);
     loop {
         tokio::select! {
             done = engine.join_next() => match done {
@@ -724,8 +792,23 @@ pub async fn run_reloading(
                 None if engine.tasks.is_empty() => break,
                 None => {}
             },
-            Some(next) = async { match reloads.as_mut() { Some(r) => r.recv().await, None => None } }, if reloads.is_some() && !engine.stop.is_cancelled() => {
+            Some(next) = async { match reloads.as_mut() { Some(r) => r.recv().await, None => None } }, if reloads.is_some() && !stop.is_cancelled() => {
                 engine.reload(next).await;
+            }
+            _ = stop.cancelled(), if stopping.is_none() => {
+                let now = tokio::time::Instant::now();
+                stopping = Some((now, now + report_every));
+            }
+            _ = tokio::time::sleep_until(stopping.map_or_else(tokio::time::Instant::now, |(_, next)| next)), if stopping.is_some() => {
+                let Some((since, _)) = stopping else { continue };
+                let waited = since.elapsed();
+                if waited >= options.shutdown_timeout {
+                    engine.give_up(options.shutdown_timeout).await;
+                    break;
+                }
+                tracing::warn!(waited_s = waited.as_secs(), still_running = ?engine.still_running(), "stopping: waiting for streamlets to drain");
+                let next = (tokio::time::Instant::now() + report_every).min(since + options.shutdown_timeout);
+                stopping = Some((since, next));
             }
         }
     }
@@ -770,6 +853,16 @@ pub async fn run_file(
     topology: Topology,
     stop: CancellationToken,
 ) -> (Handle, tokio::task::JoinHandle<Result<RunSummary, RunError>>) {
+    run_file_with(path, topology, stop, RunOptions::default()).await
+}
+
+/// [`run_file`] with `options`.
+pub async fn run_file_with(
+    path: &std::path::Path,
+    topology: Topology,
+    stop: CancellationToken,
+    options: RunOptions,
+) -> (Handle, tokio::task::JoinHandle<Result<RunSummary, RunError>>) {
     let handle = Handle::default();
     let (tx, rx) = mpsc::channel(1);
     let watching = stop.child_token();
@@ -780,7 +873,7 @@ pub async fn run_file(
             None
         }
     };
-    let run = tokio::spawn(run_reloading(topology, stop, reloads, handle.clone()));
+    let run = tokio::spawn(run_reloading(topology, stop, reloads, handle.clone(), options));
     let task = tokio::spawn(async move {
         let result = run.await.unwrap_or_else(|e| {
             Err(RunError::Streamlet {

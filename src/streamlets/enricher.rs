@@ -536,7 +536,7 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
     } else {
         config.on.clone()
     };
-    let out = io.outlets.get("out");
+    let out = io.outlets.get("out")?;
     let unmatched_out = io.outlets.find("unmatched");
     while let Some(mut batch) = io.inlet.recv().await {
         let unmatched = {

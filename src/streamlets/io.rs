@@ -258,11 +258,18 @@ impl Outlets {
         self.0.insert(outlet.port.clone(), outlet);
     }
 
-    /// The outlet named `port`. Verification guarantees every declared port exists.
-    pub fn get(&self, port: &str) -> &Outlet {
-        self.0
-            .get(port)
-            .unwrap_or_else(|| panic!("outlet `{port}` was not wired: the topology and the streamlet disagree"))
+    /// The outlet named `port`. Verification guarantees every declared port exists; a
+    /// streamlet asking for one its kind does not declare fails with an error naming it,
+    /// rather than taking the process down.
+    pub fn get(&self, port: &str) -> Result<&Outlet, super::StreamletError> {
+        self.0.get(port).ok_or_else(|| {
+            let mut known: Vec<&str> = self.0.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            super::StreamletError::Internal(format!(
+                "outlet `{port}` was not wired (this streamlet has {}): the topology and the streamlet disagree",
+                known.join(", ")
+            ))
+        })
     }
 
     /// The outlet named `port`, for outlets that exist only in some configurations.
@@ -446,6 +453,9 @@ pub struct Io {
     pub outlets: Outlets,
     /// Cancelled when sources must stop taking in records (shutdown or failure elsewhere).
     pub stop_intake: CancellationToken,
+    /// Cancelled when a stop has taken longer than the shutdown deadline: sources stop waiting
+    /// for their records in flight and commit only what was written.
+    pub deadline: CancellationToken,
     pub batch_size: usize,
     pub linger: std::time::Duration,
     pub telemetry: Telemetry,
@@ -459,4 +469,24 @@ pub fn with_error(mut record: Record, streamlet: &str, reason: &str, path: &str)
     error.insert("path".into(), path.into());
     record.insert("_error".into(), Value::Object(error));
     record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asking_for_an_outlet_that_was_not_wired_is_an_error_naming_it() {
+        let mut outlets = Outlets::default();
+        outlets.insert(Outlet::new(
+            "check",
+            "valid",
+            Unconsumed::Log,
+            Arc::new(Consumers::default()),
+            InHand::default(),
+        ));
+        assert!(outlets.get("valid").is_ok());
+        let error = outlets.get("vaild").err().expect("an error, not a panic").to_string();
+        assert!(error.contains("`vaild`") && error.contains("valid"), "{error}");
+    }
 }

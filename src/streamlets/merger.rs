@@ -3,7 +3,7 @@
 use super::{Io, Stop};
 
 pub async fn run(mut io: Io) -> Result<(), Stop> {
-    let out = io.outlets.get("out");
+    let out = io.outlets.get("out")?;
     while let Some(batch) = io.inlet.recv().await {
         out.send(batch).await?;
     }

@@ -89,7 +89,7 @@ pub async fn run(prepared: Prepared, io: Io) -> Result<(), StreamletError> {
 
 /// Sends a pipeline test's records on `out`, in batches, and ends.
 async fn given(records: crate::spec::GivenRecords, io: Io) -> Result<(), Stop> {
-    let out = io.outlets.get("out");
+    let out = io.outlets.get("out")?;
     for chunk in records.0.chunks(io.batch_size.max(1)) {
         out.send(chunk.to_vec()).await?;
     }

@@ -187,8 +187,8 @@ fn drift_record(event: &DriftEvent, streamlet: &str) -> Record {
 
 pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
     let Ready { schema, mut profile } = ready;
-    let valid_out = io.outlets.get("valid");
-    let invalid_out = io.outlets.get("invalid");
+    let valid_out = io.outlets.get("valid")?;
+    let invalid_out = io.outlets.get("invalid")?;
     let drift_out = io.outlets.find("drift");
     while let Some(batch) = io.inlet.recv().await {
         let (mut valid, mut invalid) = schema.split(batch, &io.name);

@@ -365,8 +365,8 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
         .subscribe(&[&config.topic])
         .map_err(|e| StreamletError::Internal(format!("cannot subscribe to `{}`: {e}", config.topic)))?;
     let source = format!("kafka:{}", config.topic);
-    let out = io.outlets.get("out");
-    let errors = io.outlets.get("errors");
+    let out = io.outlets.get("out")?;
+    let errors = io.outlets.get("errors")?;
     let mut committed_at = Instant::now();
     loop {
         if committed_at.elapsed() >= COMMIT_EVERY {
@@ -440,7 +440,7 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
     // Stopping: what was handed downstream is written before its offsets are committed.
     let deadline = Instant::now() + STOP_WAIT;
     let mut left = offsets.wait_settled(None, Duration::ZERO);
-    while left > 0 && Instant::now() < deadline {
+    while left > 0 && Instant::now() < deadline && !io.deadline.is_cancelled() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         left = offsets.wait_settled(None, Duration::ZERO);
     }

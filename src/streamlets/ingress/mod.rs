@@ -126,8 +126,8 @@ async fn read_text(io: Io, mut reader: TextReader, input: text::Input, source: &
         path: source.to_string(),
         source: source_err,
     })?;
-    let out = io.outlets.get("out");
-    let errors = io.outlets.get("errors");
+    let out = io.outlets.get("out")?;
+    let errors = io.outlets.get("errors")?;
     loop {
         let chunk = tokio::select! {
             biased;
@@ -159,7 +159,7 @@ async fn read_text(io: Io, mut reader: TextReader, input: text::Input, source: &
 async fn generate(config: GeneratorConfig, io: Io) -> Result<(), Stop> {
     let mut generator =
         generator::ListingGenerator::new(config.seed, config.invalid_ratio).shifting_after(config.shift_after);
-    let out = io.outlets.get("out");
+    let out = io.outlets.get("out")?;
     let started = Instant::now();
     let mut produced: u64 = 0;
     let limit = config.count.unwrap_or(u64::MAX);
