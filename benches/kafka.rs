@@ -284,7 +284,7 @@ streamlets:
     model: {{ name: house-price, folder: {models}, version: "2" }}
     features: {{ input: features, fields: [{fields}] }}
     outputs: [{{ tensor: variable, field: prediction }}]
-    batch: {{ max_batch: 256, max_wait_ms: 5 }}
+    batch: {{ max_batch: 256 }}
   publish:
     kind: egress
     inputs: [price]

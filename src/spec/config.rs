@@ -653,7 +653,8 @@ pub enum OutputRole {
     Variance,
 }
 
-/// Micro-batching: score when `max_batch` records wait, or `max_wait_ms` after the first.
+/// Micro-batching: a free session scores what is queued, up to `max_batch` records; a partial
+/// batch waits for more only with `max_wait_ms` set (0, the default: never).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Batching {
@@ -665,7 +666,7 @@ impl Default for Batching {
     fn default() -> Self {
         Batching {
             max_batch: 256,
-            max_wait_ms: 5,
+            max_wait_ms: 0,
         }
     }
 }

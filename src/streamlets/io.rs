@@ -163,6 +163,11 @@ impl Consumers {
         self.0.store(Arc::new(Vec::new()));
     }
 
+    /// Whether some consumer's channel is full: the next send would wait.
+    pub fn congested(&self) -> bool {
+        self.0.load().iter().any(|(_, tx)| tx.capacity() == 0)
+    }
+
     /// Batches waiting in each edge's channel, and how many it holds.
     pub fn fill(&self) -> Vec<(EdgeId, usize, usize)> {
         self.0
@@ -204,6 +209,12 @@ impl Outlet {
             in_hand,
             sent: Arc::new(Counter::default()),
         }
+    }
+
+    /// Whether downstream is busy: some consumer's channel is full, so a send would wait. A
+    /// source may then let its batch grow rather than wait with a small one.
+    pub fn congested(&self) -> bool {
+        self.consumers.congested()
     }
 
     /// Sends records derived from the batch in hand (see [`Inlet::recv`]) to every consumer,
@@ -362,6 +373,40 @@ impl Inlet {
         self.received.add(envelope.records.len() as u64);
         self.batch_taken = Some(std::time::Instant::now());
         Some(envelope)
+    }
+}
+
+/// What an inlet holds at this moment, without waiting.
+pub enum Queued {
+    Batch(Envelope),
+    /// Nothing queued now; more may come.
+    Nothing,
+    /// Every upstream has finished, or the streamlet is retired.
+    Ended,
+}
+
+impl Inlet {
+    /// The next batch if one is queued now, without waiting: a streamlet that would rather go
+    /// with what it has than wait for more takes what is there. Like [`Inlet::recv_acked`],
+    /// it settles the batch in hand first.
+    pub fn try_recv_acked(&mut self) -> Queued {
+        use futures::FutureExt;
+        if self.retire.is_cancelled() {
+            return Queued::Ended;
+        }
+        match self.streams.next().now_or_never() {
+            None => Queued::Nothing,
+            Some(None) => Queued::Ended,
+            Some(Some(envelope)) => {
+                if let Some(taken) = self.batch_taken.take() {
+                    self.busy.observe(taken.elapsed().as_secs_f64());
+                }
+                std::mem::take(&mut *self.in_hand.lock().unwrap_or_else(|p| p.into_inner())).settle();
+                self.received.add(envelope.records.len() as u64);
+                self.batch_taken = Some(std::time::Instant::now());
+                Queued::Batch(envelope)
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::statistics::Statistics;
@@ -379,10 +380,19 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
             _ = tokio::time::sleep(COMMIT_EVERY) => continue,
             message = consumer.recv() => (message, offsets.epoch()),
         };
+        // What librdkafka has fetched already goes into this batch, without waiting for more;
+        // only while downstream is busy do messages arriving meanwhile join it, up to the linger.
         let mut messages = vec![first];
-        let deadline = tokio::time::Instant::now() + io.linger;
+        let linger_until = tokio::time::Instant::now() + io.linger;
         while messages.len() < io.batch_size {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            if let Some(m) = consumer.recv().now_or_never() {
+                messages.push((m, offsets.epoch()));
+                continue;
+            }
+            if !out.congested() {
+                break;
+            }
+            match tokio::time::timeout_at(linger_until, consumer.recv()).await {
                 Ok(m) => messages.push((m, offsets.epoch())),
                 Err(_) => break,
             }

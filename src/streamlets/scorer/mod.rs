@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::io::{with_error, Acks};
+use super::io::{with_error, Acks, Queued};
 use super::{Batch, Io, Record, Stop, StreamletError};
 use crate::models::registry::Source;
 use crate::models::version::Expectation;
@@ -253,6 +253,10 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
 }
 
 /// Micro-batches the inlet and scores up to `sessions` batches at once, emitting in order.
+/// A batch never waits for records that are not there: as soon as a session is free it takes
+/// what is queued (up to `max_batch`) and goes; what arrives while every session is busy
+/// forms the next batch. Only with `max_wait_ms` set does a partial batch wait, at most that
+/// long after its first record, for more.
 async fn score_stream(io: &mut Io, serving: Arc<Serving>, config: &ScorerConfig) -> Result<(), Stop> {
     let sessions = config.sessions.max(1);
     let max_batch = config.batch.max_batch.max(1);
@@ -263,17 +267,36 @@ async fn score_stream(io: &mut Io, serving: Arc<Serving>, config: &ScorerConfig)
     // Records waiting for a model batch, and the acknowledgements of the batches they came in.
     let mut pending: Batch = Vec::new();
     let mut pending_acks = Acks::default();
-    let mut deadline: Option<Instant> = None;
     let mut in_flight: FuturesOrdered<JoinHandle<(Scored, Acks)>> = FuturesOrdered::new();
     let mut input_open = true;
+    // When a partial batch may wait no longer (with `max_wait_ms` only).
+    let mut fill_until: Option<Instant> = None;
     let submit = |batch: Batch, acks: Acks, in_flight: &mut FuturesOrdered<JoinHandle<(Scored, Acks)>>| {
         let serving = serving.clone();
         in_flight.push_back(tokio::task::spawn_blocking(move || (serving.score(batch), acks)));
     };
     loop {
-        // Full batches go as long as there is a free session; the rest wait (backpressure).
-        while pending.len() >= max_batch && in_flight.len() < sessions {
-            let rest = pending.split_off(max_batch);
+        // A free session: top the batch up with what is queued now, without waiting.
+        while input_open && in_flight.len() < sessions && pending.len() < max_batch {
+            match io.inlet.try_recv_acked() {
+                Queued::Batch(batch) => {
+                    pending.extend(batch.records);
+                    pending_acks.extend(batch.acks);
+                }
+                Queued::Nothing => break,
+                Queued::Ended => input_open = false,
+            }
+        }
+        if pending.is_empty() {
+            fill_until = None;
+        } else if fill_until.is_none() {
+            fill_until = Some(Instant::now() + max_wait);
+        }
+        let may_wait = !max_wait.is_zero() && input_open && fill_until.is_some_and(|t| t > Instant::now());
+        // Every free session takes a batch: full ones first, then what there is (unless a
+        // partial one may still wait to fill).
+        while !pending.is_empty() && in_flight.len() < sessions && (pending.len() >= max_batch || !may_wait) {
+            let rest = pending.split_off(max_batch.min(pending.len()));
             // Records of one incoming batch may go in two model batches: each carries its acks.
             let acks = if rest.is_empty() {
                 std::mem::take(&mut pending_acks)
@@ -282,25 +305,12 @@ async fn score_stream(io: &mut Io, serving: Arc<Serving>, config: &ScorerConfig)
             };
             submit(std::mem::replace(&mut pending, rest), acks, &mut in_flight);
         }
-        if pending.is_empty() {
-            deadline = None;
-        } else if deadline.is_none() {
-            deadline = Some(Instant::now() + max_wait);
-        }
-        let done = if in_flight.len() >= sessions {
-            in_flight.next().await
-        } else if !input_open {
-            if !pending.is_empty() {
-                submit(
-                    std::mem::take(&mut pending),
-                    std::mem::take(&mut pending_acks),
-                    &mut in_flight,
-                );
-                continue;
-            }
+        let done = if !input_open || pending.len() >= max_batch {
+            // Nothing more to take in (the input ended, or a full batch waits for a session).
             match in_flight.next().await {
                 Some(done) => Some(done),
-                None => return Ok(()),
+                None if pending.is_empty() && !input_open => return Ok(()),
+                None => None,
             }
         } else {
             tokio::select! {
@@ -314,11 +324,8 @@ async fn score_stream(io: &mut Io, serving: Arc<Serving>, config: &ScorerConfig)
                     }
                     None
                 }
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    submit(std::mem::take(&mut pending), std::mem::take(&mut pending_acks), &mut in_flight);
-                    None
-                }
                 done = in_flight.next(), if !in_flight.is_empty() => done,
+                _ = tokio::time::sleep_until(fill_until.unwrap_or_else(Instant::now)), if may_wait => None,
             }
         };
         if let Some(done) = done {
