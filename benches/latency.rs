@@ -132,7 +132,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8);
-    println!("In-memory latency, stdin → stdout of one `sluice run` process, {seconds} s per rate after 1 s of warm-up\n");
+    println!(
+        "In-memory latency, stdin → stdout of one `sluice run` process, {seconds} s per rate after 1 s of warm-up\n"
+    );
     println!(
         "{:<52} {:>8} {:>9} {:>9} {:>9} {:>9}",
         "path", "rate/s", "records", "p50 µs", "p99 µs", "max µs"

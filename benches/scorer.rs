@@ -51,6 +51,32 @@ impl Figures {
     }
 }
 
+/// Rows per second of Python's onnxruntime on the rows in `rows` per batch size, from
+/// `benches/peer/raw_onnxruntime.py`; none when the Python packages are not installed
+/// (`make python-peer`, which `make bench` runs).
+fn python_reference(python: &Path, root: &Path, model: &Path, rows: &Path, width: usize) -> Vec<(usize, f64)> {
+    if !python.exists() {
+        println!("  (Python's onnxruntime is not installed: run scripts/setup-python-peer.sh to compare with it)");
+        return Vec::new();
+    }
+    let output = std::process::Command::new(python)
+        .arg(root.join("benches/peer/raw_onnxruntime.py"))
+        .arg(model)
+        .arg(rows)
+        .arg(width.to_string())
+        .args(["1", "32", "256"])
+        .output()
+        .expect("python runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace().skip(1);
+            Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let benchmarking = std::env::args().any(|a| a == "--bench");
@@ -82,6 +108,14 @@ fn main() {
     }
     let width = features.width();
     println!("scorer benchmark: {records} house listings, {width} features, 1 session, 1 intra-op thread\n");
+    // The same rows for Python's onnxruntime, the fastest plain call of the same library.
+    let rows_file = tempfile::NamedTempFile::new().expect("rows file");
+    std::fs::write(
+        rows_file.path(),
+        rows.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+    )
+    .expect("rows written");
+    let python = root.join(".venv/bin/python");
 
     for version in ["1", "2"] {
         let registry = open(version);
@@ -96,6 +130,8 @@ fn main() {
             "house-price v{version} ({})",
             model.descriptor.description.clone().unwrap_or_default()
         );
+        let model_file = folder.join(format!("house-price-v{version}.onnx"));
+        let reference = python_reference(&python, root, &model_file, rows_file.path(), width);
         for batch in [1usize, 32, 256] {
             // Raw ONNX Runtime: prepared rows in, the output tensor copied out.
             let mut raw_figures = Figures::new();
@@ -140,6 +176,15 @@ fn main() {
                 "ratio",
                 100.0 * figures.rate() / raw_figures.rate()
             );
+            if let Some(&(_, python_rate)) = reference.iter().find(|(b, _)| *b == batch) {
+                println!("  {:<22} {python_rate:>12.0} records/s", "Python onnxruntime");
+                println!(
+                    "  {:<22} {:>11.0}% of Python's (raw Rust call {:.0}%)",
+                    "ratio",
+                    100.0 * figures.rate() / python_rate,
+                    100.0 * raw_figures.rate() / python_rate
+                );
+            }
         }
         println!();
     }

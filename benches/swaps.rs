@@ -111,7 +111,16 @@ streamlets:
     let mut swapped = 0u64;
     loop {
         if swapped % 100 == 0 {
-            let mib = rss_kib(child.id()) as f64 / 1024.0;
+            // The median of five readings a fifth of a second apart: the allocator keeps and
+            // returns pages in steps, and one reading can land on either side of a step.
+            let mut samples: Vec<u64> = (0..5)
+                .map(|_| {
+                    std::thread::sleep(Duration::from_millis(200));
+                    rss_kib(child.id())
+                })
+                .collect();
+            samples.sort_unstable();
+            let mib = samples[2] as f64 / 1024.0;
             println!("{swapped:>6} {mib:>10.1} {:>12.1}", started.elapsed().as_secs_f64());
             readings.push((swapped, mib));
         }
@@ -140,5 +149,21 @@ streamlets:
     let _ = child.wait();
     if let (Some(&(_, at_100)), Some(&(_, last))) = (readings.iter().find(|(s, _)| *s == 100), readings.last()) {
         println!("\ngrowth from 100 to {swaps} swaps: {:+.1} MiB", last - at_100);
+    }
+    // The trend from 100 swaps on (least squares), less moved by one reading than the ends are.
+    let after: Vec<(f64, f64)> = readings
+        .iter()
+        .filter(|(s, _)| *s >= 100)
+        .map(|&(s, m)| (s as f64, m))
+        .collect();
+    if after.len() >= 2 {
+        let n = after.len() as f64;
+        let (mx, my) = (
+            after.iter().map(|p| p.0).sum::<f64>() / n,
+            after.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let slope = after.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>()
+            / after.iter().map(|p| (p.0 - mx).powi(2)).sum::<f64>();
+        println!("trend from 100 swaps on: {:+.1} MiB per 1,000 swaps", slope * 1000.0);
     }
 }
