@@ -53,6 +53,14 @@ pub struct ModelVersion {
     pub stats: Arc<ModelStats>,
 }
 
+impl Drop for ModelVersion {
+    /// The version's last batch is done: its sessions go, and the memory they held goes back.
+    fn drop(&mut self) {
+        self.sessions.clear();
+        onnx::released();
+    }
+}
+
 fn reject(d: &ModelDescriptor, reason: impl Into<String>) -> ModelError {
     ModelError::Rejected {
         name: d.name.clone(),
