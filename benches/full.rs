@@ -1,0 +1,251 @@
+//! The whole path, beside the model call it is built around: sluice pipelines that validate
+//! (schema and training profile), enrich and score (house-price v2) every record, against
+//! Python's onnxruntime scoring the same rows alone on one thread at batch 256, in the same
+//! run. Prints records/s (the median of the rounds), CPU time per record, peak memory, and the
+//! instructions per record counted by `valgrind --tool=callgrind` on two small runs (their
+//! difference, so the start-up cost drops out): a figure the machine's noise does not move.
+//!
+//!   cargo bench --bench full    (SLUICE_BENCH_RECORDS=1000000, SLUICE_BENCH_ROUNDS=3)
+//!
+//! C: generator → validator → enricher → scorer → blackhole
+//! D: JSONL file → validator → enricher → scorer → JSONL file
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use sluice::spec::ScorerConfig;
+use sluice::streamlets::ingress::generator::ListingGenerator;
+use sluice::streamlets::scorer::features::Features;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The streamlets between a source and a sink: every record is checked against the listing
+/// schema and house-price v2's training profile, joined with its zip code, and scored.
+fn middle(source: &str, sink: &str) -> String {
+    let root = root().display();
+    format!(
+        r#"
+pipeline: full
+streamlets:
+  listings:
+    kind: ingress
+    source: {source}
+  check:
+    use: {root}/streamlets/listing-check.yaml
+    inputs: [listings]
+    profile: {{ path: {root}/examples/house-prices/models/house-price-v2.profile.json, out_of_profile: tag }}
+  geo:
+    kind: enricher
+    inputs: [check.valid]
+    table: {{ type: file, path: {root}/examples/house-prices/zipcodes.csv, key: statezip,
+             columns: {{ median_income: integer, latitude: number, longitude: number }} }}
+    fields: [median_income, latitude, longitude]
+    into: zip
+    missing: pass
+  price:
+    use: {root}/streamlets/house-price-gbm.yaml
+    model: {{ name: house-price, folder: {root}/examples/house-prices/models, version: "2" }}
+    inputs: [geo]
+  out:
+    kind: egress
+    inputs: [price]
+    sink: {sink}
+  rejected:
+    kind: egress
+    inputs: [check.invalid, listings.errors, price.errors]
+    sink: {{ type: blackhole }}
+"#
+    )
+}
+
+/// One run of a pipeline: its seconds (from its own log), CPU seconds, peak memory.
+struct Run {
+    seconds: f64,
+    cpu_seconds: f64,
+    peak_kib: u64,
+}
+
+/// User and system CPU time of the children this process has waited for, in seconds.
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+fn run_sluice(pipeline: &Path) -> Run {
+    let before = children_cpu();
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--log-format", "json", "run"])
+        .arg(pipeline)
+        .current_dir(root())
+        .output()
+        .expect("sluice runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let finished = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "finished")
+        .expect("a finished line");
+    Run {
+        seconds: finished["elapsed_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+        cpu_seconds: children_cpu() - before,
+        peak_kib: finished["peak_rss_kib"].as_u64().unwrap_or(0),
+    }
+}
+
+/// Instructions of a `sluice run` of `pipeline` under callgrind.
+fn instructions(pipeline: &Path, dir: &Path) -> Option<u64> {
+    let out = dir.join("callgrind.out");
+    let output = Command::new("valgrind")
+        .args(["--tool=callgrind", "--callgrind-out-file"])
+        .arg(&out)
+        .arg(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run"])
+        .arg(pipeline)
+        .current_dir(root())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        println!(
+            "  (callgrind failed: {})",
+            String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("")
+        );
+        return None;
+    }
+    let text = std::fs::read_to_string(&out).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("summary: "))
+        .or_else(|| text.lines().find_map(|l| l.strip_prefix("totals: ")))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+/// Python's onnxruntime on the feature rows of the listings the pipelines score: rows/s.
+fn python_rows_per_second(records: u64, dir: &Path) -> Option<f64> {
+    let python = root().join(".venv/bin/python");
+    if !python.exists() {
+        println!("(Python's onnxruntime is not installed: run scripts/setup-python-peer.sh to compare with it)");
+        return None;
+    }
+    let definition = std::fs::read_to_string(root().join("streamlets/house-price-gbm.yaml")).expect("definition");
+    let config: ScorerConfig = serde_yaml_ng::from_str(&definition).expect("definition parses");
+    let features = Features::new(&config.features);
+    let mut generator = ListingGenerator::new(1, 0.0);
+    let mut rows = Vec::with_capacity(records as usize * features.width());
+    for _ in 0..records {
+        features.row(&generator.next_record(), &mut rows).expect("features");
+    }
+    let file = dir.join("rows.f32");
+    std::fs::write(&file, rows.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).expect("rows");
+    let output = Command::new(python)
+        .arg(root().join("benches/peer/raw_onnxruntime.py"))
+        .arg(root().join("examples/house-prices/models/house-price-v2.onnx"))
+        .arg(&file)
+        .arg(features.width().to_string())
+        .arg("256")
+        .output()
+        .expect("python runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|l| l.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
+}
+
+fn generator_pipeline(dir: &Path, name: &str, records: u64) -> PathBuf {
+    let file = dir.join(format!("{name}.yaml"));
+    let yaml = middle(
+        &format!("{{ type: generator, count: {records}, seed: 1 }}"),
+        "{ type: blackhole }",
+    );
+    std::fs::write(&file, yaml).expect("pipeline");
+    file
+}
+
+fn main() {
+    let benchmarking = std::env::args().any(|a| a == "--bench");
+    let env_number =
+        |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let records = env_number("SLUICE_BENCH_RECORDS", if benchmarking { 1_000_000 } else { 5_000 });
+    let rounds = env_number("SLUICE_BENCH_ROUNDS", if benchmarking { 3 } else { 1 }).max(1);
+    let dir = tempfile::tempdir().expect("dir");
+    println!(
+        "The whole path: {records} listings, {rounds} rounds (medians), {} cores; house-price v2, batch 256\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let c = generator_pipeline(dir.path(), "c", records);
+    let input = dir.path().join("listings.jsonl");
+    {
+        let mut generator = ListingGenerator::new(1, 0.0);
+        let mut w = BufWriter::new(std::fs::File::create(&input).expect("input"));
+        for _ in 0..records {
+            serde_json::to_writer(&mut w, &generator.next_record()).expect("write");
+            w.write_all(b"\n").expect("write");
+        }
+        w.flush().expect("flush");
+    }
+    let d = dir.path().join("d.yaml");
+    std::fs::write(
+        &d,
+        middle(
+            &format!("{{ type: file, path: {} }}", input.display()),
+            &format!("{{ type: file, path: {} }}", dir.path().join("d-out.jsonl").display()),
+        ),
+    )
+    .expect("pipeline");
+
+    let python = python_rows_per_second(records, dir.path());
+    let model_us = python.map(|rate| 1e6 / rate);
+    if let Some(rate) = python {
+        println!("raw ONNX Runtime (Python onnxruntime, 1 thread, batch 256, the same rows): {rate:.0} rows/s, {:.2} µs per row\n", 1e6 / rate);
+    }
+    for (label, pipeline) in [
+        ("C: generator → validator → enricher → scorer → blackhole", &c),
+        ("D: JSONL file → validator → enricher → scorer → JSONL file", &d),
+    ] {
+        let runs: Vec<Run> = (0..rounds).map(|_| run_sluice(pipeline)).collect();
+        let rates: Vec<f64> = runs.iter().map(|r| records as f64 / r.seconds).collect();
+        let rate = median(rates.clone());
+        let cpu_us = median(runs.iter().map(|r| 1e6 * r.cpu_seconds / records as f64).collect());
+        let peak = runs.iter().map(|r| r.peak_kib).max().unwrap_or(0) as f64 / 1024.0;
+        println!("{label}");
+        println!(
+            "  {rate:>10.0} records/s (rounds: {})   CPU {cpu_us:.2} µs per record   peak {peak:.1} MiB",
+            rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+        );
+        if let (Some(raw), Some(model_us)) = (python, model_us) {
+            println!(
+                "  {:.2}x the raw single-thread rate; sluice's own CPU per record (all but the model call): {:.2} µs",
+                rate / raw,
+                cpu_us - model_us
+            );
+        }
+    }
+    // Instructions per record: the difference of two small runs, start-up cancelled out.
+    let (small, large) = if benchmarking { (10_000, 30_000) } else { (0, 0) };
+    if large > 0 {
+        let a = generator_pipeline(dir.path(), "small", small);
+        let b = generator_pipeline(dir.path(), "large", large);
+        if let (Some(i_small), Some(i_large)) = (instructions(&a, dir.path()), instructions(&b, dir.path())) {
+            println!(
+                "\nC under callgrind: {:.0} instructions per record ({} − {} instructions over {} records)",
+                (i_large - i_small) as f64 / (large - small) as f64,
+                i_large,
+                i_small,
+                large - small
+            );
+        }
+    }
+}
