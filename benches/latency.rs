@@ -12,51 +12,22 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "support/whole_path.rs"]
+mod whole_path;
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The full path, or nothing but stdin to stdout.
 fn pipeline(full: bool) -> String {
-    let root = root().display();
-    if !full {
-        return "pipeline: passthrough\nstreamlets:\n  listings:\n    kind: ingress\n    source: { type: stdin }\n  \
-                out:\n    kind: egress\n    inputs: [listings]\n    sink: { type: stdout }\n"
-            .to_string();
+    if full {
+        whole_path::middle("{ type: stdin }", "{ type: stdout }")
+    } else {
+        "pipeline: passthrough\nstreamlets:\n  listings:\n    kind: ingress\n    source: { type: stdin }\n  \
+         out:\n    kind: egress\n    inputs: [listings]\n    sink: { type: stdout }\n"
+            .to_string()
     }
-    format!(
-        r#"
-pipeline: latency
-streamlets:
-  listings:
-    kind: ingress
-    source: {{ type: stdin }}
-  check:
-    use: {root}/streamlets/listing-check.yaml
-    inputs: [listings]
-    profile: {{ path: {root}/examples/house-prices/models/house-price-v2.profile.json, out_of_profile: tag }}
-  geo:
-    kind: enricher
-    inputs: [check.valid]
-    table: {{ type: file, path: {root}/examples/house-prices/zipcodes.csv, key: statezip,
-             columns: {{ median_income: integer, latitude: number, longitude: number }} }}
-    fields: [median_income, latitude, longitude]
-    into: zip
-    missing: pass
-  price:
-    use: {root}/streamlets/house-price-gbm.yaml
-    model: {{ name: house-price, folder: {root}/examples/house-prices/models, version: "2" }}
-    inputs: [geo]
-  out:
-    kind: egress
-    inputs: [price]
-    sink: {{ type: stdout }}
-  rejected:
-    kind: egress
-    inputs: [check.invalid, listings.errors, price.errors]
-    sink: {{ type: blackhole }}
-"#
-    )
 }
 
 /// Latencies in µs of records written at `rate` per second for `seconds`.

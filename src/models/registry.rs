@@ -294,7 +294,12 @@ impl ModelRegistry {
                 // Wait until the folder is quiet.
                 while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
                 let registry = self.clone();
-                match tokio::task::spawn_blocking(move || registry.refresh()).await {
+                let refreshed = tokio::task::spawn_blocking(move || {
+                    let refreshed = registry.refresh();
+                    crate::models::onnx::released();
+                    refreshed
+                });
+                match refreshed.await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
                         tracing::error!(reason = %e, "model rejected; the serving version goes on")
@@ -321,6 +326,7 @@ impl ModelRegistry {
             if let Err(e) = self.refresh() {
                 tracing::error!(reason = %e, "model rejected; the serving version goes on");
             }
+            crate::models::onnx::released();
         }
     }
 

@@ -302,3 +302,32 @@ pub fn commits(broker: &Broker, pipeline: &str) -> Vec<BTreeMap<i32, i64>> {
         .map(|(group, topic)| broker.committed(group, topic))
         .collect()
 }
+
+/// Of the `missing` ids (fed to `pipeline`, never scored), those its consumer groups have
+/// committed past: lost. The others still wait in a topic above their group's commit, and
+/// the group's next consumer reads them (a group the broker is slow to give partitions to,
+/// say): late, not lost.
+pub fn committed_past(broker: &Broker, pipeline: &str, missing: &BTreeSet<u64>) -> BTreeSet<u64> {
+    if missing.is_empty() {
+        return BTreeSet::new();
+    }
+    let [(listings_group, listings), (edge_group, edge)] = groups(pipeline);
+    let (listings_committed, edge_committed) = (
+        broker.committed(&listings_group, &listings),
+        broker.committed(&edge_group, &edge),
+    );
+    let waiting = |committed: &BTreeMap<i32, i64>, found: Vec<(u64, i32, i64)>| -> BTreeSet<u64> {
+        found
+            .into_iter()
+            .filter(|(_, p, o)| *o >= committed.get(p).copied().unwrap_or(0))
+            .map(|(id, _, _)| id)
+            .collect()
+    };
+    let unread_listings = waiting(&listings_committed, broker.locate(&listings, missing));
+    let unread_edge = waiting(&edge_committed, broker.locate(&edge, missing));
+    missing
+        .iter()
+        .filter(|id| !unread_listings.contains(id) && !unread_edge.contains(id))
+        .copied()
+        .collect()
+}
