@@ -148,6 +148,31 @@ impl Sluice {
             .unwrap_or(0.0) as u64
     }
 
+    /// Whether the process has read every partition of both its groups to the end (librdkafka's
+    /// lag, refreshed every second, is 0 on all 4 + 4 of them): a clean stop now leaves nothing
+    /// unread behind its commits.
+    pub fn caught_up(&self) -> bool {
+        let Ok(mut response) = ureq::get(&format!("http://{}/metrics", self.admin)).call() else {
+            return false;
+        };
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let lags: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with("sluice_kafka_consumer_lag{"))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+            .collect();
+        lags.len() == 8 && lags.iter().all(|lag| *lag == 0.0)
+    }
+
+    /// Waits (up to a minute) until [`Sluice::caught_up`]; panics with the log otherwise.
+    pub fn wait_caught_up(&self) {
+        super::wait_until(
+            Duration::from_secs(60),
+            || self.caught_up(),
+            || format!("still behind on its partitions after a minute:\n{}", self.log_text()),
+        );
+    }
+
     /// Records the egress `publish` has taken in so far.
     pub fn published(&self) -> u64 {
         self.metric("sluice_records_in_total", &["streamlet=\"publish\""])
