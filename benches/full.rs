@@ -71,8 +71,8 @@ fn run_sluice(pipeline: &Path) -> Run {
 fn instructions(pipeline: &Path, dir: &Path) -> Option<u64> {
     let out = dir.join("callgrind.out");
     let output = Command::new("valgrind")
-        .args(["--tool=callgrind", "--callgrind-out-file"])
-        .arg(&out)
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(env!("CARGO_BIN_EXE_sluice"))
         .args(["run"])
         .arg(pipeline)
