@@ -179,8 +179,8 @@ fn a_process_killed_mid_stream_loses_nothing_when_it_is_restarted() {
     let dir = tempfile::tempdir().expect("dir");
     let n = 8000;
     // The partitions of a killed process go to the others once its session expires: after
-    // 6 s here (librdkafka's default: 45 s).
-    let (file, producing) = stream_listings(&broker, dir.path(), "crash", "{ session.timeout.ms: 6000 }", n);
+    // 10 s here (librdkafka's default: 45 s).
+    let (file, producing) = stream_listings(&broker, dir.path(), "crash", "{ session.timeout.ms: 10000 }", n);
     let mut first = Sluice::start(&file, dir.path(), "first");
     first.wait_published(1500, Duration::from_secs(120));
     first.kill();
@@ -193,7 +193,7 @@ fn a_process_killed_mid_stream_loses_nothing_when_it_is_restarted() {
     );
     // Restarted once the broker has noticed the killed member gone (its session timed out):
     // tansu, unlike Kafka, leaves a newcomer without partitions when it joins before that.
-    std::thread::sleep(Duration::from_secs(8));
+    std::thread::sleep(Duration::from_secs(12));
     let second = Sluice::start(&file, dir.path(), "second");
     producing.join().expect("produced");
     let scored = read_all_scored(&broker, n, "crash", &|| second.log_text());
