@@ -502,6 +502,7 @@ pub struct Io {
     /// for their records in flight and commit only what was written.
     pub deadline: CancellationToken,
     pub batch_size: usize,
+    /// The longest a source lets a batch fill while downstream is busy (never while it is free).
     pub linger: std::time::Duration,
     pub telemetry: Telemetry,
 }
