@@ -71,7 +71,7 @@ fn main() {
         size as f64 / rows as f64
     );
     let on = vec!["key".to_string()];
-    let records: Batch = (0..rows)
+    let records: Vec<_> = (0..rows)
         .map(|i| {
             let mut r = serde_json::Map::new();
             r.insert("id".into(), (i as u64).into());
@@ -79,10 +79,11 @@ fn main() {
             r
         })
         .collect();
+    let records = Batch::from_records(&records);
     let mut joined = 0usize;
     let mut elapsed = std::time::Duration::ZERO;
-    for chunk in records.chunks(256) {
-        let mut batch = chunk.to_vec();
+    for at in (0..records.len()).step_by(256) {
+        let mut batch = records.slice(at, 256.min(records.len() - at));
         let t = Instant::now();
         let unmatched = join(&config, &on, &table, &mut batch);
         elapsed += t.elapsed();

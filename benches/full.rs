@@ -110,9 +110,11 @@ fn python_rows_per_second(records: u64, dir: &Path) -> Option<f64> {
     let features = Features::new(&config.features);
     let mut generator = ListingGenerator::new(1, 0.0);
     let mut rows = Vec::with_capacity(records as usize * features.width());
-    for _ in 0..records {
-        features.row(&generator.next_record(), &mut rows).expect("features");
-    }
+    let listings = generator.next_batch(records as usize);
+    assert!(
+        features.rows(&listings, &mut rows).iter().all(|r| r.is_ok()),
+        "features"
+    );
     let file = dir.join("rows.f32");
     std::fs::write(&file, rows.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).expect("rows");
     let output = Command::new(python)

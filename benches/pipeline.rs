@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use serde_json::Value;
 use sluice::streamlets::ingress::generator::ListingGenerator;
-use sluice::streamlets::io::with_error;
 use sluice::streamlets::validator::RecordSchema;
 
 /// Records are many small allocations made on one thread and freed on another:
@@ -49,6 +48,20 @@ fn print_json(f: &Figures) {
         f.seconds,
         sluice::observe::peak_rss_kib().unwrap_or(0).max(f.peak_kib)
     );
+}
+
+/// The `_error` a rejected record carries, as the validator writes it.
+fn with_error(
+    mut record: serde_json::Map<String, Value>,
+    streamlet: &str,
+    reason: &str,
+    path: &str,
+) -> serde_json::Map<String, Value> {
+    record.insert(
+        "_error".into(),
+        serde_json::json!({"streamlet": streamlet, "reason": reason, "path": path}),
+    );
+    record
 }
 
 /// Loop A: generate, validate (annotating rejects as the validator does), count.

@@ -110,7 +110,7 @@ streamlets:
     let mut readings = Vec::new();
     let mut swapped = 0u64;
     loop {
-        if swapped % 100 == 0 {
+        if swapped.is_multiple_of(100) {
             // The median of five readings a fifth of a second apart: the allocator keeps and
             // returns pages in steps, and one reading can land on either side of a step.
             let mut samples: Vec<u64> = (0..5)

@@ -2,8 +2,10 @@
 //!
 //! Data flows one way through the modules: `spec` (YAML → typed spec with
 //! positions) → `topology` (verified graph) → `runtime` (tasks and channels)
-//! → `streamlets` (what each kind does).
+//! → `streamlets` (what each kind does), all of them on `flow` (records,
+//! batches, acknowledgements and ports).
 
+pub mod flow;
 pub mod models;
 pub mod observe;
 pub mod runtime;

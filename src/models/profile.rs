@@ -2,6 +2,7 @@
 //! the checks of single records against it, and drift over a sliding window: the population
 //! stability index (PSI) per field and the rate of out-of-range values.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::path::Path;
 
@@ -54,19 +55,39 @@ pub struct Violation {
 
 /// A value as the profile sees it.
 #[derive(Debug, Clone, PartialEq)]
-enum Seen {
+pub enum Seen<'a> {
     Null,
     Number(f64),
-    Text(String),
+    Text(Cow<'a, str>),
 }
 
-fn seen(value: Option<&Value>) -> Seen {
+fn seen(value: Option<&Value>) -> Seen<'_> {
     match value {
         None | Some(Value::Null) => Seen::Null,
         Some(Value::Number(n)) => n.as_f64().map_or(Seen::Null, Seen::Number),
-        Some(Value::Bool(b)) => Seen::Text(b.to_string()),
-        Some(Value::String(s)) => Seen::Text(s.clone()),
-        Some(other) => Seen::Text(other.to_string()),
+        Some(Value::Bool(b)) => Seen::Text(b.to_string().into()),
+        Some(Value::String(s)) => Seen::Text(s.as_str().into()),
+        Some(other) => Seen::Text(other.to_string().into()),
+    }
+}
+
+impl<'a> Seen<'a> {
+    /// A record's value, as the profile sees it.
+    pub fn of(value: crate::flow::Value<'a>) -> Seen<'a> {
+        use crate::flow::Value as F;
+        match value {
+            F::Absent | F::Null => Seen::Null,
+            F::Int(i) => Seen::Number(i as f64),
+            F::Float(x) => Seen::Number(x),
+            F::Bool(b) => Seen::Text(Cow::Borrowed(if b { "true" } else { "false" })),
+            F::Str(s) => Seen::Text(Cow::Borrowed(s)),
+            other => match other.to_json() {
+                Value::Number(n) => n.as_f64().map_or(Seen::Null, Seen::Number),
+                Value::String(s) => Seen::Text(s.into()),
+                Value::Null => Seen::Null,
+                json => Seen::Text(json.to_string().into()),
+            },
+        }
     }
 }
 
@@ -112,7 +133,7 @@ impl FieldProfile {
                 }
             }
             (FieldProfile::Number { .. }, Seen::Text(t)) => Err(format!("{t:?} is not a number")),
-            (FieldProfile::Category { categories, .. }, Seen::Text(t)) if categories.contains_key(t) => Ok(()),
+            (FieldProfile::Category { categories, .. }, Seen::Text(t)) if categories.contains_key(t.as_ref()) => Ok(()),
             (FieldProfile::Category { .. }, Seen::Text(t)) => Err(format!("{t:?} never occurred in training")),
             (FieldProfile::Category { categories, .. }, Seen::Number(x)) => {
                 if categories.contains_key(&x.to_string()) {
@@ -144,7 +165,7 @@ impl FieldProfile {
                 Some(inner.iter().position(|edge| x < edge).unwrap_or(bins.saturating_sub(1)))
             }
             (FieldProfile::Category { categories, .. }, Seen::Text(t)) => {
-                Some(categories.get_index_of(t).unwrap_or(categories.len()))
+                Some(categories.get_index_of(t.as_ref()).unwrap_or(categories.len()))
             }
             _ => None,
         }
@@ -168,16 +189,21 @@ pub fn psi(expected: &[f64], actual: &[f64]) -> f64 {
 impl Profile {
     /// Every way the record is outside the profile.
     pub fn violations(&self, record: &Map<String, Value>, slack: f64) -> Vec<Violation> {
+        let values: Vec<Seen<'_>> = self.fields.keys().map(|name| seen(record.get(name))).collect();
+        self.violations_of(&values, slack)
+    }
+
+    /// Every way a record is outside the profile, given its values of the profile's fields
+    /// (in the profile's order).
+    pub fn violations_of(&self, values: &[Seen<'_>], slack: f64) -> Vec<Violation> {
         self.fields
             .iter()
-            .filter_map(|(name, field)| {
-                field
-                    .check(&seen(record.get(name)), slack)
-                    .err()
-                    .map(|reason| Violation {
-                        field: name.clone(),
-                        reason: format!("`{name}` {reason}"),
-                    })
+            .zip(values)
+            .filter_map(|((name, field), value)| {
+                field.check(value, slack).err().map(|reason| Violation {
+                    field: name.clone(),
+                    reason: format!("`{name}` {reason}"),
+                })
             })
             .collect()
     }
@@ -242,17 +268,22 @@ impl DriftMonitor {
 
     /// Takes in one record; the drift events it brings about.
     pub fn observe(&mut self, record: &Map<String, Value>) -> Vec<DriftEvent> {
+        let values: Vec<Seen<'_>> = self.fields.iter().map(|f| seen(record.get(&f.name))).collect();
+        self.observe_values(&values)
+    }
+
+    /// Takes in one record, given its values of the profile's fields (in the profile's order).
+    pub fn observe_values(&mut self, values: &[Seen<'_>]) -> Vec<DriftEvent> {
         self.seen += 1;
-        for f in &mut self.fields {
-            let value = seen(record.get(&f.name));
-            let in_range = f.profile.check(&value, 0.0).is_ok();
+        for (f, value) in self.fields.iter_mut().zip(values) {
+            let in_range = f.profile.check(value, 0.0).is_ok();
             if f.values.len() == self.settings.window {
                 f.values.pop_front();
             }
-            f.values.push_back((f.profile.bin(&value), in_range));
+            f.values.push_back((f.profile.bin(value), in_range));
         }
         let full = self.seen >= self.settings.window as u64;
-        if !full || self.seen % self.settings.every.max(1) as u64 != 0 {
+        if !full || !self.seen.is_multiple_of(self.settings.every.max(1) as u64) {
             return Vec::new();
         }
         let mut events = Vec::new();

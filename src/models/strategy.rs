@@ -235,11 +235,16 @@ impl Split {
 
     /// The model a key goes to.
     pub fn route(&self, key: &Value) -> usize {
-        let mut hasher = twox_hash::XxHash64::with_seed(0);
         match key {
-            Value::String(s) => hasher.write(s.as_bytes()),
-            other => hasher.write(other.to_string().as_bytes()),
+            Value::String(s) => self.route_text(s),
+            other => self.route_text(&other.to_string()),
         }
+    }
+
+    /// The arm of a key given as text (a string key's own text, any other value's JSON).
+    pub fn route_text(&self, key: &str) -> usize {
+        let mut hasher = twox_hash::XxHash64::with_seed(0);
+        hasher.write(key.as_bytes());
         let u = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
         let last = self.bounds.iter().rposition(|b| *b > 0.0 && b.is_finite()).unwrap_or(0);
         self.bounds.iter().position(|b| u < *b).unwrap_or(last)

@@ -19,12 +19,7 @@ use crate::spec::{EgressConfig, KafkaSinkConfig, SinkConfig};
 /// Serializes a batch as JSON lines into `buf` (cleared first).
 pub fn encode_jsonl(batch: &Batch, buf: &mut Vec<u8>) {
     buf.clear();
-    for record in batch {
-        // A map of JSON values always serializes.
-        if serde_json::to_writer(&mut *buf, record).is_ok() {
-            buf.push(b'\n');
-        }
-    }
+    crate::flow::json::write_lines(batch, buf);
 }
 
 async fn write_all(mut io: Io, mut sink: impl AsyncWrite + Unpin, name: &str) -> Result<(), Stop> {
@@ -114,11 +109,17 @@ pub async fn prepare(config: &EgressConfig, ctx: &Prepare) -> Result<Ready, Stre
 }
 
 /// The message key of a record: the key field's text.
-fn message_key(record: &crate::streamlets::Record, field: &Option<String>) -> Option<String> {
-    match record.get(field.as_ref()?)? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Null => None,
-        other => Some(other.to_string()),
+fn message_key(column: Option<&crate::flow::Column>, row: usize) -> Option<String> {
+    use crate::flow::Value;
+    let column = column?;
+    match column.get(row) {
+        Value::Str(s) => Some(s.to_string()),
+        Value::Absent | Value::Null => None,
+        other => {
+            let mut text = String::new();
+            crate::flow::json::write_value(other, column.is_mixed(), &mut text);
+            Some(text)
+        }
     }
 }
 
@@ -151,9 +152,9 @@ async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
                     input_open = false;
                     continue;
                 };
-                let messages: Vec<(Option<String>, Vec<u8>)> = records
-                    .iter()
-                    .map(|r| (message_key(r, &config.key), serde_json::to_vec(r).unwrap_or_default()))
+                let key = config.key.as_deref().and_then(|k| records.column(k));
+                let messages: Vec<(Option<String>, Vec<u8>)> = (0..records.len())
+                    .map(|i| (message_key(key, i), crate::flow::json::record_text(&records, i)))
                     .collect();
                 let (producer, headers, topic) = (producer.clone(), headers.clone(), topic.clone());
                 in_flight.push_back(async move {

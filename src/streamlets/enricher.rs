@@ -20,8 +20,10 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::ingress::text::typed_cell;
 use super::kafka::Replay;
-use super::{Batch, Io, Record, Stop, StreamletError};
+use super::{Batch, Io, Stop, StreamletError};
+use crate::flow::{ColumnBuilder, Owned, Value as FlowValue};
 use crate::spec::{ColumnType, EnricherConfig, Format, KafkaSettings, MissingKey, TableConfig};
+use arrow_array::BooleanArray;
 
 /// A loaded table: the added fields' names, and each row's values of them, by key.
 #[derive(Debug, Default)]
@@ -60,12 +62,6 @@ impl Table {
 
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
-    }
-
-    /// The row of a record, by the record's `on` fields.
-    pub fn lookup(&self, record: &Record, on: &[String]) -> Option<&[Value]> {
-        let parts: Vec<&Value> = on.iter().map(|f| record.get(f).unwrap_or(&Value::Null)).collect();
-        self.rows.get(&join_key(parts.into_iter())?).map(|r| &**r)
     }
 
     /// An empty table of these fields, for a table topic to fill.
@@ -230,7 +226,7 @@ impl Builder {
                 let kind = columns.get(name).copied().unwrap_or(ColumnType::String);
                 match typed_cell(cell, kind) {
                     Ok(v) => {
-                        row.insert(name.clone(), v);
+                        row.insert(name.clone(), v.to_json());
                     }
                     Err(expected) => {
                         bad = Some(format!("column `{name}`: `{cell}` is not {expected}"));
@@ -478,54 +474,122 @@ fn watch(
     Ok(())
 }
 
-/// Adds a row's fields to a record as the configuration says.
-fn merge(config: &EnricherConfig, fields: &[String], values: &[Value], record: &mut Record) {
-    let pairs = fields.iter().zip(values.iter().cloned());
+/// The lookup key of record `row` from its `on` fields, written into `key`; `false` when a
+/// part is missing or null (such a record matches no row).
+fn record_key(on: &[&crate::flow::Column], row: usize, key: &mut String) -> bool {
+    key.clear();
+    for (i, column) in on.iter().enumerate() {
+        if i > 0 {
+            key.push('\u{1f}');
+        }
+        match column.get(row) {
+            FlowValue::Absent | FlowValue::Null => return false,
+            FlowValue::Str(s) => key.push_str(s),
+            other => crate::flow::json::write_value(other, column.is_mixed(), key),
+        }
+    }
+    true
+}
+
+/// The names the table's fields take in a record.
+fn target_names(config: &EnricherConfig, fields: &[String]) -> Vec<String> {
     match (&config.into, &config.prefix) {
-        (Some(into), _) => {
-            let nested: Map<String, Value> = pairs.map(|(f, v)| (f.clone(), v)).collect();
-            record.insert(into.clone(), Value::Object(nested));
-        }
-        (None, Some(prefix)) => {
-            for (f, v) in pairs {
-                record.insert(format!("{prefix}{f}"), v);
-            }
-        }
-        (None, None) => {
-            for (f, v) in pairs {
-                record.insert(f.clone(), v);
-            }
-        }
+        (None, Some(prefix)) => fields.iter().map(|f| format!("{prefix}{f}")).collect(),
+        _ => fields.to_vec(),
     }
 }
 
 /// Joins a batch with the table; the records that found no row, with `missing: unmatched`.
 pub fn join(config: &EnricherConfig, on: &[String], table: &Table, batch: &mut Batch) -> Batch {
+    let absent = crate::flow::Column::absent(batch.len());
+    let on_columns: Vec<&crate::flow::Column> = on.iter().map(|f| batch.column(f).unwrap_or(&absent)).collect();
+    let mut key = String::new();
+    // Per record: the table row it joins, or why none.
+    let found: Vec<Option<&[Value]>> = (0..batch.len())
+        .map(|i| {
+            if !record_key(&on_columns, i, &mut key) {
+                return None;
+            }
+            table.rows.get(key.as_str()).map(|r| &**r)
+        })
+        .collect();
+    let unmatched = match config.missing {
+        MissingKey::Unmatched => {
+            let keep: BooleanArray = found.iter().map(|f| Some(f.is_some())).collect();
+            let (kept, unmatched) = batch.split(&keep);
+            *batch = kept;
+            unmatched
+        }
+        _ => Batch::default(),
+    };
+    let rows: Vec<&[Value]> = match config.missing {
+        MissingKey::Unmatched => found.iter().flatten().copied().collect(),
+        _ => Vec::new(),
+    };
     let defaults: Vec<Value> = table
         .fields
         .iter()
         .map(|f| config.defaults.get(f).cloned().unwrap_or(Value::Null))
         .collect();
-    let mut unmatched = Vec::new();
-    let mut kept = Vec::with_capacity(batch.len());
-    for mut record in batch.drain(..) {
-        match table.lookup(&record, on) {
-            Some(values) => {
-                let values = values.to_vec();
-                merge(config, &table.fields, &values, &mut record);
-                kept.push(record);
+    // The value of table field `f` for record `i`: the row's, the default, or (passing a
+    // record that found no row) what the record had.
+    let value_of = |i: usize, f: usize| -> Option<Option<&Value>> {
+        let row = match config.missing {
+            MissingKey::Unmatched => Some(rows[i]),
+            _ => found[i],
+        };
+        match (row, config.missing) {
+            (Some(values), _) => Some(values.get(f)),
+            (None, MissingKey::Defaults) => Some(defaults.get(f)),
+            (None, _) => None,
+        }
+    };
+    let names = target_names(config, &table.fields);
+    let n = batch.len();
+    let mut added: Vec<crate::flow::Field> = Vec::with_capacity(names.len());
+    for (f, name) in names.iter().enumerate() {
+        let mut column = ColumnBuilder::default();
+        let existing = batch.column(name).filter(|_| config.into.is_none());
+        for i in 0..n {
+            match value_of(i, f) {
+                Some(v) => column.push_owned(&Owned::from_json(v.unwrap_or(&Value::Null))),
+                None => column.push(existing.map_or(FlowValue::Absent, |c| c.get(i))),
             }
-            None => match config.missing {
-                MissingKey::Pass => kept.push(record),
-                MissingKey::Defaults => {
-                    merge(config, &table.fields, &defaults, &mut record);
-                    kept.push(record);
+        }
+        added.push(crate::flow::Field {
+            name: name.as_str().into(),
+            column: column.finish(),
+        });
+    }
+    match &config.into {
+        Some(into) => {
+            // Records that found no row (and are passed) keep what they had under `into`.
+            let matched: Vec<bool> = (0..n)
+                .map(|i| value_of(i, 0).is_some() || table.fields.is_empty())
+                .collect();
+            let nested = crate::flow::Column::objects(Batch::new(n, added));
+            let column = if matched.iter().all(|m| *m) {
+                nested
+            } else {
+                let existing = batch.column(into);
+                let mut column = ColumnBuilder::default();
+                for (i, m) in matched.iter().enumerate() {
+                    column.push(match (m, existing) {
+                        (true, _) => nested.get(i),
+                        (false, Some(c)) => c.get(i),
+                        (false, None) => FlowValue::Absent,
+                    });
                 }
-                MissingKey::Unmatched => unmatched.push(record),
-            },
+                column.finish()
+            };
+            batch.set(into, column);
+        }
+        None => {
+            for field in added {
+                batch.set(&field.name, field.column);
+            }
         }
     }
-    *batch = kept;
     unmatched
 }
 

@@ -11,7 +11,8 @@ pub mod validator;
 
 use crate::spec::{KindConfig, StreamletSpec};
 
-pub use io::{Batch, Closed, Io, Record};
+pub use crate::flow::Batch;
+pub use io::{Closed, Io};
 
 /// Why a streamlet stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,18 @@ pub enum StreamletError {
     Model(#[from] crate::models::ModelError),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<crate::flow::ports::Unwired> for StreamletError {
+    fn from(e: crate::flow::ports::Unwired) -> Self {
+        StreamletError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::flow::ports::Unwired> for Stop {
+    fn from(e: crate::flow::ports::Unwired) -> Self {
+        Stop::Failed(e.into())
+    }
 }
 
 /// What preparing a streamlet needs to know.
@@ -91,7 +104,7 @@ pub async fn run(prepared: Prepared, io: Io) -> Result<(), StreamletError> {
 async fn given(records: crate::spec::GivenRecords, io: Io) -> Result<(), Stop> {
     let out = io.outlets.get("out")?;
     for chunk in records.0.chunks(io.batch_size.max(1)) {
-        out.send(chunk.to_vec()).await?;
+        out.send(Batch::from_records(chunk)).await?;
     }
     Ok(())
 }
@@ -99,7 +112,11 @@ async fn given(records: crate::spec::GivenRecords, io: Io) -> Result<(), Stop> {
 /// Keeps every record that arrives, for a pipeline test.
 async fn capture(captured: crate::spec::Captured, mut io: Io) -> Result<(), Stop> {
     while let Some(batch) = io.inlet.recv().await {
-        captured.0.lock().unwrap_or_else(|p| p.into_inner()).extend(batch);
+        captured
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(batch.records());
     }
     Ok(())
 }

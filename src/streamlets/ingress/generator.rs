@@ -1,10 +1,12 @@
 //! Realistic synthetic records for demos and benchmarks, the same for the same seed.
 
+use std::borrow::Cow;
+use std::fmt::Write;
+
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
 
-use super::super::Record;
+use crate::flow::{Batch, BatchBuilder, Owned};
 
 const CITIES: &[(&str, &str, f64)] = &[
     ("Seattle", "WA 98103", 1.45),
@@ -45,9 +47,23 @@ impl ListingGenerator {
         self
     }
 
-    /// The next listing; with probability `invalid_ratio` it is broken in one of the
-    /// ways real feeds break (a missing field, a wrong type, an impossible value).
-    pub fn next_record(&mut self) -> Record {
+    /// The next `n` listings.
+    pub fn next_batch(&mut self, n: usize) -> Batch {
+        let mut builder = BatchBuilder::default();
+        for _ in 0..n {
+            self.push_next(&mut builder);
+        }
+        builder.finish()
+    }
+
+    /// The next listing as a JSON object.
+    pub fn next_record(&mut self) -> serde_json::Map<String, serde_json::Value> {
+        self.next_batch(1).record(0)
+    }
+
+    /// Adds the next listing to `records`; with probability `invalid_ratio` it is broken in one
+    /// of the ways real feeds break (a missing field, a wrong type, an impossible value).
+    pub fn push_next(&mut self, records: &mut BatchBuilder) {
         let id = self.next_id;
         self.next_id += 1;
         let r = &mut self.rng;
@@ -80,42 +96,50 @@ impl ListingGenerator {
             + r.random_range(-40_000.0..40_000.0))
         .max(75_000.0)
         .round();
-        let value = json!({
-            "id": id,
-            "date": format!("2026-{:02}-{:02}", r.random_range(1..=12), r.random_range(1..=28)),
-            "bedrooms": bedrooms,
-            "bathrooms": bathrooms,
-            "sqft_living": sqft_living,
-            "sqft_lot": sqft_lot,
-            "floors": floors,
-            "waterfront": waterfront,
-            "view": view,
-            "condition": condition,
-            "yr_built": yr_built,
-            "yr_renovated": yr_renovated,
-            "street": format!("{} {} St", r.random_range(100..20000), ["Pine", "Oak", "Cedar", "Maple", "Elm", "Lake"][r.random_range(0..6)]),
-            "city": city,
-            "statezip": statezip,
-            "country": "USA",
-            "price": price,
-        });
-        let Value::Object(mut record) = value else {
-            unreachable!("json! of an object")
-        };
+        let mut date = String::with_capacity(10);
+        let _ = write!(date, "2026-{:02}-{:02}", r.random_range(1..=12), r.random_range(1..=28));
+        let mut street = String::with_capacity(16);
+        let _ = write!(
+            street,
+            "{} {} St",
+            r.random_range(100..20000),
+            ["Pine", "Oak", "Cedar", "Maple", "Elm", "Lake"][r.random_range(0..6)]
+        );
+        let mut bedrooms = Owned::Int(i64::from(bedrooms));
+        let mut sqft_living = Some(Owned::Int(i64::from(sqft_living)));
+        let mut bathrooms = Owned::Float(bathrooms);
         if self.invalid_ratio > 0.0 && r.random_bool(self.invalid_ratio.min(1.0)) {
             match r.random_range(0..3) {
-                0 => {
-                    record.remove("sqft_living");
-                }
-                1 => {
-                    record.insert("bedrooms".into(), Value::from("three"));
-                }
-                _ => {
-                    record.insert("bathrooms".into(), Value::from(-1.0));
-                }
+                0 => sqft_living = None,
+                1 => bedrooms = Owned::Str(Cow::Borrowed("three")),
+                _ => bathrooms = Owned::Float(-1.0),
             }
         }
-        record
+        let mut set = |name: &str, value: Owned<'_>| {
+            if let Some(column) = records.field(name) {
+                column.push_owned(&value);
+            }
+        };
+        set("id", Owned::Int(id as i64));
+        set("date", Owned::Str(Cow::Borrowed(&date)));
+        set("bedrooms", bedrooms);
+        set("bathrooms", bathrooms);
+        if let Some(sqft_living) = sqft_living {
+            set("sqft_living", sqft_living);
+        }
+        set("sqft_lot", Owned::Int(i64::from(sqft_lot)));
+        set("floors", Owned::Float(floors));
+        set("waterfront", Owned::Bool(waterfront));
+        set("view", Owned::Int(i64::from(view)));
+        set("condition", Owned::Int(i64::from(condition)));
+        set("yr_built", Owned::Int(i64::from(yr_built)));
+        set("yr_renovated", Owned::Int(i64::from(yr_renovated)));
+        set("street", Owned::Str(Cow::Borrowed(&street)));
+        set("city", Owned::Str(Cow::Borrowed(city)));
+        set("statezip", Owned::Str(Cow::Borrowed(statezip)));
+        set("country", Owned::Str(Cow::Borrowed("USA")));
+        set("price", Owned::Float(price));
+        records.end_row();
     }
 }
 
@@ -130,7 +154,7 @@ mod tests {
         for i in 1..=100u64 {
             let (ra, rb) = (a.next_record(), b.next_record());
             assert_eq!(ra, rb);
-            assert_eq!(ra["id"], Value::from(i));
+            assert_eq!(ra["id"], serde_json::Value::from(i));
         }
     }
 }

@@ -15,7 +15,8 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
-use super::text::{self, Item};
+use super::text;
+use crate::flow::BatchBuilder;
 use crate::spec::{KafkaSettings, KafkaSourceConfig, StartFrom};
 use crate::streamlets::io::{Ack, Acks, Telemetry};
 use crate::streamlets::{kafka, Batch, Io, Stop, StreamletError};
@@ -400,8 +401,8 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
         // The offset range of each partition per epoch the messages were received at (a
         // rebalance during the batch separates an old assignment's messages from a new one's).
         let mut ranges: BTreeMap<(i32, u64), (i64, i64)> = BTreeMap::new();
-        let mut records = Batch::with_capacity(messages.len());
-        let mut bad = Batch::new();
+        let mut records = BatchBuilder::default();
+        let mut bad = Vec::new();
         for (message, epoch) in messages {
             let message = match message {
                 Ok(m) => m,
@@ -417,17 +418,15 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
             range.0 = range.0.min(message.offset());
             range.1 = range.1.max(message.offset());
             let payload = message.payload().unwrap_or_default();
-            match text::parse_json_line(payload, message.offset().max(0) as u64) {
-                Some(Item::Record(r)) => records.push(r),
-                Some(Item::Malformed { line, reason, raw }) => {
-                    let mut record = super::malformed_record(&io.name, &source, line, reason, raw);
-                    if let Some(Value::Object(e)) = record.get_mut("_error") {
-                        e.insert("partition".into(), message.partition().into());
-                        e.insert("offset".into(), message.offset().into());
-                    }
-                    bad.push(record)
+            if let Err(text::Malformed { line, reason, raw }) =
+                text::read_json_line(payload, message.offset().max(0) as u64, &mut records)
+            {
+                let mut record = super::malformed_record(&io.name, &source, line, reason, raw);
+                if let Some(Value::Object(e)) = record.get_mut("_error") {
+                    e.insert("partition".into(), message.partition().into());
+                    e.insert("offset".into(), message.offset().into());
                 }
-                None => {}
+                bad.push(record)
             }
         }
         let mut acks = Acks::default();
@@ -444,8 +443,8 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
             // The records still go on; only their offsets are not this assignment's to commit.
             tracing::debug!(streamlet = %io.name, "a batch straddled a rebalance");
         }
-        out.send_acked(records, acks.clone()).await?;
-        errors.send_acked(bad, acks).await?;
+        out.send_acked(records.finish(), acks.clone()).await?;
+        errors.send_acked(Batch::from_records(&bad), acks).await?;
     }
     // Stopping: what was handed downstream is written before its offsets are committed.
     let deadline = Instant::now() + STOP_WAIT;

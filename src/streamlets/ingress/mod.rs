@@ -14,9 +14,9 @@ use base64::Engine;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::{kafka, Batch, Io, Prepare, Record, Stop, StreamletError};
+use super::{kafka, Batch, Io, Prepare, Stop, StreamletError};
 use crate::spec::{Format, GeneratorConfig, IngressConfig, KafkaSettings, SourceConfig, TextFormat};
-use text::{Item, TextReader};
+use text::{Malformed, TextReader};
 
 /// An ingress with its source open.
 pub struct Ready {
@@ -100,14 +100,20 @@ fn reader(text: &TextFormat, format: Format) -> TextReader {
 
 /// The error record for input that is not a record: `_error` and the original bytes in `_raw`
 /// (or `_raw_base64` when they are not UTF-8).
-fn malformed_record(streamlet: &str, source: &str, line: u64, reason: String, raw: Vec<u8>) -> Record {
+pub(crate) fn malformed_record(
+    streamlet: &str,
+    source: &str,
+    line: u64,
+    reason: String,
+    raw: Vec<u8>,
+) -> Map<String, Value> {
     let mut error = Map::new();
     error.insert("streamlet".into(), streamlet.into());
     error.insert("reason".into(), reason.into());
     error.insert("path".into(), "".into());
     error.insert("source".into(), source.into());
     error.insert("line".into(), line.into());
-    let mut record = Record::new();
+    let mut record = Map::new();
     record.insert("_error".into(), Value::Object(error));
     match String::from_utf8(raw) {
         Ok(text) => record.insert("_raw".into(), text.into()),
@@ -135,22 +141,17 @@ async fn read_text(io: Io, mut reader: TextReader, input: text::Input, source: &
             chunk = rx.recv() => chunk,
         };
         let Some(chunk) = chunk else { break };
-        let items = chunk.map_err(|e| StreamletError::Read {
+        let parsed = chunk.map_err(|e| StreamletError::Read {
             path: source.to_string(),
             source: e,
         })?;
-        let mut records = Batch::with_capacity(items.len());
-        let mut bad = Batch::new();
-        for item in items {
-            match item {
-                Item::Record(r) => records.push(r),
-                Item::Malformed { line, reason, raw } => {
-                    bad.push(malformed_record(&io.name, source, line, reason, raw))
-                }
-            }
-        }
-        out.send(records).await?;
-        errors.send(bad).await?;
+        let bad: Vec<_> = parsed
+            .malformed
+            .into_iter()
+            .map(|Malformed { line, reason, raw }| malformed_record(&io.name, source, line, reason, raw))
+            .collect();
+        out.send(parsed.records).await?;
+        errors.send(Batch::from_records(&bad)).await?;
     }
     Ok(())
 }
@@ -180,7 +181,7 @@ async fn generate(config: GeneratorConfig, io: Io) -> Result<(), Stop> {
             }
             n = n.min(due - produced);
         }
-        let batch: Batch = (0..n).map(|_| generator.next_record()).collect();
+        let batch = generator.next_batch(n as usize);
         produced += n;
         out.send(batch).await?;
     }

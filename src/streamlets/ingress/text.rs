@@ -8,21 +8,43 @@ use std::cell::Cell;
 use std::io::{BufRead, BufReader, Read};
 use std::rc::Rc;
 
+use std::borrow::Cow;
+
 use indexmap::IndexMap;
-use serde_json::{Number, Value};
 use tokio::sync::mpsc;
 
-use super::super::Record;
+use crate::flow::json::decode_object;
+use crate::flow::{Batch, BatchBuilder, Owned};
 use crate::spec::{ColumnType, Format};
 
-/// One unit of input: a record, or a piece of input that is not one.
+/// A piece of input that is not a record: where it was, why, and its bytes.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Item {
-    Record(Record),
-    Malformed { line: u64, reason: String, raw: Vec<u8> },
+pub struct Malformed {
+    pub line: u64,
+    pub reason: String,
+    pub raw: Vec<u8>,
 }
 
-pub type Chunk = std::io::Result<Vec<Item>>;
+/// Records read, and the input among them that was not a record.
+#[derive(Debug, Default)]
+pub struct Pieces {
+    pub records: BatchBuilder,
+    pub malformed: Vec<Malformed>,
+}
+
+impl Pieces {
+    fn len(&self) -> usize {
+        self.records.len() + self.malformed.len()
+    }
+}
+
+/// What the reader hands over at a time.
+pub struct Parsed {
+    pub records: Batch,
+    pub malformed: Vec<Malformed>,
+}
+
+pub type Chunk = std::io::Result<Parsed>;
 
 /// Buffered input whose buffer can be inspected (to know when a read would wait).
 pub type Input = BufReader<Box<dyn Read + Send>>;
@@ -55,13 +77,20 @@ impl TextReader {
     }
 
     /// Sends a chunk; `false` when the receiver is gone.
-    fn send(&self, tx: &mpsc::Sender<Chunk>, chunk: &mut Vec<Item>) -> bool {
-        let full = std::mem::replace(chunk, Vec::with_capacity(self.chunk));
-        full.is_empty() || tx.blocking_send(Ok(full)).is_ok()
+    fn send(&self, tx: &mpsc::Sender<Chunk>, chunk: &mut Pieces) -> bool {
+        if chunk.len() == 0 {
+            return true;
+        }
+        let full = std::mem::take(chunk);
+        tx.blocking_send(Ok(Parsed {
+            records: full.records.finish(),
+            malformed: full.malformed,
+        }))
+        .is_ok()
     }
 
     fn read_jsonl(&self, mut input: Input, tx: &mpsc::Sender<Chunk>) -> std::io::Result<()> {
-        let mut chunk = Vec::with_capacity(self.chunk);
+        let mut chunk = Pieces::default();
         let mut line = Vec::new();
         let mut number = 0u64;
         loop {
@@ -70,8 +99,8 @@ impl TextReader {
                 break;
             }
             number += 1;
-            if let Some(item) = parse_json_line(&line, number) {
-                chunk.push(item);
+            if let Err(bad) = read_json_line(&line, number, &mut chunk.records) {
+                chunk.malformed.push(bad);
             }
             if (chunk.len() >= self.chunk || input.buffer().is_empty()) && !self.send(tx, &mut chunk) {
                 return Ok(());
@@ -97,15 +126,19 @@ impl TextReader {
             .iter()
             .map(|h| String::from_utf8_lossy(h).trim().to_string())
             .collect();
-        let mut chunk = Vec::with_capacity(self.chunk);
+        let mut chunk = Pieces::default();
         let mut row = csv::ByteRecord::new();
         loop {
             match reader.read_byte_record(&mut row) {
                 Ok(false) => break,
-                Ok(true) => chunk.push(self.csv_row(&headers, &row)),
+                Ok(true) => {
+                    if let Err(bad) = self.csv_row(&headers, &row, &mut chunk.records) {
+                        chunk.malformed.push(bad);
+                    }
+                }
                 Err(e) => {
                     let line = e.position().map_or(0, |p| p.line());
-                    chunk.push(Item::Malformed {
+                    chunk.malformed.push(Malformed {
                         line,
                         reason: format!("bad CSV: {e}"),
                         raw: Vec::new(),
@@ -122,93 +155,75 @@ impl TextReader {
         Ok(())
     }
 
-    fn csv_row(&self, headers: &[String], row: &csv::ByteRecord) -> Item {
+    /// Adds a CSV row to `records`, or says why it is not a record.
+    fn csv_row(&self, headers: &[String], row: &csv::ByteRecord, records: &mut BatchBuilder) -> Result<(), Malformed> {
         let line = row.position().map_or(0, |p| p.line());
-        let raw = || row.iter().collect::<Vec<_>>().join(&self.delimiter);
+        let malformed = |reason: String| Malformed {
+            line,
+            reason,
+            raw: row.iter().collect::<Vec<_>>().join(&self.delimiter),
+        };
         if row.len() != headers.len() {
-            return Item::Malformed {
-                line,
-                reason: format!("row has {} fields, the header has {}", row.len(), headers.len()),
-                raw: raw(),
-            };
+            return Err(malformed(format!(
+                "row has {} fields, the header has {}",
+                row.len(),
+                headers.len()
+            )));
         }
-        let mut record = Record::new();
+        let mut fields = Vec::with_capacity(headers.len());
         for (name, field) in headers.iter().zip(row.iter()) {
             let Ok(text) = std::str::from_utf8(field) else {
-                return Item::Malformed {
-                    line,
-                    reason: format!("column `{name}` is not valid UTF-8"),
-                    raw: raw(),
-                };
+                return Err(malformed(format!("column `{name}` is not valid UTF-8")));
             };
             let kind = self.columns.get(name).copied().unwrap_or(ColumnType::String);
             match typed_cell(text, kind) {
-                Ok(value) => {
-                    record.insert(name.clone(), value);
-                }
-                Err(expected) => {
-                    return Item::Malformed {
-                        line,
-                        reason: format!("column `{name}`: `{text}` is not {expected}"),
-                        raw: raw(),
-                    }
-                }
+                Ok(value) => fields.push((Cow::Borrowed(name.as_str()), value)),
+                Err(expected) => return Err(malformed(format!("column `{name}`: `{text}` is not {expected}"))),
             }
         }
-        Item::Record(record)
+        records.push_fields(&fields);
+        Ok(())
     }
 }
 
-/// A JSON line as an item; `None` for a blank line.
-pub fn parse_json_line(line: &[u8], number: u64) -> Option<Item> {
+/// Adds a JSON line's record to `records` (a blank line adds nothing), or says why the line
+/// is not a record.
+pub fn read_json_line(line: &[u8], number: u64, records: &mut BatchBuilder) -> Result<(), Malformed> {
     let trimmed = line.trim_ascii();
     if trimmed.is_empty() {
-        return None;
+        return Ok(());
     }
-    let malformed = |reason: String| Item::Malformed {
+    let malformed = |reason: String| Malformed {
         line: number,
         reason,
         raw: line.strip_suffix(b"\n").unwrap_or(line).to_vec(),
     };
     if std::str::from_utf8(trimmed).is_err() {
-        return Some(malformed("not valid UTF-8".into()));
+        return Err(malformed("not valid UTF-8".into()));
     }
-    Some(match serde_json::from_slice::<Value>(trimmed) {
-        Ok(Value::Object(record)) => Item::Record(record),
-        Ok(other) => malformed(format!("a record must be a JSON object, found {}", json_kind(&other))),
-        Err(e) => malformed(format!("bad JSON: {e}")),
-    })
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    let fields = decode_object(trimmed).map_err(malformed)?;
+    records.push_fields(&fields);
+    Ok(())
 }
 
 /// A CSV cell as the declared type; empty cells of typed columns are null.
-pub fn typed_cell(text: &str, kind: ColumnType) -> Result<Value, &'static str> {
+pub fn typed_cell(text: &str, kind: ColumnType) -> Result<Owned<'_>, &'static str> {
     let t = text.trim();
     if t.is_empty() && kind != ColumnType::String {
-        return Ok(Value::Null);
+        return Ok(Owned::Null);
     }
     match kind {
-        ColumnType::String => Ok(Value::String(text.to_string())),
-        ColumnType::Integer => t.parse::<i64>().map(Value::from).map_err(|_| "an integer"),
+        ColumnType::String => Ok(Owned::Str(Cow::Borrowed(text))),
+        ColumnType::Integer => t.parse::<i64>().map(Owned::Int).map_err(|_| "an integer"),
         ColumnType::Number => t
             .parse::<f64>()
             .ok()
-            .and_then(Number::from_f64)
-            .map(Value::Number)
+            .filter(|x| x.is_finite())
+            .map(Owned::Float)
             .ok_or("a finite number"),
         ColumnType::Boolean => match t.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "1" => Ok(Value::Bool(true)),
-            "false" | "no" | "0" => Ok(Value::Bool(false)),
+            "true" | "yes" | "1" => Ok(Owned::Bool(true)),
+            "false" | "no" | "0" => Ok(Owned::Bool(false)),
             _ => Err("a boolean"),
         },
     }
@@ -236,26 +251,27 @@ mod tests {
 
     #[test]
     fn json_lines_parse_or_say_why_not() {
-        assert!(matches!(parse_json_line(b"{\"a\":1}\n", 1), Some(Item::Record(_))));
-        assert_eq!(parse_json_line(b"  \n", 2), None);
-        match parse_json_line(b"[1]\n", 3) {
-            Some(Item::Malformed { line: 3, reason, raw }) => {
-                assert!(reason.contains("JSON object"));
-                assert_eq!(raw, b"[1]");
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            parse_json_line(b"\xff{}\n", 4),
-            Some(Item::Malformed { line: 4, .. })
-        ));
+        let mut records = BatchBuilder::default();
+        assert!(read_json_line(b"{\"a\":1}\n", 1, &mut records).is_ok());
+        assert!(read_json_line(b"  \n", 2, &mut records).is_ok());
+        let bad = read_json_line(b"[1]\n", 3, &mut records).expect_err("not an object");
+        assert_eq!(bad.line, 3);
+        assert!(bad.reason.contains("JSON object"), "{}", bad.reason);
+        assert_eq!(bad.raw, b"[1]");
+        assert_eq!(
+            read_json_line(b"\xff{}\n", 4, &mut records)
+                .expect_err("not UTF-8")
+                .line,
+            4
+        );
+        assert_eq!(records.len(), 1, "only the record was added");
     }
 
     #[test]
     fn csv_cells_take_their_declared_types() {
-        assert_eq!(typed_cell("42", ColumnType::Integer), Ok(Value::from(42)));
-        assert_eq!(typed_cell("", ColumnType::Number), Ok(Value::Null));
-        assert_eq!(typed_cell("yes", ColumnType::Boolean), Ok(Value::Bool(true)));
+        assert_eq!(typed_cell("42", ColumnType::Integer), Ok(Owned::Int(42)));
+        assert_eq!(typed_cell("", ColumnType::Number), Ok(Owned::Null));
+        assert_eq!(typed_cell("yes", ColumnType::Boolean), Ok(Owned::Bool(true)));
         assert!(typed_cell("4.5", ColumnType::Integer).is_err());
         assert!(typed_cell("NaN", ColumnType::Number).is_err());
     }

@@ -1,8 +1,8 @@
 //! Record fields → one row of the model's input tensor, as the feature mapping declares.
 
-use serde_json::Value;
+use serde_json::Value as J;
 
-use super::super::Record;
+use crate::flow::{Batch, Column as FlowColumn, Value};
 use crate::spec::{FeatureMapping, UnknownCategory};
 
 /// Why a record cannot become a row: the field and what is wrong with it.
@@ -34,12 +34,37 @@ pub struct Features {
     width: usize,
 }
 
-fn describe(v: &Value) -> String {
+fn describe(v: &J) -> String {
     match v {
-        Value::String(s) => format!("the string {s:?}"),
-        Value::Array(_) => "a list".into(),
-        Value::Object(_) => "an object".into(),
+        J::String(s) => format!("the string {s:?}"),
+        J::Array(_) => "a list".into(),
+        J::Object(_) => "an object".into(),
         other => other.to_string(),
+    }
+}
+
+/// A record's value of a feature, as the encodings read it.
+enum Cell<'a> {
+    Missing,
+    Number(f64),
+    Bool(bool),
+    Text(&'a str),
+    /// Anything else, described for an error.
+    Other(String),
+}
+
+fn cell(value: Value<'_>) -> Cell<'_> {
+    match value {
+        Value::Absent | Value::Null => Cell::Missing,
+        Value::Int(i) => Cell::Number(i as f64),
+        Value::Float(x) => Cell::Number(x),
+        Value::Bool(b) => Cell::Bool(b),
+        Value::Str(s) => Cell::Text(s),
+        Value::Object(_) => Cell::Other("an object".into()),
+        Value::Json(_) => match value.to_json() {
+            J::Number(n) => n.as_f64().map_or(Cell::Other("not a number".into()), Cell::Number),
+            other => Cell::Other(describe(&other)),
+        },
     }
 }
 
@@ -78,32 +103,44 @@ impl Features {
         self.width
     }
 
-    /// Appends the record's row to `rows`; on error nothing is appended.
-    pub fn row(&self, record: &Record, rows: &mut Vec<f32>) -> Result<(), FeatureError> {
-        let start = rows.len();
-        for column in &self.columns {
-            if let Err(reason) = column.push(record.get(&column.field), rows) {
-                rows.truncate(start);
-                return Err(FeatureError {
-                    field: column.field.clone(),
-                    reason: format!("feature `{}`: {reason}", column.field),
-                });
-            }
-        }
-        Ok(())
+    /// The rows of a batch's records, one after the other, and per record whether it became
+    /// one (or why not: a record that cannot be a row adds nothing to `rows`).
+    pub fn rows(&self, batch: &Batch, rows: &mut Vec<f32>) -> Vec<Result<(), FeatureError>> {
+        let absent = FlowColumn::absent(batch.len());
+        let columns: Vec<&FlowColumn> = self
+            .columns
+            .iter()
+            .map(|c| batch.column(&c.field).unwrap_or(&absent))
+            .collect();
+        rows.reserve(batch.len() * self.width);
+        (0..batch.len())
+            .map(|i| {
+                let start = rows.len();
+                for (column, values) in self.columns.iter().zip(&columns) {
+                    if let Err(reason) = column.push(cell(values.get(i)), rows) {
+                        rows.truncate(start);
+                        return Err(FeatureError {
+                            field: column.field.clone(),
+                            reason: format!("feature `{}`: {reason}", column.field),
+                        });
+                    }
+                }
+                Ok(())
+            })
+            .collect()
     }
 }
 
 impl Column {
-    fn push(&self, value: Option<&Value>, rows: &mut Vec<f32>) -> Result<(), String> {
-        let value = value.filter(|v| !v.is_null());
+    fn push(&self, value: Cell<'_>, rows: &mut Vec<f32>) -> Result<(), String> {
         match &self.encoding {
             Encoding::Number => {
                 let x = match value {
-                    None => self.default.ok_or("missing, and no default is declared")?,
-                    Some(Value::Number(n)) => n.as_f64().ok_or("not a number")?,
-                    Some(Value::Bool(b)) => f64::from(u8::from(*b)),
-                    Some(other) => return Err(format!("expected a number, found {}", describe(other))),
+                    Cell::Missing => self.default.ok_or("missing, and no default is declared")?,
+                    Cell::Number(x) => x,
+                    Cell::Bool(b) => f64::from(u8::from(b)),
+                    Cell::Text(s) => return Err(format!("expected a number, found the string {s:?}")),
+                    Cell::Other(what) => return Err(format!("expected a number, found {what}")),
                 };
                 let x32 = x as f32;
                 if !x32.is_finite() {
@@ -113,31 +150,44 @@ impl Column {
             }
             Encoding::Index(values) => {
                 let index = match value {
-                    None => self.default.ok_or("missing, and no default is declared")? as f32,
-                    Some(Value::String(s)) => match values.iter().position(|v| v == s) {
+                    Cell::Missing => self.default.ok_or("missing, and no default is declared")? as f32,
+                    Cell::Text(s) => match values.iter().position(|v| v == s) {
                         Some(i) => i as f32,
                         None if self.unknown == UnknownCategory::Zeros => -1.0,
                         None => return Err(format!("{s:?} is not one of the declared categories")),
                     },
-                    Some(other) => return Err(format!("expected a category name, found {}", describe(other))),
+                    Cell::Number(x) => return Err(format!("expected a category name, found {}", number_text(x))),
+                    Cell::Bool(b) => return Err(format!("expected a category name, found {b}")),
+                    Cell::Other(what) => return Err(format!("expected a category name, found {what}")),
                 };
                 rows.push(index);
             }
             Encoding::OneHot(values) => {
                 let hot = match value {
-                    None if self.unknown == UnknownCategory::Zeros => None,
-                    None => return Err("missing".into()),
-                    Some(Value::String(s)) => match values.iter().position(|v| v == s) {
+                    Cell::Missing if self.unknown == UnknownCategory::Zeros => None,
+                    Cell::Missing => return Err("missing".into()),
+                    Cell::Text(s) => match values.iter().position(|v| v == s) {
                         Some(i) => Some(i),
                         None if self.unknown == UnknownCategory::Zeros => None,
                         None => return Err(format!("{s:?} is not one of the declared values")),
                     },
-                    Some(other) => return Err(format!("expected a category name, found {}", describe(other))),
+                    Cell::Number(x) => return Err(format!("expected a category name, found {}", number_text(x))),
+                    Cell::Bool(b) => return Err(format!("expected a category name, found {b}")),
+                    Cell::Other(what) => return Err(format!("expected a category name, found {what}")),
                 };
                 rows.extend((0..values.len()).map(|i| if Some(i) == hot { 1.0 } else { 0.0 }));
             }
         }
         Ok(())
+    }
+}
+
+/// A number as an error message shows it.
+fn number_text(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        x.to_string()
     }
 }
 
@@ -178,8 +228,9 @@ mod tests {
         })
     }
 
-    fn record(v: serde_json::Value) -> Record {
-        v.as_object().cloned().expect("an object")
+    fn row(f: &Features, v: serde_json::Value, rows: &mut Vec<f32>) -> Result<(), FeatureError> {
+        let batch = Batch::from_records([v.as_object().expect("an object")]);
+        f.rows(&batch, rows).remove(0)
     }
 
     #[test]
@@ -187,13 +238,15 @@ mod tests {
         let f = features();
         assert_eq!(f.width(), 6);
         let mut rows = Vec::new();
-        f.row(
-            &record(json!({"sqft": 1200, "waterfront": true, "city": "Renton", "grade": "high"})),
+        row(
+            &f,
+            json!({"sqft": 1200, "waterfront": true, "city": "Renton", "grade": "high"}),
             &mut rows,
         )
         .expect("a row");
-        f.row(
-            &record(json!({"sqft": 1.5, "floors": 2, "waterfront": false, "city": "Paris", "grade": "low"})),
+        row(
+            &f,
+            json!({"sqft": 1.5, "floors": 2, "waterfront": false, "city": "Paris", "grade": "low"}),
             &mut rows,
         )
         .expect("a row");
@@ -230,7 +283,7 @@ mod tests {
             ),
         ];
         for (value, field, words) in cases {
-            let e = f.row(&record(value), &mut rows).expect_err("a bad record");
+            let e = row(&f, value, &mut rows).expect_err("a bad record");
             assert_eq!(e.field, field);
             assert!(e.reason.contains(words), "{}", e.reason);
             assert_eq!(rows, vec![9.0]);

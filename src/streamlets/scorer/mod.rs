@@ -10,14 +10,16 @@ pub mod serving;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use arrow_array::BooleanArray;
 use futures::stream::{FuturesOrdered, StreamExt};
 use serde_json::{Map, Value};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::io::{with_error, Acks, Queued};
-use super::{Batch, Io, Record, Stop, StreamletError};
+use super::io::{with_error, with_errors, Acks, Queued};
+use super::{Batch, Io, Stop, StreamletError};
+use crate::flow::{Column, ColumnBuilder, Owned};
 use crate::models::registry::Source;
 use crate::models::version::Expectation;
 use crate::models::{ModelRegistry, ModelVersion};
@@ -83,16 +85,27 @@ impl BatchScorer {
 
     /// Turns a batch into rows; records that cannot be rows get `_error` naming the feature.
     pub fn rows(&self, batch: Batch) -> Rows {
-        let mut rows = Vec::with_capacity(batch.len() * self.features.width());
-        let mut ready = Vec::with_capacity(batch.len());
-        let mut errors = Vec::new();
-        for record in batch {
-            match self.features.row(&record, &mut rows) {
-                Ok(()) => ready.push(record),
-                Err(e) => errors.push(with_error(record, &self.streamlet, &e.reason, &format!("/{}", e.field))),
-            }
+        let mut rows = Vec::new();
+        let made = self.features.rows(&batch, &mut rows);
+        if made.iter().all(|m| m.is_ok()) {
+            return Rows {
+                ready: batch,
+                rows,
+                errors: Batch::default(),
+            };
         }
-        Rows { ready, rows, errors }
+        let keep: BooleanArray = made.iter().map(|m| Some(m.is_ok())).collect();
+        let (mut reasons, mut paths) = (Vec::new(), Vec::new());
+        for e in made.into_iter().filter_map(Result::err) {
+            paths.push(format!("/{}", e.field));
+            reasons.push(e.reason);
+        }
+        let (ready, failed) = batch.split(&keep);
+        Rows {
+            ready,
+            rows,
+            errors: with_errors(failed, &self.streamlet, reasons, paths),
+        }
     }
 
     /// The rows of the records at `indices`.
@@ -106,24 +119,34 @@ impl BatchScorer {
 
     /// Marks every record as not scored, with the reason.
     pub fn fail(&self, records: Batch, reason: &str) -> Batch {
-        records
-            .into_iter()
-            .map(|r| with_error(r, &self.streamlet, reason, ""))
-            .collect()
+        with_error(records, &self.streamlet, reason, "")
     }
 
-    /// Sets the audit field of a record.
-    pub fn stamp(&self, record: &mut Record, audit: Value) {
-        record.insert(self.audit_field.clone(), audit);
+    /// Sets the answer of every record of `batch` from the same rows of an answer's tensors,
+    /// and the audit (the same for each).
+    pub fn answered(&self, mut batch: Batch, resolved: &[outputs::Resolved<'_>], audit: &Map<String, Value>) -> Batch {
+        outputs::apply(resolved, &mut batch, &self.outputs);
+        let n = batch.len();
+        batch.set(&self.audit_field, same_object(audit, n));
+        batch
+    }
+
+    /// Sets the audit field of every record, one audit each.
+    pub fn stamp_each(&self, batch: &mut Batch, audits: &[Map<String, Value>]) {
+        let mut column = ColumnBuilder::default();
+        for audit in audits {
+            let fields: Vec<_> = audit
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), Owned::from_json(v)))
+                .collect();
+            column.push_owned(&Owned::Object(fields));
+        }
+        batch.set(&self.audit_field, column.finish());
     }
 
     /// Scores a batch with one model version. Blocking (inference runs here).
     pub fn score(&self, model: &ModelVersion, batch: Batch) -> Scored {
-        let Rows {
-            mut ready,
-            rows,
-            errors,
-        } = self.rows(batch);
+        let Rows { ready, rows, errors } = self.rows(batch);
         if ready.is_empty() {
             return Scored {
                 errors,
@@ -132,22 +155,18 @@ impl BatchScorer {
         }
         match model.run(&rows, ready.len()) {
             Ok((tensors, latency_us)) => {
-                let audit = Value::Object(audit(model, "single", latency_us));
+                let audit = audit(model, "single", latency_us);
                 let resolved = outputs::resolve(&self.outputs, &tensors);
-                for (i, record) in ready.iter_mut().enumerate() {
-                    outputs::apply(&resolved, i, record);
-                    self.stamp(record, audit.clone());
-                }
                 Scored {
-                    out: ready,
+                    out: self.answered(ready, &resolved, &audit),
                     errors,
-                    shadow: Vec::new(),
+                    shadow: Batch::default(),
                 }
             }
             Err(e) => {
                 let reason = format!("model {} v{}: {e}", model.descriptor.name, model.descriptor.version);
                 let mut errors = errors;
-                errors.extend(self.fail(ready, &reason));
+                errors.append(self.fail(ready, &reason));
                 Scored {
                     errors,
                     ..Scored::default()
@@ -155,6 +174,25 @@ impl BatchScorer {
             }
         }
     }
+}
+
+/// The same object in each of `n` records.
+fn same_object(object: &Map<String, Value>, n: usize) -> Column {
+    let fields = object
+        .iter()
+        .map(|(k, v)| {
+            let mut column = ColumnBuilder::default();
+            let value = Owned::from_json(v);
+            for _ in 0..n {
+                column.push_owned(&value);
+            }
+            crate::flow::Field {
+                name: k.as_str().into(),
+                column: column.finish(),
+            }
+        })
+        .collect();
+    Column::objects(Batch::new(n, fields))
 }
 
 /// The audit a record carries: which model version answered, with which strategy, when, how long.
@@ -252,6 +290,47 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
     score_stream(&mut io, ready.serving.clone(), &ready.config).await
 }
 
+/// Records waiting for a model batch: the batches they came in, joined only when taken.
+#[derive(Default)]
+struct Pending {
+    parts: std::collections::VecDeque<Batch>,
+    rows: usize,
+}
+
+impl Pending {
+    fn push(&mut self, batch: Batch) {
+        if !batch.is_empty() {
+            self.rows += batch.len();
+            self.parts.push_back(batch);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.rows
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Up to `max` records, the oldest first.
+    fn take(&mut self, max: usize) -> Batch {
+        let mut taken = Vec::new();
+        let mut n = 0;
+        while n < max {
+            let Some(mut part) = self.parts.pop_front() else { break };
+            if n + part.len() > max {
+                let rest = part.split_off(max - n);
+                self.parts.push_front(rest);
+            }
+            n += part.len();
+            taken.push(part);
+        }
+        self.rows -= n;
+        Batch::concat(&taken)
+    }
+}
+
 /// Micro-batches the inlet and scores up to `sessions` batches at once, emitting in order.
 /// A batch never waits for records that are not there: as soon as a session is free it takes
 /// what is queued (up to `max_batch`) and goes; what arrives while every session is busy
@@ -265,7 +344,7 @@ async fn score_stream(io: &mut Io, serving: Arc<Serving>, config: &ScorerConfig)
     let errors = io.outlets.get("errors")?;
     let shadow = io.outlets.find("shadow");
     // Records waiting for a model batch, and the acknowledgements of the batches they came in.
-    let mut pending: Batch = Vec::new();
+    let mut pending = Pending::default();
     let mut pending_acks = Acks::default();
     let mut in_flight: FuturesOrdered<JoinHandle<(Scored, Acks)>> = FuturesOrdered::new();
     let mut input_open = true;
@@ -280,7 +359,7 @@ async fn score_stream(io: &mut Io, serving: Arc<Serving>, config: &ScorerConfig)
         while input_open && in_flight.len() < sessions && pending.len() < max_batch {
             match io.inlet.try_recv_acked() {
                 Queued::Batch(batch) => {
-                    pending.extend(batch.records);
+                    pending.push(batch.records);
                     pending_acks.extend(batch.acks);
                 }
                 Queued::Nothing => break,
@@ -296,14 +375,14 @@ async fn score_stream(io: &mut Io, serving: Arc<Serving>, config: &ScorerConfig)
         // Every free session takes a batch: full ones first, then what there is (unless a
         // partial one may still wait to fill).
         while !pending.is_empty() && in_flight.len() < sessions && (pending.len() >= max_batch || !may_wait) {
-            let rest = pending.split_off(max_batch.min(pending.len()));
+            let batch = pending.take(max_batch);
             // Records of one incoming batch may go in two model batches: each carries its acks.
-            let acks = if rest.is_empty() {
+            let acks = if pending.is_empty() {
                 std::mem::take(&mut pending_acks)
             } else {
                 pending_acks.clone()
             };
-            submit(std::mem::replace(&mut pending, rest), acks, &mut in_flight);
+            submit(batch, acks, &mut in_flight);
         }
         let done = if !input_open || pending.len() >= max_batch {
             // Nothing more to take in (the input ended, or a full batch waits for a session).
@@ -317,7 +396,7 @@ async fn score_stream(io: &mut Io, serving: Arc<Serving>, config: &ScorerConfig)
                 batch = io.inlet.recv_acked() => {
                     match batch {
                         Some(batch) => {
-                            pending.extend(batch.records);
+                            pending.push(batch.records);
                             pending_acks.extend(batch.acks);
                         }
                         None => input_open = false,

@@ -1,23 +1,26 @@
 //! Output tensors → record fields: a regression value, a label, class probabilities.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use serde_json::{Map, Number, Value};
-
-use super::super::Record;
+use crate::flow::{Batch, ColumnBuilder, Owned};
 use crate::models::{Tensor, TensorData};
 use crate::spec::OutputMapping;
 
-fn number(x: f32) -> Value {
-    Number::from_f64(f64::from(x)).map_or(Value::Null, Value::Number)
+fn number(x: f32) -> Owned<'static> {
+    if x.is_finite() {
+        Owned::Float(f64::from(x))
+    } else {
+        Owned::Null
+    }
 }
 
-/// Value `i` of a tensor, as JSON.
-fn value_at(tensor: &Tensor, i: usize) -> Value {
+/// Value `i` of a tensor.
+fn value_at(tensor: &Tensor, i: usize) -> Owned<'_> {
     match &tensor.data {
-        TensorData::F32(d) => d.get(i).map_or(Value::Null, |x| number(*x)),
-        TensorData::I64(d) => d.get(i).map_or(Value::Null, |x| Value::from(*x)),
-        TensorData::Str(d) => d.get(i).map_or(Value::Null, |x| Value::from(x.as_str())),
+        TensorData::F32(d) => d.get(i).map_or(Owned::Null, |x| number(*x)),
+        TensorData::I64(d) => d.get(i).map_or(Owned::Null, |x| Owned::Int(*x)),
+        TensorData::Str(d) => d.get(i).map_or(Owned::Null, |x| Owned::Str(Cow::Borrowed(x.as_str()))),
     }
 }
 
@@ -50,25 +53,96 @@ pub fn resolve<'a>(mappings: &'a [OutputMapping], tensors: &'a HashMap<String, T
         .collect()
 }
 
-/// Sets the mapped fields of `record` from row `row` of the batch's output tensors.
-pub fn apply(resolved: &[Resolved<'_>], row: usize, record: &mut Record) {
-    for r in resolved {
-        let start = row * r.width;
-        let value = match (r.column, &r.mapping.classes) {
-            (Some(c), _) if c < r.width => value_at(r.tensor, start + c),
-            (Some(_), _) => Value::Null,
-            (None, Some(names)) => Value::Object(
-                names
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| (n.clone(), value_at(r.tensor, start + i)))
-                    .collect::<Map<_, _>>(),
-            ),
-            (None, None) if r.width == 1 => value_at(r.tensor, start),
-            (None, None) => Value::Array((start..start + r.width).map(|i| value_at(r.tensor, i)).collect()),
-        };
-        record.insert(r.mapping.field.clone(), value);
+/// The value a mapping gives record `row`.
+fn mapped<'a>(r: &Resolved<'a>, row: usize) -> Owned<'a> {
+    let start = row * r.width;
+    match (r.column, &r.mapping.classes) {
+        (Some(c), _) if c < r.width => value_at(r.tensor, start + c),
+        (Some(_), _) => Owned::Null,
+        (None, Some(names)) => Owned::Object(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (Cow::Borrowed(n.as_str()), value_at(r.tensor, start + i)))
+                .collect(),
+        ),
+        (None, None) if r.width == 1 => value_at(r.tensor, start),
+        (None, None) => {
+            let mut text = String::from("[");
+            for i in start..start + r.width {
+                if i > start {
+                    text.push(',');
+                }
+                crate::flow::json::write_owned(&value_at(r.tensor, i), &mut text);
+            }
+            text.push(']');
+            Owned::Json(text)
+        }
     }
+}
+
+/// The output fields of a batch's records, built one record at a time and then set on the
+/// batch. A field whose tensor an answer lacks keeps what the record had.
+pub struct OutputColumns {
+    fields: Vec<(String, ColumnBuilder)>,
+    rows: usize,
+}
+
+impl OutputColumns {
+    pub fn new(mappings: &[OutputMapping]) -> Self {
+        let mut fields: Vec<(String, ColumnBuilder)> = Vec::new();
+        for m in mappings {
+            if !fields.iter().any(|(f, _)| *f == m.field) {
+                fields.push((m.field.clone(), ColumnBuilder::default()));
+            }
+        }
+        OutputColumns { fields, rows: 0 }
+    }
+
+    /// Sets the next record's fields from row `row` of an answer; with `value`, the fields
+    /// mapped from that tensor take that value instead (a combined answer).
+    pub fn push(&mut self, resolved: &[Resolved<'_>], row: usize, value: Option<(&str, f64)>) {
+        for (k, r) in resolved.iter().enumerate() {
+            // Of two mappings to one field, the later wins.
+            if resolved[k + 1..]
+                .iter()
+                .any(|later| later.mapping.field == r.mapping.field)
+            {
+                continue;
+            }
+            let Some((_, column)) = self.fields.iter_mut().find(|(f, _)| *f == r.mapping.field) else {
+                continue;
+            };
+            match value {
+                Some((tensor, v)) if tensor == r.mapping.tensor => {
+                    column.push_owned(&if v.is_finite() { Owned::Float(v) } else { Owned::Null })
+                }
+                _ => column.push_owned(&mapped(r, row)),
+            }
+        }
+        self.rows += 1;
+        for (_, column) in &mut self.fields {
+            if column.len() < self.rows {
+                column.push_absent();
+            }
+        }
+    }
+
+    /// Sets the fields on the batch the records are in (one pushed record per batch record).
+    pub fn finish(self, batch: &mut Batch) {
+        for (name, column) in self.fields {
+            batch.overlay(&name, column.finish());
+        }
+    }
+}
+
+/// Sets the mapped fields of every record of `batch` from the same rows of the output tensors.
+pub fn apply(resolved: &[Resolved<'_>], batch: &mut Batch, outputs: &[OutputMapping]) {
+    let mut columns = OutputColumns::new(outputs);
+    for row in 0..batch.len() {
+        columns.push(resolved, row, None);
+    }
+    columns.finish(batch);
 }
 
 #[cfg(test)]
@@ -117,11 +191,11 @@ mod tests {
             mapping("probabilities", "p_fraud", Some(vec!["ok", "fraud"]), Some("fraud")),
             mapping("probabilities", "raw", None, None),
         ];
-        let mut r = Record::new();
-        apply(&resolve(&mappings, &tensors), 0, &mut r);
+        let mut batch = Batch::from_records([serde_json::json!({"id": 1}).as_object().expect("object")]);
+        apply(&resolve(&mappings, &tensors), &mut batch, &mappings);
         assert_eq!(
-            Value::Object(r),
-            serde_json::json!({"price": 1.5, "fraud": 0, "p": {"ok": 0.75, "fraud": 0.25}, "p_fraud": 0.25, "raw": [0.75, 0.25]})
+            serde_json::Value::Object(batch.record(0)),
+            serde_json::json!({"id": 1, "price": 1.5, "fraud": 0, "p": {"ok": 0.75, "fraud": 0.25}, "p_fraud": 0.25, "raw": [0.75, 0.25]})
         );
     }
 }

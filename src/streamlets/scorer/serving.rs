@@ -9,13 +9,14 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow_array::BooleanArray;
 use serde_json::Value;
 
 use super::{audit, outputs, BatchScorer, Rows, Scored, StreamletError};
 use crate::models::strategy::{self, BatchAnswer, Decision, Roles, Split, StrategyStats};
 use crate::models::{ModelError, ModelRegistry};
 use crate::spec::{Combine, Decider, StrategyConfig, TieRule};
-use crate::streamlets::{Batch, Record};
+use crate::streamlets::Batch;
 
 type Reply = (usize, Result<BatchAnswer, ModelError>);
 
@@ -262,16 +263,24 @@ impl Serving {
             } => {
                 let models: Vec<usize> = (0..self.ids.len()).collect();
                 let answers = self.ask(&models, Arc::new(rows), ready.len(), &[]);
-                self.decide_each(ready, &answers, &mut scored, |answers, roles, row| {
-                    strategy::consensus(answers, roles, row, *min_agree, *ties, *combine)
-                });
+                self.decide_each(
+                    ready,
+                    &answers,
+                    &mut scored,
+                    |answers, roles, row| strategy::consensus(answers, roles, row, *min_agree, *ties, *combine),
+                    |_| {},
+                );
             }
             Plan::BestConfidence => {
                 let models: Vec<usize> = (0..self.ids.len()).collect();
                 let answers = self.ask(&models, Arc::new(rows), ready.len(), &[]);
-                self.decide_each(ready, &answers, &mut scored, |answers, roles, row| {
-                    Ok(strategy::best_confidence(answers, roles, row))
-                });
+                self.decide_each(
+                    ready,
+                    &answers,
+                    &mut scored,
+                    |answers, roles, row| Ok(strategy::best_confidence(answers, roles, row)),
+                    |_| {},
+                );
             }
             Plan::Shadow { primary, shadows, emit } => self.shadow(*primary, shadows, *emit, ready, rows, &mut scored),
         }
@@ -328,16 +337,18 @@ impl Serving {
         a
     }
 
-    /// Applies a decision per record, counts who answered, and stamps the audit.
+    /// Applies a decision per record, counts who answered, and stamps the audit (after
+    /// `adjust` has had its say on it).
     fn decide_each(
         &self,
         ready: Batch,
         answers: &[BatchAnswer],
         scored: &mut Scored,
         decide: impl Fn(&[BatchAnswer], &Roles, usize) -> Result<Decision, String>,
+        adjust: impl Fn(&mut serde_json::Map<String, Value>),
     ) {
         if answers.is_empty() {
-            scored.errors.extend(self.scorer.fail(ready, "no model answered"));
+            scored.errors.append(self.scorer.fail(ready, "no model answered"));
             return;
         }
         let roles = Roles::of(self.scorer.outputs(), &answers[0].tensors);
@@ -347,15 +358,17 @@ impl Serving {
             .collect();
         let latency = answers.iter().map(|a| a.latency_us).max().unwrap_or(0);
         let stats = self.stats.as_ref();
-        for (row, mut record) in ready.into_iter().enumerate() {
+        let mut columns = outputs::OutputColumns::new(self.scorer.outputs());
+        let mut keep = Vec::with_capacity(ready.len());
+        let mut audits = Vec::with_capacity(ready.len());
+        let mut failures = Vec::new();
+        for row in 0..ready.len() {
             match decide(answers, &roles, row) {
                 Ok(d) => {
                     let answer = &answers[d.answer];
-                    outputs::apply(&resolved[d.answer], row, &mut record);
+                    let combined = d.value.and_then(|v| roles.value.as_deref().map(|t| (t, v)));
+                    columns.push(&resolved[d.answer], row, combined);
                     let mut audit = self.audit(answer, latency);
-                    if let Some(value) = d.value {
-                        self.set_value(&roles, value, &mut record);
-                    }
                     if let Some(votes) = d.votes {
                         audit.insert("votes".into(), votes.into());
                         let agreed: Vec<Value> = d
@@ -365,31 +378,33 @@ impl Serving {
                             .collect();
                         audit.insert("agreed".into(), Value::Array(agreed));
                     }
-                    self.scorer.stamp(&mut record, Value::Object(audit));
+                    adjust(&mut audit);
+                    audits.push(audit);
                     if let Some(s) = stats {
                         s.update(|answered, _, _, _| answered[answer.model] += 1);
                     }
-                    scored.out.push(record);
+                    keep.push(true);
                 }
                 Err(reason) => {
                     if let Some(s) = stats {
                         s.update(|_, _, no_consensus, _| *no_consensus += 1);
                     }
-                    scored.errors.extend(self.scorer.fail(vec![record], &reason));
+                    failures.push(reason);
+                    keep.push(false);
                 }
             }
         }
-    }
-
-    /// Writes a combined value into the fields the value tensor maps to.
-    fn set_value(&self, roles: &Roles, value: f64, record: &mut Record) {
-        let Some(tensor) = &roles.value else { return };
-        for m in self.scorer.outputs().iter().filter(|m| &m.tensor == tensor) {
-            record.insert(
-                m.field.clone(),
-                serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number),
-            );
-        }
+        let (mut kept, failed) = ready.split(&BooleanArray::from(keep));
+        columns.finish(&mut kept);
+        self.scorer.stamp_each(&mut kept, &audits);
+        scored.out.append(kept);
+        let paths = vec![String::new(); failures.len()];
+        scored.errors.append(crate::streamlets::io::with_errors(
+            failed,
+            self.scorer.streamlet(),
+            failures,
+            paths,
+        ));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -450,8 +465,11 @@ impl Serving {
             }
         }
         let prefer = prefer.to_vec();
-        let before = scored.out.len();
-        self.decide_each(ready, &answers, scored, |answers, roles, row| match decide {
+        let adjust = |audit: &mut serde_json::Map<String, Value>| {
+            audit.insert("latency_us".into(), elapsed.into());
+            audit.insert("budget_exceeded".into(), cut_off.into());
+        };
+        let decision = |answers: &[BatchAnswer], roles: &Roles, row: usize| match decide {
             Decider::BestConfidence => Ok(strategy::best_confidence(answers, roles, row)),
             Decider::Prefer => {
                 let first = prefer
@@ -465,26 +483,29 @@ impl Serving {
                     agreed: vec![first],
                 })
             }
-        });
-        for record in &mut scored.out[before..] {
-            if let Some(Value::Object(audit)) = record.get_mut(&self.scorer.audit_field) {
-                audit.insert("latency_us".into(), elapsed.into());
-                audit.insert("budget_exceeded".into(), cut_off.into());
-            }
-        }
+        };
+        self.decide_each(ready, &answers, scored, decision, adjust);
     }
 
     fn split(&self, split: &Split, key: &str, ready: Batch, rows: &[f32], scored: &mut Scored) {
         let mut groups: Vec<Vec<usize>> = vec![Vec::new(); self.ids.len()];
         let mut keyless = Vec::new();
-        for (i, record) in ready.iter().enumerate() {
-            match record.get(key).filter(|v| !v.is_null()) {
-                Some(k) => groups[split.route(k)].push(i),
-                None => keyless.push(i),
+        let keys = ready.column(key);
+        let mut text = String::new();
+        for i in 0..ready.len() {
+            let value = keys.map_or(crate::flow::Value::Absent, |c| c.get(i));
+            match value {
+                v if v.is_null() => keyless.push(i),
+                crate::flow::Value::Str(s) => groups[split.route_text(s)].push(i),
+                other => {
+                    text.clear();
+                    crate::flow::json::write_value(other, keys.is_some_and(|c| c.is_mixed()), &mut text);
+                    groups[split.route_text(&text)].push(i);
+                }
             }
         }
         let (reply, replies) = mpsc::channel();
-        let mut asked = 0;
+        let mut asked = vec![false; self.ids.len()];
         for (model, group) in groups.iter().enumerate().filter(|(_, g)| !g.is_empty()) {
             let job = Job {
                 model,
@@ -492,44 +513,43 @@ impl Serving {
                 n: group.len(),
                 reply: reply.clone(),
             };
-            asked += usize::from(self.workers[model].submit(job, false));
+            asked[model] = self.workers[model].submit(job, false);
         }
         drop(reply);
-        let answers: Vec<(usize, Result<BatchAnswer, ModelError>)> = replies.iter().take(asked).collect();
-        let mut slots: Vec<Option<Record>> = ready.into_iter().map(Some).collect();
+        let n_asked = asked.iter().filter(|a| **a).count();
+        let answers: Vec<(usize, Result<BatchAnswer, ModelError>)> = replies.iter().take(n_asked).collect();
+        let mut answered = vec![false; self.ids.len()];
         for (model, answer) in answers {
             let group = &groups[model];
+            answered[model] = true;
+            let records = ready.pick(group);
             match answer {
                 Ok(answer) => {
                     let resolved = outputs::resolve(self.scorer.outputs(), &answer.tensors);
-                    let audit = Value::Object(self.audit(&answer, answer.latency_us));
-                    for (row, i) in group.iter().enumerate() {
-                        let Some(mut record) = slots[*i].take() else {
-                            continue;
-                        };
-                        outputs::apply(&resolved, row, &mut record);
-                        self.scorer.stamp(&mut record, audit.clone());
-                        scored.out.push(record);
-                    }
+                    let audit = self.audit(&answer, answer.latency_us);
+                    scored.out.append(self.scorer.answered(records, &resolved, &audit));
                     if let Some(s) = &self.stats {
                         s.update(|answered, _, _, _| answered[model] += group.len() as u64);
                     }
                 }
                 Err(e) => {
                     let reason = format!("model {}: {e}", self.ids[model]);
-                    let failed: Batch = group.iter().filter_map(|i| slots[*i].take()).collect();
-                    scored.errors.extend(self.scorer.fail(failed, &reason));
+                    scored.errors.append(self.scorer.fail(records, &reason));
                 }
             }
         }
         let missing = format!("split key `{key}` is missing");
-        let keyless: Batch = keyless.iter().filter_map(|i| slots[*i].take()).collect();
-        scored.errors.extend(self.scorer.fail(keyless, &missing));
+        scored.errors.append(self.scorer.fail(ready.pick(&keyless), &missing));
         // Records whose model could not take the job (it stopped).
-        let left: Batch = slots.into_iter().flatten().collect();
+        let left: Vec<usize> = groups
+            .iter()
+            .enumerate()
+            .filter(|(m, _)| !answered[*m])
+            .flat_map(|(_, g)| g.iter().copied())
+            .collect();
         scored
             .errors
-            .extend(self.scorer.fail(left, "the model's worker stopped"));
+            .append(self.scorer.fail(ready.pick(&left), "the model's worker stopped"));
     }
 
     fn shadow(&self, primary: usize, shadows: &[usize], emit: bool, ready: Batch, rows: Vec<f32>, scored: &mut Scored) {
@@ -541,7 +561,7 @@ impl Serving {
         let Some(p) = answers.iter().position(|a| a.model == primary) else {
             scored
                 .errors
-                .extend(self.scorer.fail(ready, &format!("model {} failed", self.ids[primary])));
+                .append(self.scorer.fail(ready, &format!("model {} failed", self.ids[primary])));
             return;
         };
         let roles = Roles::of(self.scorer.outputs(), &answers[p].tensors);
@@ -560,21 +580,14 @@ impl Serving {
         if emit {
             for a in answers.iter().filter(|a| a.model != primary) {
                 let resolved = outputs::resolve(self.scorer.outputs(), &a.tensors);
-                let audit = Value::Object(self.audit(a, a.latency_us));
-                for (row, original) in ready.iter().enumerate() {
-                    let mut copy = original.clone();
-                    outputs::apply(&resolved, row, &mut copy);
-                    self.scorer.stamp(&mut copy, audit.clone());
-                    scored.shadow.push(copy);
-                }
+                let audit = self.audit(a, a.latency_us);
+                scored
+                    .shadow
+                    .append(self.scorer.answered(ready.clone(), &resolved, &audit));
             }
         }
         let resolved = outputs::resolve(self.scorer.outputs(), &answers[p].tensors);
-        let audit = Value::Object(self.audit(&answers[p], answers[p].latency_us));
-        for (row, mut record) in ready.into_iter().enumerate() {
-            outputs::apply(&resolved, row, &mut record);
-            self.scorer.stamp(&mut record, audit.clone());
-            scored.out.push(record);
-        }
+        let audit = self.audit(&answers[p], answers[p].latency_us);
+        scored.out.append(self.scorer.answered(ready, &resolved, &audit));
     }
 }

@@ -1,18 +1,25 @@
 //! The validator: each record is checked against a JSON Schema; valid records go to `valid`,
 //! the others to `invalid` with `_error` saying why, their content unchanged.
 
+pub mod columns;
+
 use std::path::Path;
 
+use arrow_array::BooleanArray;
 use serde_json::Value;
 
-use super::io::with_error;
-use super::{Batch, Io, Record, Stop, StreamletError};
-use crate::models::profile::{DriftEvent, DriftMonitor, DriftSettings, Profile};
+use super::io::with_errors;
+use super::{Batch, Io, Stop, StreamletError};
+use crate::flow::{ColumnBuilder, Owned};
+use crate::models::profile::{DriftEvent, DriftMonitor, DriftSettings, Profile, Seen};
 use crate::spec::{OutOfProfile, ValidatorConfig};
+use columns::ColumnCheck;
 
-/// A compiled record schema.
+/// A compiled record schema: the JSON Schema validator, and what of it can be decided a
+/// column at a time (records it is sure of skip the full validator).
 pub struct RecordSchema {
     validator: jsonschema::Validator,
+    columns: Option<ColumnCheck>,
 }
 
 /// Why a record failed its schema: the reason and the JSON pointer of the offending value.
@@ -31,7 +38,10 @@ impl RecordSchema {
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
         let schema: Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
         let validator = jsonschema::validator_for(&schema).map_err(|e| fail(e.to_string()))?;
-        Ok(RecordSchema { validator })
+        Ok(RecordSchema {
+            validator,
+            columns: ColumnCheck::read(&schema),
+        })
     }
 
     /// Checks a record; the first problem found, if any.
@@ -53,23 +63,29 @@ impl RecordSchema {
 
     /// Splits a batch into valid records and rejected ones (each with `_error`).
     pub fn split(&self, batch: Batch, streamlet: &str) -> (Batch, Batch) {
-        let mut valid = Vec::with_capacity(batch.len());
-        let mut invalid = Vec::new();
-        for record in batch {
-            let value = Value::Object(record);
-            match self.check(&value) {
-                None => valid.push(into_record(value)),
-                Some(r) => invalid.push(with_error(into_record(value), streamlet, &r.reason, &r.path)),
+        let unsure = match &self.columns {
+            Some(check) => check.unsure(&batch),
+            None => vec![true; batch.len()],
+        };
+        let mut keep = Vec::with_capacity(batch.len());
+        let (mut reasons, mut paths) = (Vec::new(), Vec::new());
+        for (i, unsure) in unsure.into_iter().enumerate() {
+            let rejection = if unsure {
+                self.check(&Value::Object(batch.record(i)))
+            } else {
+                None
+            };
+            keep.push(rejection.is_none());
+            if let Some(r) = rejection {
+                reasons.push(r.reason);
+                paths.push(r.path);
             }
         }
-        (valid, invalid)
-    }
-}
-
-fn into_record(value: Value) -> Record {
-    match value {
-        Value::Object(map) => map,
-        _ => Record::new(),
+        if reasons.is_empty() {
+            return (batch, Batch::default());
+        }
+        let (valid, invalid) = batch.split(&BooleanArray::from(keep));
+        (valid, with_errors(invalid, streamlet, reasons, paths))
     }
 }
 
@@ -124,50 +140,80 @@ impl ProfileCheck {
     /// Checks the valid records against the profile (moving or tagging those outside it) and
     /// feeds the drift monitor; the drift events of the batch.
     fn apply(&mut self, valid: &mut Batch, invalid: &mut Batch, streamlet: &str) -> Vec<DriftEvent> {
+        let absent = crate::flow::Column::absent(valid.len());
+        let columns: Vec<&crate::flow::Column> = self
+            .profile
+            .fields
+            .keys()
+            .map(|name| valid.column(name).unwrap_or(&absent))
+            .collect();
         let mut events = Vec::new();
-        let mut kept = Vec::with_capacity(valid.len());
-        for mut record in valid.drain(..) {
+        let mut values: Vec<Seen<'_>> = Vec::with_capacity(columns.len());
+        // Per record outside the profile: its row and every reason.
+        let mut outside: Vec<(usize, Vec<crate::models::profile::Violation>)> = Vec::new();
+        for i in 0..valid.len() {
+            values.clear();
+            values.extend(columns.iter().map(|c| Seen::of(c.get(i))));
             if let Some(drift) = &mut self.drift {
-                events.extend(drift.observe(&record));
+                events.extend(drift.observe_values(&values));
             }
-            let violations = self.profile.violations(&record, self.slack);
-            if violations.is_empty() {
-                kept.push(record);
-                continue;
+            let violations = self.profile.violations_of(&values, self.slack);
+            if !violations.is_empty() {
+                outside.push((i, violations));
             }
-            match self.mode {
-                OutOfProfile::Route => {
-                    let reason = format!(
+        }
+        drop(values);
+        drop(columns);
+        if outside.is_empty() {
+            return events;
+        }
+        match self.mode {
+            OutOfProfile::Route => {
+                let mut keep = vec![true; valid.len()];
+                let (mut reasons, mut paths) = (Vec::new(), Vec::new());
+                for (i, violations) in &outside {
+                    keep[*i] = false;
+                    reasons.push(format!(
                         "outside the training profile: {}",
                         violations
                             .iter()
                             .map(|v| v.reason.as_str())
                             .collect::<Vec<_>>()
                             .join("; ")
-                    );
-                    invalid.push(with_error(
-                        record,
-                        streamlet,
-                        &reason,
-                        &format!("/{}", violations[0].field),
                     ));
+                    paths.push(format!("/{}", violations[0].field));
                 }
-                OutOfProfile::Tag => {
-                    let reasons: Vec<Value> = violations.into_iter().map(|v| Value::from(v.reason)).collect();
-                    let mut tag = serde_json::Map::new();
-                    tag.insert("violations".into(), Value::Array(reasons));
-                    record.insert("_profile".into(), Value::Object(tag));
-                    kept.push(record);
+                let (kept, out) = valid.split(&BooleanArray::from(keep));
+                *valid = kept;
+                invalid.append(with_errors(out, streamlet, reasons, paths));
+            }
+            OutOfProfile::Tag => {
+                let mut tags = ColumnBuilder::default();
+                let existing = valid.column("_profile");
+                let mut next = outside.iter().peekable();
+                for i in 0..valid.len() {
+                    match next.next_if(|(row, _)| *row == i) {
+                        Some((_, violations)) => {
+                            let reasons =
+                                Value::Array(violations.iter().map(|v| Value::from(v.reason.clone())).collect());
+                            tags.push_owned(&Owned::Object(vec![(
+                                "violations".into(),
+                                Owned::Json(reasons.to_string()),
+                            )]));
+                        }
+                        None => tags.push(existing.map_or(crate::flow::Value::Absent, |c| c.get(i))),
+                    }
                 }
+                let tags = tags.finish();
+                valid.set("_profile", tags);
             }
         }
-        *valid = kept;
         events
     }
 }
 
-fn drift_record(event: &DriftEvent, streamlet: &str) -> Record {
-    let mut record = Record::new();
+fn drift_record(event: &DriftEvent, streamlet: &str) -> serde_json::Map<String, Value> {
+    let mut record = serde_json::Map::new();
     record.insert("type".into(), "drift".into());
     record.insert("streamlet".into(), streamlet.into());
     record.insert("field".into(), event.field.clone().into());
@@ -202,8 +248,8 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
                 );
             }
             if let Some(out) = drift_out {
-                out.send(events.iter().map(|e| drift_record(e, &io.name)).collect())
-                    .await?;
+                let records: Vec<_> = events.iter().map(|e| drift_record(e, &io.name)).collect();
+                out.send(Batch::from_records(&records)).await?;
             }
         }
         valid_out.send(valid).await?;

@@ -1,0 +1,772 @@
+//! One field of a batch, column-wise: the values of its main type in an Arrow array, and the
+//! few values that are not of that type (an explicit `null`, a string among numbers, a list)
+//! kept beside them as JSON text, so that every record reads back exactly as it came.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
+use arrow_array::types::Float64Type;
+use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, UInt32Array};
+use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, NullBuffer};
+use arrow_select::filter::FilterPredicate;
+
+use super::batch::{Batch, BatchBuilder};
+use super::json;
+
+/// The largest integer a float holds exactly: integers up to it may share a column with fractions.
+const EXACT_IN_F64: i64 = 1 << 53;
+
+/// One value of a record, borrowed from its batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    /// The record has no such field.
+    Absent,
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(&'a str),
+    /// A nested object: row `row` of a batch of its fields.
+    Object(Row<'a>),
+    /// Any other value (a list, a number too large for an integer column, a value whose type
+    /// differs from the rest of its column), as JSON text.
+    Json(&'a str),
+}
+
+/// A record of a batch (or a nested object of one), by reference.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    pub batch: &'a Batch,
+    pub row: usize,
+}
+
+impl PartialEq for Row<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_json() == other.to_json()
+    }
+}
+
+impl<'a> Row<'a> {
+    /// The fields that are present, in column order.
+    pub fn fields(&self) -> impl Iterator<Item = (&'a str, Value<'a>)> + 'a {
+        let row = self.row;
+        self.batch
+            .fields()
+            .iter()
+            .map(move |f| (&*f.name, f.column.get(row)))
+            .filter(|(_, v)| !matches!(v, Value::Absent))
+    }
+
+    pub fn get(&self, name: &str) -> Value<'a> {
+        self.batch.column(name).map_or(Value::Absent, |c| c.get(self.row))
+    }
+
+    /// The record as a JSON object.
+    pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.fields().map(|(k, v)| (k.to_string(), v.to_json())).collect()
+    }
+}
+
+impl Value<'_> {
+    /// The value as a `serde_json` value (`Absent` becomes `null`).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match *self {
+            Value::Absent | Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(b),
+            Value::Int(i) => J::from(i),
+            Value::Float(x) => serde_json::Number::from_f64(x).map_or(J::Null, J::Number),
+            Value::Str(s) => J::String(s.to_string()),
+            Value::Object(row) => J::Object(row.to_json()),
+            Value::Json(text) => serde_json::from_str(text).unwrap_or(J::Null),
+        }
+    }
+
+    /// Whether the record has the field, even as `null`.
+    pub fn is_present(&self) -> bool {
+        !matches!(self, Value::Absent)
+    }
+
+    /// Whether the value is missing or `null`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Absent | Value::Null)
+    }
+}
+
+/// The main type of a column and its values; a slot that holds no value of this type is null.
+#[derive(Debug, Clone)]
+pub enum Typed {
+    /// No value of any main type (every value is absent, or kept as JSON text).
+    Empty(usize),
+    Bool(BooleanArray),
+    Int(Int64Array),
+    Float(Float64Array),
+    Str(StringArray),
+    /// Nested objects: their fields as a batch, and which rows hold an object.
+    Object(Box<Batch>, Option<NullBuffer>),
+}
+
+impl Typed {
+    fn len(&self) -> usize {
+        match self {
+            Typed::Empty(n) => *n,
+            Typed::Bool(a) => a.len(),
+            Typed::Int(a) => a.len(),
+            Typed::Float(a) => a.len(),
+            Typed::Str(a) => a.len(),
+            Typed::Object(b, _) => b.len(),
+        }
+    }
+
+    fn kind(&self) -> u8 {
+        match self {
+            Typed::Empty(_) => 0,
+            Typed::Bool(_) => 1,
+            Typed::Int(_) => 2,
+            Typed::Float(_) => 3,
+            Typed::Str(_) => 4,
+            Typed::Object(..) => 5,
+        }
+    }
+}
+
+/// One field's values over the rows of a batch.
+#[derive(Debug, Clone)]
+pub struct Column {
+    typed: Typed,
+    /// Integers were written into this float column: whole values are written back as integers.
+    mixed: bool,
+    /// The values that are not of the main type, as JSON text (null where there is none).
+    other: Option<StringArray>,
+}
+
+fn array_of<T: Array + Clone + 'static>(array: ArrayRef) -> T {
+    array
+        .as_any()
+        .downcast_ref::<T>()
+        .cloned()
+        .expect("an Arrow kernel returns the type it was given")
+}
+
+fn valid(nulls: Option<&NullBuffer>, i: usize) -> bool {
+    nulls.is_none_or(|n| n.is_valid(i))
+}
+
+fn bools(buffer: &BooleanBuffer) -> BooleanArray {
+    BooleanArray::new(buffer.clone(), None)
+}
+
+impl Column {
+    /// A column of `len` rows where no record has the field.
+    pub fn absent(len: usize) -> Column {
+        Column {
+            typed: Typed::Empty(len),
+            mixed: false,
+            other: None,
+        }
+    }
+
+    pub fn floats(values: Float64Array) -> Column {
+        Column {
+            typed: Typed::Float(values),
+            mixed: false,
+            other: None,
+        }
+    }
+
+    pub fn ints(values: Int64Array) -> Column {
+        Column {
+            typed: Typed::Int(values),
+            mixed: false,
+            other: None,
+        }
+    }
+
+    pub fn strings(values: StringArray) -> Column {
+        Column {
+            typed: Typed::Str(values),
+            mixed: false,
+            other: None,
+        }
+    }
+
+    pub fn bools(values: BooleanArray) -> Column {
+        Column {
+            typed: Typed::Bool(values),
+            mixed: false,
+            other: None,
+        }
+    }
+
+    /// Nested objects, one per row of `fields`.
+    pub fn objects(fields: Batch) -> Column {
+        Column {
+            typed: Typed::Object(Box::new(fields), None),
+            mixed: false,
+            other: None,
+        }
+    }
+
+    /// The same string in each of `len` rows.
+    pub fn repeated(value: &str, len: usize) -> Column {
+        let mut b = StringBuilder::with_capacity(len, value.len() * len);
+        b.append_value_n(value, len);
+        Column::strings(b.finish())
+    }
+
+    pub fn len(&self) -> usize {
+        self.typed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn typed(&self) -> &Typed {
+        &self.typed
+    }
+
+    /// Whether some values are not of the column's main type (and are kept as JSON text).
+    pub fn has_other(&self) -> bool {
+        self.other.as_ref().is_some_and(|o| o.null_count() < o.len())
+    }
+
+    /// Whether integers share this float column (whole values are written as integers).
+    pub fn is_mixed(&self) -> bool {
+        self.mixed
+    }
+
+    /// The value at row `i`.
+    pub fn get(&self, i: usize) -> Value<'_> {
+        let typed = match &self.typed {
+            Typed::Empty(_) => None,
+            Typed::Bool(a) => a.is_valid(i).then(|| Value::Bool(a.value(i))),
+            Typed::Int(a) => a.is_valid(i).then(|| Value::Int(a.value(i))),
+            Typed::Float(a) => a.is_valid(i).then(|| {
+                let x = a.value(i);
+                if self.mixed && x.fract() == 0.0 && x.abs() <= EXACT_IN_F64 as f64 {
+                    // Integers share this column with fractions: they read back as integers.
+                    Value::Int(x as i64)
+                } else {
+                    Value::Float(x)
+                }
+            }),
+            Typed::Str(a) => a.is_valid(i).then(|| Value::Str(a.value(i))),
+            Typed::Object(b, nulls) => valid(nulls.as_ref(), i).then_some(Value::Object(Row { batch: b, row: i })),
+        };
+        if let Some(v) = typed {
+            return v;
+        }
+        match &self.other {
+            Some(o) if o.is_valid(i) => match o.value(i) {
+                "null" => Value::Null,
+                text => Value::Json(text),
+            },
+            _ => Value::Absent,
+        }
+    }
+
+    fn map_arrays(&self, f: &dyn Fn(&dyn Array) -> ArrayRef, rows: &dyn Fn(&Batch) -> Batch, len: usize) -> Column {
+        let typed = match &self.typed {
+            Typed::Empty(_) => Typed::Empty(len),
+            Typed::Bool(a) => Typed::Bool(array_of(f(a))),
+            Typed::Int(a) => Typed::Int(array_of(f(a))),
+            Typed::Float(a) => Typed::Float(array_of(f(a))),
+            Typed::Str(a) => Typed::Str(array_of(f(a))),
+            Typed::Object(b, nulls) => {
+                let nulls = nulls.as_ref().map(|n| {
+                    let kept: BooleanArray = array_of(f(&bools(n.inner())));
+                    NullBuffer::new(kept.values().clone())
+                });
+                Typed::Object(Box::new(rows(b)), nulls)
+            }
+        };
+        Column {
+            typed,
+            mixed: self.mixed,
+            other: self.other.as_ref().map(|o| array_of(f(o))),
+        }
+    }
+
+    /// The rows the predicate keeps.
+    pub fn filter(&self, predicate: &FilterPredicate) -> Column {
+        self.map_arrays(
+            &|a| predicate.filter(a).expect("a filter of a column's own length"),
+            &|b| b.filter_with(predicate),
+            predicate.count(),
+        )
+    }
+
+    /// The rows at `indices`, in that order.
+    pub fn take(&self, indices: &UInt32Array) -> Column {
+        self.map_arrays(
+            &|a| arrow_select::take::take(a, indices, None).expect("indices within the column"),
+            &|b| b.take(indices),
+            indices.len(),
+        )
+    }
+
+    /// `len` rows from `offset`, without copying.
+    pub fn slice(&self, offset: usize, len: usize) -> Column {
+        let typed = match &self.typed {
+            Typed::Empty(_) => Typed::Empty(len),
+            Typed::Bool(a) => Typed::Bool(a.slice(offset, len)),
+            Typed::Int(a) => Typed::Int(a.slice(offset, len)),
+            Typed::Float(a) => Typed::Float(a.slice(offset, len)),
+            Typed::Str(a) => Typed::Str(a.slice(offset, len)),
+            Typed::Object(b, nulls) => Typed::Object(
+                Box::new(b.slice(offset, len)),
+                nulls.as_ref().map(|n| n.slice(offset, len)),
+            ),
+        };
+        Column {
+            typed,
+            mixed: self.mixed,
+            other: self.other.as_ref().map(|o| o.slice(offset, len)),
+        }
+    }
+
+    /// The columns one after the other (`None`: a part without this field, of that many rows).
+    pub fn concat(parts: &[(Option<&Column>, usize)]) -> Column {
+        let total: usize = parts.iter().map(|(_, n)| n).sum();
+        let kinds: Vec<u8> = parts
+            .iter()
+            .filter_map(|(c, _)| c.map(|c| c.typed.kind()))
+            .filter(|k| *k != 0)
+            .collect();
+        let first = kinds.first().copied().unwrap_or(0);
+        if kinds.iter().any(|k| *k != first) {
+            return Column::rebuilt(parts);
+        }
+        let other = parts
+            .iter()
+            .any(|(c, _)| c.is_some_and(|c| c.other.is_some()))
+            .then(|| {
+                let pieces: Vec<ArrayRef> = parts
+                    .iter()
+                    .map(|(c, n)| match c.and_then(|c| c.other.as_ref()) {
+                        Some(o) => Arc::new(o.clone()) as ArrayRef,
+                        None => arrow_array::new_null_array(&arrow_schema::DataType::Utf8, *n),
+                    })
+                    .collect();
+                concat_arrays::<StringArray>(&pieces)
+            });
+        let mixed = parts.iter().any(|(c, _)| c.is_some_and(|c| c.mixed));
+        let pieces = |data_type: arrow_schema::DataType| -> Vec<ArrayRef> {
+            parts
+                .iter()
+                .map(|(c, n)| match c.map(|c| &c.typed) {
+                    Some(Typed::Bool(a)) => Arc::new(a.clone()) as ArrayRef,
+                    Some(Typed::Int(a)) => Arc::new(a.clone()) as ArrayRef,
+                    Some(Typed::Float(a)) => Arc::new(a.clone()) as ArrayRef,
+                    Some(Typed::Str(a)) => Arc::new(a.clone()) as ArrayRef,
+                    _ => arrow_array::new_null_array(&data_type, *n),
+                })
+                .collect()
+        };
+        use arrow_schema::DataType as D;
+        let typed = match first {
+            0 => Typed::Empty(total),
+            1 => Typed::Bool(concat_arrays(&pieces(D::Boolean))),
+            2 => Typed::Int(concat_arrays(&pieces(D::Int64))),
+            3 => Typed::Float(concat_arrays(&pieces(D::Float64))),
+            4 => Typed::Str(concat_arrays(&pieces(D::Utf8))),
+            _ => {
+                let mut batches = Vec::with_capacity(parts.len());
+                let mut validity = BooleanBufferBuilder::new(total);
+                for (c, n) in parts {
+                    match c.map(|c| &c.typed) {
+                        Some(Typed::Object(b, nulls)) => {
+                            batches.push(b.as_ref().clone());
+                            match nulls {
+                                Some(nb) => validity.append_buffer(nb.inner()),
+                                None => validity.append_n(*n, true),
+                            }
+                        }
+                        _ => {
+                            batches.push(Batch::empty(*n));
+                            validity.append_n(*n, false);
+                        }
+                    }
+                }
+                let nulls = NullBuffer::new(validity.finish());
+                let nulls = (nulls.null_count() > 0).then_some(nulls);
+                Typed::Object(Box::new(Batch::concat(&batches)), nulls)
+            }
+        };
+        Column { typed, mixed, other }
+    }
+
+    /// The parts' values pushed one by one: for parts whose columns hold different main types.
+    fn rebuilt(parts: &[(Option<&Column>, usize)]) -> Column {
+        let mut builder = ColumnBuilder::default();
+        for (c, n) in parts {
+            match c {
+                Some(c) => {
+                    for i in 0..*n {
+                        builder.push(c.get(i));
+                    }
+                }
+                None => builder.push_absent_n(*n),
+            }
+        }
+        builder.finish()
+    }
+}
+
+fn concat_arrays<T: Array + Clone + 'static>(pieces: &[ArrayRef]) -> T {
+    let refs: Vec<&dyn Array> = pieces.iter().map(|a| a.as_ref()).collect();
+    array_of(arrow_select::concat::concat(&refs).expect("pieces of one type"))
+}
+
+/// Builds a column value by value, choosing its main type from the first value and keeping
+/// values of other types as JSON text.
+#[derive(Debug, Default)]
+pub struct ColumnBuilder {
+    typed: TypedBuilder,
+    mixed: bool,
+    other: Option<StringBuilder>,
+    len: usize,
+}
+
+#[derive(Debug, Default)]
+enum TypedBuilder {
+    #[default]
+    Empty,
+    Bool(BooleanBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Str(StringBuilder),
+    Object(Box<BatchBuilder>, BooleanBufferBuilder),
+}
+
+/// A value to push that is not a borrowed batch value: what a decoder or a producer has.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Owned<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(std::borrow::Cow<'a, str>),
+    Object(Vec<(std::borrow::Cow<'a, str>, Owned<'a>)>),
+    /// JSON text of a value that is none of the above (a list, a very large number).
+    Json(String),
+}
+
+impl<'a> Owned<'a> {
+    /// A `serde_json` value, borrowing its strings.
+    pub fn from_json(value: &'a serde_json::Value) -> Owned<'a> {
+        use serde_json::Value as J;
+        match value {
+            J::Null => Owned::Null,
+            J::Bool(b) => Owned::Bool(*b),
+            J::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    Owned::Int(i)
+                } else if n.is_u64() {
+                    Owned::Json(n.to_string())
+                } else {
+                    Owned::Float(n.as_f64().unwrap_or(f64::NAN))
+                }
+            }
+            J::String(s) => Owned::Str(s.as_str().into()),
+            J::Array(_) => Owned::Json(value.to_string()),
+            J::Object(map) => Owned::Object(
+                map.iter()
+                    .map(|(k, v)| (k.as_str().into(), Owned::from_json(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The value as a `serde_json` value.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Owned::Null => J::Null,
+            Owned::Bool(b) => J::Bool(*b),
+            Owned::Int(i) => J::from(*i),
+            Owned::Float(x) => serde_json::Number::from_f64(*x).map_or(J::Null, J::Number),
+            Owned::Str(s) => J::String(s.to_string()),
+            Owned::Object(fields) => J::Object(fields.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect()),
+            Owned::Json(text) => serde_json::from_str(text).unwrap_or(J::Null),
+        }
+    }
+
+    /// A batch value, borrowing its strings.
+    pub fn from_value(value: Value<'a>) -> Option<Owned<'a>> {
+        Some(match value {
+            Value::Absent => return None,
+            Value::Null => Owned::Null,
+            Value::Bool(b) => Owned::Bool(b),
+            Value::Int(i) => Owned::Int(i),
+            Value::Float(x) => Owned::Float(x),
+            Value::Str(s) => Owned::Str(s.into()),
+            Value::Object(row) => Owned::Object(
+                row.fields()
+                    .filter_map(|(k, v)| Owned::from_value(v).map(|v| (k.into(), v)))
+                    .collect(),
+            ),
+            Value::Json(text) => Owned::Json(text.to_string()),
+        })
+    }
+}
+
+impl ColumnBuilder {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn push_absent(&mut self) {
+        self.push_absent_n(1);
+    }
+
+    pub fn push_absent_n(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        match &mut self.typed {
+            TypedBuilder::Empty => {}
+            TypedBuilder::Bool(b) => b.append_nulls(n),
+            TypedBuilder::Int(b) => b.append_nulls(n),
+            TypedBuilder::Float(b) => b.append_nulls(n),
+            TypedBuilder::Str(b) => b.append_nulls(n),
+            TypedBuilder::Object(b, validity) => {
+                for _ in 0..n {
+                    b.end_row();
+                }
+                validity.append_n(n, false);
+            }
+        }
+        if let Some(o) = &mut self.other {
+            o.append_nulls(n);
+        }
+        self.len += n;
+    }
+
+    /// Starts the main type with the rows so far as absent.
+    fn start(&mut self, typed: TypedBuilder) {
+        self.typed = typed;
+        let n = self.len;
+        self.len = 0;
+        let other = self.other.take();
+        self.push_absent_n(n);
+        self.other = other;
+    }
+
+    /// A value of another type than the column's: kept as JSON text.
+    fn push_other(&mut self, text: &str) {
+        let len = self.len;
+        let other = self.other.get_or_insert_with(|| {
+            let mut b = StringBuilder::new();
+            b.append_nulls(len);
+            b
+        });
+        other.append_value(text);
+        match &mut self.typed {
+            TypedBuilder::Empty => {}
+            TypedBuilder::Bool(b) => b.append_null(),
+            TypedBuilder::Int(b) => b.append_null(),
+            TypedBuilder::Float(b) => b.append_null(),
+            TypedBuilder::Str(b) => b.append_null(),
+            TypedBuilder::Object(b, validity) => {
+                b.end_row();
+                validity.append(false);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn typed_pushed(&mut self) {
+        if let Some(o) = &mut self.other {
+            o.append_null();
+        }
+        self.len += 1;
+    }
+
+    /// An integer column turned into a float column (its integers fit exactly).
+    fn ints_to_floats(&mut self) -> bool {
+        let TypedBuilder::Int(ints) = &mut self.typed else {
+            return false;
+        };
+        let done = ints.finish();
+        if done.iter().flatten().any(|i| i.abs() > EXACT_IN_F64) {
+            // Put them back: the new value becomes JSON text instead.
+            for v in done.iter() {
+                ints.append_option(v);
+            }
+            return false;
+        }
+        let mut floats = Float64Builder::with_capacity(done.len());
+        for v in done.iter() {
+            floats.append_option(v.map(|i| i as f64));
+        }
+        self.typed = TypedBuilder::Float(floats);
+        self.mixed = true;
+        true
+    }
+
+    fn push_int(&mut self, i: i64) {
+        match &mut self.typed {
+            TypedBuilder::Empty => {
+                self.start(TypedBuilder::Int(Int64Builder::new()));
+                self.push_int(i);
+            }
+            TypedBuilder::Int(b) => {
+                b.append_value(i);
+                self.typed_pushed();
+            }
+            TypedBuilder::Float(b) if i.abs() <= EXACT_IN_F64 => {
+                b.append_value(i as f64);
+                self.mixed = true;
+                self.typed_pushed();
+            }
+            _ => self.push_other(itoa::Buffer::new().format(i)),
+        }
+    }
+
+    fn push_float(&mut self, x: f64) {
+        if matches!(self.typed, TypedBuilder::Int(_)) && self.ints_to_floats() {
+            return self.push_float(x);
+        }
+        match &mut self.typed {
+            TypedBuilder::Empty => {
+                self.start(TypedBuilder::Float(Float64Builder::new()));
+                self.push_float(x);
+            }
+            TypedBuilder::Float(b) => {
+                b.append_value(x);
+                self.typed_pushed();
+            }
+            _ => {
+                let mut text = String::new();
+                json::write_float(x, false, &mut text);
+                self.push_other(&text)
+            }
+        }
+    }
+
+    /// Appends a value taken from a batch (`Absent` leaves the field out of the record).
+    pub fn push(&mut self, value: Value<'_>) {
+        match value {
+            Value::Absent => self.push_absent(),
+            Value::Null => self.push_other("null"),
+            Value::Bool(b) => self.push_bool(b),
+            Value::Int(i) => self.push_int(i),
+            Value::Float(x) => self.push_float(x),
+            Value::Str(s) => self.push_str(s),
+            Value::Json(text) => self.push_other(text),
+            Value::Object(row) => match &mut self.typed {
+                TypedBuilder::Empty | TypedBuilder::Object(..) => {
+                    let fields: Vec<_> = row
+                        .fields()
+                        .filter_map(|(k, v)| Owned::from_value(v).map(|v| (k.into(), v)))
+                        .collect();
+                    self.push_object(&fields);
+                }
+                _ => {
+                    let mut text = String::new();
+                    json::write_value(value, false, &mut text);
+                    self.push_other(&text);
+                }
+            },
+        }
+    }
+
+    fn push_bool(&mut self, v: bool) {
+        match &mut self.typed {
+            TypedBuilder::Empty => {
+                self.start(TypedBuilder::Bool(BooleanBuilder::new()));
+                self.push_bool(v);
+            }
+            TypedBuilder::Bool(b) => {
+                b.append_value(v);
+                self.typed_pushed();
+            }
+            _ => self.push_other(if v { "true" } else { "false" }),
+        }
+    }
+
+    pub fn push_str(&mut self, s: &str) {
+        match &mut self.typed {
+            TypedBuilder::Empty => {
+                self.start(TypedBuilder::Str(StringBuilder::new()));
+                self.push_str(s);
+            }
+            TypedBuilder::Str(b) => {
+                b.append_value(s);
+                self.typed_pushed();
+            }
+            _ => {
+                let text = serde_json::to_string(s).unwrap_or_default();
+                self.push_other(&text)
+            }
+        }
+    }
+
+    fn push_object(&mut self, fields: &[(std::borrow::Cow<'_, str>, Owned<'_>)]) {
+        match &mut self.typed {
+            TypedBuilder::Empty => {
+                self.start(TypedBuilder::Object(Box::default(), BooleanBufferBuilder::new(0)));
+                self.push_object(fields);
+            }
+            TypedBuilder::Object(b, validity) => {
+                b.push_fields(fields);
+                validity.append(true);
+                self.typed_pushed();
+            }
+            _ => {
+                let mut text = String::new();
+                json::write_owned(&Owned::Object(fields.to_vec()), &mut text);
+                self.push_other(&text);
+            }
+        }
+    }
+
+    /// Appends a value a decoder or producer has.
+    pub fn push_owned(&mut self, value: &Owned<'_>) {
+        match value {
+            Owned::Null => self.push_other("null"),
+            Owned::Bool(b) => self.push_bool(*b),
+            Owned::Int(i) => self.push_int(*i),
+            Owned::Float(x) => self.push_float(*x),
+            Owned::Str(s) => self.push_str(s),
+            Owned::Object(fields) => self.push_object(fields),
+            Owned::Json(text) => self.push_other(text),
+        }
+    }
+
+    pub fn finish(mut self) -> Column {
+        let len = self.len;
+        let typed = match &mut self.typed {
+            TypedBuilder::Empty => Typed::Empty(len),
+            TypedBuilder::Bool(b) => Typed::Bool(b.finish()),
+            TypedBuilder::Int(b) => Typed::Int(b.finish()),
+            TypedBuilder::Float(b) => Typed::Float(b.finish()),
+            TypedBuilder::Str(b) => Typed::Str(b.finish()),
+            TypedBuilder::Object(b, validity) => {
+                let fields = std::mem::take(b).finish();
+                let nulls = NullBuffer::new(validity.finish());
+                Typed::Object(Box::new(fields), (nulls.null_count() > 0).then_some(nulls))
+            }
+        };
+        Column {
+            typed,
+            mixed: self.mixed,
+            other: self.other.as_mut().map(|o| o.finish()),
+        }
+    }
+}
+
+/// The values of a numeric column as `f64` (integers converted), for numeric work on a column.
+pub fn as_f64(typed: &Typed) -> Option<Float64Array> {
+    match typed {
+        Typed::Float(a) => Some(a.clone()),
+        Typed::Int(a) => Some(a.unary::<_, Float64Type>(|i| i as f64)),
+        _ => None,
+    }
+}

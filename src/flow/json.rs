@@ -1,0 +1,239 @@
+//! Records as JSON text: one object read into fields for a batch builder (parsed by
+//! `serde_json`, strings borrowed from the input), and batch records written back as JSON,
+//! byte for byte as `serde_json` writes them.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::batch::Batch;
+use super::column::{Owned, Row, Value};
+
+/// The fields of one JSON object, in the order they were written.
+pub type Fields<'a> = Vec<(Cow<'a, str>, Owned<'a>)>;
+
+/// Reads one JSON object (surrounding whitespace allowed); the reason when the text is not one.
+pub fn decode_object(text: &[u8]) -> Result<Fields<'_>, String> {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let value = Owned::deserialize(&mut de).map_err(|e| format!("bad JSON: {e}"))?;
+    de.end().map_err(|e| format!("bad JSON: {e}"))?;
+    match value {
+        Owned::Object(fields) => Ok(fields),
+        other => Err(format!("a record must be a JSON object, found {}", kind(&other))),
+    }
+}
+
+fn kind(value: &Owned<'_>) -> &'static str {
+    match value {
+        Owned::Null => "null",
+        Owned::Bool(_) => "a boolean",
+        Owned::Int(_) | Owned::Float(_) => "a number",
+        Owned::Str(_) => "a string",
+        Owned::Object(_) => "an object",
+        Owned::Json(text) if text.starts_with('[') => "an array",
+        Owned::Json(_) => "a number",
+    }
+}
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Owned<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(OwnedVisitor)
+    }
+}
+
+struct OwnedVisitor;
+
+impl<'de> Visitor<'de> for OwnedVisitor {
+    type Value = Owned<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Owned<'de>, E> {
+        Ok(Owned::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Owned<'de>, E> {
+        Ok(Owned::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Owned<'de>, E> {
+        Ok(i64::try_from(v).map_or_else(|_| Owned::Json(v.to_string()), Owned::Int))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Owned<'de>, E> {
+        Ok(Owned::Float(v))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Owned<'de>, E> {
+        Ok(Owned::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Owned<'de>, E> {
+        Ok(Owned::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Owned<'de>, E> {
+        Ok(Owned::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Owned<'de>, E> {
+        Ok(Owned::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Owned<'de>, E> {
+        Ok(Owned::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Owned<'de>, D::Error> {
+        Owned::deserialize(d)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Owned<'de>, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let value = map.next_value_seed(OwnedSeed)?;
+            fields.push((key, value));
+        }
+        Ok(Owned::Object(fields))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Owned<'de>, A::Error> {
+        let list = serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+        Ok(Owned::Json(list.to_string()))
+    }
+}
+
+struct OwnedSeed;
+
+impl<'de> DeserializeSeed<'de> for OwnedSeed {
+    type Value = Owned<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Owned<'de>, D::Error> {
+        Owned::deserialize(d)
+    }
+}
+
+/// Writes `s` as a JSON string.
+pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // serde_json's escaping, so text reads the same whichever path wrote it.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// Writes a float as `serde_json` does (with the formatter it uses) (`null` when not finite); in a column where integers
+/// and fractions mix, whole values are written as integers.
+pub fn write_float_bytes(x: f64, whole_as_int: bool, out: &mut Vec<u8>) {
+    if !x.is_finite() {
+        out.extend_from_slice(b"null");
+    } else if whole_as_int && x.fract() == 0.0 && x.abs() <= (1u64 << 53) as f64 {
+        out.extend_from_slice(itoa::Buffer::new().format(x as i64).as_bytes());
+    } else {
+        out.extend_from_slice(zmij::Buffer::new().format_finite(x).as_bytes());
+    }
+}
+
+/// [`write_float_bytes`] into a string.
+pub fn write_float(x: f64, whole_as_int: bool, out: &mut String) {
+    let mut bytes = Vec::new();
+    write_float_bytes(x, whole_as_int, &mut bytes);
+    out.push_str(&String::from_utf8_lossy(&bytes));
+}
+
+fn write_value_bytes(value: Value<'_>, whole_as_int: bool, out: &mut Vec<u8>) {
+    match value {
+        Value::Absent | Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+        Value::Float(x) => write_float_bytes(x, whole_as_int, out),
+        Value::Str(s) => write_str(s, out),
+        Value::Object(row) => write_row(row, out),
+        Value::Json(text) => out.extend_from_slice(text.as_bytes()),
+    }
+}
+
+/// Writes one value as JSON text.
+pub fn write_value(value: Value<'_>, whole_as_int: bool, out: &mut String) {
+    let mut bytes = Vec::new();
+    write_value_bytes(value, whole_as_int, &mut bytes);
+    out.push_str(&String::from_utf8_lossy(&bytes));
+}
+
+/// Writes a record (or nested object) as a JSON object.
+pub fn write_row(row: Row<'_>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    let mut first = true;
+    for f in row.batch.fields() {
+        let value = f.column.get(row.row);
+        if !value.is_present() {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_str(&f.name, out);
+        out.push(b':');
+        write_value_bytes(value, f.column.is_mixed(), out);
+    }
+    out.push(b'}');
+}
+
+/// Writes every record of a batch, one JSON object per line.
+pub fn write_lines(batch: &Batch, out: &mut Vec<u8>) {
+    for i in 0..batch.len() {
+        write_row(batch.row(i), out);
+        out.push(b'\n');
+    }
+}
+
+/// Record `i` as JSON text.
+pub fn record_text(batch: &Batch, i: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    write_row(batch.row(i), &mut out);
+    out
+}
+
+/// Writes a decoded value back as JSON text.
+pub fn write_owned(value: &Owned<'_>, out: &mut String) {
+    match value {
+        Owned::Null => out.push_str("null"),
+        Owned::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Owned::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
+        Owned::Float(x) => write_float(*x, false, out),
+        Owned::Str(s) => out.push_str(&serde_json::to_string(s.as_ref()).unwrap_or_default()),
+        Owned::Json(text) => out.push_str(text),
+        Owned::Object(fields) => {
+            out.push('{');
+            for (i, (k, v)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(k.as_ref()).unwrap_or_default());
+                out.push(':');
+                write_owned(v, out);
+            }
+            out.push('}');
+        }
+    }
+}

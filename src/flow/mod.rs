@@ -1,0 +1,14 @@
+//! The bottom layer every streamlet and the runtime build on: records and batches (column-wise),
+//! JSON text in and out, acknowledgements, and the ports that carry batches between streamlets.
+//! It imports nothing else of sluice.
+
+pub mod batch;
+pub mod column;
+pub mod json;
+pub mod ports;
+
+pub use batch::{Batch, BatchBuilder, Field};
+pub use column::{Column, ColumnBuilder, Owned, Row, Typed, Value};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! Records survive the trip through columns: what goes in as JSON comes out as the same JSON.
+
+use arrow_array::BooleanArray;
+use serde_json::{json, Value as J};
+
+use super::json::{decode_object, write_lines};
+use super::*;
+
+fn decoded(lines: &[&str]) -> Batch {
+    let mut b = BatchBuilder::default();
+    for line in lines {
+        let fields = decode_object(line.as_bytes()).expect("an object");
+        b.push_fields(&fields);
+    }
+    b.finish()
+}
+
+fn text(batch: &Batch) -> Vec<String> {
+    let mut out = Vec::new();
+    write_lines(batch, &mut out);
+    String::from_utf8(out)
+        .expect("UTF-8")
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Lines whose records differ in every way a stream's records do.
+const MIXED: &[&str] = &[
+    r#"{"id":1,"price":350000.5,"city":"Kent","tags":["a","b"],"geo":{"lat":47.1,"lon":-122.2},"ok":true}"#,
+    r#"{"id":2,"price":null,"city":"Renton","geo":{"lat":47.5},"note":"only here"}"#,
+    r#"{"id":"three","price":410000.25,"geo":"unknown","ok":false,"big":18446744073709551615}"#,
+    r#"{"id":4,"price":1e21,"city":"Auburn \"north\"\n","empty":{},"list":[]}"#,
+];
+
+#[test]
+fn heterogeneous_records_read_back_exactly_as_written() {
+    let batch = decoded(MIXED);
+    assert_eq!(batch.len(), 4);
+    for (i, line) in MIXED.iter().enumerate() {
+        let expected: J = serde_json::from_str(line).expect("JSON");
+        assert_eq!(J::Object(batch.record(i)), expected, "record {i}");
+    }
+    // Written back, each line is what serde_json writes for the same object.
+    let written = text(&batch);
+    for (line, out) in MIXED.iter().zip(&written) {
+        let expected: J = serde_json::from_str(line).expect("JSON");
+        assert_eq!(out, &expected.to_string());
+    }
+}
+
+#[test]
+fn a_missing_field_and_an_explicit_null_stay_different() {
+    let batch = decoded(&[r#"{"a":1,"b":null}"#, r#"{"a":2}"#]);
+    let b = batch.column("b").expect("b");
+    assert_eq!(b.get(0), Value::Null);
+    assert_eq!(b.get(1), Value::Absent);
+    assert_eq!(text(&batch), vec![r#"{"a":1,"b":null}"#, r#"{"a":2}"#]);
+}
+
+#[test]
+fn integers_and_fractions_in_one_field_keep_their_values() {
+    let batch = decoded(&[r#"{"x":3}"#, r#"{"x":2.5}"#, r#"{"x":-7}"#]);
+    let x = batch.column("x").expect("x");
+    assert!(matches!(x.typed(), Typed::Float(_)), "one numeric column");
+    assert_eq!(text(&batch), vec![r#"{"x":3}"#, r#"{"x":2.5}"#, r#"{"x":-7}"#]);
+    // Integers too large for a float stay exact, beside the fractions.
+    let batch = decoded(&[r#"{"x":2.5}"#, r#"{"x":9007199254740993}"#]);
+    assert_eq!(text(&batch), vec![r#"{"x":2.5}"#, r#"{"x":9007199254740993}"#]);
+    let batch = decoded(&[r#"{"x":9007199254740993}"#, r#"{"x":2.5}"#]);
+    assert_eq!(text(&batch), vec![r#"{"x":9007199254740993}"#, r#"{"x":2.5}"#]);
+}
+
+#[test]
+fn records_listing_their_fields_in_another_order_keep_every_value() {
+    let batch = decoded(&[r#"{"a":1,"b":2}"#, r#"{"b":3,"a":4}"#]);
+    assert_eq!(J::Object(batch.record(1)), json!({"a": 4, "b": 3}));
+    // One batch writes its fields in one order: the first record's.
+    assert_eq!(text(&batch)[1], r#"{"a":4,"b":3}"#);
+}
+
+#[test]
+fn a_key_given_twice_keeps_its_last_value() {
+    let batch = decoded(&[r#"{"a":1,"b":2,"a":3}"#]);
+    assert_eq!(J::Object(batch.record(0)), json!({"a": 3, "b": 2}));
+}
+
+#[test]
+fn not_an_object_is_refused_with_the_reason() {
+    assert!(decode_object(b"[1]").unwrap_err().contains("found an array"));
+    assert!(decode_object(b"{\"a\":").unwrap_err().starts_with("bad JSON"));
+    assert!(decode_object(b"{} {}").unwrap_err().starts_with("bad JSON"));
+    assert!(decode_object(b"  {\"a\":1}\n").is_ok());
+}
+
+#[test]
+fn filter_take_slice_and_concat_keep_each_record_whole() {
+    let batch = decoded(MIXED);
+    let records = batch.records();
+    let keep = BooleanArray::from(vec![true, false, true, false]);
+    let (kept, rest) = batch.split(&keep);
+    assert_eq!(kept.records(), vec![records[0].clone(), records[2].clone()]);
+    assert_eq!(rest.records(), vec![records[1].clone(), records[3].clone()]);
+    assert_eq!(
+        batch.pick(&[3, 0]).records(),
+        vec![records[3].clone(), records[0].clone()]
+    );
+    assert_eq!(batch.slice(1, 2).records(), records[1..3].to_vec());
+    // Joining batches whose fields differ in presence and in type.
+    let other = decoded(&[r#"{"id":5.5,"geo":{"alt":3},"extra":[1]}"#, r#"{"ok":"yes"}"#]);
+    let joined = Batch::concat(&[batch.clone(), other.clone(), rest.clone()]);
+    let mut expected = records.clone();
+    expected.extend(other.records());
+    expected.extend(rest.records());
+    assert_eq!(joined.records(), expected);
+    let mut split = joined.clone();
+    let tail = split.split_off(4);
+    assert_eq!(split.records(), records);
+    assert_eq!(tail.len(), 4);
+}
+
+#[test]
+fn a_column_set_on_every_record_replaces_the_field() {
+    let mut batch = decoded(&[r#"{"a":1,"b":"x"}"#, r#"{"b":"y"}"#]);
+    batch.set("a", Column::repeated("z", 2));
+    batch.set("c", Column::floats(vec![1.5, 2.0].into()));
+    assert_eq!(
+        text(&batch),
+        vec![r#"{"a":"z","b":"x","c":1.5}"#, r#"{"a":"z","b":"y","c":2.0}"#]
+    );
+}
+
+#[test]
+fn records_from_json_objects_round_trip() {
+    let records: Vec<_> = MIXED
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<J>(l)
+                .expect("JSON")
+                .as_object()
+                .cloned()
+                .expect("object")
+        })
+        .collect();
+    let batch = Batch::from_records(&records);
+    assert_eq!(batch.records(), records);
+}

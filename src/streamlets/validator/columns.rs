@@ -1,0 +1,424 @@
+//! The part of a record schema that can be decided a column at a time: for each record, either
+//! "certainly valid" or "ask the full validator". It is only ever a shortcut: a record it is not
+//! sure of, and every record it finds wrong, goes to the JSON Schema validator, which has the
+//! last word and the reason. So its semantics never differ from JSON Schema's; where a keyword
+//! is not one it knows, it is not sure.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::Value as J;
+
+use crate::flow::{Batch, Value};
+
+/// Drafts whose keywords (`exclusiveMinimum` a number, `integer` any whole number) this reads.
+const DRAFTS: &[&str] = &[
+    "https://json-schema.org/draft/2020-12/schema",
+    "https://json-schema.org/draft/2019-09/schema",
+    "http://json-schema.org/draft-07/schema",
+    "http://json-schema.org/draft-06/schema",
+];
+
+/// Keywords that say nothing about validity.
+const ANNOTATIONS: &[&str] = &[
+    "$schema",
+    "$id",
+    "$comment",
+    "title",
+    "description",
+    "default",
+    "examples",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "$defs",
+    "definitions",
+];
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Types {
+    null: bool,
+    boolean: bool,
+    integer: bool,
+    number: bool,
+    string: bool,
+    object: bool,
+    array: bool,
+}
+
+impl Types {
+    fn any() -> Types {
+        Types {
+            null: true,
+            boolean: true,
+            integer: true,
+            number: true,
+            string: true,
+            object: true,
+            array: true,
+        }
+    }
+
+    fn read(value: &J) -> Option<Types> {
+        let mut t = Types::default();
+        let names: Vec<&str> = match value {
+            J::String(s) => vec![s.as_str()],
+            J::Array(items) => items.iter().map(|i| i.as_str()).collect::<Option<_>>()?,
+            _ => return None,
+        };
+        for name in names {
+            match name {
+                "null" => t.null = true,
+                "boolean" => t.boolean = true,
+                "integer" => t.integer = true,
+                "number" => t.number = true,
+                "string" => t.string = true,
+                "object" => t.object = true,
+                "array" => t.array = true,
+                _ => return None,
+            }
+        }
+        Some(t)
+    }
+}
+
+/// What one property's value must be, as far as a column check can tell.
+struct PropertyCheck {
+    name: String,
+    types: Types,
+    minimum: Option<f64>,
+    maximum: Option<f64>,
+    exclusive_minimum: Option<f64>,
+    exclusive_maximum: Option<f64>,
+    min_length: Option<usize>,
+    max_length: Option<usize>,
+    /// Allowed strings, when `enum` lists only strings.
+    strings: Option<Vec<String>>,
+    /// Keywords besides those above: each value is checked against the property's own schema
+    /// (strings remembered, as a stream repeats them).
+    rest: Option<Rest>,
+    /// The property's schema could not be read here: its values are never certain.
+    unknown: bool,
+}
+
+struct Rest {
+    validator: jsonschema::Validator,
+    seen: Mutex<HashMap<String, bool>>,
+}
+
+/// How many distinct strings a property check remembers.
+const REMEMBERED: usize = 4096;
+
+impl Rest {
+    fn is_valid(&self, value: Value<'_>) -> bool {
+        if let Value::Str(s) = value {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(known) = seen.get(s) {
+                return *known;
+            }
+            let valid = self.validator.is_valid(&J::String(s.to_string()));
+            if seen.len() < REMEMBERED {
+                seen.insert(s.to_string(), valid);
+            }
+            return valid;
+        }
+        self.validator.is_valid(&value.to_json())
+    }
+}
+
+fn number(value: Option<&J>) -> Result<Option<f64>, ()> {
+    match value {
+        None => Ok(None),
+        Some(J::Number(n)) => n.as_f64().map(Some).ok_or(()),
+        Some(_) => Err(()),
+    }
+}
+
+fn length(value: Option<&J>) -> Result<Option<usize>, ()> {
+    match value {
+        None => Ok(None),
+        Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or(()),
+    }
+}
+
+impl PropertyCheck {
+    fn read(name: &str, schema: &J, draft: &J) -> PropertyCheck {
+        let mut check = PropertyCheck {
+            name: name.to_string(),
+            types: Types::any(),
+            minimum: None,
+            maximum: None,
+            exclusive_minimum: None,
+            exclusive_maximum: None,
+            min_length: None,
+            max_length: None,
+            strings: None,
+            rest: None,
+            unknown: false,
+        };
+        let Some(keywords) = schema.as_object() else {
+            // `true` allows anything; `false` nothing.
+            check.unknown = schema != &J::Bool(true);
+            return check;
+        };
+        let read = (|| -> Result<bool, ()> {
+            if let Some(t) = keywords.get("type") {
+                check.types = Types::read(t).ok_or(())?;
+            }
+            check.minimum = number(keywords.get("minimum"))?;
+            check.maximum = number(keywords.get("maximum"))?;
+            check.exclusive_minimum = number(keywords.get("exclusiveMinimum"))?;
+            check.exclusive_maximum = number(keywords.get("exclusiveMaximum"))?;
+            check.min_length = length(keywords.get("minLength"))?;
+            check.max_length = length(keywords.get("maxLength"))?;
+            if let Some(values) = keywords.get("enum") {
+                let strings = values.as_array().ok_or(())?;
+                check.strings = Some(
+                    strings
+                        .iter()
+                        .map(|s| s.as_str().map(String::from))
+                        .collect::<Option<_>>()
+                        .ok_or(())?,
+                );
+            }
+            const NATIVE: &[&str] = &[
+                "type",
+                "minimum",
+                "maximum",
+                "exclusiveMinimum",
+                "exclusiveMaximum",
+                "minLength",
+                "maxLength",
+                "enum",
+            ];
+            Ok(keywords
+                .keys()
+                .any(|k| !NATIVE.contains(&k.as_str()) && !ANNOTATIONS.contains(&k.as_str())))
+        })();
+        match read {
+            Err(()) => check.unknown = true,
+            Ok(false) => {}
+            Ok(true) => {
+                if keywords.keys().any(|k| k.starts_with('$') && k != "$comment") {
+                    // A reference into the document cannot be followed from the property alone.
+                    check.unknown = true;
+                    return check;
+                }
+                let mut own = keywords.clone();
+                own.insert("$schema".into(), draft.clone());
+                match jsonschema::validator_for(&J::Object(own)) {
+                    Ok(validator) => {
+                        check.rest = Some(Rest {
+                            validator,
+                            seen: Mutex::new(HashMap::new()),
+                        })
+                    }
+                    Err(_) => check.unknown = true,
+                }
+            }
+        }
+        check
+    }
+
+    /// Whether a value certainly satisfies the property's schema.
+    fn certain(&self, value: Value<'_>) -> bool {
+        if !value.is_present() {
+            return true;
+        }
+        if self.unknown {
+            return false;
+        }
+        let in_range = |x: f64| {
+            self.minimum.is_none_or(|m| x >= m)
+                && self.maximum.is_none_or(|m| x <= m)
+                && self.exclusive_minimum.is_none_or(|m| x > m)
+                && self.exclusive_maximum.is_none_or(|m| x < m)
+        };
+        let ok = match value {
+            Value::Absent => return true,
+            Value::Null => self.types.null,
+            Value::Bool(_) => self.types.boolean,
+            Value::Int(i) => (self.types.integer || self.types.number) && i.abs() <= 1 << 53 && in_range(i as f64),
+            // A whole float may count as an integer, or not, depending on the draft: not sure.
+            Value::Float(x) => self.types.number && in_range(x),
+            Value::Str(s) => {
+                let chars = || if s.is_ascii() { s.len() } else { s.chars().count() };
+                self.types.string
+                    && self.min_length.is_none_or(|m| chars() >= m)
+                    && self.max_length.is_none_or(|m| chars() <= m)
+                    && self
+                        .strings
+                        .as_ref()
+                        .is_none_or(|allowed| allowed.iter().any(|a| a == s))
+            }
+            Value::Object(_) => self.types.object && self.no_value_keywords(),
+            Value::Json(_) => false,
+        };
+        let typed_rules_apply = !matches!(value, Value::Str(_)) && self.strings.is_some();
+        ok && !typed_rules_apply && self.rest.as_ref().is_none_or(|r| r.is_valid(value))
+    }
+
+    fn no_value_keywords(&self) -> bool {
+        self.minimum.is_none()
+            && self.maximum.is_none()
+            && self.exclusive_minimum.is_none()
+            && self.exclusive_maximum.is_none()
+            && self.min_length.is_none()
+            && self.max_length.is_none()
+    }
+}
+
+/// The column checks of a record schema.
+pub struct ColumnCheck {
+    required: Vec<String>,
+    properties: Vec<PropertyCheck>,
+    /// `additionalProperties: false`: a field not among the properties makes a record unsure.
+    closed: bool,
+}
+
+impl ColumnCheck {
+    /// The checks of a schema, or `None` when it has keywords a column check cannot decide
+    /// (every record then goes to the full validator).
+    pub fn read(schema: &J) -> Option<ColumnCheck> {
+        let root = schema.as_object()?;
+        let draft = root
+            .get("$schema")
+            .cloned()
+            .unwrap_or_else(|| J::String(DRAFTS[0].into()));
+        let known = draft
+            .as_str()
+            .is_some_and(|d| DRAFTS.iter().any(|k| d.trim_end_matches('#') == *k));
+        if !known {
+            return None;
+        }
+        let mut check = ColumnCheck {
+            required: Vec::new(),
+            properties: Vec::new(),
+            closed: false,
+        };
+        for (keyword, value) in root {
+            match keyword.as_str() {
+                k if ANNOTATIONS.contains(&k) => {}
+                "type" if value.as_str() == Some("object") => {}
+                "required" => {
+                    check.required = value
+                        .as_array()?
+                        .iter()
+                        .map(|r| r.as_str().map(String::from))
+                        .collect::<Option<_>>()?
+                }
+                "properties" => {
+                    for (name, schema) in value.as_object()? {
+                        check.properties.push(PropertyCheck::read(name, schema, &draft));
+                    }
+                }
+                "additionalProperties" => match value {
+                    J::Bool(true) => {}
+                    J::Bool(false) => check.closed = true,
+                    _ => return None,
+                },
+                _ => return None,
+            }
+        }
+        Some(check)
+    }
+
+    /// Per record: whether the full validator must look at it (`true`), or it is certainly valid.
+    pub fn unsure(&self, batch: &Batch) -> Vec<bool> {
+        let n = batch.len();
+        let mut unsure = vec![false; n];
+        for name in &self.required {
+            match batch.column(name) {
+                None => return vec![true; n],
+                Some(column) => {
+                    for (i, u) in unsure.iter_mut().enumerate() {
+                        *u |= !column.get(i).is_present();
+                    }
+                }
+            }
+        }
+        for property in &self.properties {
+            let Some(column) = batch.column(&property.name) else {
+                continue;
+            };
+            for (i, u) in unsure.iter_mut().enumerate() {
+                if !*u && !property.certain(column.get(i)) {
+                    *u = true;
+                }
+            }
+        }
+        if self.closed {
+            for field in batch.fields() {
+                if self.properties.iter().any(|p| *p.name == *field.name) {
+                    continue;
+                }
+                for (i, u) in unsure.iter_mut().enumerate() {
+                    *u |= field.column.get(i).is_present();
+                }
+            }
+        }
+        unsure
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn batch(records: &[J]) -> Batch {
+        let maps: Vec<_> = records
+            .iter()
+            .map(|r| r.as_object().cloned().expect("object"))
+            .collect();
+        Batch::from_records(&maps)
+    }
+
+    #[test]
+    fn a_record_is_certain_only_when_every_rule_it_knows_holds() {
+        let schema = json!({
+            "type": "object",
+            "required": ["id"],
+            "properties": {
+                "id": {"type": "integer", "minimum": 1},
+                "zip": {"type": "string", "pattern": "^[0-9]{5}$"},
+                "kind": {"enum": ["a", "b"]},
+                "price": {"type": "number", "exclusiveMaximum": 10}
+            }
+        });
+        let check = ColumnCheck::read(&schema).expect("column-wise");
+        let unsure = check.unsure(&batch(&[
+            json!({"id": 1, "zip": "98103", "kind": "a", "price": 9.5}),
+            json!({"id": 0}),
+            json!({"id": 2, "zip": "981"}),
+            json!({"id": 3, "kind": "c"}),
+            json!({"id": 4, "price": 10}),
+            json!({"zip": "98103"}),
+            json!({"id": 5.0}),
+            json!({"id": 6, "kind": 1}),
+            json!({"id": null}),
+        ]));
+        // `5.0` shares a column with integers, so it reads back as the integer 5: valid, as
+        // JSON Schema (draft 6 on) counts any whole number as an integer.
+        assert!(jsonschema::validator_for(&json!({"type": "integer"}))
+            .expect("schema")
+            .is_valid(&json!(5.0)));
+        assert_eq!(unsure, vec![false, true, true, true, true, true, false, true, true]);
+    }
+
+    #[test]
+    fn schemas_it_cannot_read_send_every_record_to_the_validator() {
+        assert!(ColumnCheck::read(&json!({"allOf": [{"required": ["a"]}]})).is_none());
+        assert!(ColumnCheck::read(&json!({"$schema": "http://json-schema.org/draft-04/schema#"})).is_none());
+        let check = ColumnCheck::read(&json!({"properties": {"a": {"$ref": "#/$defs/x"}}})).expect("read");
+        assert_eq!(
+            check.unsure(&batch(&[json!({"a": 1}), json!({"b": 1})])),
+            vec![true, false]
+        );
+        let closed = ColumnCheck::read(&json!({"properties": {"a": {}}, "additionalProperties": false})).expect("read");
+        assert_eq!(
+            closed.unsure(&batch(&[json!({"a": 1}), json!({"a": 1, "b": 2})])),
+            vec![false, true]
+        );
+    }
+}
