@@ -214,6 +214,37 @@ impl Column {
         Column::strings(b.finish())
     }
 
+    /// The same value in each of `len` rows.
+    pub fn same(value: &Owned<'_>, len: usize) -> Column {
+        match value {
+            Owned::Bool(b) => Column::bools(BooleanArray::from(vec![*b; len])),
+            Owned::Int(i) => Column::ints(Int64Array::from(vec![*i; len])),
+            Owned::Float(x) => Column::floats(Float64Array::from(vec![*x; len])),
+            Owned::Str(s) => Column::repeated(s, len),
+            Owned::Object(fields) => Column::objects(Batch::new(
+                len,
+                fields
+                    .iter()
+                    .map(|(name, v)| super::batch::Field {
+                        name: name.as_ref().into(),
+                        column: Column::same(v, len),
+                    })
+                    .collect(),
+            )),
+            Owned::Null | Owned::Json(_) => {
+                let mut text = String::new();
+                json::write_owned(value, &mut text);
+                let mut other = StringBuilder::with_capacity(len, text.len() * len);
+                other.append_value_n(&text, len);
+                Column {
+                    typed: Typed::Empty(len),
+                    mixed: false,
+                    other: Some(other.finish()),
+                }
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.typed.len()
     }
@@ -224,6 +255,12 @@ impl Column {
 
     pub fn typed(&self) -> &Typed {
         &self.typed
+    }
+
+    /// The column's values when every one is of its main type (no JSON text beside them, no
+    /// integers among fractions): what a tight loop over an Arrow array may read directly.
+    pub fn plain(&self) -> Option<&Typed> {
+        (!self.mixed && !self.has_other()).then_some(&self.typed)
     }
 
     /// Whether some values are not of the column's main type (and are kept as JSON text).
@@ -264,6 +301,72 @@ impl Column {
             },
             _ => Value::Absent,
         }
+    }
+
+    /// Calls `f` with each row that has the field and its value: the values of the main type
+    /// first (a tight loop over the array), then the others. Rows without the field are not
+    /// visited; the order is not the rows' order.
+    pub fn each<'a>(&'a self, mut f: impl FnMut(usize, Value<'a>)) {
+        fn visit<A: Array>(a: &A, mut g: impl FnMut(usize)) {
+            match a.nulls() {
+                None => (0..a.len()).for_each(&mut g),
+                Some(n) if n.null_count() == n.len() => {}
+                Some(n) => n.valid_indices().for_each(g),
+            }
+        }
+        match &self.typed {
+            Typed::Empty(_) => {}
+            Typed::Bool(a) => visit(a, |i| f(i, Value::Bool(a.value(i)))),
+            Typed::Int(a) => {
+                let values = a.values();
+                visit(a, |i| f(i, Value::Int(values[i])))
+            }
+            Typed::Float(a) if self.mixed => visit(a, |i| f(i, self.get(i))),
+            Typed::Float(a) => {
+                let values = a.values();
+                visit(a, |i| f(i, Value::Float(values[i])))
+            }
+            Typed::Str(a) => visit(a, |i| f(i, Value::Str(a.value(i)))),
+            Typed::Object(b, nulls) => {
+                for i in 0..b.len() {
+                    if valid(nulls.as_ref(), i) {
+                        f(i, Value::Object(Row { batch: b, row: i }));
+                    }
+                }
+            }
+        }
+        if let Some(o) = &self.other {
+            visit(o, |i| {
+                f(
+                    i,
+                    match o.value(i) {
+                        "null" => Value::Null,
+                        text => Value::Json(text),
+                    },
+                )
+            });
+        }
+    }
+
+    /// Whether every record has the field (a value of the main type in each row, or an
+    /// object): answered from the validity counts, without visiting the rows.
+    pub fn all_present(&self) -> bool {
+        let typed_nulls = match &self.typed {
+            Typed::Empty(n) => *n,
+            Typed::Bool(a) => a.null_count(),
+            Typed::Int(a) => a.null_count(),
+            Typed::Float(a) => a.null_count(),
+            Typed::Str(a) => a.null_count(),
+            Typed::Object(_, nulls) => nulls.as_ref().map_or(0, |n| n.null_count()),
+        };
+        typed_nulls == 0
+    }
+
+    /// Per row, whether the record has the field (even as `null`).
+    pub fn presence(&self) -> Vec<bool> {
+        let mut present = vec![false; self.len()];
+        self.each(|i, _| present[i] = true);
+        present
     }
 
     fn map_arrays(&self, f: &dyn Fn(&dyn Array) -> ArrayRef, rows: &dyn Fn(&Batch) -> Batch, len: usize) -> Column {
@@ -610,7 +713,7 @@ impl ColumnBuilder {
         true
     }
 
-    fn push_int(&mut self, i: i64) {
+    pub fn push_int(&mut self, i: i64) {
         match &mut self.typed {
             TypedBuilder::Empty => {
                 self.start(TypedBuilder::Int(Int64Builder::new()));
@@ -629,7 +732,7 @@ impl ColumnBuilder {
         }
     }
 
-    fn push_float(&mut self, x: f64) {
+    pub fn push_float(&mut self, x: f64) {
         if matches!(self.typed, TypedBuilder::Int(_)) && self.ints_to_floats() {
             return self.push_float(x);
         }
@@ -677,7 +780,7 @@ impl ColumnBuilder {
         }
     }
 
-    fn push_bool(&mut self, v: bool) {
+    pub fn push_bool(&mut self, v: bool) {
         match &mut self.typed {
             TypedBuilder::Empty => {
                 self.start(TypedBuilder::Bool(BooleanBuilder::new()));

@@ -35,8 +35,8 @@ pub enum FieldProfile {
     Category {
         #[serde(default)]
         null_rate: f64,
-        /// Each allowed value and its share.
-        categories: IndexMap<String, f64>,
+        /// Each allowed value and its share (looked up for every record: a fast hasher).
+        categories: IndexMap<String, f64, foldhash::fast::RandomState>,
     },
 }
 
@@ -113,7 +113,7 @@ impl Profile {
 impl FieldProfile {
     /// Whether a value is one the training data could have held; `slack` widens numeric
     /// ranges by that share of their width.
-    fn check(&self, value: &Seen, slack: f64) -> Result<(), String> {
+    pub fn check(&self, value: &Seen, slack: f64) -> Result<(), String> {
         match (self, value) {
             (FieldProfile::Number { null_rate, .. } | FieldProfile::Category { null_rate, .. }, Seen::Null) => {
                 if *null_rate > 0.0 {
@@ -142,6 +142,26 @@ impl FieldProfile {
                     Err(format!("{x} never occurred in training"))
                 }
             }
+        }
+    }
+
+    /// Whether a number is within the profile's range (widened by `slack`), for a tight loop
+    /// over a numeric column; `None` for a category field.
+    pub fn number_in_range(&self, x: f64, slack: f64) -> Option<bool> {
+        match self {
+            FieldProfile::Number { min, max, .. } => {
+                let pad = (max - min) * slack;
+                Some(x >= min - pad && x <= max + pad)
+            }
+            FieldProfile::Category { .. } => None,
+        }
+    }
+
+    /// Whether a text is one of the profile's categories; `None` for a number field.
+    pub fn has_category(&self, text: &str) -> Option<bool> {
+        match self {
+            FieldProfile::Category { categories, .. } => Some(categories.contains_key(text)),
+            FieldProfile::Number { .. } => None,
         }
     }
 

@@ -29,7 +29,7 @@ use arrow_array::BooleanArray;
 #[derive(Debug, Default)]
 pub struct Table {
     pub fields: Vec<String>,
-    rows: HashMap<String, Box<[Value]>>,
+    rows: HashMap<String, Box<[Value]>, foldhash::fast::RandomState>,
 }
 
 /// What loading a table found wrong with some rows (they were skipped).
@@ -68,7 +68,7 @@ impl Table {
     pub fn with_fields(fields: &[String]) -> Table {
         Table {
             fields: fields.to_vec(),
-            rows: HashMap::new(),
+            rows: HashMap::default(),
         }
     }
 

@@ -1,12 +1,36 @@
 //! Realistic synthetic records for demos and benchmarks, the same for the same seed.
 
-use std::borrow::Cow;
-use std::fmt::Write;
-
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::flow::{Batch, BatchBuilder, Owned};
+use crate::flow::{Batch, ColumnBuilder, Field};
+
+/// The fields of a listing, in the order they are written.
+const FIELDS: [&str; 17] = [
+    "id",
+    "date",
+    "bedrooms",
+    "bathrooms",
+    "sqft_living",
+    "sqft_lot",
+    "floors",
+    "waterfront",
+    "view",
+    "condition",
+    "yr_built",
+    "yr_renovated",
+    "street",
+    "city",
+    "statezip",
+    "country",
+    "price",
+];
+
+/// Two digits, zero-padded.
+fn two_digits(n: u32, out: &mut String) {
+    out.push(char::from(b'0' + (n / 10 % 10) as u8));
+    out.push(char::from(b'0' + (n % 10) as u8));
+}
 
 const CITIES: &[(&str, &str, f64)] = &[
     ("Seattle", "WA 98103", 1.45),
@@ -49,11 +73,20 @@ impl ListingGenerator {
 
     /// The next `n` listings.
     pub fn next_batch(&mut self, n: usize) -> Batch {
-        let mut builder = BatchBuilder::default();
+        let mut columns: Vec<ColumnBuilder> = FIELDS.iter().map(|_| ColumnBuilder::default()).collect();
+        let mut text = String::with_capacity(24);
         for _ in 0..n {
-            self.push_next(&mut builder);
+            self.push_next(&mut columns, &mut text);
         }
-        builder.finish()
+        let fields = FIELDS
+            .iter()
+            .zip(columns)
+            .map(|(name, column)| Field {
+                name: (*name).into(),
+                column: column.finish(),
+            })
+            .collect();
+        Batch::new(n, fields)
     }
 
     /// The next listing as a JSON object.
@@ -61,9 +94,10 @@ impl ListingGenerator {
         self.next_batch(1).record(0)
     }
 
-    /// Adds the next listing to `records`; with probability `invalid_ratio` it is broken in one
-    /// of the ways real feeds break (a missing field, a wrong type, an impossible value).
-    pub fn push_next(&mut self, records: &mut BatchBuilder) {
+    /// Adds the next listing to the columns (in [`FIELDS`] order); with probability
+    /// `invalid_ratio` it is broken in one of the ways real feeds break (a missing field, a
+    /// wrong type, an impossible value).
+    fn push_next(&mut self, columns: &mut [ColumnBuilder], text: &mut String) {
         let id = self.next_id;
         self.next_id += 1;
         let r = &mut self.rng;
@@ -96,50 +130,47 @@ impl ListingGenerator {
             + r.random_range(-40_000.0..40_000.0))
         .max(75_000.0)
         .round();
-        let mut date = String::with_capacity(10);
-        let _ = write!(date, "2026-{:02}-{:02}", r.random_range(1..=12), r.random_range(1..=28));
-        let mut street = String::with_capacity(16);
-        let _ = write!(
-            street,
-            "{} {} St",
-            r.random_range(100..20000),
-            ["Pine", "Oak", "Cedar", "Maple", "Elm", "Lake"][r.random_range(0..6)]
-        );
-        let mut bedrooms = Owned::Int(i64::from(bedrooms));
-        let mut sqft_living = Some(Owned::Int(i64::from(sqft_living)));
-        let mut bathrooms = Owned::Float(bathrooms);
-        if self.invalid_ratio > 0.0 && r.random_bool(self.invalid_ratio.min(1.0)) {
-            match r.random_range(0..3) {
-                0 => sqft_living = None,
-                1 => bedrooms = Owned::Str(Cow::Borrowed("three")),
-                _ => bathrooms = Owned::Float(-1.0),
-            }
-        }
-        let mut set = |name: &str, value: Owned<'_>| {
-            if let Some(column) = records.field(name) {
-                column.push_owned(&value);
-            }
+        let (month, day) = (r.random_range(1..=12), r.random_range(1..=28));
+        let number: u32 = r.random_range(100..20000);
+        let street = ["Pine", "Oak", "Cedar", "Maple", "Elm", "Lake"][r.random_range(0..6)];
+        let broken = if self.invalid_ratio > 0.0 && r.random_bool(self.invalid_ratio.min(1.0)) {
+            Some(r.random_range(0..3))
+        } else {
+            None
         };
-        set("id", Owned::Int(id as i64));
-        set("date", Owned::Str(Cow::Borrowed(&date)));
-        set("bedrooms", bedrooms);
-        set("bathrooms", bathrooms);
-        if let Some(sqft_living) = sqft_living {
-            set("sqft_living", sqft_living);
+        columns[0].push_int(id as i64);
+        text.clear();
+        text.push_str("2026-");
+        two_digits(month, text);
+        text.push('-');
+        two_digits(day, text);
+        columns[1].push_str(text);
+        match broken {
+            Some(1) => columns[2].push_str("three"),
+            _ => columns[2].push_int(i64::from(bedrooms)),
         }
-        set("sqft_lot", Owned::Int(i64::from(sqft_lot)));
-        set("floors", Owned::Float(floors));
-        set("waterfront", Owned::Bool(waterfront));
-        set("view", Owned::Int(i64::from(view)));
-        set("condition", Owned::Int(i64::from(condition)));
-        set("yr_built", Owned::Int(i64::from(yr_built)));
-        set("yr_renovated", Owned::Int(i64::from(yr_renovated)));
-        set("street", Owned::Str(Cow::Borrowed(&street)));
-        set("city", Owned::Str(Cow::Borrowed(city)));
-        set("statezip", Owned::Str(Cow::Borrowed(statezip)));
-        set("country", Owned::Str(Cow::Borrowed("USA")));
-        set("price", Owned::Float(price));
-        records.end_row();
+        columns[3].push_float(if broken == Some(2) { -1.0 } else { bathrooms });
+        match broken {
+            Some(0) => columns[4].push_absent(),
+            _ => columns[4].push_int(i64::from(sqft_living)),
+        }
+        columns[5].push_int(i64::from(sqft_lot));
+        columns[6].push_float(floors);
+        columns[7].push_bool(waterfront);
+        columns[8].push_int(i64::from(view));
+        columns[9].push_int(i64::from(condition));
+        columns[10].push_int(i64::from(yr_built));
+        columns[11].push_int(i64::from(yr_renovated));
+        text.clear();
+        text.push_str(itoa::Buffer::new().format(number));
+        text.push(' ');
+        text.push_str(street);
+        text.push_str(" St");
+        columns[12].push_str(text);
+        columns[13].push_str(city);
+        columns[14].push_str(statezip);
+        columns[15].push_str("USA");
+        columns[16].push_float(price);
     }
 }
 

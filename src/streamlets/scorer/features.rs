@@ -2,7 +2,7 @@
 
 use serde_json::Value as J;
 
-use crate::flow::{Batch, Column as FlowColumn, Value};
+use crate::flow::{Batch, Value};
 use crate::spec::{FeatureMapping, UnknownCategory};
 
 /// Why a record cannot become a row: the field and what is wrong with it.
@@ -104,35 +104,89 @@ impl Features {
     }
 
     /// The rows of a batch's records, one after the other, and per record whether it became
-    /// one (or why not: a record that cannot be a row adds nothing to `rows`).
+    /// one (or why not: a record that cannot be a row adds nothing to `rows`). Filled a feature
+    /// at a time, each from its field's column.
     pub fn rows(&self, batch: &Batch, rows: &mut Vec<f32>) -> Vec<Result<(), FeatureError>> {
-        let absent = FlowColumn::absent(batch.len());
-        let columns: Vec<&FlowColumn> = self
-            .columns
-            .iter()
-            .map(|c| batch.column(&c.field).unwrap_or(&absent))
-            .collect();
-        rows.reserve(batch.len() * self.width);
-        (0..batch.len())
-            .map(|i| {
-                let start = rows.len();
-                for (column, values) in self.columns.iter().zip(&columns) {
-                    if let Err(reason) = column.push(cell(values.get(i)), rows) {
-                        rows.truncate(start);
-                        return Err(FeatureError {
-                            field: column.field.clone(),
-                            reason: format!("feature `{}`: {reason}", column.field),
-                        });
+        let (n, w) = (batch.len(), self.width);
+        let start = rows.len();
+        rows.resize(start + n * w, 0.0);
+        let out = &mut rows[start..];
+        let mut failed: Vec<Option<FeatureError>> = vec![None; n];
+        let mut seen = vec![false; n];
+        let mut offset = 0;
+        for column in &self.columns {
+            let width = column.width();
+            let write = |i: usize, value: Cell<'_>, failed: &mut [Option<FeatureError>], out: &mut [f32]| {
+                if failed[i].is_some() {
+                    return;
+                }
+                let at = i * w + offset;
+                if let Err(reason) = column.write(value, &mut out[at..at + width]) {
+                    failed[i] = Some(FeatureError {
+                        field: column.field.clone(),
+                        reason: format!("feature `{}`: {reason}", column.field),
+                    });
+                }
+            };
+            seen.fill(false);
+            let values = batch.column(&column.field);
+            let numbers = match (&column.encoding, values.and_then(|v| v.plain())) {
+                (Encoding::Number, Some(crate::flow::Typed::Float(a))) => Some(a.clone()),
+                (Encoding::Number, Some(crate::flow::Typed::Int(a))) => {
+                    Some(a.unary::<_, arrow_array::types::Float64Type>(|i| i as f64))
+                }
+                _ => None,
+            };
+            match (numbers, values) {
+                // A numeric column: a tight loop (what does not fit a float32 goes the general way).
+                (Some(a), _) => {
+                    for (i, x) in a.iter().enumerate() {
+                        let Some(x) = x else { continue };
+                        seen[i] = true;
+                        let x32 = x as f32;
+                        if x32.is_finite() && failed[i].is_none() {
+                            out[i * w + offset] = x32;
+                        } else {
+                            write(i, Cell::Number(x), &mut failed, out);
+                        }
                     }
                 }
-                Ok(())
-            })
-            .collect()
+                (None, Some(values)) => values.each(|i, value| {
+                    seen[i] = true;
+                    write(i, cell(value), &mut failed, out);
+                }),
+                (None, None) => {}
+            }
+            for (i, _) in seen.iter().enumerate().filter(|(_, s)| !**s) {
+                write(i, Cell::Missing, &mut failed, out);
+            }
+            offset += width;
+        }
+        if failed.iter().any(Option::is_some) {
+            // Only the records that became rows keep theirs.
+            let mut kept = start;
+            for (i, f) in failed.iter().enumerate() {
+                if f.is_none() {
+                    rows.copy_within(start + i * w..start + (i + 1) * w, kept);
+                    kept += w;
+                }
+            }
+            rows.truncate(kept);
+        }
+        failed.into_iter().map(|f| f.map_or(Ok(()), Err)).collect()
     }
 }
 
 impl Column {
-    fn push(&self, value: Cell<'_>, rows: &mut Vec<f32>) -> Result<(), String> {
+    fn width(&self) -> usize {
+        match &self.encoding {
+            Encoding::OneHot(values) => values.len(),
+            _ => 1,
+        }
+    }
+
+    /// Writes the value's encoding into `slot` (this feature's place in a row).
+    fn write(&self, value: Cell<'_>, slot: &mut [f32]) -> Result<(), String> {
         match &self.encoding {
             Encoding::Number => {
                 let x = match value {
@@ -146,7 +200,7 @@ impl Column {
                 if !x32.is_finite() {
                     return Err(format!("{x} does not fit a float32"));
                 }
-                rows.push(x32);
+                slot[0] = x32;
             }
             Encoding::Index(values) => {
                 let index = match value {
@@ -160,7 +214,7 @@ impl Column {
                     Cell::Bool(b) => return Err(format!("expected a category name, found {b}")),
                     Cell::Other(what) => return Err(format!("expected a category name, found {what}")),
                 };
-                rows.push(index);
+                slot[0] = index;
             }
             Encoding::OneHot(values) => {
                 let hot = match value {
@@ -175,7 +229,9 @@ impl Column {
                     Cell::Bool(b) => return Err(format!("expected a category name, found {b}")),
                     Cell::Other(what) => return Err(format!("expected a category name, found {what}")),
                 };
-                rows.extend((0..values.len()).map(|i| if Some(i) == hot { 1.0 } else { 0.0 }));
+                for (i, x) in slot.iter_mut().enumerate() {
+                    *x = if Some(i) == hot { 1.0 } else { 0.0 };
+                }
             }
         }
         Ok(())

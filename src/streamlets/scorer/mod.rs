@@ -180,19 +180,9 @@ impl BatchScorer {
 fn same_object(object: &Map<String, Value>, n: usize) -> Column {
     let fields = object
         .iter()
-        .map(|(k, v)| {
-            let mut column = ColumnBuilder::default();
-            let value = Owned::from_json(v);
-            for _ in 0..n {
-                column.push_owned(&value);
-            }
-            crate::flow::Field {
-                name: k.as_str().into(),
-                column: column.finish(),
-            }
-        })
+        .map(|(k, v)| (k.as_str().into(), Owned::from_json(v)))
         .collect();
-    Column::objects(Batch::new(n, fields))
+    Column::same(&Owned::Object(fields), n)
 }
 
 /// The audit a record carries: which model version answered, with which strategy, when, how long.

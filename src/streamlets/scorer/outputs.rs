@@ -3,7 +3,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::flow::{Batch, ColumnBuilder, Owned};
+use arrow_array::{Float64Array, Int64Array, StringArray};
+
+use crate::flow::{Batch, Column, ColumnBuilder, Owned};
 use crate::models::{Tensor, TensorData};
 use crate::spec::OutputMapping;
 
@@ -25,6 +27,7 @@ fn value_at(tensor: &Tensor, i: usize) -> Owned<'_> {
 }
 
 /// One output mapping, resolved against the tensors of one batch.
+#[derive(Clone, Copy)]
 pub struct Resolved<'a> {
     mapping: &'a OutputMapping,
     tensor: &'a Tensor,
@@ -136,13 +139,56 @@ impl OutputColumns {
     }
 }
 
+/// A mapping's values for rows `0..n` as one column, when each is a single tensor value.
+fn scalar_column(r: &Resolved<'_>, n: usize) -> Option<Column> {
+    let column = match r.column {
+        Some(c) if c < r.width => c,
+        Some(_) => return None,
+        None if r.width == 1 && r.mapping.classes.is_none() => 0,
+        None => return None,
+    };
+    let at = (0..n).map(|row| row * r.width + column);
+    Some(match &r.tensor.data {
+        TensorData::F32(d) => Column::floats(
+            at.map(|i| d.get(i).filter(|x| x.is_finite()).map(|x| f64::from(*x)))
+                .collect::<Float64Array>(),
+        ),
+        TensorData::I64(d) => Column::ints(at.map(|i| d.get(i).copied()).collect::<Int64Array>()),
+        TensorData::Str(d) => Column::strings(at.map(|i| d.get(i).map(String::as_str)).collect::<StringArray>()),
+    })
+}
+
 /// Sets the mapped fields of every record of `batch` from the same rows of the output tensors.
 pub fn apply(resolved: &[Resolved<'_>], batch: &mut Batch, outputs: &[OutputMapping]) {
+    let n = batch.len();
+    let mut rest: Vec<Resolved<'_>> = Vec::new();
+    for (k, r) in resolved.iter().enumerate() {
+        // Of two mappings to one field, the later wins.
+        if resolved[k + 1..]
+            .iter()
+            .any(|later| later.mapping.field == r.mapping.field)
+        {
+            continue;
+        }
+        match scalar_column(r, n).filter(|c| !has_nulls(c)) {
+            Some(column) => batch.set(&r.mapping.field, column),
+            None => rest.push(*r),
+        }
+    }
+    if rest.is_empty() {
+        return;
+    }
     let mut columns = OutputColumns::new(outputs);
-    for row in 0..batch.len() {
-        columns.push(resolved, row, None);
+    for row in 0..n {
+        columns.push(&rest, row, None);
     }
     columns.finish(batch);
+}
+
+/// Whether some value is missing (a non-finite float): such a column goes the slow way, which
+/// writes `null` as the record-at-a-time path does.
+fn has_nulls(column: &Column) -> bool {
+    column.presence().iter().any(|p| !p)
 }
 
 #[cfg(test)]

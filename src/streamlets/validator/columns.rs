@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use foldhash::fast::RandomState;
+
 use serde_json::Value as J;
 
 use crate::flow::{Batch, Value};
@@ -103,7 +105,7 @@ struct PropertyCheck {
 
 struct Rest {
     validator: jsonschema::Validator,
-    seen: Mutex<HashMap<String, bool>>,
+    seen: Mutex<HashMap<String, bool, RandomState>>,
 }
 
 /// How many distinct strings a property check remembers.
@@ -113,16 +115,20 @@ impl Rest {
     fn is_valid(&self, value: Value<'_>) -> bool {
         if let Value::Str(s) = value {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(known) = seen.get(s) {
-                return *known;
-            }
-            let valid = self.validator.is_valid(&J::String(s.to_string()));
-            if seen.len() < REMEMBERED {
-                seen.insert(s.to_string(), valid);
-            }
-            return valid;
+            return self.string_is_valid(s, &mut seen);
         }
         self.validator.is_valid(&value.to_json())
+    }
+
+    fn string_is_valid(&self, s: &str, seen: &mut HashMap<String, bool, RandomState>) -> bool {
+        if let Some(known) = seen.get(s) {
+            return *known;
+        }
+        let valid = self.validator.is_valid(&J::String(s.to_string()));
+        if seen.len() < REMEMBERED {
+            seen.insert(s.to_string(), valid);
+        }
+        valid
     }
 }
 
@@ -210,7 +216,7 @@ impl PropertyCheck {
                     Ok(validator) => {
                         check.rest = Some(Rest {
                             validator,
-                            seen: Mutex::new(HashMap::new()),
+                            seen: Mutex::new(HashMap::default()),
                         })
                     }
                     Err(_) => check.unknown = true,
@@ -218,6 +224,74 @@ impl PropertyCheck {
             }
         }
         check
+    }
+
+    fn in_range(&self, x: f64) -> bool {
+        self.minimum.is_none_or(|m| x >= m)
+            && self.maximum.is_none_or(|m| x <= m)
+            && self.exclusive_minimum.is_none_or(|m| x > m)
+            && self.exclusive_maximum.is_none_or(|m| x < m)
+    }
+
+    fn string_certain(&self, s: &str) -> bool {
+        let chars = || if s.is_ascii() { s.len() } else { s.chars().count() };
+        self.types.string
+            && self.min_length.is_none_or(|m| chars() >= m)
+            && self.max_length.is_none_or(|m| chars() <= m)
+            && self
+                .strings
+                .as_ref()
+                .is_none_or(|allowed| allowed.iter().any(|a| a == s))
+    }
+
+    /// Marks the records whose value of this property is not certainly valid. Columns of one
+    /// type are read in a tight loop; any other goes value by value.
+    fn mark(&self, column: &crate::flow::Column, unsure: &mut [bool]) {
+        use crate::flow::Typed;
+        fn each_valid<A: arrow_array::Array>(a: &A, mut f: impl FnMut(usize)) {
+            match a.nulls() {
+                None => (0..a.len()).for_each(&mut f),
+                Some(n) => n.valid_indices().for_each(f),
+            }
+        }
+        let numeric_only = self.rest.is_none() && self.strings.is_none() && !self.unknown;
+        match column.plain() {
+            Some(Typed::Int(a)) if numeric_only => {
+                let ok = self.types.integer || self.types.number;
+                let values = a.values();
+                each_valid(a, |i| {
+                    let v = values[i];
+                    unsure[i] |= !(ok && v.abs() <= 1 << 53 && self.in_range(v as f64));
+                });
+            }
+            Some(Typed::Float(a)) if numeric_only => {
+                let ok = self.types.number;
+                let values = a.values();
+                each_valid(a, |i| unsure[i] |= !(ok && self.in_range(values[i])));
+            }
+            Some(Typed::Str(a)) if !self.unknown => {
+                let mut seen = self
+                    .rest
+                    .as_ref()
+                    .map(|r| r.seen.lock().unwrap_or_else(|p| p.into_inner()));
+                each_valid(a, |i| {
+                    if unsure[i] {
+                        return;
+                    }
+                    let s = a.value(i);
+                    let rest_ok = match (&self.rest, seen.as_mut()) {
+                        (Some(rest), Some(seen)) => rest.string_is_valid(s, seen),
+                        _ => true,
+                    };
+                    unsure[i] = !(self.string_certain(s) && rest_ok);
+                });
+            }
+            _ => column.each(|i, value| {
+                if !unsure[i] && !self.certain(value) {
+                    unsure[i] = true;
+                }
+            }),
+        }
     }
 
     /// Whether a value certainly satisfies the property's schema.
@@ -228,12 +302,7 @@ impl PropertyCheck {
         if self.unknown {
             return false;
         }
-        let in_range = |x: f64| {
-            self.minimum.is_none_or(|m| x >= m)
-                && self.maximum.is_none_or(|m| x <= m)
-                && self.exclusive_minimum.is_none_or(|m| x > m)
-                && self.exclusive_maximum.is_none_or(|m| x < m)
-        };
+        let in_range = |x: f64| self.in_range(x);
         let ok = match value {
             Value::Absent => return true,
             Value::Null => self.types.null,
@@ -330,9 +399,10 @@ impl ColumnCheck {
         for name in &self.required {
             match batch.column(name) {
                 None => return vec![true; n],
+                Some(column) if column.all_present() => {}
                 Some(column) => {
-                    for (i, u) in unsure.iter_mut().enumerate() {
-                        *u |= !column.get(i).is_present();
+                    for (u, present) in unsure.iter_mut().zip(column.presence()) {
+                        *u |= !present;
                     }
                 }
             }
@@ -341,20 +411,14 @@ impl ColumnCheck {
             let Some(column) = batch.column(&property.name) else {
                 continue;
             };
-            for (i, u) in unsure.iter_mut().enumerate() {
-                if !*u && !property.certain(column.get(i)) {
-                    *u = true;
-                }
-            }
+            property.mark(column, &mut unsure);
         }
         if self.closed {
             for field in batch.fields() {
                 if self.properties.iter().any(|p| *p.name == *field.name) {
                     continue;
                 }
-                for (i, u) in unsure.iter_mut().enumerate() {
-                    *u |= field.column.get(i).is_present();
-                }
+                field.column.each(|i, _| unsure[i] = true);
             }
         }
         unsure

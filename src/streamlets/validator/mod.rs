@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::io::with_errors;
 use super::{Batch, Io, Stop, StreamletError};
 use crate::flow::{ColumnBuilder, Owned};
-use crate::models::profile::{DriftEvent, DriftMonitor, DriftSettings, Profile, Seen};
+use crate::models::profile::{DriftEvent, DriftMonitor, DriftSettings, Profile, Seen, Violation};
 use crate::spec::{OutOfProfile, ValidatorConfig};
 use columns::ColumnCheck;
 
@@ -140,7 +140,8 @@ impl ProfileCheck {
     /// Checks the valid records against the profile (moving or tagging those outside it) and
     /// feeds the drift monitor; the drift events of the batch.
     fn apply(&mut self, valid: &mut Batch, invalid: &mut Batch, streamlet: &str) -> Vec<DriftEvent> {
-        let absent = crate::flow::Column::absent(valid.len());
+        let n = valid.len();
+        let absent = crate::flow::Column::absent(n);
         let columns: Vec<&crate::flow::Column> = self
             .profile
             .fields
@@ -148,22 +149,71 @@ impl ProfileCheck {
             .map(|name| valid.column(name).unwrap_or(&absent))
             .collect();
         let mut events = Vec::new();
-        let mut values: Vec<Seen<'_>> = Vec::with_capacity(columns.len());
-        // Per record outside the profile: its row and every reason.
-        let mut outside: Vec<(usize, Vec<crate::models::profile::Violation>)> = Vec::new();
-        for i in 0..valid.len() {
-            values.clear();
-            values.extend(columns.iter().map(|c| Seen::of(c.get(i))));
-            if let Some(drift) = &mut self.drift {
+        if let Some(drift) = &mut self.drift {
+            // The window moves record by record.
+            let mut values: Vec<Seen<'_>> = Vec::with_capacity(columns.len());
+            for i in 0..n {
+                values.clear();
+                values.extend(columns.iter().map(|c| Seen::of(c.get(i))));
                 events.extend(drift.observe_values(&values));
             }
-            let violations = self.profile.violations_of(&values, self.slack);
-            if !violations.is_empty() {
-                outside.push((i, violations));
+        }
+        // Per record, every way it is outside the profile (in the profile's field order).
+        let mut outside: Vec<Vec<Violation>> = vec![Vec::new(); n];
+        let mut seen = vec![false; n];
+        for ((name, field), column) in self.profile.fields.iter().zip(&columns) {
+            seen.fill(false);
+            let violation = |reason: String| Violation {
+                field: name.clone(),
+                reason: format!("`{name}` {reason}"),
+            };
+            let mut check = |i: usize, value: crate::flow::Value<'_>, seen: &mut [bool]| {
+                seen[i] = true;
+                if let Err(reason) = field.check(&Seen::of(value), self.slack) {
+                    outside[i].push(violation(reason));
+                }
+            };
+            // Columns of one type in a tight loop; a value found outside is checked again the
+            // general way, for its reason.
+            match column.plain() {
+                Some(crate::flow::Typed::Int(a)) if field.number_in_range(0.0, 0.0).is_some() => {
+                    for (i, v) in a.iter().enumerate() {
+                        match v {
+                            Some(v) if field.number_in_range(v as f64, self.slack) == Some(true) => seen[i] = true,
+                            Some(v) => check(i, crate::flow::Value::Int(v), &mut seen),
+                            None => {}
+                        }
+                    }
+                }
+                Some(crate::flow::Typed::Float(a)) if field.number_in_range(0.0, 0.0).is_some() => {
+                    for (i, v) in a.iter().enumerate() {
+                        match v {
+                            Some(v) if field.number_in_range(v, self.slack) == Some(true) => seen[i] = true,
+                            Some(v) => check(i, crate::flow::Value::Float(v), &mut seen),
+                            None => {}
+                        }
+                    }
+                }
+                Some(crate::flow::Typed::Str(a)) if field.has_category("").is_some() => {
+                    for (i, v) in a.iter().enumerate() {
+                        match v {
+                            Some(v) if field.has_category(v) == Some(true) => seen[i] = true,
+                            Some(v) => check(i, crate::flow::Value::Str(v), &mut seen),
+                            None => {}
+                        }
+                    }
+                }
+                _ => column.each(|i, value| check(i, value, &mut seen)),
+            }
+            if let Err(reason) = field.check(&Seen::Null, self.slack) {
+                for (i, _) in seen.iter().enumerate().filter(|(_, s)| !**s) {
+                    outside[i].push(violation(reason.clone()));
+                }
             }
         }
-        drop(values);
         drop(columns);
+        let outside: Vec<(usize, Vec<Violation>)> =
+            outside.into_iter().enumerate().filter(|(_, v)| !v.is_empty()).collect();
         if outside.is_empty() {
             return events;
         }
