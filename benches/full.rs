@@ -7,8 +7,9 @@
 //!
 //!   cargo bench --bench full    (SLUICE_BENCH_RECORDS=1000000, SLUICE_BENCH_ROUNDS=3)
 //!
-//! C: generator → validator → enricher → scorer → blackhole
-//! D: JSONL file → validator → enricher → scorer → JSONL file
+//! C1: generator → validator → enricher → scorer (one session) → blackhole
+//! C: the same with one scorer session per core (batches scored on every core at once)
+//! D: JSONL file → validator → enricher → scorer (a session per core) → JSONL file
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use sluice::streamlets::scorer::features::Features;
 
 #[path = "support/whole_path.rs"]
 mod whole_path;
-use whole_path::middle;
+use whole_path::middle_with;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -131,11 +132,12 @@ fn python_rows_per_second(records: u64, dir: &Path) -> Option<f64> {
         .find_map(|l| l.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
 }
 
-fn generator_pipeline(dir: &Path, name: &str, records: u64) -> PathBuf {
+fn generator_pipeline(dir: &Path, name: &str, records: u64, sessions: usize) -> PathBuf {
     let file = dir.join(format!("{name}.yaml"));
-    let yaml = middle(
+    let yaml = middle_with(
         &format!("{{ type: generator, count: {records}, seed: 1 }}"),
         "{ type: blackhole }",
+        sessions,
     );
     std::fs::write(&file, yaml).expect("pipeline");
     file
@@ -152,7 +154,9 @@ fn main() {
         "The whole path: {records} listings, {rounds} rounds (medians), {} cores; house-price v2, batch 256\n",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    let c = generator_pipeline(dir.path(), "c", records);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let c1 = generator_pipeline(dir.path(), "c1", records, 1);
+    let c = generator_pipeline(dir.path(), "c", records, cores);
     let input = dir.path().join("listings.jsonl");
     {
         let mut generator = ListingGenerator::new(1, 0.0);
@@ -166,9 +170,10 @@ fn main() {
     let d = dir.path().join("d.yaml");
     std::fs::write(
         &d,
-        middle(
+        middle_with(
             &format!("{{ type: file, path: {} }}", input.display()),
             &format!("{{ type: file, path: {} }}", dir.path().join("d-out.jsonl").display()),
+            cores,
         ),
     )
     .expect("pipeline");
@@ -178,10 +183,10 @@ fn main() {
     if let Some(rate) = python {
         println!("raw ONNX Runtime (Python onnxruntime, 1 thread, batch 256, the same rows): {rate:.0} rows/s, {:.2} µs per row\n", 1e6 / rate);
     }
-    for (label, pipeline) in [
-        ("C: generator → validator → enricher → scorer → blackhole", &c),
-        ("D: JSONL file → validator → enricher → scorer → JSONL file", &d),
-    ] {
+    let one = "C1: generator → validator → enricher → scorer (1 session) → blackhole".to_string();
+    let all = format!("C: generator → validator → enricher → scorer ({cores} sessions) → blackhole");
+    let file = format!("D: JSONL file → validator → enricher → scorer ({cores} sessions) → JSONL file");
+    for (label, pipeline) in [(one, &c1), (all, &c), (file, &d)] {
         let runs: Vec<Run> = (0..rounds).map(|_| run_sluice(pipeline)).collect();
         let rates: Vec<f64> = runs.iter().map(|r| records as f64 / r.seconds).collect();
         let rate = median(rates.clone());
@@ -203,11 +208,11 @@ fn main() {
     // Instructions per record: the difference of two small runs, start-up cancelled out.
     let (small, large) = if benchmarking { (10_000, 30_000) } else { (0, 0) };
     if large > 0 {
-        let a = generator_pipeline(dir.path(), "small", small);
-        let b = generator_pipeline(dir.path(), "large", large);
+        let a = generator_pipeline(dir.path(), "small", small, 1);
+        let b = generator_pipeline(dir.path(), "large", large, 1);
         if let (Some(i_small), Some(i_large)) = (instructions(&a, dir.path()), instructions(&b, dir.path())) {
             println!(
-                "\nC under callgrind: {:.0} instructions per record ({} − {} instructions over {} records)",
+                "\nC1 under callgrind: {:.0} instructions per record ({} − {} instructions over {} records)",
                 (i_large - i_small) as f64 / (large - small) as f64,
                 i_large,
                 i_small,

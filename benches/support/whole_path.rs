@@ -5,6 +5,11 @@
 /// The streamlets between a source and a sink: every record is checked against the listing
 /// schema and house-price v2's training profile, joined with its zip code, and scored.
 pub fn middle(source: &str, sink: &str) -> String {
+    middle_with(source, sink, 1)
+}
+
+/// [`middle`] with the scorer running `sessions` batches at once (one per core, say).
+pub fn middle_with(source: &str, sink: &str, sessions: usize) -> String {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).display();
     format!(
         r#"
@@ -29,6 +34,7 @@ streamlets:
     use: {root}/streamlets/house-price-gbm.yaml
     model: {{ name: house-price, folder: {root}/examples/house-prices/models, version: "2" }}
     inputs: [geo]
+    sessions: {sessions}
   out:
     kind: egress
     inputs: [price]

@@ -207,6 +207,16 @@ impl Column {
         }
     }
 
+    /// Nested objects in the rows where `present` says so; the others lack the field.
+    pub fn objects_where(fields: Batch, present: &[bool]) -> Column {
+        let nulls = NullBuffer::from(present.to_vec());
+        Column {
+            typed: Typed::Object(Box::new(fields), (nulls.null_count() > 0).then_some(nulls)),
+            mixed: false,
+            other: None,
+        }
+    }
+
     /// The same string in each of `len` rows.
     pub fn repeated(value: &str, len: usize) -> Column {
         let mut b = StringBuilder::with_capacity(len, value.len() * len);
@@ -379,7 +389,11 @@ impl Column {
             Typed::Object(b, nulls) => {
                 let nulls = nulls.as_ref().map(|n| {
                     let kept: BooleanArray = array_of(f(&bools(n.inner())));
-                    NullBuffer::new(kept.values().clone())
+                    // A row picked by a null index has no object either.
+                    match kept.nulls() {
+                        Some(picked) => NullBuffer::new(kept.values() & picked.inner()),
+                        None => NullBuffer::new(kept.values().clone()),
+                    }
                 });
                 Typed::Object(Box::new(rows(b)), nulls)
             }
@@ -401,12 +415,17 @@ impl Column {
     }
 
     /// The rows at `indices`, in that order.
+    /// A null index picks a row without the field.
     pub fn take(&self, indices: &UInt32Array) -> Column {
-        self.map_arrays(
+        let mut column = self.map_arrays(
             &|a| arrow_select::take::take(a, indices, None).expect("indices within the column"),
             &|b| b.take(indices),
             indices.len(),
-        )
+        );
+        if let (Typed::Object(_, nulls @ None), Some(picked)) = (&mut column.typed, indices.nulls()) {
+            *nulls = Some(picked.clone());
+        }
+        column
     }
 
     /// `len` rows from `offset`, without copying.

@@ -145,3 +145,14 @@ fn records_from_json_objects_round_trip() {
     let batch = Batch::from_records(&records);
     assert_eq!(batch.records(), records);
 }
+
+#[test]
+fn a_null_index_picks_a_record_without_the_fields() {
+    let batch = decoded(&[r#"{"a":1,"o":{"x":1},"s":"t"}"#, r#"{"a":2,"o":{"x":2},"s":"u"}"#]);
+    let indices = arrow_array::UInt32Array::from(vec![Some(1), None, Some(0)]);
+    let picked = batch.take(&indices);
+    assert_eq!(
+        text(&picked),
+        vec![r#"{"a":2,"o":{"x":2},"s":"u"}"#, "{}", r#"{"a":1,"o":{"x":1},"s":"t"}"#]
+    );
+}

@@ -30,6 +30,36 @@ use arrow_array::BooleanArray;
 pub struct Table {
     pub fields: Vec<String>,
     rows: HashMap<String, Box<[Value]>, foldhash::fast::RandomState>,
+    /// A table file's rows column-wise, with each key's row number: a join then picks rows
+    /// of whole columns. (A table topic changes row by row, and joins record by record.)
+    columns: Option<Columns>,
+}
+
+#[derive(Debug)]
+struct Columns {
+    row_of: HashMap<String, u32, foldhash::fast::RandomState>,
+    rows: Batch,
+}
+
+impl Columns {
+    fn of(table: &Table) -> Columns {
+        let mut row_of = HashMap::default();
+        let mut rows = crate::flow::BatchBuilder::default();
+        for (i, (key, values)) in table.rows.iter().enumerate() {
+            row_of.insert(key.clone(), i as u32);
+            let fields: Vec<_> = table
+                .fields
+                .iter()
+                .zip(values.iter())
+                .map(|(f, v)| (f.as_str().into(), Owned::from_json(v)))
+                .collect();
+            rows.push_fields(&fields);
+        }
+        Columns {
+            row_of,
+            rows: rows.finish(),
+        }
+    }
 }
 
 /// What loading a table found wrong with some rows (they were skipped).
@@ -69,12 +99,14 @@ impl Table {
         Table {
             fields: fields.to_vec(),
             rows: HashMap::default(),
+            columns: None,
         }
     }
 
     /// Applies one message of a table topic: the row under `key` (the latest wins), or, for
     /// a tombstone, its removal.
     pub fn apply(&mut self, key: String, row: Option<Map<String, Value>>) {
+        self.columns = None;
         match row {
             Some(row) => {
                 let values = self
@@ -123,7 +155,9 @@ impl Table {
             }
             Format::Jsonl => builder.read_jsonl(reader)?,
         }
-        Ok((builder.table, builder.problems))
+        let mut table = builder.table;
+        table.columns = Some(Columns::of(&table));
+        Ok((table, builder.problems))
     }
 }
 
@@ -504,6 +538,41 @@ pub fn join(config: &EnricherConfig, on: &[String], table: &Table, batch: &mut B
     let absent = crate::flow::Column::absent(batch.len());
     let on_columns: Vec<&crate::flow::Column> = on.iter().map(|f| batch.column(f).unwrap_or(&absent)).collect();
     let mut key = String::new();
+    if let (Some(columns), MissingKey::Pass | MissingKey::Unmatched) = (&table.columns, config.missing) {
+        let mut found: Vec<Option<u32>> = (0..batch.len())
+            .map(|i| {
+                if !record_key(&on_columns, i, &mut key) {
+                    return None;
+                }
+                columns.row_of.get(key.as_str()).copied()
+            })
+            .collect();
+        drop(on_columns);
+        let unmatched = if config.missing == MissingKey::Unmatched {
+            let keep: BooleanArray = found.iter().map(|f| Some(f.is_some())).collect();
+            let (kept, unmatched) = batch.split(&keep);
+            *batch = kept;
+            found.retain(Option::is_some);
+            unmatched
+        } else {
+            Batch::default()
+        };
+        let picked = columns
+            .rows
+            .take(&found.iter().copied().collect::<arrow_array::UInt32Array>());
+        match &config.into {
+            Some(into) => {
+                let present: Vec<bool> = found.iter().map(Option::is_some).collect();
+                batch.overlay(into, crate::flow::Column::objects_where(picked, &present));
+            }
+            None => {
+                for (field, name) in picked.fields().iter().zip(target_names(config, &table.fields)) {
+                    batch.overlay(&name, field.column.clone());
+                }
+            }
+        }
+        return unmatched;
+    }
     // Per record: the table row it joins, or why none.
     let found: Vec<Option<&[Value]>> = (0..batch.len())
         .map(|i| {

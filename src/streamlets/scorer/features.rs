@@ -15,8 +15,34 @@ pub struct FeatureError {
 #[derive(Debug, Clone)]
 enum Encoding {
     Number,
-    Index(Vec<String>),
-    OneHot(Vec<String>),
+    Index(Categories),
+    OneHot(Categories),
+}
+
+/// Declared category names, looked up by name for every record.
+#[derive(Debug, Clone)]
+struct Categories {
+    names: Vec<String>,
+    index: std::collections::HashMap<String, usize, foldhash::fast::RandomState>,
+}
+
+impl Categories {
+    fn new(names: Vec<String>) -> Self {
+        let mut index = std::collections::HashMap::default();
+        for (i, name) in names.iter().enumerate() {
+            // The first of a repeated name counts, as a search from the start would find.
+            index.entry(name.clone()).or_insert(i);
+        }
+        Categories { names, index }
+    }
+
+    fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -76,8 +102,8 @@ impl Features {
             .map(|f| {
                 let spec = f.spec();
                 let encoding = match (spec.categories, spec.one_hot) {
-                    (_, Some(values)) => Encoding::OneHot(values),
-                    (Some(values), None) => Encoding::Index(values),
+                    (_, Some(values)) => Encoding::OneHot(Categories::new(values)),
+                    (Some(values), None) => Encoding::Index(Categories::new(values)),
                     (None, None) => Encoding::Number,
                 };
                 Column {
@@ -205,7 +231,7 @@ impl Column {
             Encoding::Index(values) => {
                 let index = match value {
                     Cell::Missing => self.default.ok_or("missing, and no default is declared")? as f32,
-                    Cell::Text(s) => match values.iter().position(|v| v == s) {
+                    Cell::Text(s) => match values.position(s) {
                         Some(i) => i as f32,
                         None if self.unknown == UnknownCategory::Zeros => -1.0,
                         None => return Err(format!("{s:?} is not one of the declared categories")),
@@ -220,7 +246,7 @@ impl Column {
                 let hot = match value {
                     Cell::Missing if self.unknown == UnknownCategory::Zeros => None,
                     Cell::Missing => return Err("missing".into()),
-                    Cell::Text(s) => match values.iter().position(|v| v == s) {
+                    Cell::Text(s) => match values.position(s) {
                         Some(i) => Some(i),
                         None if self.unknown == UnknownCategory::Zeros => None,
                         None => return Err(format!("{s:?} is not one of the declared values")),

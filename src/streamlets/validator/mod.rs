@@ -203,6 +203,16 @@ impl ProfileCheck {
                         }
                     }
                 }
+                Some(crate::flow::Typed::Bool(a)) if field.has_category("").is_some() => {
+                    let allowed = [field.has_category("false"), field.has_category("true")];
+                    for (i, v) in a.iter().enumerate() {
+                        match v {
+                            Some(v) if allowed[usize::from(v)] == Some(true) => seen[i] = true,
+                            Some(v) => check(i, crate::flow::Value::Bool(v), &mut seen),
+                            None => {}
+                        }
+                    }
+                }
                 _ => column.each(|i, value| check(i, value, &mut seen)),
             }
             if let Err(reason) = field.check(&Seen::Null, self.slack) {
