@@ -22,7 +22,7 @@ fn root() -> &'static Path {
 /// The full path, or nothing but stdin to stdout.
 fn pipeline(full: bool) -> String {
     if full {
-        whole_path::middle("{ type: stdin }", "{ type: stdout }")
+        whole_path::middle_with("{ type: stdin }", "{ type: stdout }", 1)
     } else {
         "pipeline: passthrough\nstreamlets:\n  listings:\n    kind: ingress\n    source: { type: stdin }\n  \
          out:\n    kind: egress\n    inputs: [listings]\n    sink: { type: stdout }\n"

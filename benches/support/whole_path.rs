@@ -4,11 +4,7 @@
 
 /// The streamlets between a source and a sink: every record is checked against the listing
 /// schema and house-price v2's training profile, joined with its zip code, and scored.
-pub fn middle(source: &str, sink: &str) -> String {
-    middle_with(source, sink, 1)
-}
-
-/// [`middle`] with the scorer running `sessions` batches at once (one per core, say).
+/// The scorer runs `sessions` batches at once (one per core, say).
 pub fn middle_with(source: &str, sink: &str, sessions: usize) -> String {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).display();
     format!(
