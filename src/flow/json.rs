@@ -129,7 +129,11 @@ impl<'de> DeserializeSeed<'de> for OwnedSeed {
 
 /// Writes `s` as a JSON string.
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    // No early exit: the check compiles to a vector loop.
+    let plain = !s
+        .bytes()
+        .fold(false, |escape, b| escape | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if plain {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
@@ -181,9 +185,38 @@ pub fn write_value(value: Value<'_>, whole_as_int: bool, out: &mut String) {
 
 /// Writes a record (or nested object) as a JSON object.
 pub fn write_row(row: Row<'_>, out: &mut Vec<u8>) {
+    write_row_keyed(row, &Keys::of(row.batch), out);
+}
+
+/// The field names of a batch (and of its nested objects) as JSON keys, written once for all
+/// its records.
+struct Keys {
+    own: Vec<Vec<u8>>,
+    nested: Vec<Option<Keys>>,
+}
+
+impl Keys {
+    fn of(batch: &Batch) -> Keys {
+        let mut own = Vec::with_capacity(batch.fields().len());
+        let mut nested = Vec::with_capacity(batch.fields().len());
+        for f in batch.fields() {
+            let mut key = Vec::with_capacity(f.name.len() + 3);
+            write_str(&f.name, &mut key);
+            key.push(b':');
+            own.push(key);
+            nested.push(match f.column.typed() {
+                crate::flow::Typed::Object(fields, _) => Some(Keys::of(fields)),
+                _ => None,
+            });
+        }
+        Keys { own, nested }
+    }
+}
+
+fn write_row_keyed(row: Row<'_>, keys: &Keys, out: &mut Vec<u8>) {
     out.push(b'{');
     let mut first = true;
-    for f in row.batch.fields() {
+    for (k, f) in row.batch.fields().iter().enumerate() {
         let value = f.column.get(row.row);
         if !value.is_present() {
             continue;
@@ -192,19 +225,34 @@ pub fn write_row(row: Row<'_>, out: &mut Vec<u8>) {
             out.push(b',');
         }
         first = false;
-        write_str(&f.name, out);
-        out.push(b':');
-        write_value_bytes(value, f.column.is_mixed(), out);
+        out.extend_from_slice(&keys.own[k]);
+        match (value, &keys.nested[k]) {
+            (Value::Object(inner), Some(nested)) => write_row_keyed(inner, nested, out),
+            _ => write_value_bytes(value, f.column.is_mixed(), out),
+        }
     }
     out.push(b'}');
 }
 
 /// Writes every record of a batch, one JSON object per line.
 pub fn write_lines(batch: &Batch, out: &mut Vec<u8>) {
+    let keys = Keys::of(batch);
     for i in 0..batch.len() {
-        write_row(batch.row(i), out);
+        write_row_keyed(batch.row(i), &keys, out);
         out.push(b'\n');
     }
+}
+
+/// Every record of a batch as JSON text, one buffer each (a message each, say).
+pub fn record_texts(batch: &Batch) -> Vec<Vec<u8>> {
+    let keys = Keys::of(batch);
+    (0..batch.len())
+        .map(|i| {
+            let mut out = Vec::with_capacity(256);
+            write_row_keyed(batch.row(i), &keys, &mut out);
+            out
+        })
+        .collect()
 }
 
 /// Record `i` as JSON text.

@@ -153,8 +153,10 @@ async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
                     continue;
                 };
                 let key = config.key.as_deref().and_then(|k| records.column(k));
-                let messages: Vec<(Option<String>, Vec<u8>)> = (0..records.len())
-                    .map(|i| (message_key(key, i), crate::flow::json::record_text(&records, i)))
+                let messages: Vec<(Option<String>, Vec<u8>)> = crate::flow::json::record_texts(&records)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, payload)| (message_key(key, i), payload))
                     .collect();
                 let (producer, headers, topic) = (producer.clone(), headers.clone(), topic.clone());
                 in_flight.push_back(async move {

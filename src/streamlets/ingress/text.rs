@@ -198,10 +198,11 @@ pub fn read_json_line(line: &[u8], number: u64, records: &mut BatchBuilder) -> R
         reason,
         raw: line.strip_suffix(b"\n").unwrap_or(line).to_vec(),
     };
-    if std::str::from_utf8(trimmed).is_err() {
-        return Err(malformed("not valid UTF-8".into()));
-    }
-    let fields = decode_object(trimmed).map_err(malformed)?;
+    // The parser checks the text's UTF-8 as it goes; the reason says so when that is what failed.
+    let fields = decode_object(trimmed).map_err(|reason| match std::str::from_utf8(trimmed) {
+        Err(_) => malformed("not valid UTF-8".into()),
+        Ok(_) => malformed(reason),
+    })?;
     records.push_fields(&fields);
     Ok(())
 }
