@@ -3,13 +3,16 @@
 //! scoring) and (b) the Python service a team would write by hand
 //! (`benches/peer/python_kafka_scorer.py`: confluent-kafka + onnxruntime + numpy).
 //!
-//! Each contender gets its own input topic holding the same records, and
+//! sluice runs Kafka → validator (the listing schema) → scorer (house-price v2) → Kafka. Every
+//! consumer asks the broker with the same `fetch.wait.max.ms` (100 ms). In each of several
+//! rounds each contender gets its own input topic holding the same records, and
 //! - throughput: reads N records already waiting, records/s from the first scored record out
-//!   to the last;
-//! - latency: then M more records are produced at a steady rate while it runs; end-to-end
-//!   latency per record, from before it is produced to when it is read from the output topic.
+//!   to the last (the median of the rounds is reported);
+//! - latency: then records are produced at a steady 1,000/s and then 10,000/s for 5 s each
+//!   while it runs; end-to-end latency per record, from just before it is produced to when it
+//!   is read from the output topic (p50, p99 and max over every round).
 //!
-//!   cargo bench --bench kafka    (SLUICE_BENCH_RECORDS=N to change the size)
+//!   cargo bench --bench kafka    (SLUICE_BENCH_RECORDS=N, SLUICE_BENCH_ROUNDS=R to change them)
 //!
 //! `make bench` installs the broker and the peer's Python packages first.
 
@@ -41,7 +44,11 @@ use sluice::streamlets::ingress::generator::ListingGenerator;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const PARTITIONS: i32 = 4;
-const LATENCY_RATE: usize = 500;
+/// The steady rates latency is measured at, records per second, each for this long.
+const LATENCY_RATES: [usize; 2] = [1_000, 10_000];
+const LATENCY_SECONDS: f64 = 5.0;
+/// Every consumer's `fetch.wait.max.ms` (tansu answers a fetch only at this deadline).
+const FETCH_WAIT_MS: u64 = 100;
 
 /// The house-price model's inputs as plain record fields, from the scorer definition: the
 /// Python peer reads numeric fields only, so a one-hot field's columns travel in the record
@@ -179,12 +186,23 @@ impl PeakMemory {
 }
 
 struct Figures {
-    rate: f64,
-    latency_ms: Histogram<u64>,
+    /// Per latency rate: end-to-end milliseconds.
+    latency_ms: Vec<Histogram<u64>>,
 }
 
-/// Runs one contender: `n` records waiting for it, then `m` at a steady rate.
-fn measure(broker: &Broker, name: &str, n: usize, m: usize, start: impl FnOnce(&str, &str)) -> Figures {
+impl Figures {
+    fn new() -> Figures {
+        Figures {
+            latency_ms: LATENCY_RATES
+                .iter()
+                .map(|_| Histogram::<u64>::new_with_bounds(1, 600_000, 3).expect("histogram"))
+                .collect(),
+        }
+    }
+}
+
+/// Runs one contender once: `n` records waiting for it, then the steady rates.
+fn measure(broker: &Broker, name: &str, n: usize, into: &mut Figures, start: impl FnOnce(&str, &str)) -> f64 {
     let input = format!("{name}-in");
     let output = format!("{name}-out");
     broker.create_topic(&input, PARTITIONS);
@@ -200,27 +218,33 @@ fn measure(broker: &Broker, name: &str, n: usize, m: usize, start: impl FnOnce(&
         n as f64 / (last - first).as_secs_f64()
     };
     // Latency: records one by one at a steady rate, each timed from just before it is produced.
-    let mut sent = HashMap::new();
-    let started = Instant::now();
-    for (i, record) in listings(n as u64 + 1, m).iter().enumerate() {
-        let due = started + Duration::from_secs_f64(i as f64 / LATENCY_RATE as f64);
-        std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        let key = record["id"].to_string();
-        let payload = record.to_string();
-        sent.insert(record["id"].as_u64().expect("id"), Instant::now());
-        producer
-            .send(BaseRecord::to(&input).key(&key).payload(&payload))
-            .expect("queued");
-        producer.poll(Duration::ZERO);
+    let mut next_id = n as u64 + 1;
+    let mut expected = n;
+    for (k, per_second) in LATENCY_RATES.iter().enumerate() {
+        let m = (*per_second as f64 * LATENCY_SECONDS) as usize;
+        let mut sent = HashMap::new();
+        let started = Instant::now();
+        for (i, record) in listings(next_id, m).iter().enumerate() {
+            let due = started + Duration::from_secs_f64(i as f64 / *per_second as f64);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            let key = record["id"].to_string();
+            let payload = record.to_string();
+            sent.insert(record["id"].as_u64().expect("id"), Instant::now());
+            while let Err((_, _)) = producer.send(BaseRecord::to(&input).key(&key).payload(&payload)) {
+                producer.poll(Duration::from_millis(1));
+            }
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(30)).expect("flushed");
+        next_id += m as u64;
+        expected += m;
+        arrivals.wait_for(expected, Duration::from_secs(300), name);
+        let seen = arrivals.seen.lock().unwrap();
+        for (id, at) in &sent {
+            into.latency_ms[k].saturating_record(seen[id].duration_since(*at).as_millis().max(1) as u64);
+        }
     }
-    producer.flush(Duration::from_secs(30)).expect("flushed");
-    arrivals.wait_for(n + m, Duration::from_secs(300), name);
-    let mut latency_ms = Histogram::<u64>::new_with_bounds(1, 600_000, 3).expect("histogram");
-    let seen = arrivals.seen.lock().unwrap();
-    for (id, at) in &sent {
-        latency_ms.saturating_record(seen[id].duration_since(*at).as_millis().max(1) as u64);
-    }
-    Figures { rate, latency_ms }
+    rate
 }
 
 /// (a) The transport's limit: every message produced again unchanged as soon as it is read,
@@ -229,10 +253,10 @@ fn measure(broker: &Broker, name: &str, n: usize, m: usize, start: impl FnOnce(&
 fn passthrough(broker: &Broker, input: &str, output: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &broker.address)
-        .set("group.id", "raw-passthrough")
+        .set("group.id", format!("raw-passthrough-{input}"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
+        .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string())
         .create()
         .expect("consumer");
     consumer.subscribe(&[input]).expect("subscribe");
@@ -277,10 +301,14 @@ defaults:
 streamlets:
   listings:
     kind: ingress
-    source: {{ type: kafka, topic: {input} }}
+    source: {{ type: kafka, topic: {input}, options: {{ fetch.wait.max.ms: "{fetch}" }} }}
+  check:
+    kind: validator
+    inputs: [listings]
+    schema: {schema}
   price:
     kind: scorer
-    inputs: [listings]
+    inputs: [check.valid]
     model: {{ name: house-price, folder: {models}, version: "2" }}
     features: {{ input: features, fields: [{fields}] }}
     outputs: [{{ tensor: variable, field: prediction }}]
@@ -291,121 +319,172 @@ streamlets:
     sink: {{ type: kafka, topic: {output}, key: id }}
   failed:
     kind: egress
-    inputs: [listings.errors, price.errors]
+    inputs: [listings.errors, check.invalid, price.errors]
     sink: {{ type: blackhole }}
 "#,
         brokers = broker.address,
         models = root.join("examples/house-prices/models").display(),
+        schema = root.join("schemas/records/listing.schema.json").display(),
+        fetch = FETCH_WAIT_MS,
         fields = features.join(", "),
     )
 }
 
-fn line(label: &str, f: &Figures) -> String {
-    format!(
-        "  {label:<34} {:>9.0} records/s   latency p50 {:>5} ms  p99 {:>5} ms",
-        f.rate,
-        f.latency_ms.value_at_quantile(0.5),
-        f.latency_ms.value_at_quantile(0.99)
-    )
+fn line(label: &str, rates: &[f64], f: &Figures) -> String {
+    let mut text = format!(
+        "  {label:<34} {:>9.0} records/s (rounds: {})",
+        median(rates),
+        rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+    );
+    for (per_second, h) in LATENCY_RATES.iter().zip(&f.latency_ms) {
+        text.push_str(&format!(
+            "\n  {:<34} at {per_second:>6}/s latency p50 {:>5} ms  p99 {:>5} ms  max {:>5} ms",
+            "",
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.max()
+        ));
+    }
+    text
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }
 
 fn main() {
     let root = root();
     let benchmarking = std::env::args().any(|a| a == "--bench");
-    let n: usize = std::env::var("SLUICE_BENCH_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if benchmarking { 100_000 } else { 2_000 });
-    let m = if benchmarking { 5_000 } else { 500 };
+    let number = |name: &str, default: usize| -> usize {
+        std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    };
+    let n = number("SLUICE_BENCH_RECORDS", if benchmarking { 200_000 } else { 2_000 });
+    let rounds = number("SLUICE_BENCH_ROUNDS", if benchmarking { 3 } else { 1 }).max(1);
     let python = root.join(".venv/bin/python");
     assert!(
         python.exists(),
         "{} is missing: run scripts/setup-python-peer.sh (make bench does)",
         python.display()
     );
-    let broker = Broker::start();
+    // In memory: under this load the SQLite storage answered an offset commit only after
+    // half a minute now and then, and the group coordinator dropped the consumer.
+    let broker = Broker::start_in_memory();
     println!(
-        "Kafka → house-price scorer → Kafka, tansu broker (SQLite), {PARTITIONS} partitions, {n} records waiting, \
-         then {m} at {LATENCY_RATE}/s for latency\n"
+        "Kafka → validator → house-price scorer → Kafka, tansu broker (in memory), {PARTITIONS} partitions, \
+         fetch.wait.max.ms {FETCH_WAIT_MS} for every consumer; {rounds} rounds of: {n} records waiting, then \
+         {LATENCY_SECONDS} s at each of {LATENCY_RATES:?} records/s for latency\n"
     );
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut raw, mut sluice, mut peer) = (Figures::new(), Figures::new(), Figures::new());
+    let (mut raw_rates, mut sluice_rates, mut peer_rates) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut sluice_mib, mut peer_mib) = (0, 0);
+    let mut summary = String::new();
+    for round in 0..rounds {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut raw_thread = None;
+        raw_rates.push(measure(
+            &broker,
+            &format!("raw{round}"),
+            n,
+            &mut raw,
+            |input, output| {
+                raw_thread = Some(passthrough(&broker, input, output, stop.clone()));
+            },
+        ));
+        stop.store(true, Ordering::Relaxed);
+        if let Some(t) = raw_thread {
+            t.join().expect("passthrough");
+        }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut raw_thread = None;
-    let raw = measure(&broker, "raw", n, m, |input, output| {
-        raw_thread = Some(passthrough(&broker, input, output, stop.clone()));
-    });
-    stop.store(true, Ordering::Relaxed);
-    if let Some(t) = raw_thread {
-        t.join().expect("passthrough");
+        // sluice runs as its own process, as the peer does, so their memory compares.
+        let mut run = None;
+        sluice_rates.push(measure(
+            &broker,
+            &format!("sluice{round}"),
+            n,
+            &mut sluice,
+            |input, output| {
+                let file = dir.path().join("bench.yaml");
+                std::fs::write(&file, sluice_pipeline(&broker, input, output)).expect("pipeline");
+                let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+                    .arg("run")
+                    .arg(&file)
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(dir.path().join("sluice.log")).expect("log"))
+                    .spawn()
+                    .expect("sluice runs");
+                run = Some((PeakMemory::watch(child.id()), child));
+            },
+        ));
+        let (memory, mut child) = run.expect("sluice ran");
+        sluice_mib = sluice_mib.max(memory.mib());
+        let stopped = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(
+            stopped.success() && child.wait().expect("exit").success(),
+            "sluice did not stop cleanly"
+        );
+
+        let mut child = None;
+        let mut memory = None;
+        let total = n + LATENCY_RATES
+            .iter()
+            .map(|r| (*r as f64 * LATENCY_SECONDS) as usize)
+            .sum::<usize>();
+        peer_rates.push(measure(
+            &broker,
+            &format!("python{round}"),
+            n,
+            &mut peer,
+            |input, output| {
+                let started = Command::new(&python)
+                    .arg(root.join("benches/peer/python_kafka_scorer.py"))
+                    .args(["--brokers", &broker.address, "--input", input, "--output", output])
+                    .arg("--model")
+                    .arg(root.join("examples/house-prices/models/house-price-v2.onnx"))
+                    .args(["--features", &feature_names().join(",")])
+                    .args(["--count", &total.to_string(), "--idle-timeout", "5"])
+                    .args(["--group", &format!("python-peer-{input}")])
+                    .args(["--fetch-wait-ms", &FETCH_WAIT_MS.to_string()])
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("the Python peer starts");
+                memory = Some(PeakMemory::watch(started.id()));
+                child = Some(started);
+            },
+        ));
+        peer_mib = peer_mib.max(memory.expect("the peer ran").mib());
+        summary = child
+            .expect("peer")
+            .wait_with_output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
     }
 
-    // sluice runs as its own process, as the peer does, so their memory compares.
-    let dir = tempfile::tempdir().expect("dir");
-    let mut run = None;
-    let sluice = measure(&broker, "sluice", n, m, |input, output| {
-        let file = dir.path().join("bench.yaml");
-        std::fs::write(&file, sluice_pipeline(&broker, input, output)).expect("pipeline");
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("run")
-            .arg(&file)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("sluice.log")).expect("log"))
-            .spawn()
-            .expect("sluice runs");
-        run = Some((PeakMemory::watch(child.id()), child));
-    });
-    let (sluice_memory, mut child) = run.expect("sluice ran");
-    let stopped = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(
-        stopped.success() && child.wait().expect("exit").success(),
-        "sluice did not stop cleanly"
-    );
-
-    let mut peer = None;
-    let mut peer_memory = None;
-    let python_figures = measure(&broker, "python", n, m, |input, output| {
-        let child = Command::new(&python)
-            .arg(root.join("benches/peer/python_kafka_scorer.py"))
-            .args(["--brokers", &broker.address, "--input", input, "--output", output])
-            .arg("--model")
-            .arg(root.join("examples/house-prices/models/house-price-v2.onnx"))
-            .args(["--features", &feature_names().join(",")])
-            .args(["--count", &(n + m).to_string(), "--idle-timeout", "5"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the Python peer starts");
-        peer_memory = Some(PeakMemory::watch(child.id()));
-        peer = Some(child);
-    });
-    let summary = peer
-        .expect("peer")
-        .wait_with_output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-
-    println!("{}", line("(a) raw rdkafka passthrough", &raw));
+    println!("{}", line("(a) raw rdkafka passthrough", &raw_rates, &raw));
     println!(
-        "{}   peak RSS {:>4} MiB",
-        line("sluice: Kafka → scorer → Kafka", &sluice),
-        sluice_memory.mib()
+        "{}",
+        line("sluice: Kafka → validator → scorer → Kafka", &sluice_rates, &sluice)
     );
-    println!(
-        "{}   peak RSS {:>4} MiB",
-        line("(b) Python peer (confluent-kafka)", &python_figures),
-        peer_memory.expect("the peer ran").mib()
-    );
+    println!("  {:<34} peak RSS {sluice_mib} MiB", "");
+    println!("{}", line("(b) Python peer (confluent-kafka)", &peer_rates, &peer));
+    println!("  {:<34} peak RSS {peer_mib} MiB", "");
     println!();
     println!(
         "  sluice / raw passthrough: {:.0}% of the throughput; sluice / Python peer: {:.1}x the throughput",
-        100.0 * sluice.rate / raw.rate,
-        sluice.rate / python_figures.rate
+        100.0 * median(&sluice_rates) / median(&raw_rates),
+        median(&sluice_rates) / median(&peer_rates)
     );
-    println!("  the peer's own summary: {summary}");
-    println!(
-        "  (fetch waits: sluice and the passthrough ask the broker every 100 ms at most, the peer at librdkafka's \
-         500 ms; tansu answers a fetch with no new data only at that deadline)"
-    );
+    for (k, per_second) in LATENCY_RATES.iter().enumerate() {
+        println!(
+            "  at {per_second}/s sluice adds {} ms at p50 and {} ms at p99 over the passthrough",
+            sluice.latency_ms[k].value_at_quantile(0.5) as i64 - raw.latency_ms[k].value_at_quantile(0.5) as i64,
+            sluice.latency_ms[k].value_at_quantile(0.99) as i64 - raw.latency_ms[k].value_at_quantile(0.99) as i64
+        );
+    }
+    println!("  the peer's own summary (last round): {summary}");
 }

@@ -272,9 +272,29 @@ pub struct BatchBuilder {
     at: Vec<usize>,
 }
 
+/// Past this many fields, a batch builder is full, however few records it holds: records
+/// whose field names differ from one to the next (an id as a key, say) would otherwise make a
+/// batch of as many columns as records, and its cost grow with their square.
+pub const MAX_FIELDS: usize = 256;
+
 impl BatchBuilder {
     pub fn len(&self) -> usize {
         self.rows
+    }
+
+    /// How many fields the batch being built has.
+    pub fn width(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Whether it has as many fields as a batch should: the caller starts another.
+    pub fn is_wide(&self) -> bool {
+        self.columns.len() >= MAX_FIELDS
+    }
+
+    /// Whether every name is a field the batch already has.
+    pub fn has_fields<'n>(&self, mut names: impl Iterator<Item = &'n str>) -> bool {
+        names.all(|name| self.columns.iter().any(|(n, _)| &**n == name))
     }
 
     pub fn is_empty(&self) -> bool {

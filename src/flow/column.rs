@@ -13,6 +13,10 @@ use arrow_select::filter::FilterPredicate;
 use super::batch::{Batch, BatchBuilder};
 use super::json;
 
+/// How many fields a nested object's column takes before objects bringing new ones are kept
+/// as JSON text (objects used as maps, with ids for keys, would otherwise widen it without end).
+const MAX_NESTED_FIELDS: usize = 64;
+
 /// The largest integer a float holds exactly: integers up to it may share a column with fractions.
 const EXACT_IN_F64: i64 = 1 << 53;
 
@@ -134,8 +138,9 @@ impl Typed {
 #[derive(Debug, Clone)]
 pub struct Column {
     typed: Typed,
-    /// Integers were written into this float column: whole values are written back as integers.
-    mixed: bool,
+    /// In a float column that also took integers: the rows that hold one (read back as
+    /// integers, exactly as written).
+    ints: Option<BooleanArray>,
     /// The values that are not of the main type, as JSON text (null where there is none).
     other: Option<StringArray>,
 }
@@ -161,7 +166,7 @@ impl Column {
     pub fn absent(len: usize) -> Column {
         Column {
             typed: Typed::Empty(len),
-            mixed: false,
+            ints: None,
             other: None,
         }
     }
@@ -169,7 +174,7 @@ impl Column {
     pub fn floats(values: Float64Array) -> Column {
         Column {
             typed: Typed::Float(values),
-            mixed: false,
+            ints: None,
             other: None,
         }
     }
@@ -177,7 +182,7 @@ impl Column {
     pub fn ints(values: Int64Array) -> Column {
         Column {
             typed: Typed::Int(values),
-            mixed: false,
+            ints: None,
             other: None,
         }
     }
@@ -185,7 +190,7 @@ impl Column {
     pub fn strings(values: StringArray) -> Column {
         Column {
             typed: Typed::Str(values),
-            mixed: false,
+            ints: None,
             other: None,
         }
     }
@@ -193,7 +198,7 @@ impl Column {
     pub fn bools(values: BooleanArray) -> Column {
         Column {
             typed: Typed::Bool(values),
-            mixed: false,
+            ints: None,
             other: None,
         }
     }
@@ -202,7 +207,7 @@ impl Column {
     pub fn objects(fields: Batch) -> Column {
         Column {
             typed: Typed::Object(Box::new(fields), None),
-            mixed: false,
+            ints: None,
             other: None,
         }
     }
@@ -212,7 +217,7 @@ impl Column {
         let nulls = NullBuffer::from(present.to_vec());
         Column {
             typed: Typed::Object(Box::new(fields), (nulls.null_count() > 0).then_some(nulls)),
-            mixed: false,
+            ints: None,
             other: None,
         }
     }
@@ -248,7 +253,7 @@ impl Column {
                 other.append_value_n(&text, len);
                 Column {
                     typed: Typed::Empty(len),
-                    mixed: false,
+                    ints: None,
                     other: Some(other.finish()),
                 }
             }
@@ -270,7 +275,7 @@ impl Column {
     /// The column's values when every one is of its main type (no JSON text beside them, no
     /// integers among fractions): what a tight loop over an Arrow array may read directly.
     pub fn plain(&self) -> Option<&Typed> {
-        (!self.mixed && !self.has_other()).then_some(&self.typed)
+        (self.ints.is_none() && !self.has_other()).then_some(&self.typed)
     }
 
     /// Whether some values are not of the column's main type (and are kept as JSON text).
@@ -278,9 +283,9 @@ impl Column {
         self.other.as_ref().is_some_and(|o| o.null_count() < o.len())
     }
 
-    /// Whether integers share this float column (whole values are written as integers).
+    /// Whether integers share this float column.
     pub fn is_mixed(&self) -> bool {
-        self.mixed
+        self.ints.is_some()
     }
 
     /// The value at row `i`.
@@ -291,8 +296,8 @@ impl Column {
             Typed::Int(a) => a.is_valid(i).then(|| Value::Int(a.value(i))),
             Typed::Float(a) => a.is_valid(i).then(|| {
                 let x = a.value(i);
-                if self.mixed && x.fract() == 0.0 && x.abs() <= EXACT_IN_F64 as f64 {
-                    // Integers share this column with fractions: they read back as integers.
+                if self.ints.as_ref().is_some_and(|ints| ints.value(i)) {
+                    // An integer in a column of fractions: it reads back as written.
                     Value::Int(x as i64)
                 } else {
                     Value::Float(x)
@@ -331,7 +336,7 @@ impl Column {
                 let values = a.values();
                 visit(a, |i| f(i, Value::Int(values[i])))
             }
-            Typed::Float(a) if self.mixed => visit(a, |i| f(i, self.get(i))),
+            Typed::Float(a) if self.ints.is_some() => visit(a, |i| f(i, self.get(i))),
             Typed::Float(a) => {
                 let values = a.values();
                 visit(a, |i| f(i, Value::Float(values[i])))
@@ -400,7 +405,7 @@ impl Column {
         };
         Column {
             typed,
-            mixed: self.mixed,
+            ints: self.ints.as_ref().map(|i| array_of(f(i))),
             other: self.other.as_ref().map(|o| array_of(f(o))),
         }
     }
@@ -443,7 +448,7 @@ impl Column {
         };
         Column {
             typed,
-            mixed: self.mixed,
+            ints: self.ints.as_ref().map(|i| i.slice(offset, len)),
             other: self.other.as_ref().map(|o| o.slice(offset, len)),
         }
     }
@@ -473,7 +478,16 @@ impl Column {
                     .collect();
                 concat_arrays::<StringArray>(&pieces)
             });
-        let mixed = parts.iter().any(|(c, _)| c.is_some_and(|c| c.mixed));
+        let ints = parts.iter().any(|(c, _)| c.is_some_and(|c| c.ints.is_some())).then(|| {
+            let pieces: Vec<ArrayRef> = parts
+                .iter()
+                .map(|(c, n)| match c.and_then(|c| c.ints.as_ref()) {
+                    Some(i) => Arc::new(i.clone()) as ArrayRef,
+                    None => Arc::new(BooleanArray::from(vec![false; *n])) as ArrayRef,
+                })
+                .collect();
+            concat_arrays::<BooleanArray>(&pieces)
+        });
         let pieces = |data_type: arrow_schema::DataType| -> Vec<ArrayRef> {
             parts
                 .iter()
@@ -516,7 +530,7 @@ impl Column {
                 Typed::Object(Box::new(Batch::concat(&batches)), nulls)
             }
         };
-        Column { typed, mixed, other }
+        Column { typed, ints, other }
     }
 
     /// The parts' values pushed one by one: for parts whose columns hold different main types.
@@ -546,7 +560,8 @@ fn concat_arrays<T: Array + Clone + 'static>(pieces: &[ArrayRef]) -> T {
 #[derive(Debug, Default)]
 pub struct ColumnBuilder {
     typed: TypedBuilder,
-    mixed: bool,
+    /// In a float column that took integers: per row, whether it holds one.
+    ints: Option<BooleanBufferBuilder>,
     other: Option<StringBuilder>,
     len: usize,
 }
@@ -667,6 +682,9 @@ impl ColumnBuilder {
         if let Some(o) = &mut self.other {
             o.append_nulls(n);
         }
+        if let Some(ints) = &mut self.ints {
+            ints.append_n(n, false);
+        }
         self.len += n;
     }
 
@@ -689,6 +707,9 @@ impl ColumnBuilder {
             b
         });
         other.append_value(text);
+        if let Some(ints) = &mut self.ints {
+            ints.append(false);
+        }
         match &mut self.typed {
             TypedBuilder::Empty => {}
             TypedBuilder::Bool(b) => b.append_null(),
@@ -707,6 +728,25 @@ impl ColumnBuilder {
         if let Some(o) = &mut self.other {
             o.append_null();
         }
+        if let Some(ints) = &mut self.ints {
+            ints.append(false);
+        }
+        self.len += 1;
+    }
+
+    /// An integer went into this float column.
+    fn int_pushed(&mut self) {
+        let len = self.len;
+        self.ints
+            .get_or_insert_with(|| {
+                let mut b = BooleanBufferBuilder::new(len + 1);
+                b.append_n(len, false);
+                b
+            })
+            .append(true);
+        if let Some(o) = &mut self.other {
+            o.append_null();
+        }
         self.len += 1;
     }
 
@@ -716,7 +756,7 @@ impl ColumnBuilder {
             return false;
         };
         let done = ints.finish();
-        if done.iter().flatten().any(|i| i.abs() > EXACT_IN_F64) {
+        if done.iter().flatten().any(|i| i.unsigned_abs() > EXACT_IN_F64 as u64) {
             // Put them back: the new value becomes JSON text instead.
             for v in done.iter() {
                 ints.append_option(v);
@@ -724,11 +764,13 @@ impl ColumnBuilder {
             return false;
         }
         let mut floats = Float64Builder::with_capacity(done.len());
+        let mut flags = BooleanBufferBuilder::new(done.len());
         for v in done.iter() {
             floats.append_option(v.map(|i| i as f64));
+            flags.append(v.is_some());
         }
         self.typed = TypedBuilder::Float(floats);
-        self.mixed = true;
+        self.ints = Some(flags);
         true
     }
 
@@ -742,10 +784,9 @@ impl ColumnBuilder {
                 b.append_value(i);
                 self.typed_pushed();
             }
-            TypedBuilder::Float(b) if i.abs() <= EXACT_IN_F64 => {
+            TypedBuilder::Float(b) if i.unsigned_abs() <= EXACT_IN_F64 as u64 => {
                 b.append_value(i as f64);
-                self.mixed = true;
-                self.typed_pushed();
+                self.int_pushed();
             }
             _ => self.push_other(itoa::Buffer::new().format(i)),
         }
@@ -766,7 +807,7 @@ impl ColumnBuilder {
             }
             _ => {
                 let mut text = String::new();
-                json::write_float(x, false, &mut text);
+                json::write_float(x, &mut text);
                 self.push_other(&text)
             }
         }
@@ -792,7 +833,7 @@ impl ColumnBuilder {
                 }
                 _ => {
                     let mut text = String::new();
-                    json::write_value(value, false, &mut text);
+                    json::write_value(value, &mut text);
                     self.push_other(&text);
                 }
             },
@@ -836,6 +877,14 @@ impl ColumnBuilder {
                 self.start(TypedBuilder::Object(Box::default(), BooleanBufferBuilder::new(0)));
                 self.push_object(fields);
             }
+            // Objects whose keys keep changing stay JSON text once their column is wide.
+            TypedBuilder::Object(b, _)
+                if b.width() >= MAX_NESTED_FIELDS && !b.has_fields(fields.iter().map(|(k, _)| k.as_ref())) =>
+            {
+                let mut text = String::new();
+                json::write_owned(&Owned::Object(fields.to_vec()), &mut text);
+                self.push_other(&text);
+            }
             TypedBuilder::Object(b, validity) => {
                 b.push_fields(fields);
                 validity.append(true);
@@ -878,7 +927,7 @@ impl ColumnBuilder {
         };
         Column {
             typed,
-            mixed: self.mixed,
+            ints: self.ints.as_mut().map(|i| BooleanArray::new(i.finish(), None)),
             other: self.other.as_mut().map(|o| o.finish()),
         }
     }

@@ -144,32 +144,29 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
     }
 }
 
-/// Writes a float as `serde_json` does (with the formatter it uses) (`null` when not finite); in a column where integers
-/// and fractions mix, whole values are written as integers.
-pub fn write_float_bytes(x: f64, whole_as_int: bool, out: &mut Vec<u8>) {
+/// Writes a float as `serde_json` does, with the formatter it uses (`null` when not finite).
+pub fn write_float_bytes(x: f64, out: &mut Vec<u8>) {
     if !x.is_finite() {
         out.extend_from_slice(b"null");
-    } else if whole_as_int && x.fract() == 0.0 && x.abs() <= (1u64 << 53) as f64 {
-        out.extend_from_slice(itoa::Buffer::new().format(x as i64).as_bytes());
     } else {
         out.extend_from_slice(zmij::Buffer::new().format_finite(x).as_bytes());
     }
 }
 
 /// [`write_float_bytes`] into a string.
-pub fn write_float(x: f64, whole_as_int: bool, out: &mut String) {
+pub fn write_float(x: f64, out: &mut String) {
     let mut bytes = Vec::new();
-    write_float_bytes(x, whole_as_int, &mut bytes);
+    write_float_bytes(x, &mut bytes);
     out.push_str(&String::from_utf8_lossy(&bytes));
 }
 
-fn write_value_bytes(value: Value<'_>, whole_as_int: bool, out: &mut Vec<u8>) {
+fn write_value_bytes(value: Value<'_>, out: &mut Vec<u8>) {
     match value {
         Value::Absent | Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
-        Value::Float(x) => write_float_bytes(x, whole_as_int, out),
+        Value::Float(x) => write_float_bytes(x, out),
         Value::Str(s) => write_str(s, out),
         Value::Object(row) => write_row(row, out),
         Value::Json(text) => out.extend_from_slice(text.as_bytes()),
@@ -177,9 +174,9 @@ fn write_value_bytes(value: Value<'_>, whole_as_int: bool, out: &mut Vec<u8>) {
 }
 
 /// Writes one value as JSON text.
-pub fn write_value(value: Value<'_>, whole_as_int: bool, out: &mut String) {
+pub fn write_value(value: Value<'_>, out: &mut String) {
     let mut bytes = Vec::new();
-    write_value_bytes(value, whole_as_int, &mut bytes);
+    write_value_bytes(value, &mut bytes);
     out.push_str(&String::from_utf8_lossy(&bytes));
 }
 
@@ -205,7 +202,7 @@ impl Keys {
             key.push(b':');
             own.push(key);
             nested.push(match f.column.typed() {
-                crate::flow::Typed::Object(fields, _) => Some(Keys::of(fields)),
+                super::Typed::Object(fields, _) => Some(Keys::of(fields)),
                 _ => None,
             });
         }
@@ -228,7 +225,7 @@ fn write_row_keyed(row: Row<'_>, keys: &Keys, out: &mut Vec<u8>) {
         out.extend_from_slice(&keys.own[k]);
         match (value, &keys.nested[k]) {
             (Value::Object(inner), Some(nested)) => write_row_keyed(inner, nested, out),
-            _ => write_value_bytes(value, f.column.is_mixed(), out),
+            _ => write_value_bytes(value, out),
         }
     }
     out.push(b'}');
@@ -268,15 +265,26 @@ pub fn write_owned(value: &Owned<'_>, out: &mut String) {
         Owned::Null => out.push_str("null"),
         Owned::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Owned::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
-        Owned::Float(x) => write_float(*x, false, out),
+        Owned::Float(x) => write_float(*x, out),
         Owned::Str(s) => out.push_str(&serde_json::to_string(s.as_ref()).unwrap_or_default()),
         Owned::Json(text) => out.push_str(text),
         Owned::Object(fields) => {
             out.push('{');
+            let mut first = true;
             for (i, (k, v)) in fields.iter().enumerate() {
-                if i > 0 {
+                // A key given twice: its first place, its last value (as serde_json reads it).
+                if fields[..i].iter().any(|(earlier, _)| earlier == k) {
+                    continue;
+                }
+                let v = fields[i + 1..]
+                    .iter()
+                    .rev()
+                    .find(|(later, _)| later == k)
+                    .map_or(v, |(_, v)| v);
+                if !first {
                     out.push(',');
                 }
+                first = false;
                 out.push_str(&serde_json::to_string(k.as_ref()).unwrap_or_default());
                 out.push(':');
                 write_owned(v, out);

@@ -156,3 +156,48 @@ fn a_null_index_picks_a_record_without_the_fields() {
         vec![r#"{"a":2,"o":{"x":2},"s":"u"}"#, "{}", r#"{"a":1,"o":{"x":1},"s":"t"}"#]
     );
 }
+
+#[test]
+fn a_whole_float_beside_integers_stays_a_float_and_an_integer_an_integer() {
+    let batch = decoded(&[
+        r#"{"x":1}"#,
+        r#"{"x":2.0}"#,
+        r#"{"x":-0.0}"#,
+        r#"{"x":2.5}"#,
+        r#"{"x":-9223372036854775808}"#,
+    ]);
+    assert_eq!(
+        text(&batch),
+        vec![
+            r#"{"x":1}"#,
+            r#"{"x":2.0}"#,
+            r#"{"x":-0.0}"#,
+            r#"{"x":2.5}"#,
+            r#"{"x":-9223372036854775808}"#
+        ]
+    );
+    // And across batches joined together, whatever each held.
+    let floats = decoded(&[r#"{"x":3.0}"#]);
+    let joined = Batch::concat(&[floats, batch.clone()]);
+    assert_eq!(text(&joined)[0], r#"{"x":3.0}"#);
+    assert_eq!(text(&joined)[1..], text(&batch)[..]);
+    assert_eq!(text(&joined.slice(2, 2)), vec![r#"{"x":2.0}"#, r#"{"x":-0.0}"#]);
+}
+
+#[test]
+fn a_nested_object_kept_as_text_keeps_the_last_value_of_a_repeated_key() {
+    let batch = decoded(&[r#"{"geo":"x"}"#, r#"{"geo":{"a":1,"b":0,"a":2}}"#]);
+    assert_eq!(text(&batch)[1], r#"{"geo":{"a":2,"b":0}}"#);
+}
+
+#[test]
+fn objects_used_as_maps_do_not_widen_their_column_without_end() {
+    let lines: Vec<String> = (0..200).map(|i| format!(r#"{{"m":{{"k{i}":{i}}}}}"#)).collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let batch = decoded(&refs);
+    assert_eq!(text(&batch), lines, "every record reads back as written");
+    match batch.column("m").expect("m").typed() {
+        Typed::Object(fields, _) => assert!(fields.fields().len() <= 64, "{}", fields.fields().len()),
+        other => panic!("{other:?}"),
+    }
+}

@@ -117,7 +117,7 @@ fn message_key(column: Option<&crate::flow::Column>, row: usize) -> Option<Strin
         Value::Absent | Value::Null => None,
         other => {
             let mut text = String::new();
-            crate::flow::json::write_value(other, column.is_mixed(), &mut text);
+            crate::flow::json::write_value(other, &mut text);
             Some(text)
         }
     }

@@ -519,7 +519,7 @@ fn record_key(on: &[&crate::flow::Column], row: usize, key: &mut String) -> bool
         match column.get(row) {
             FlowValue::Absent | FlowValue::Null => return false,
             FlowValue::Str(s) => key.push_str(s),
-            other => crate::flow::json::write_value(other, column.is_mixed(), key),
+            other => crate::flow::json::write_value(other, key),
         }
     }
     true

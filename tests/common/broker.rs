@@ -21,10 +21,15 @@ use serde_json::Value;
 
 /// Where tansu keeps its topics, relative to the folder it runs in.
 const STORAGE: &str = "sqlite://tansu.db";
+/// tansu's in-memory storage: much faster under load, but a fetch that starts inside a stored
+/// batch skips the rest of that batch (see `STORAGE`'s tests in tests/delivery.rs), so only for
+/// a benchmark whose consumers read from the start and are never moved.
+const MEMORY: &str = "memory://tansu/";
 
 /// A running tansu broker, killed when dropped.
 pub struct Broker {
     child: Option<Child>,
+    storage: &'static str,
     pub address: String,
     /// The address the broker gives clients (its own unless something fronts it).
     advertised: String,
@@ -54,6 +59,23 @@ pub fn free_port() -> u16 {
 }
 
 impl Broker {
+    /// A broker keeping its topics in memory (see [`MEMORY`]), for benchmarks.
+    pub fn start_in_memory() -> Broker {
+        let address = format!("127.0.0.1:{}", free_port());
+        let scratch = tempfile::tempdir().expect("a folder for the broker");
+        let dir = scratch.path().to_path_buf();
+        let mut broker = Broker {
+            child: None,
+            storage: MEMORY,
+            address: address.clone(),
+            advertised: address,
+            dir,
+            _scratch: Some(scratch),
+        };
+        broker.restart();
+        broker
+    }
+
     /// A broker with its storage in a temporary folder of its own.
     pub fn start() -> Broker {
         let address = format!("127.0.0.1:{}", free_port());
@@ -81,6 +103,7 @@ impl Broker {
     fn launch(address: String, advertised: String, dir: PathBuf, scratch: Option<tempfile::TempDir>) -> Broker {
         let mut broker = Broker {
             child: None,
+            storage: STORAGE,
             address,
             advertised,
             dir,
@@ -103,7 +126,7 @@ impl Broker {
                 "--advertised-listener-url",
                 &advertised,
                 "--storage-engine",
-                STORAGE,
+                self.storage,
             ])
             .current_dir(&self.dir)
             .stdout(Stdio::null())

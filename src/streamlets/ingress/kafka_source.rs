@@ -402,6 +402,8 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
         // rebalance during the batch separates an old assignment's messages from a new one's).
         let mut ranges: BTreeMap<(i32, u64), (i64, i64)> = BTreeMap::new();
         let mut records = BatchBuilder::default();
+        // Batches closed early because their records' field names kept changing.
+        let mut wide = Vec::new();
         let mut bad = Vec::new();
         for (message, epoch) in messages {
             let message = match message {
@@ -418,6 +420,9 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
             range.0 = range.0.min(message.offset());
             range.1 = range.1.max(message.offset());
             let payload = message.payload().unwrap_or_default();
+            if records.is_wide() {
+                wide.push(std::mem::take(&mut records).finish());
+            }
             if let Err(text::Malformed { line, reason, raw }) =
                 text::read_json_line(payload, message.offset().max(0) as u64, &mut records)
             {
@@ -442,6 +447,9 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
             // consumer (or to this one afresh), which reads them again from the last commit.
             // The records still go on; only their offsets are not this assignment's to commit.
             tracing::debug!(streamlet = %io.name, "a batch straddled a rebalance");
+        }
+        for batch in wide {
+            out.send_acked(batch, acks.clone()).await?;
         }
         out.send_acked(records.finish(), acks.clone()).await?;
         errors.send_acked(Batch::from_records(&bad), acks).await?;

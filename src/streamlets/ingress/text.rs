@@ -102,7 +102,8 @@ impl TextReader {
             if let Err(bad) = read_json_line(&line, number, &mut chunk.records) {
                 chunk.malformed.push(bad);
             }
-            if (chunk.len() >= self.chunk || input.buffer().is_empty()) && !self.send(tx, &mut chunk) {
+            let full = chunk.len() >= self.chunk || chunk.records.is_wide();
+            if (full || input.buffer().is_empty()) && !self.send(tx, &mut chunk) {
                 return Ok(());
             }
         }

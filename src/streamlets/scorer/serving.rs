@@ -499,7 +499,7 @@ impl Serving {
                 crate::flow::Value::Str(s) => groups[split.route_text(s)].push(i),
                 other => {
                     text.clear();
-                    crate::flow::json::write_value(other, keys.is_some_and(|c| c.is_mixed()), &mut text);
+                    crate::flow::json::write_value(other, &mut text);
                     groups[split.route_text(&text)].push(i);
                 }
             }
