@@ -14,7 +14,7 @@ use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sluice::flow::json::{decode_object, write_lines};
+use sluice::flow::json::{decode_into, write_lines};
 use sluice::flow::{Batch, BatchBuilder};
 use sluice::streamlets::ingress::generator::ListingGenerator;
 
@@ -62,7 +62,7 @@ fn main() {
         for chunk in lines.chunks(BATCH) {
             let mut b = BatchBuilder::default();
             for line in chunk {
-                b.push_fields(&decode_object(line).expect("a record"));
+                decode_into(line, &mut b).expect("a record");
             }
             std::hint::black_box(b.finish());
         }
@@ -76,8 +76,7 @@ fn main() {
             std::hint::black_box(batch);
         }
     });
-    let (schema, _) =
-        arrow_json::reader::infer_json_schema(Cursor::new(&text[..]), Some(1000)).expect("a schema");
+    let (schema, _) = arrow_json::reader::infer_json_schema(Cursor::new(&text[..]), Some(1000)).expect("a schema");
     let schema = Arc::new(schema);
     let arrow_decode = time(records, || {
         let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
@@ -148,7 +147,11 @@ fn main() {
 
     println!("{:<48} {:>10} {:>10}", "", "decode", "encode");
     for (label, decode, encode) in [
-        ("sluice (serde_json → columns; columns → text)", sluice_decode, sluice_encode),
+        (
+            "sluice (serde_json → columns; columns → text)",
+            sluice_decode,
+            sluice_encode,
+        ),
         ("serde_json, a Map per record", map_decode, map_encode),
         ("arrow-json (schema inferred once)", arrow_decode, arrow_encode),
     ] {

@@ -268,6 +268,8 @@ pub struct BatchBuilder {
     /// Per column, the last record (counted from 1) that named it: a key given twice in one
     /// record is seen without comparing names.
     named: Vec<usize>,
+    /// Records a decoder began and could not finish: left out when the batch is finished.
+    abandoned: Vec<usize>,
     /// The column of each field of the record being added.
     at: Vec<usize>,
 }
@@ -278,8 +280,9 @@ pub struct BatchBuilder {
 pub const MAX_FIELDS: usize = 256;
 
 impl BatchBuilder {
+    /// Records added so far (those abandoned not counted).
     pub fn len(&self) -> usize {
-        self.rows
+        self.rows - self.abandoned.len()
     }
 
     /// How many fields the batch being built has.
@@ -298,7 +301,7 @@ impl BatchBuilder {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows == 0
+        self.len() == 0
     }
 
     fn index_of(&mut self, name: &str) -> usize {
@@ -317,6 +320,28 @@ impl BatchBuilder {
         };
         self.next = at + 1;
         at
+    }
+
+    /// The column of field `name` for the record being built, unless the record has set it
+    /// already (`None`): a decoder adding a record's fields as it reads them.
+    pub fn next_field(&mut self, name: &str) -> Option<&mut ColumnBuilder> {
+        let at = self.index_of(name);
+        let column = &mut self.columns[at].1;
+        (column.len() == self.rows).then_some(column)
+    }
+
+    /// Ends the record being built as one that is not to be kept (its text turned out not to
+    /// be a record): the finished batch leaves it out.
+    pub fn abandon_row(&mut self) {
+        self.abandoned.push(self.rows);
+        self.end_row();
+    }
+
+    /// The record added last is not to be kept after all.
+    pub fn abandon_last(&mut self) {
+        if self.rows > 0 {
+            self.abandoned.push(self.rows - 1);
+        }
     }
 
     /// The column of field `name`, for a value of the record being built. A field set twice in
@@ -390,7 +415,7 @@ impl BatchBuilder {
     }
 
     pub fn finish(self) -> Batch {
-        Batch {
+        let batch = Batch {
             rows: self.rows,
             fields: self
                 .columns
@@ -400,6 +425,14 @@ impl BatchBuilder {
                     column: c.finish(),
                 })
                 .collect(),
+        };
+        if self.abandoned.is_empty() {
+            return batch;
         }
+        let mut keep = vec![true; batch.rows];
+        for row in self.abandoned {
+            keep[row] = false;
+        }
+        batch.filter(&BooleanArray::from(keep))
     }
 }

@@ -871,6 +871,27 @@ impl ColumnBuilder {
         }
     }
 
+    /// The nested rows of an object column, for a decoder to add an object's fields to directly
+    /// (then [`ColumnBuilder::object_pushed`]); `None` when the column holds other values or is
+    /// as wide as a nested object's column gets (the object then goes as a whole, by `push_owned`).
+    pub fn nested_rows(&mut self) -> Option<&mut BatchBuilder> {
+        if matches!(self.typed, TypedBuilder::Empty) {
+            self.start(TypedBuilder::Object(Box::default(), BooleanBufferBuilder::new(0)));
+        }
+        match &mut self.typed {
+            TypedBuilder::Object(b, _) if b.width() < MAX_NESTED_FIELDS => Some(b),
+            _ => None,
+        }
+    }
+
+    /// An object was added to the nested rows: this row has it.
+    pub fn object_pushed(&mut self) {
+        if let TypedBuilder::Object(_, validity) = &mut self.typed {
+            validity.append(true);
+            self.typed_pushed();
+        }
+    }
+
     fn push_object(&mut self, fields: &[(std::borrow::Cow<'_, str>, Owned<'_>)]) {
         match &mut self.typed {
             TypedBuilder::Empty => {

@@ -7,8 +7,8 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::batch::Batch;
-use super::column::{Owned, Row, Value};
+use super::batch::{Batch, BatchBuilder};
+use super::column::{ColumnBuilder, Owned, Row, Value};
 
 /// The fields of one JSON object, in the order they were written.
 pub type Fields<'a> = Vec<(Cow<'a, str>, Owned<'a>)>;
@@ -21,6 +21,175 @@ pub fn decode_object(text: &[u8]) -> Result<Fields<'_>, String> {
     match value {
         Owned::Object(fields) => Ok(fields),
         other => Err(format!("a record must be a JSON object, found {}", kind(&other))),
+    }
+}
+
+/// Reads one JSON object (surrounding whitespace allowed) straight into the columns of
+/// `records`, as its next record; the reason when the text is not one, and then the batch
+/// leaves out whatever of it was read.
+pub fn decode_into(text: &[u8], records: &mut BatchBuilder) -> Result<(), String> {
+    let mut repeated = false;
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let read = de.deserialize_any(Top {
+        records: &mut *records,
+        repeated: &mut repeated,
+    });
+    match read {
+        Ok(None) => match de.end() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                records.abandon_last();
+                Err(format!("bad JSON: {e}"))
+            }
+        },
+        // Not an object: the whole text must still be JSON for that to be the reason.
+        Ok(Some(found)) => match de.end() {
+            Ok(()) => Err(format!("a record must be a JSON object, found {found}")),
+            Err(e) => Err(format!("bad JSON: {e}")),
+        },
+        // A key given twice: read the record again the general way (its last value counts).
+        Err(_) if repeated => {
+            let fields = decode_object(text)?;
+            records.push_fields(&fields);
+            Ok(())
+        }
+        Err(e) => Err(format!("bad JSON: {e}")),
+    }
+}
+
+/// The top of a record's text: an object goes into the batch (`None`); anything else is named.
+struct Top<'b> {
+    records: &'b mut BatchBuilder,
+    repeated: &'b mut bool,
+}
+
+impl<'de> Visitor<'de> for Top<'_> {
+    type Value = Option<&'static str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        match fields_into(map, self.records, self.repeated) {
+            Ok(()) => {
+                self.records.end_row();
+                Ok(None)
+            }
+            Err(e) => {
+                self.records.abandon_row();
+                Err(e)
+            }
+        }
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Some("a boolean"))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Some("a number"))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Some("a number"))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Some("a number"))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Some("a string"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Some("null"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        serde::de::IgnoredAny::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+        Ok(Some("an array"))
+    }
+}
+
+/// Adds an object's fields to the record being built in `records`, value by value. A key the
+/// record already has sets `repeated` and stops: the caller reads the record the general way.
+fn fields_into<'de, A: MapAccess<'de>>(
+    mut map: A,
+    records: &mut BatchBuilder,
+    repeated: &mut bool,
+) -> Result<(), A::Error> {
+    while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+        let Some(column) = records.next_field(&key) else {
+            *repeated = true;
+            return Err(de::Error::custom("a key given twice"));
+        };
+        map.next_value_seed(Into {
+            column,
+            repeated: &mut *repeated,
+        })?;
+    }
+    Ok(())
+}
+
+/// One value, into its column.
+struct Into<'c> {
+    column: &'c mut ColumnBuilder,
+    repeated: &'c mut bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Into<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Into<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.column.push_bool(v);
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.column.push_int(v);
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        match i64::try_from(v) {
+            Ok(i) => self.column.push_int(i),
+            Err(_) => self.column.push_owned(&Owned::Json(v.to_string())),
+        }
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.column.push_float(v);
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.column.push_str(v);
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.column.push_owned(&Owned::Null);
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.visit_unit()
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        let list = serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+        self.column.push_owned(&Owned::Json(list.to_string()));
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let Some(nested) = self.column.nested_rows() else {
+            // Not an object column (or one as wide as they get): the object as a whole.
+            let object = OwnedVisitor.visit_map(map)?;
+            self.column.push_owned(&object);
+            return Ok(());
+        };
+        let read = fields_into(map, nested, self.repeated);
+        nested.end_row();
+        self.column.object_pushed();
+        read
     }
 }
 

@@ -3,16 +3,22 @@
 use arrow_array::BooleanArray;
 use serde_json::{json, Value as J};
 
-use super::json::{decode_object, write_lines};
+use super::json::{decode_into, decode_object, write_lines};
 use super::*;
 
 fn decoded(lines: &[&str]) -> Batch {
     let mut b = BatchBuilder::default();
     for line in lines {
-        let fields = decode_object(line.as_bytes()).expect("an object");
-        b.push_fields(&fields);
+        decode_into(line.as_bytes(), &mut b).expect("an object");
     }
-    b.finish()
+    let batch = b.finish();
+    // Both decoders read the same records.
+    let mut general = BatchBuilder::default();
+    for line in lines {
+        general.push_fields(&decode_object(line.as_bytes()).expect("an object"));
+    }
+    assert_eq!(batch.records(), general.finish().records());
+    batch
 }
 
 fn text(batch: &Batch) -> Vec<String> {
@@ -200,4 +206,30 @@ fn objects_used_as_maps_do_not_widen_their_column_without_end() {
         Typed::Object(fields, _) => assert!(fields.fields().len() <= 64, "{}", fields.fields().len()),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_line_that_breaks_off_adds_nothing_and_its_neighbours_stay_whole() {
+    let mut b = BatchBuilder::default();
+    decode_into(br#"{"a":1,"o":{"x":1}}"#, &mut b).expect("a record");
+    for bad in [
+        &br#"{"a":2,"o":{"x":"#[..],
+        br#"{"a":3,"b":[1,"#,
+        br#"{"a":4} {"#,
+        br#"[1,2]"#,
+        br#"{"a":5,"a":"#,
+    ] {
+        let reason = decode_into(bad, &mut b).expect_err("not a record");
+        assert!(
+            reason.starts_with("bad JSON") || reason.contains("JSON object"),
+            "{reason}"
+        );
+    }
+    decode_into(br#"{"a":6,"o":{"x":6},"a":7}"#, &mut b).expect("a record");
+    assert_eq!(b.len(), 2);
+    let batch = b.finish();
+    assert_eq!(text(&batch), vec![r#"{"a":1,"o":{"x":1}}"#, r#"{"a":7,"o":{"x":6}}"#]);
+    assert!(decode_into(b"[1]", &mut BatchBuilder::default())
+        .unwrap_err()
+        .contains("found an array"));
 }

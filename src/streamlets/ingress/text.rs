@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use indexmap::IndexMap;
 use tokio::sync::mpsc;
 
-use crate::flow::json::decode_object;
+use crate::flow::json::decode_into;
 use crate::flow::{Batch, BatchBuilder, Owned};
 use crate::spec::{ColumnType, Format};
 
@@ -200,12 +200,10 @@ pub fn read_json_line(line: &[u8], number: u64, records: &mut BatchBuilder) -> R
         raw: line.strip_suffix(b"\n").unwrap_or(line).to_vec(),
     };
     // The parser checks the text's UTF-8 as it goes; the reason says so when that is what failed.
-    let fields = decode_object(trimmed).map_err(|reason| match std::str::from_utf8(trimmed) {
+    decode_into(trimmed, records).map_err(|reason| match std::str::from_utf8(trimmed) {
         Err(_) => malformed("not valid UTF-8".into()),
         Ok(_) => malformed(reason),
-    })?;
-    records.push_fields(&fields);
-    Ok(())
+    })
 }
 
 /// A CSV cell as the declared type; empty cells of typed columns are null.
