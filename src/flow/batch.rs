@@ -322,14 +322,6 @@ impl BatchBuilder {
         at
     }
 
-    /// The column of field `name` for the record being built, unless the record has set it
-    /// already (`None`): a decoder adding a record's fields as it reads them.
-    pub fn next_field(&mut self, name: &str) -> Option<&mut ColumnBuilder> {
-        let at = self.index_of(name);
-        let column = &mut self.columns[at].1;
-        (column.len() == self.rows).then_some(column)
-    }
-
     /// Ends the record being built as one that is not to be kept (its text turned out not to
     /// be a record): the finished batch leaves it out.
     pub fn abandon_row(&mut self) {
@@ -344,8 +336,8 @@ impl BatchBuilder {
         }
     }
 
-    /// The column of field `name`, for a value of the record being built. A field set twice in
-    /// one record keeps its first value.
+    /// The column of field `name`, for a value of the record being built; `None` when the
+    /// record has set it already (a decoder then knows a key was given twice).
     pub fn field(&mut self, name: &str) -> Option<&mut ColumnBuilder> {
         let at = self.index_of(name);
         let column = &mut self.columns[at].1;

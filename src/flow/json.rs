@@ -113,7 +113,7 @@ fn fields_into<'de, A: MapAccess<'de>>(
     repeated: &mut bool,
 ) -> Result<(), A::Error> {
     while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-        let Some(column) = records.next_field(&key) else {
+        let Some(column) = records.field(&key) else {
             *repeated = true;
             return Err(de::Error::custom("a key given twice"));
         };
