@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow_array::{Array, BooleanArray, UInt32Array};
 use arrow_select::filter::{FilterBuilder, FilterPredicate};
 
-use super::column::{Column, ColumnBuilder, Owned, Row, Value};
+use super::column::{Column, ColumnBuilder, Owned, Row};
 
 /// A named column of a batch.
 #[derive(Debug, Clone)]
@@ -387,23 +387,6 @@ impl BatchBuilder {
             }
         }
         self.end_row();
-    }
-
-    /// One record copied from a batch.
-    pub fn push_row(&mut self, row: Row<'_>) {
-        for (name, value) in row.fields() {
-            if let Some(column) = self.field(name) {
-                column.push(value);
-            }
-        }
-        self.end_row();
-    }
-
-    /// Sets a field of the record being built from a batch value.
-    pub fn set(&mut self, name: &str, value: Value<'_>) {
-        if let Some(column) = self.field(name) {
-            column.push(value);
-        }
     }
 
     pub fn finish(self) -> Batch {

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
-use arrow_array::types::Float64Type;
 use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, UInt32Array};
 use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, NullBuffer};
 use arrow_select::filter::FilterPredicate;
@@ -281,11 +280,6 @@ impl Column {
     /// Whether some values are not of the column's main type (and are kept as JSON text).
     pub fn has_other(&self) -> bool {
         self.other.as_ref().is_some_and(|o| o.null_count() < o.len())
-    }
-
-    /// Whether integers share this float column.
-    pub fn is_mixed(&self) -> bool {
-        self.ints.is_some()
     }
 
     /// The value at row `i`.
@@ -951,14 +945,5 @@ impl ColumnBuilder {
             ints: self.ints.as_mut().map(|i| BooleanArray::new(i.finish(), None)),
             other: self.other.as_mut().map(|o| o.finish()),
         }
-    }
-}
-
-/// The values of a numeric column as `f64` (integers converted), for numeric work on a column.
-pub fn as_f64(typed: &Typed) -> Option<Float64Array> {
-    match typed {
-        Typed::Float(a) => Some(a.clone()),
-        Typed::Int(a) => Some(a.unary::<_, Float64Type>(|i| i as f64)),
-        _ => None,
     }
 }
