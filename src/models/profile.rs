@@ -145,13 +145,13 @@ impl FieldProfile {
         }
     }
 
-    /// Whether a number is within the profile's range (widened by `slack`), for a tight loop
-    /// over a numeric column; `None` for a category field.
-    pub fn number_in_range(&self, x: f64, slack: f64) -> Option<bool> {
+    /// The range a number must be in (widened by `slack`), for a tight loop over a numeric
+    /// column; `None` for a category field.
+    pub fn number_range(&self, slack: f64) -> Option<(f64, f64)> {
         match self {
             FieldProfile::Number { min, max, .. } => {
                 let pad = (max - min) * slack;
-                Some(x >= min - pad && x <= max + pad)
+                Some((min - pad, max + pad))
             }
             FieldProfile::Category { .. } => None,
         }

@@ -176,21 +176,27 @@ impl ProfileCheck {
             // Columns of one type in a tight loop; a value found outside is checked again the
             // general way, for its reason.
             match column.plain() {
-                Some(crate::flow::Typed::Int(a)) if field.number_in_range(0.0, 0.0).is_some() => {
-                    for (i, v) in a.iter().enumerate() {
-                        match v {
-                            Some(v) if field.number_in_range(v as f64, self.slack) == Some(true) => seen[i] = true,
-                            Some(v) => check(i, crate::flow::Value::Int(v), &mut seen),
-                            None => {}
+                Some(crate::flow::Typed::Int(a)) if field.number_range(0.0).is_some() => {
+                    let (lo, hi) = field.number_range(self.slack).unwrap_or((f64::MIN, f64::MAX));
+                    let values = a.values();
+                    for i in valid_rows(a) {
+                        let v = values[i];
+                        if (v as f64) >= lo && (v as f64) <= hi {
+                            seen[i] = true;
+                        } else {
+                            check(i, crate::flow::Value::Int(v), &mut seen);
                         }
                     }
                 }
-                Some(crate::flow::Typed::Float(a)) if field.number_in_range(0.0, 0.0).is_some() => {
-                    for (i, v) in a.iter().enumerate() {
-                        match v {
-                            Some(v) if field.number_in_range(v, self.slack) == Some(true) => seen[i] = true,
-                            Some(v) => check(i, crate::flow::Value::Float(v), &mut seen),
-                            None => {}
+                Some(crate::flow::Typed::Float(a)) if field.number_range(0.0).is_some() => {
+                    let (lo, hi) = field.number_range(self.slack).unwrap_or((f64::MIN, f64::MAX));
+                    let values = a.values();
+                    for i in valid_rows(a) {
+                        let v = values[i];
+                        if v >= lo && v <= hi {
+                            seen[i] = true;
+                        } else {
+                            check(i, crate::flow::Value::Float(v), &mut seen);
                         }
                     }
                 }
@@ -269,6 +275,14 @@ impl ProfileCheck {
             }
         }
         events
+    }
+}
+
+/// The rows of an array that hold a value.
+fn valid_rows<A: arrow_array::Array>(a: &A) -> Box<dyn Iterator<Item = usize> + '_> {
+    match a.nulls() {
+        None => Box::new(0..a.len()),
+        Some(n) => Box::new(n.valid_indices()),
     }
 }
 
