@@ -144,6 +144,15 @@ pub struct Column {
     other: Option<StringArray>,
 }
 
+/// Calls `f` with each row of an Arrow array that holds a value, in order.
+pub fn each_valid<A: Array>(a: &A, mut f: impl FnMut(usize)) {
+    match a.nulls() {
+        None => (0..a.len()).for_each(&mut f),
+        Some(n) if n.null_count() == n.len() => {}
+        Some(n) => n.valid_indices().for_each(f),
+    }
+}
+
 fn array_of<T: Array + Clone + 'static>(array: ArrayRef) -> T {
     array
         .as_any()
@@ -316,26 +325,19 @@ impl Column {
     /// first (a tight loop over the array), then the others. Rows without the field are not
     /// visited; the order is not the rows' order.
     pub fn each<'a>(&'a self, mut f: impl FnMut(usize, Value<'a>)) {
-        fn visit<A: Array>(a: &A, mut g: impl FnMut(usize)) {
-            match a.nulls() {
-                None => (0..a.len()).for_each(&mut g),
-                Some(n) if n.null_count() == n.len() => {}
-                Some(n) => n.valid_indices().for_each(g),
-            }
-        }
         match &self.typed {
             Typed::Empty(_) => {}
-            Typed::Bool(a) => visit(a, |i| f(i, Value::Bool(a.value(i)))),
+            Typed::Bool(a) => each_valid(a, |i| f(i, Value::Bool(a.value(i)))),
             Typed::Int(a) => {
                 let values = a.values();
-                visit(a, |i| f(i, Value::Int(values[i])))
+                each_valid(a, |i| f(i, Value::Int(values[i])))
             }
-            Typed::Float(a) if self.ints.is_some() => visit(a, |i| f(i, self.get(i))),
+            Typed::Float(a) if self.ints.is_some() => each_valid(a, |i| f(i, self.get(i))),
             Typed::Float(a) => {
                 let values = a.values();
-                visit(a, |i| f(i, Value::Float(values[i])))
+                each_valid(a, |i| f(i, Value::Float(values[i])))
             }
-            Typed::Str(a) => visit(a, |i| f(i, Value::Str(a.value(i)))),
+            Typed::Str(a) => each_valid(a, |i| f(i, Value::Str(a.value(i)))),
             Typed::Object(b, nulls) => {
                 for i in 0..b.len() {
                     if valid(nulls.as_ref(), i) {
@@ -345,7 +347,7 @@ impl Column {
             }
         }
         if let Some(o) = &self.other {
-            visit(o, |i| {
+            each_valid(o, |i| {
                 f(
                     i,
                     match o.value(i) {

@@ -1,6 +1,6 @@
-//! Records as JSON text: one object read into fields for a batch builder (parsed by
-//! `serde_json`, strings borrowed from the input), and batch records written back as JSON,
-//! byte for byte as `serde_json` writes them.
+//! Records as JSON text: one object read by `serde_json` straight into the columns of a batch
+//! builder (or, the general way, into a list of its fields), and batch records written back as
+//! JSON, byte for byte as `serde_json` writes them.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -264,13 +264,7 @@ impl PropertyCheck {
     /// Marks the records whose value of this property is not certainly valid. Columns of one
     /// type are read in a tight loop; any other goes value by value.
     fn mark(&self, column: &crate::flow::Column, unsure: &mut [bool]) {
-        use crate::flow::Typed;
-        fn each_valid<A: arrow_array::Array>(a: &A, mut f: impl FnMut(usize)) {
-            match a.nulls() {
-                None => (0..a.len()).for_each(&mut f),
-                Some(n) => n.valid_indices().for_each(f),
-            }
-        }
+        use crate::flow::{each_valid, Typed};
         let numeric_only = self.rest.is_none() && self.strings.is_none() && !self.unknown;
         match column.plain() {
             Some(Typed::Int(a)) if numeric_only => {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::io::with_errors;
 use super::{Batch, Io, Stop, StreamletError};
-use crate::flow::{ColumnBuilder, Owned};
+use crate::flow::{each_valid, ColumnBuilder, Owned, Typed, Value as Field};
 use crate::models::profile::{DriftEvent, DriftMonitor, DriftSettings, Profile, Seen, Violation};
 use crate::spec::{OutOfProfile, ValidatorConfig};
 use columns::ColumnCheck;
@@ -167,7 +167,7 @@ impl ProfileCheck {
                 field: name.clone(),
                 reason: format!("`{name}` {reason}"),
             };
-            let mut check = |i: usize, value: crate::flow::Value<'_>, seen: &mut [bool]| {
+            let mut check = |i: usize, value: Field<'_>, seen: &mut [bool]| {
                 seen[i] = true;
                 if let Err(reason) = field.check(&Seen::of(value), self.slack) {
                     outside[i].push(violation(reason));
@@ -175,49 +175,31 @@ impl ProfileCheck {
             };
             // Columns of one type in a tight loop; a value found outside is checked again the
             // general way, for its reason.
-            match column.plain() {
-                Some(crate::flow::Typed::Int(a)) if field.number_range(0.0).is_some() => {
-                    let (lo, hi) = field.number_range(self.slack).unwrap_or((f64::MIN, f64::MAX));
+            match (column.plain(), field.number_range(self.slack)) {
+                (Some(Typed::Int(a)), Some((lo, hi))) => {
                     let values = a.values();
-                    for i in valid_rows(a) {
-                        let v = values[i];
-                        if (v as f64) >= lo && (v as f64) <= hi {
-                            seen[i] = true;
-                        } else {
-                            check(i, crate::flow::Value::Int(v), &mut seen);
-                        }
-                    }
+                    each_valid(a, |i| match values[i] {
+                        v if (lo..=hi).contains(&(v as f64)) => seen[i] = true,
+                        v => check(i, Field::Int(v), &mut seen),
+                    });
                 }
-                Some(crate::flow::Typed::Float(a)) if field.number_range(0.0).is_some() => {
-                    let (lo, hi) = field.number_range(self.slack).unwrap_or((f64::MIN, f64::MAX));
+                (Some(Typed::Float(a)), Some((lo, hi))) => {
                     let values = a.values();
-                    for i in valid_rows(a) {
-                        let v = values[i];
-                        if v >= lo && v <= hi {
-                            seen[i] = true;
-                        } else {
-                            check(i, crate::flow::Value::Float(v), &mut seen);
-                        }
-                    }
+                    each_valid(a, |i| match values[i] {
+                        v if (lo..=hi).contains(&v) => seen[i] = true,
+                        v => check(i, Field::Float(v), &mut seen),
+                    });
                 }
-                Some(crate::flow::Typed::Str(a)) if field.has_category("").is_some() => {
-                    for (i, v) in a.iter().enumerate() {
-                        match v {
-                            Some(v) if field.has_category(v) == Some(true) => seen[i] = true,
-                            Some(v) => check(i, crate::flow::Value::Str(v), &mut seen),
-                            None => {}
-                        }
-                    }
-                }
-                Some(crate::flow::Typed::Bool(a)) if field.has_category("").is_some() => {
+                (Some(Typed::Str(a)), None) => each_valid(a, |i| match a.value(i) {
+                    v if field.has_category(v) == Some(true) => seen[i] = true,
+                    v => check(i, Field::Str(v), &mut seen),
+                }),
+                (Some(Typed::Bool(a)), None) => {
                     let allowed = [field.has_category("false"), field.has_category("true")];
-                    for (i, v) in a.iter().enumerate() {
-                        match v {
-                            Some(v) if allowed[usize::from(v)] == Some(true) => seen[i] = true,
-                            Some(v) => check(i, crate::flow::Value::Bool(v), &mut seen),
-                            None => {}
-                        }
-                    }
+                    each_valid(a, |i| match a.value(i) {
+                        v if allowed[usize::from(v)] == Some(true) => seen[i] = true,
+                        v => check(i, Field::Bool(v), &mut seen),
+                    });
                 }
                 _ => column.each(|i, value| check(i, value, &mut seen)),
             }
@@ -267,7 +249,7 @@ impl ProfileCheck {
                                 Owned::Json(reasons.to_string()),
                             )]));
                         }
-                        None => tags.push(existing.map_or(crate::flow::Value::Absent, |c| c.get(i))),
+                        None => tags.push(existing.map_or(Field::Absent, |c| c.get(i))),
                     }
                 }
                 let tags = tags.finish();
@@ -275,14 +257,6 @@ impl ProfileCheck {
             }
         }
         events
-    }
-}
-
-/// The rows of an array that hold a value.
-fn valid_rows<A: arrow_array::Array>(a: &A) -> Box<dyn Iterator<Item = usize> + '_> {
-    match a.nulls() {
-        None => Box::new(0..a.len()),
-        Some(n) => Box::new(n.valid_indices()),
     }
 }
 
