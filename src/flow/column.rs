@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
-use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, UInt32Array};
-use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, NullBuffer};
+use arrow_array::types::ArrowPrimitiveType;
+use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, PrimitiveArray, StringArray, UInt32Array};
+use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_select::filter::FilterPredicate;
 
 use super::batch::{Batch, BatchBuilder};
@@ -153,6 +154,40 @@ pub fn each_valid<A: Array>(a: &A, mut f: impl FnMut(usize)) {
     }
 }
 
+/// Sets `marks[i]` for each row `i` of `a` that holds a value for which `bad` is true (other
+/// marks stay as they are). One pass over the values, which the compiler vectorises when `bad`
+/// is plain arithmetic: `bad` is also called on the slots of rows without a value, and its
+/// answer for them dropped, so it must not panic on any value.
+pub fn mark_values<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>, marks: &mut [bool], bad: impl Fn(T::Native) -> bool) {
+    let values = a.values().iter();
+    match a.nulls() {
+        None => marks.iter_mut().zip(values).for_each(|(m, &v)| *m |= bad(v)),
+        Some(nulls) => marks
+            .iter_mut()
+            .zip(values)
+            .zip(nulls.iter())
+            .for_each(|((m, &v), valid)| *m |= valid & bad(v)),
+    }
+}
+
+/// The integers `x` of at most 2^53 in magnitude (so that `x as f64` is exact) with
+/// `lo <= x <= hi`, as a range to test integers against without converting them: an integer
+/// beyond 2^53 is never in it. Empty (`lo > hi`) when there are none.
+pub fn exact_integers_within(lo: f64, hi: f64) -> (i64, i64) {
+    let exact = EXACT_IN_F64 as f64;
+    // Both ends land in ±2^53 (or cross), where a float names an integer exactly.
+    let (lo, hi) = (lo.ceil().max(-exact), hi.floor().min(exact));
+    if lo > hi || lo.is_nan() || hi.is_nan() {
+        return (1, 0);
+    }
+    (lo as i64, hi as i64)
+}
+
+/// The rows that `marks` sets, in order.
+pub fn marked(marks: &[bool]) -> impl Iterator<Item = usize> + '_ {
+    marks.iter().enumerate().filter_map(|(i, m)| m.then_some(i))
+}
+
 fn array_of<T: Array + Clone + 'static>(array: ArrayRef) -> T {
     array
         .as_any()
@@ -232,9 +267,23 @@ impl Column {
 
     /// The same string in each of `len` rows.
     pub fn repeated(value: &str, len: usize) -> Column {
-        let mut b = StringBuilder::with_capacity(len, value.len() * len);
-        b.append_value_n(value, len);
-        Column::strings(b.finish())
+        // Built whole rather than a row at a time: the text repeated, the offsets counted up.
+        let step = i32::try_from(value.len()).unwrap_or(i32::MAX);
+        match i32::try_from(len).ok().and_then(|n| step.checked_mul(n)) {
+            Some(_) => {
+                let offsets = OffsetBuffer::new(ScalarBuffer::from_iter((0..=len as i32).map(|i| i * step)));
+                Column::strings(StringArray::new(
+                    offsets,
+                    Buffer::from(value.repeat(len).into_bytes()),
+                    None,
+                ))
+            }
+            None => {
+                let mut b = StringBuilder::new();
+                b.append_value_n(value, len);
+                Column::strings(b.finish())
+            }
+        }
     }
 
     /// The same value in each of `len` rows.
@@ -371,6 +420,22 @@ impl Column {
             Typed::Object(_, nulls) => nulls.as_ref().map_or(0, |n| n.null_count()),
         };
         typed_nulls == 0
+    }
+
+    /// Sets `marks[i]` for each row without a value of the main type (no such field, or a value
+    /// of another type, kept as JSON text).
+    pub fn mark_untyped(&self, marks: &mut [bool]) {
+        let nulls = match &self.typed {
+            Typed::Empty(_) => return marks.fill(true),
+            Typed::Bool(a) => a.nulls(),
+            Typed::Int(a) => a.nulls(),
+            Typed::Float(a) => a.nulls(),
+            Typed::Str(a) => a.nulls(),
+            Typed::Object(_, nulls) => nulls.as_ref(),
+        };
+        if let Some(nulls) = nulls {
+            marks.iter_mut().zip(nulls.iter()).for_each(|(m, valid)| *m |= !valid);
+        }
     }
 
     /// Per row, whether the record has the field (even as `null`).
@@ -720,6 +785,7 @@ impl ColumnBuilder {
         self.len += 1;
     }
 
+    #[inline]
     fn typed_pushed(&mut self) {
         if let Some(o) = &mut self.other {
             o.append_null();
@@ -770,7 +836,19 @@ impl ColumnBuilder {
         true
     }
 
+    #[inline]
     pub fn push_int(&mut self, i: i64) {
+        // The common case, inlined: a column of this type and no other.
+        if let (TypedBuilder::Int(b), None, None) = (&mut self.typed, &self.other, &self.ints) {
+            b.append_value(i);
+            self.len += 1;
+            return;
+        }
+        self.push_int_any(i)
+    }
+
+    #[inline(never)]
+    fn push_int_any(&mut self, i: i64) {
         match &mut self.typed {
             TypedBuilder::Empty => {
                 self.start(TypedBuilder::Int(Int64Builder::new()));
@@ -788,7 +866,19 @@ impl ColumnBuilder {
         }
     }
 
+    #[inline]
     pub fn push_float(&mut self, x: f64) {
+        // The common case, inlined: a column of this type and no other.
+        if let (TypedBuilder::Float(b), None, None) = (&mut self.typed, &self.other, &self.ints) {
+            b.append_value(x);
+            self.len += 1;
+            return;
+        }
+        self.push_float_any(x)
+    }
+
+    #[inline(never)]
+    fn push_float_any(&mut self, x: f64) {
         if matches!(self.typed, TypedBuilder::Int(_)) && self.ints_to_floats() {
             return self.push_float(x);
         }
@@ -836,7 +926,19 @@ impl ColumnBuilder {
         }
     }
 
+    #[inline]
     pub fn push_bool(&mut self, v: bool) {
+        // The common case, inlined: a column of this type and no other.
+        if let (TypedBuilder::Bool(b), None, None) = (&mut self.typed, &self.other, &self.ints) {
+            b.append_value(v);
+            self.len += 1;
+            return;
+        }
+        self.push_bool_any(v)
+    }
+
+    #[inline(never)]
+    fn push_bool_any(&mut self, v: bool) {
         match &mut self.typed {
             TypedBuilder::Empty => {
                 self.start(TypedBuilder::Bool(BooleanBuilder::new()));
@@ -850,7 +952,19 @@ impl ColumnBuilder {
         }
     }
 
+    #[inline]
     pub fn push_str(&mut self, s: &str) {
+        // The common case, inlined: a column of this type and no other.
+        if let (TypedBuilder::Str(b), None, None) = (&mut self.typed, &self.other, &self.ints) {
+            b.append_value(s);
+            self.len += 1;
+            return;
+        }
+        self.push_str_any(s)
+    }
+
+    #[inline(never)]
+    fn push_str_any(&mut self, s: &str) {
         match &mut self.typed {
             TypedBuilder::Empty => {
                 self.start(TypedBuilder::Str(StringBuilder::new()));

@@ -8,7 +8,9 @@ pub mod json;
 pub mod ports;
 
 pub use batch::{Batch, BatchBuilder, Field};
-pub use column::{each_valid, Column, ColumnBuilder, Owned, Row, Typed, Value};
+pub use column::{
+    each_valid, exact_integers_within, mark_values, marked, Column, ColumnBuilder, Owned, Row, Typed, Value,
+};
 
 #[cfg(test)]
 mod tests;

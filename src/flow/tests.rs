@@ -233,3 +233,31 @@ fn a_line_that_breaks_off_adds_nothing_and_its_neighbours_stay_whole() {
         .unwrap_err()
         .contains("found an array"));
 }
+
+#[test]
+fn integer_ranges_keep_only_integers_a_float_holds_exactly() {
+    use super::column::exact_integers_within;
+    assert_eq!(exact_integers_within(0.5, 7.5), (1, 7));
+    assert_eq!(exact_integers_within(-2.0, -2.0), (-2, -2));
+    assert_eq!(
+        exact_integers_within(f64::NEG_INFINITY, f64::INFINITY),
+        (-(1 << 53), 1 << 53)
+    );
+    let (lo, hi) = exact_integers_within(1e300, f64::INFINITY);
+    assert!(lo > hi, "nothing above 2^53 is exact");
+    let (lo, hi) = exact_integers_within(2.5, 2.6);
+    assert!(lo > hi, "no integer between");
+}
+
+#[test]
+fn marks_are_set_only_for_rows_with_a_value_that_fails() {
+    use super::column::{mark_values, marked};
+    let a = arrow_array::Int64Array::from(vec![Some(1), None, Some(9), Some(3)]);
+    let mut marks = vec![false, false, false, true];
+    mark_values(&a, &mut marks, |v| v > 2);
+    assert_eq!(marked(&marks).collect::<Vec<_>>(), vec![2, 3]);
+    let column = Column::ints(a);
+    let mut missing = vec![false; 4];
+    column.mark_untyped(&mut missing);
+    assert_eq!(missing, vec![false, true, false, false]);
+}

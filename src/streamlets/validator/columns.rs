@@ -244,10 +244,8 @@ impl PropertyCheck {
     }
 
     fn in_range(&self, x: f64) -> bool {
-        self.minimum.is_none_or(|m| x >= m)
-            && self.maximum.is_none_or(|m| x <= m)
-            && self.exclusive_minimum.is_none_or(|m| x > m)
-            && self.exclusive_maximum.is_none_or(|m| x < m)
+        let [lo, hi, open_lo, open_hi] = self.bounds();
+        x >= lo && x <= hi && x > open_lo && x < open_hi
     }
 
     fn string_certain(&self, s: &str) -> bool {
@@ -261,25 +259,45 @@ impl PropertyCheck {
                 .is_none_or(|allowed| allowed.iter().any(|a| a == s))
     }
 
+    /// The limits as closed and open bounds, infinite where there is none: `x` is in range when
+    /// `lo <= x <= hi` and `open_lo < x < open_hi`.
+    fn bounds(&self) -> [f64; 4] {
+        [
+            self.minimum.unwrap_or(f64::NEG_INFINITY),
+            self.maximum.unwrap_or(f64::INFINITY),
+            self.exclusive_minimum.unwrap_or(f64::NEG_INFINITY),
+            self.exclusive_maximum.unwrap_or(f64::INFINITY),
+        ]
+    }
+
+    /// Whether strings need looking at: some keyword besides `type` applies to them.
+    fn reads_strings(&self) -> bool {
+        self.min_length.is_some() || self.max_length.is_some() || self.strings.is_some() || self.rest.is_some()
+    }
+
     /// Marks the records whose value of this property is not certainly valid. Columns of one
     /// type are read in a tight loop; any other goes value by value.
     fn mark(&self, column: &crate::flow::Column, unsure: &mut [bool]) {
-        use crate::flow::{each_valid, Typed};
+        use crate::flow::{each_valid, exact_integers_within, mark_values, Typed};
         let numeric_only = self.rest.is_none() && self.strings.is_none() && !self.unknown;
+        // Bitwise `&` rather than `&&`: no branch, so the loops vectorise.
+        let [lo, hi, open_lo, open_hi] = self.bounds();
+        let in_range = move |x: f64| (x >= lo) & (x <= hi) & (x > open_lo) & (x < open_hi);
         match column.plain() {
             Some(Typed::Int(a)) if numeric_only => {
-                let ok = self.types.integer || self.types.number;
-                let values = a.values();
-                each_valid(a, |i| {
-                    let v = values[i];
-                    unsure[i] |= !(ok && v.unsigned_abs() <= 1 << 53 && self.in_range(v as f64));
-                });
+                // An integer is above `open_lo` when at least the next integer up from it.
+                let (lo, hi) = match self.types.integer || self.types.number {
+                    true => exact_integers_within(lo.max(open_lo.floor() + 1.0), hi.min(open_hi.ceil() - 1.0)),
+                    false => (1, 0),
+                };
+                mark_values(a, unsure, |v| (v < lo) | (v > hi));
             }
             Some(Typed::Float(a)) if numeric_only => {
                 let ok = self.types.number;
-                let values = a.values();
-                each_valid(a, |i| unsure[i] |= !(ok && self.in_range(values[i])));
+                mark_values(a, unsure, |x| !(ok & in_range(x)));
             }
+            // Any string will do.
+            Some(Typed::Str(_)) if self.types.string && !self.unknown && !self.reads_strings() => {}
             Some(Typed::Str(a)) if !self.unknown => {
                 let mut seen = self
                     .rest
@@ -488,6 +506,27 @@ mod tests {
         assert_eq!(
             check.unsure(&batch(&[json!({"x": i64::MIN}), json!({"x": 0.5})])),
             vec![true, true]
+        );
+    }
+
+    #[test]
+    fn integer_limits_hold_at_their_edges_whether_closed_open_or_fractional() {
+        let schema = json!({"properties": {
+            "a": {"type": "integer", "exclusiveMinimum": 3, "maximum": 7.5},
+            "b": {"type": "number", "minimum": -2.5, "exclusiveMaximum": 4.5},
+            "s": {"type": "string"}
+        }});
+        let check = ColumnCheck::read(&schema).expect("column-wise");
+        let ints = |name: &str, values: &[i64]| {
+            let records: Vec<J> = values.iter().map(|v| json!({ name: v })).collect();
+            check.unsure(&batch(&records))
+        };
+        assert_eq!(ints("a", &[3, 4, 7, 8]), vec![true, false, false, true]);
+        assert_eq!(ints("b", &[-3, -2, 4, 5]), vec![true, false, false, true]);
+        // A string property with no rule but its type takes any string, and only strings.
+        assert_eq!(
+            check.unsure(&batch(&[json!({"s": "x"}), json!({"s": ""}), json!({"s": 1})])),
+            vec![false, false, true]
         );
     }
 

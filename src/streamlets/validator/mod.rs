@@ -10,7 +10,9 @@ use serde_json::Value;
 
 use super::io::with_errors;
 use super::{Batch, Io, Stop, StreamletError};
-use crate::flow::{each_valid, ColumnBuilder, Owned, Typed, Value as Field};
+use crate::flow::{
+    each_valid, exact_integers_within, mark_values, marked, ColumnBuilder, Owned, Typed, Value as Field,
+};
 use crate::models::profile::{DriftEvent, DriftMonitor, DriftSettings, Profile, Seen, Violation};
 use crate::spec::{OutOfProfile, ValidatorConfig};
 use columns::ColumnCheck;
@@ -160,51 +162,55 @@ impl ProfileCheck {
         }
         // Per record, every way it is outside the profile (in the profile's field order).
         let mut outside: Vec<Vec<Violation>> = vec![Vec::new(); n];
-        let mut seen = vec![false; n];
+        // Per column: the rows to look at one by one (a value found outside in the tight loop,
+        // to give its reason), and the rows without a value.
+        let (mut flagged, mut missing) = (vec![false; n], vec![false; n]);
         for ((name, field), column) in self.profile.fields.iter().zip(&columns) {
-            seen.fill(false);
             let violation = |reason: String| Violation {
                 field: name.clone(),
                 reason: format!("`{name}` {reason}"),
             };
-            let mut check = |i: usize, value: Field<'_>, seen: &mut [bool]| {
-                seen[i] = true;
+            let mut check = |i: usize, value: Field<'_>| {
                 if let Err(reason) = field.check(&Seen::of(value), self.slack) {
                     outside[i].push(violation(reason));
                 }
             };
-            // Columns of one type in a tight loop; a value found outside is checked again the
-            // general way, for its reason.
+            flagged.fill(false);
+            missing.fill(false);
+            // Columns of one type in a tight loop.
             match (column.plain(), field.number_range(self.slack)) {
                 (Some(Typed::Int(a)), Some((lo, hi))) => {
-                    let values = a.values();
-                    each_valid(a, |i| match values[i] {
-                        v if (lo..=hi).contains(&(v as f64)) => seen[i] = true,
-                        v => check(i, Field::Int(v), &mut seen),
-                    });
+                    let (lo, hi) = exact_integers_within(lo, hi);
+                    mark_values(a, &mut flagged, |v| (v < lo) | (v > hi));
+                    column.mark_untyped(&mut missing);
                 }
                 (Some(Typed::Float(a)), Some((lo, hi))) => {
-                    let values = a.values();
-                    each_valid(a, |i| match values[i] {
-                        v if (lo..=hi).contains(&v) => seen[i] = true,
-                        v => check(i, Field::Float(v), &mut seen),
-                    });
+                    mark_values(a, &mut flagged, |v| !((v >= lo) & (v <= hi)));
+                    column.mark_untyped(&mut missing);
                 }
-                (Some(Typed::Str(a)), None) => each_valid(a, |i| match a.value(i) {
-                    v if field.has_category(v) == Some(true) => seen[i] = true,
-                    v => check(i, Field::Str(v), &mut seen),
-                }),
+                (Some(Typed::Str(a)), None) => {
+                    each_valid(a, |i| flagged[i] = field.has_category(a.value(i)) != Some(true));
+                    column.mark_untyped(&mut missing);
+                }
                 (Some(Typed::Bool(a)), None) => {
                     let allowed = [field.has_category("false"), field.has_category("true")];
-                    each_valid(a, |i| match a.value(i) {
-                        v if allowed[usize::from(v)] == Some(true) => seen[i] = true,
-                        v => check(i, Field::Bool(v), &mut seen),
-                    });
+                    each_valid(a, |i| flagged[i] = allowed[usize::from(a.value(i))] != Some(true));
+                    column.mark_untyped(&mut missing);
                 }
-                _ => column.each(|i, value| check(i, value, &mut seen)),
+                _ => {
+                    flagged.fill(true);
+                    missing.fill(true);
+                    column.each(|i, _| missing[i] = false);
+                }
+            }
+            for i in marked(&flagged) {
+                match column.get(i) {
+                    Field::Absent => {}
+                    value => check(i, value),
+                }
             }
             if let Err(reason) = field.check(&Seen::Null, self.slack) {
-                for (i, _) in seen.iter().enumerate().filter(|(_, s)| !**s) {
+                for i in marked(&missing) {
                     outside[i].push(violation(reason.clone()));
                 }
             }
