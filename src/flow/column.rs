@@ -159,14 +159,34 @@ pub fn each_valid<A: Array>(a: &A, mut f: impl FnMut(usize)) {
 /// is plain arithmetic: `bad` is also called on the slots of rows without a value, and its
 /// answer for them dropped, so it must not panic on any value.
 pub fn mark_values<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>, marks: &mut [bool], bad: impl Fn(T::Native) -> bool) {
-    let values = a.values().iter();
-    match a.nulls() {
-        None => marks.iter_mut().zip(values).for_each(|(m, &v)| *m |= bad(v)),
+    // Values that pass are the common case: first a pass that only tells whether any is
+    // refused (no branch inside a chunk, no store), then marks only where one is.
+    let values: &[T::Native] = a.values();
+    if !values.chunks(64).any(|c| c.iter().fold(false, |any, &v| any | bad(v))) {
+        return;
+    }
+    mark_each(values.iter().copied(), a.nulls(), marks, bad)
+}
+
+/// Sets `marks[i]` for each row of a string array whose length in bytes `bad` refuses.
+pub fn mark_lengths(a: &StringArray, marks: &mut [bool], bad: impl Fn(usize) -> bool) {
+    let lengths = a.value_offsets().windows(2).map(|w| (w[1] - w[0]) as usize);
+    mark_each(lengths, a.nulls(), marks, bad)
+}
+
+fn mark_each<V>(
+    values: impl Iterator<Item = V>,
+    nulls: Option<&NullBuffer>,
+    marks: &mut [bool],
+    bad: impl Fn(V) -> bool,
+) {
+    match nulls {
+        None => marks.iter_mut().zip(values).for_each(|(m, v)| *m |= bad(v)),
         Some(nulls) => marks
             .iter_mut()
             .zip(values)
             .zip(nulls.iter())
-            .for_each(|((m, &v), valid)| *m |= valid & bad(v)),
+            .for_each(|((m, v), valid)| *m |= valid & bad(v)),
     }
 }
 
@@ -272,11 +292,11 @@ impl Column {
         match i32::try_from(len).ok().and_then(|n| step.checked_mul(n)) {
             Some(_) => {
                 let offsets = OffsetBuffer::new(ScalarBuffer::from_iter((0..=len as i32).map(|i| i * step)));
-                Column::strings(StringArray::new(
-                    offsets,
-                    Buffer::from(value.repeat(len).into_bytes()),
-                    None,
-                ))
+                let text = Buffer::from(value.repeat(len).into_bytes());
+                // SAFETY: the text is `value` (a `str`) over and over, and every offset is a
+                // multiple of its length, so each slice is whole UTF-8: what `new` would check,
+                // at a cost per byte.
+                Column::strings(unsafe { StringArray::new_unchecked(offsets, text, None) })
             }
             None => {
                 let mut b = StringBuilder::new();
@@ -836,7 +856,7 @@ impl ColumnBuilder {
         true
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn push_int(&mut self, i: i64) {
         // The common case, inlined: a column of this type and no other.
         if let (TypedBuilder::Int(b), None, None) = (&mut self.typed, &self.other, &self.ints) {
@@ -866,7 +886,7 @@ impl ColumnBuilder {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn push_float(&mut self, x: f64) {
         // The common case, inlined: a column of this type and no other.
         if let (TypedBuilder::Float(b), None, None) = (&mut self.typed, &self.other, &self.ints) {
@@ -926,7 +946,7 @@ impl ColumnBuilder {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn push_bool(&mut self, v: bool) {
         // The common case, inlined: a column of this type and no other.
         if let (TypedBuilder::Bool(b), None, None) = (&mut self.typed, &self.other, &self.ints) {
@@ -952,7 +972,7 @@ impl ColumnBuilder {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn push_str(&mut self, s: &str) {
         // The common case, inlined: a column of this type and no other.
         if let (TypedBuilder::Str(b), None, None) = (&mut self.typed, &self.other, &self.ints) {

@@ -539,14 +539,28 @@ pub fn join(config: &EnricherConfig, on: &[String], table: &Table, batch: &mut B
     let on_columns: Vec<&crate::flow::Column> = on.iter().map(|f| batch.column(f).unwrap_or(&absent)).collect();
     let mut key = String::new();
     if let (Some(columns), MissingKey::Pass | MissingKey::Unmatched) = (&table.columns, config.missing) {
-        let mut found: Vec<Option<u32>> = (0..batch.len())
-            .map(|i| {
-                if !record_key(&on_columns, i, &mut key) {
-                    return None;
-                }
-                columns.row_of.get(key.as_str()).copied()
-            })
-            .collect();
+        // One key field of strings is looked up as it stands.
+        let strings = match on_columns.as_slice() {
+            [column] => match column.plain() {
+                Some(crate::flow::Typed::Str(keys)) => Some(keys),
+                _ => None,
+            },
+            _ => None,
+        };
+        let mut found: Vec<Option<u32>> = match strings {
+            Some(keys) => keys
+                .iter()
+                .map(|k| k.and_then(|k| columns.row_of.get(k).copied()))
+                .collect(),
+            None => (0..batch.len())
+                .map(|i| {
+                    if !record_key(&on_columns, i, &mut key) {
+                        return None;
+                    }
+                    columns.row_of.get(key.as_str()).copied()
+                })
+                .collect(),
+        };
         drop(on_columns);
         let unmatched = if config.missing == MissingKey::Unmatched {
             let keep: BooleanArray = found.iter().map(|f| Some(f.is_some())).collect();

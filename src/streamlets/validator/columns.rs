@@ -270,15 +270,10 @@ impl PropertyCheck {
         ]
     }
 
-    /// Whether strings need looking at: some keyword besides `type` applies to them.
-    fn reads_strings(&self) -> bool {
-        self.min_length.is_some() || self.max_length.is_some() || self.strings.is_some() || self.rest.is_some()
-    }
-
     /// Marks the records whose value of this property is not certainly valid. Columns of one
     /// type are read in a tight loop; any other goes value by value.
     fn mark(&self, column: &crate::flow::Column, unsure: &mut [bool]) {
-        use crate::flow::{each_valid, exact_integers_within, mark_values, Typed};
+        use crate::flow::{each_valid, exact_integers_within, mark_lengths, mark_values, Typed};
         let numeric_only = self.rest.is_none() && self.strings.is_none() && !self.unknown;
         // Bitwise `&` rather than `&&`: no branch, so the loops vectorise.
         let [lo, hi, open_lo, open_hi] = self.bounds();
@@ -296,8 +291,19 @@ impl PropertyCheck {
                 let ok = self.types.number;
                 mark_values(a, unsure, |x| !(ok & in_range(x)));
             }
-            // Any string will do.
-            Some(Typed::Str(_)) if self.types.string && !self.unknown && !self.reads_strings() => {}
+            Some(Typed::Str(a)) if !self.unknown && !self.types.string => mark_lengths(a, unsure, |_| true),
+            // In ASCII text a length is a difference of offsets.
+            Some(Typed::Str(a))
+                if !self.unknown && self.strings.is_none() && self.rest.is_none() && {
+                    let text = a.values();
+                    text.is_ascii() || (self.min_length.is_none() && self.max_length.is_none())
+                } =>
+            {
+                let (lo, hi) = (self.min_length.unwrap_or(0), self.max_length.unwrap_or(usize::MAX));
+                if lo > 0 || hi < usize::MAX {
+                    mark_lengths(a, unsure, |n| (n < lo) | (n > hi));
+                }
+            }
             Some(Typed::Str(a)) if !self.unknown => {
                 let mut seen = self
                     .rest
