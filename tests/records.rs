@@ -86,3 +86,54 @@ streamlets:
     assert!(fourth.contains(r#""price":2.0"#), "{fourth}");
     assert!(fourth.contains(r#""deep":{"a":{"b":[1,{"c":null}]}}"#), "{fourth}");
 }
+
+/// Records whose field names change from one to the next (an id used as a key): more names
+/// than a batch takes are spread over several batches, and each record still comes out whole
+/// and in its place.
+fn records_with_their_own_field_names(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let mut record = serde_json::Map::new();
+            record.insert("id".into(), json!(i));
+            record.insert(format!("reading_{i}"), json!(i as f64 + 0.5));
+            if i % 3 == 0 {
+                record.insert(format!("sensor_{i}"), json!({ "ok": i % 2 == 0 }));
+            }
+            Value::Object(record)
+        })
+        .collect()
+}
+
+#[test]
+fn records_with_ever_new_field_names_come_out_whole_and_in_order() {
+    let dir = tempfile::tempdir().expect("dir");
+    let input = dir.path().join("in.jsonl");
+    let records = records_with_their_own_field_names(1500);
+    let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&input, text).expect("input");
+    let schema = dir.path().join("schema.json");
+    std::fs::write(&schema, json!({"type": "object", "required": ["id"]}).to_string()).expect("schema");
+    let yaml = format!(
+        r#"
+pipeline: wide
+streamlets:
+  lines:
+    kind: ingress
+    source: {{ type: file, path: {input} }}
+    batch_size: 1000
+  check:
+    kind: validator
+    inputs: [lines]
+    schema: {schema}
+  kept:
+    kind: egress
+    inputs: [check.valid, check.invalid, lines.errors]
+    sink: {{ type: file, path: {kept} }}
+"#,
+        input = input.display(),
+        schema = schema.display(),
+        kept = dir.path().join("kept.jsonl").display(),
+    );
+    run_pipeline(dir.path(), &yaml);
+    assert_eq!(read_jsonl(&dir.path().join("kept.jsonl")), records);
+}
