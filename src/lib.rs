@@ -6,6 +6,7 @@
 //! batches, acknowledgements and ports).
 
 pub mod flow;
+pub mod formats;
 pub mod models;
 pub mod observe;
 pub mod runtime;
@@ -13,3 +14,4 @@ pub mod spec;
 pub mod streamlets;
 pub mod testing;
 pub mod topology;
+pub mod watch;

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::watch::FileWatch;
 use arc_swap::ArcSwapOption;
-use notify::Watcher;
-use tokio::sync::mpsc;
+
 use tokio_util::sync::CancellationToken;
 
 use super::descriptor::{compare_versions, scan};
@@ -274,25 +274,15 @@ impl ModelRegistry {
         if let Some(feed) = feed {
             return Ok(tokio::task::spawn_blocking(move || self.follow(feed, stop)));
         }
-        let (tx, mut rx) = mpsc::channel::<()>(1);
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
-                let _ = tx.try_send(());
-            }
-        })
-        .map_err(|e| ModelError::Runtime(format!("cannot watch for models: {e}")))?;
-        watcher
-            .watch(&self.source.folder, notify::RecursiveMode::NonRecursive)
-            .map_err(|e| ModelError::Runtime(format!("cannot watch {}: {e}", self.source.folder.display())))?;
+        let mut watch = FileWatch::folder(&self.source.folder)
+            .map_err(|e| ModelError::Runtime(format!("cannot watch for models: {e}")))?
+            .quiet_for(DEBOUNCE);
         Ok(tokio::spawn(async move {
-            let _watcher = watcher;
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    event = rx.recv() => if event.is_none() { break },
+                    changed = watch.changed() => if changed.is_none() { break },
                 }
-                // Wait until the folder is quiet.
-                while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
                 let registry = self.clone();
                 let refreshed = tokio::task::spawn_blocking(move || {
                     let refreshed = registry.refresh();

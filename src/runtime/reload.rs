@@ -2,36 +2,19 @@
 //! configuration again; a valid one goes to the running pipeline, an invalid one is logged with
 //! file:line:col and the pipeline carries on unchanged.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use notify::Watcher;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Handle;
 use crate::spec::LoadError;
 use crate::topology::Topology;
+use crate::watch::FileWatch;
 
-/// How long the files must be quiet before they are read (editors write in several steps).
-const DEBOUNCE: Duration = Duration::from_millis(100);
-
-fn absolute(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
-}
-
-/// The files a configuration was read from (absolute), shared with the watcher's thread.
-type Files = Arc<RwLock<HashSet<PathBuf>>>;
-
-fn files_of(topology: &Topology) -> HashSet<PathBuf> {
-    topology.watched_files().iter().map(|f| absolute(f)).collect()
-}
-
-/// The folders to watch: a folder, so that a file replaced by rename is still seen.
-fn dirs_of(files: &HashSet<PathBuf>) -> HashSet<PathBuf> {
-    files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect()
+/// The files a configuration was read from.
+fn files_of(topology: &Topology) -> Vec<PathBuf> {
+    topology.watched_files().to_vec()
 }
 
 /// Loads `path` again, logging (and noting in `handle`) the problems of an invalid configuration.
@@ -82,34 +65,9 @@ pub fn watch(
     stop: CancellationToken,
     handle: Handle,
 ) -> Result<(), String> {
-    let (events_tx, mut events) = mpsc::channel::<()>(1);
-    let files: Files = Arc::new(RwLock::new(files_of(first)));
-    let concerned = files.clone();
     // Other files in the same folders (an output file, say) change all the time: only the
     // configuration's own files count.
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        // Reading the files (as a reload does) is not a change.
-        if matches!(event.kind, notify::EventKind::Access(_) | notify::EventKind::Other) {
-            return;
-        }
-        let ours = concerned
-            .read()
-            .map(|f| event.paths.iter().any(|p| f.contains(p)))
-            .unwrap_or(true);
-        if ours {
-            let _ = events_tx.try_send(());
-        }
-    })
-    .map_err(|e| format!("cannot watch the pipeline files: {e}"))?;
-    let mut watching: HashSet<PathBuf> = HashSet::new();
-    let dirs = dirs_of(&files_of(first));
-    for dir in &dirs {
-        watcher
-            .watch(dir, notify::RecursiveMode::NonRecursive)
-            .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
-        watching.insert(dir.clone());
-    }
+    let mut watch = FileWatch::files(files_of(first)).map_err(|e| format!("cannot watch the pipeline files: {e}"))?;
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
@@ -122,26 +80,12 @@ pub fn watch(
             tokio::select! {
                 _ = stop.cancelled() => break,
                 Some(()) = signalled => tracing::info!("SIGHUP: reloading"),
-                event = events.recv() => match event {
-                    None => break,
-                    Some(()) => while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, events.recv()).await {},
-                },
+                changed = watch.changed() => if changed.is_none() { break },
             }
             let Some(topology) = load(&path, &handle).await else {
                 continue;
             };
-            let new_files = files_of(&topology);
-            let dirs = dirs_of(&new_files);
-            if let Ok(mut f) = files.write() {
-                *f = new_files;
-            }
-            for dir in &dirs {
-                if watching.insert(dir.clone()) {
-                    if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
-                        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch a new folder of the configuration");
-                    }
-                }
-            }
+            watch.set_files(files_of(&topology));
             if reloads.send(topology).await.is_err() {
                 break;
             }

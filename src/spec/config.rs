@@ -241,21 +241,7 @@ pub struct TextFormat {
     pub delimiter: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Jsonl,
-    Csv,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ColumnType {
-    String,
-    Integer,
-    Number,
-    Boolean,
-}
+pub use crate::formats::{ColumnType, Format};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct GeneratorConfig {

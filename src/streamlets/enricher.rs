@@ -11,18 +11,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use notify::Watcher;
+use crate::watch::FileWatch;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::Message;
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::ingress::text::typed_cell;
 use super::kafka::Replay;
 use super::{Batch, Io, Stop, StreamletError};
 use crate::flow::{ColumnBuilder, Owned, Value as FlowValue};
-use crate::spec::{ColumnType, EnricherConfig, Format, KafkaSettings, MissingKey, TableConfig};
+use crate::formats::csv::CsvRows;
+use crate::formats::{ColumnType, Format, Malformed};
+use crate::spec::{EnricherConfig, KafkaSettings, MissingKey, TableConfig};
 use arrow_array::BooleanArray;
 
 /// A loaded table: the added fields' names, and each row's values of them, by key.
@@ -137,10 +137,7 @@ impl Table {
         };
         let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let reader = std::io::BufReader::with_capacity(256 * 1024, file);
-        let format = format.unwrap_or(match path.extension().and_then(|e| e.to_str()) {
-            Some(ext) if ext.eq_ignore_ascii_case("csv") => Format::Csv,
-            _ => Format::Jsonl,
-        });
+        let format = format.unwrap_or_else(|| Format::of_path(path));
         let mut builder = Builder {
             key: key.clone(),
             wanted: wanted.to_vec(),
@@ -221,56 +218,20 @@ impl Builder {
         columns: &indexmap::IndexMap<String, ColumnType>,
         path: &Path,
     ) -> Result<(), String> {
-        let mut csv = csv::ReaderBuilder::new()
-            .flexible(true)
-            .delimiter(delimiter)
-            .from_reader(reader);
-        let header: Vec<String> = csv
-            .headers()
-            .map_err(|e| format!("{}: no header row: {e}", path.display()))?
-            .iter()
-            .map(|h| h.trim().to_string())
-            .collect();
-        self.choose_fields(&header)?;
-        let mut record = csv::StringRecord::new();
+        let mut rows = CsvRows::new(reader, delimiter).map_err(|e| format!("{}: {e}", path.display()))?;
+        self.choose_fields(rows.headers())?;
         loop {
-            let line = csv.position().line();
-            match csv.read_record(&mut record) {
+            let mut row = None;
+            match rows.next_row(columns, |line, cells| {
+                let record: Map<String, Value> = cells.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect();
+                row = Some((line, record));
+            }) {
                 Ok(false) => break,
                 Ok(true) => {}
-                Err(e) => {
-                    self.problems.push(RowProblem {
-                        line,
-                        reason: format!("bad CSV: {e}"),
-                    });
-                    continue;
-                }
+                Err(Malformed { line, reason, .. }) => self.problems.push(RowProblem { line, reason }),
             }
-            let line = record.position().map_or(line, |p| p.line());
-            if record.len() != header.len() {
-                self.problems.push(RowProblem {
-                    line,
-                    reason: format!("{} fields, the header has {}", record.len(), header.len()),
-                });
-                continue;
-            }
-            let mut row = Map::new();
-            let mut bad = None;
-            for (name, cell) in header.iter().zip(record.iter()) {
-                let kind = columns.get(name).copied().unwrap_or(ColumnType::String);
-                match typed_cell(cell, kind) {
-                    Ok(v) => {
-                        row.insert(name.clone(), v.to_json());
-                    }
-                    Err(expected) => {
-                        bad = Some(format!("column `{name}`: `{cell}` is not {expected}"));
-                        break;
-                    }
-                }
-            }
-            match bad {
-                Some(reason) => self.problems.push(RowProblem { line, reason }),
-                None => self.add(line, &row),
+            if let Some((line, record)) = row {
+                self.add(line, &record);
             }
         }
         Ok(())
@@ -474,29 +435,13 @@ fn watch(
     table: Arc<RwLock<Table>>,
     stop: CancellationToken,
 ) -> Result<(), String> {
-    let path = std::fs::canonicalize(path).map_err(|e| e.to_string())?;
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let (tx, mut rx) = mpsc::channel::<()>(1);
-    let target = path.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        let change = !matches!(event.kind, notify::EventKind::Access(_) | notify::EventKind::Other);
-        if change && event.paths.contains(&target) {
-            let _ = tx.try_send(());
-        }
-    })
-    .map_err(|e| e.to_string())?;
-    watcher
-        .watch(&dir, notify::RecursiveMode::NonRecursive)
-        .map_err(|e| e.to_string())?;
+    let mut watch = FileWatch::files([path.clone()])?;
     tokio::spawn(async move {
-        let _watcher = watcher;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                event = rx.recv() => if event.is_none() { break },
+                changed = watch.changed() => if changed.is_none() { break },
             }
-            while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {}
             let (c, s, p) = (config.clone(), streamlet.clone(), path.clone());
             match tokio::task::spawn_blocking(move || load_logged(&c, &p, &s)).await {
                 Ok(Ok(new)) => *table.write().unwrap_or_else(|p| p.into_inner()) = new,

@@ -15,7 +15,6 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
-use super::text;
 use crate::flow::BatchBuilder;
 use crate::spec::{KafkaSettings, KafkaSourceConfig, StartFrom};
 use crate::streamlets::io::{Ack, Acks, Telemetry};
@@ -423,8 +422,8 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
             if records.is_wide() {
                 wide.push(std::mem::take(&mut records).finish());
             }
-            if let Err(text::Malformed { line, reason, raw }) =
-                text::read_json_line(payload, message.offset().max(0) as u64, &mut records)
+            if let Err(crate::formats::Malformed { line, reason, raw }) =
+                crate::formats::read_json_line(payload, message.offset().max(0) as u64, &mut records)
             {
                 let mut record = super::malformed_record(&io.name, &source, line, reason, raw);
                 if let Some(Value::Object(e)) = record.get_mut("_error") {

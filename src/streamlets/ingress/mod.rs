@@ -7,7 +7,6 @@ pub mod kafka_source;
 pub mod text;
 
 use std::io::BufReader;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -62,7 +61,7 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
     }
     match (config.source, file) {
         (SourceConfig::File { path, text }, Some(file)) => {
-            let format = text.format.unwrap_or_else(|| format_of(&path));
+            let format = text.format.unwrap_or_else(|| Format::of_path(&path));
             let input = BufReader::with_capacity(256 * 1024, Box::new(file) as Box<dyn std::io::Read + Send>);
             read_text(io, reader(&text, format), input, &path.display().to_string()).await
         }
@@ -79,13 +78,6 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
             Some((settings, group)) => kafka_source::consume(k, settings, group, io).await,
             None => Err(StreamletError::Internal("the Kafka source was not prepared".into()).into()),
         },
-    }
-}
-
-fn format_of(path: &Path) -> Format {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some(ext) if ext.eq_ignore_ascii_case("csv") => Format::Csv,
-        _ => Format::Jsonl,
     }
 }
 
