@@ -7,6 +7,7 @@
 
 pub mod flow;
 pub mod formats;
+pub mod kafka;
 pub mod models;
 pub mod observe;
 pub mod runtime;

@@ -145,7 +145,7 @@ fn a_message_that_is_not_a_record_goes_to_errors_with_its_partition_and_offset()
             brokers: Some(broker.address.clone()),
             options: Default::default(),
         };
-        sluice::streamlets::kafka::ensure_topic(&settings, "mixed", 1, 1)
+        sluice::kafka::ensure_topic(&settings, "mixed", 1, 1)
             .await
             .expect("topic");
         let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()

@@ -10,8 +10,7 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::Message;
 
 use super::{ModelDescriptor, ModelError};
-use crate::spec::KafkaSettings;
-use crate::streamlets::kafka::Replay;
+use crate::kafka::{KafkaSettings, Replay};
 
 /// How long reading the topic up to its end may take at start.
 const CATCH_UP: Duration = Duration::from_secs(30);
@@ -40,17 +39,12 @@ impl Feed {
             ModelError::Runtime(format!(
                 "model topic `{}` on {}: {reason}",
                 source.topic,
-                crate::streamlets::kafka::brokers(&source.settings)
+                crate::kafka::brokers(&source.settings)
             ))
         };
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle
-                .block_on(crate::streamlets::kafka::ensure_topic(
-                    &source.settings,
-                    &source.topic,
-                    1,
-                    1,
-                ))
+                .block_on(crate::kafka::ensure_topic(&source.settings, &source.topic, 1, 1))
                 .map_err(|e| fail(e.to_string()))?;
         }
         let feed = Feed {

@@ -39,27 +39,7 @@ pub struct Defaults {
     pub transport: Transport,
 }
 
-/// Where the Kafka brokers are, and librdkafka properties (SASL, TLS...) passed through as they are.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-pub struct KafkaSettings {
-    #[serde(default)]
-    pub brokers: Option<String>,
-    /// Values may be written as strings, numbers or booleans.
-    #[serde(default)]
-    pub options: IndexMap<String, serde_json::Value>,
-}
-
-impl KafkaSettings {
-    /// These settings with `over`'s on top.
-    pub fn merged(&self, over: &KafkaSettings) -> KafkaSettings {
-        let mut options = self.options.clone();
-        options.extend(over.options.clone());
-        KafkaSettings {
-            brokers: over.brokers.clone().or_else(|| self.brokers.clone()),
-            options,
-        }
-    }
-}
+pub use crate::kafka::KafkaSettings;
 
 impl Default for Defaults {
     fn default() -> Self {

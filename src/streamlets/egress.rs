@@ -13,7 +13,8 @@ use rdkafka::util::Timeout;
 use futures::StreamExt;
 
 use super::io::{Acks, Envelope};
-use super::{kafka, Batch, Io, Prepare, Stop, StreamletError};
+use super::{Batch, Io, Prepare, Stop, StreamletError};
+use crate::kafka;
 use crate::spec::{EgressConfig, KafkaSinkConfig, SinkConfig};
 
 /// Serializes a batch as JSON lines into `buf` (cleared first).
@@ -87,9 +88,10 @@ pub async fn prepare(config: &EgressConfig, ctx: &Prepare) -> Result<Ready, Stre
             kafka::ensure_topic(&settings, &k.topic, k.partitions, k.replication).await?;
             let mut client = kafka::client_config(&settings);
             client.set("enable.idempotence", "true").set("linger.ms", "5");
-            let producer: FutureProducer = client
-                .create()
-                .map_err(|e| StreamletError::Internal(format!("Kafka producer for `{}`: {e}", k.topic)))?;
+            let producer: FutureProducer = client.create().map_err(|e| kafka::KafkaError::Client {
+                what: format!("Kafka producer for `{}`", k.topic),
+                reason: e.to_string(),
+            })?;
             let headers = OwnedHeaders::new()
                 .insert(Header {
                     key: "sluice-pipeline",
@@ -144,7 +146,10 @@ async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
             biased;
             Some((delivered, acks)) = in_flight.next(), if !in_flight.is_empty() => {
                 let delivered: Result<(), String> = delivered;
-                delivered.map_err(|e| StreamletError::Internal(format!("Kafka topic `{topic}`: {e}")))?;
+                delivered.map_err(|e| kafka::KafkaError::Client {
+                    what: format!("Kafka topic `{topic}`"),
+                    reason: e.to_string(),
+                })?;
                 Acks::settle(acks);
             }
             envelope = io.inlet.recv_acked(), if input_open && in_flight.len() < BATCHES_IN_FLIGHT => {

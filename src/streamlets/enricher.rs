@@ -17,11 +17,11 @@ use rdkafka::Message;
 use serde_json::{Map, Value};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::kafka::Replay;
 use super::{Batch, Io, Stop, StreamletError};
 use crate::flow::{ColumnBuilder, Owned, Value as FlowValue};
 use crate::formats::csv::CsvRows;
 use crate::formats::{ColumnType, Format, Malformed};
+use crate::kafka::Replay;
 use crate::spec::{EnricherConfig, KafkaSettings, MissingKey, TableConfig};
 use arrow_array::BooleanArray;
 
@@ -312,7 +312,7 @@ pub async fn prepare(config: &EnricherConfig, streamlet: &str, kafka: &KafkaSett
     let watching = CancellationToken::new();
     let table = match &config.table {
         TableConfig::File { path, .. } => {
-            let fail = |reason: String| StreamletError::Schema {
+            let fail = |reason: String| StreamletError::Table {
                 path: path.display().to_string(),
                 reason,
             };
@@ -334,10 +334,11 @@ pub async fn prepare(config: &EnricherConfig, streamlet: &str, kafka: &KafkaSett
         }
         TableConfig::Kafka { topic, key } => {
             let fail = |reason: String| {
-                StreamletError::Internal(format!(
-                    "table topic `{topic}` on {}: {reason}",
-                    super::kafka::brokers(kafka)
-                ))
+                StreamletError::Kafka(crate::kafka::KafkaError::Topic {
+                    topic: topic.clone(),
+                    brokers: crate::kafka::brokers(kafka),
+                    reason,
+                })
             };
             if key.len() != 1 {
                 return Err(fail(

@@ -4,7 +4,7 @@ pub mod egress;
 pub mod enricher;
 pub mod ingress;
 pub mod io;
-pub mod kafka;
+
 pub mod merger;
 pub mod scorer;
 pub mod validator;
@@ -25,8 +25,14 @@ pub enum StreamletError {
     Write { path: String, source: std::io::Error },
     #[error("record schema {path}: {reason}")]
     Schema { path: String, reason: String },
+    #[error("training profile {path}: {reason}")]
+    Profile { path: String, reason: String },
+    #[error("table {path}: {reason}")]
+    Table { path: String, reason: String },
     #[error(transparent)]
     Model(#[from] crate::models::ModelError),
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::KafkaError),
     #[error("{0}")]
     Internal(String),
 }
@@ -34,6 +40,12 @@ pub enum StreamletError {
 impl From<crate::flow::ports::Unwired> for StreamletError {
     fn from(e: crate::flow::ports::Unwired) -> Self {
         StreamletError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::kafka::KafkaError> for Stop {
+    fn from(e: crate::kafka::KafkaError) -> Self {
+        Stop::Failed(e.into())
     }
 }
 

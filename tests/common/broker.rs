@@ -163,13 +163,8 @@ impl Broker {
     /// Creates a topic with `partitions` partitions.
     pub fn create_topic(&self, topic: &str, partitions: i32) {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
-        rt.block_on(sluice::streamlets::kafka::ensure_topic(
-            &self.settings(),
-            topic,
-            partitions,
-            1,
-        ))
-        .expect("topic created");
+        rt.block_on(sluice::kafka::ensure_topic(&self.settings(), topic, partitions, 1))
+            .expect("topic created");
     }
 
     /// An idempotent producer (what a busy broker fails is retried without duplicates or

@@ -16,9 +16,10 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
 use crate::flow::BatchBuilder;
+use crate::kafka::{self, KafkaError};
 use crate::spec::{KafkaSettings, KafkaSourceConfig, StartFrom};
 use crate::streamlets::io::{Ack, Acks, Telemetry};
-use crate::streamlets::{kafka, Batch, Io, Stop, StreamletError};
+use crate::streamlets::{Batch, Io, Stop};
 
 /// How often offsets that became committable are committed while running.
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
@@ -359,12 +360,14 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
         streamlet: io.name.clone(),
         telemetry: io.telemetry.clone(),
     };
-    let consumer: SourceConsumer = client
-        .create_with_context(context)
-        .map_err(|e| StreamletError::Internal(format!("Kafka consumer for `{}`: {e}", config.topic)))?;
-    consumer
-        .subscribe(&[&config.topic])
-        .map_err(|e| StreamletError::Internal(format!("cannot subscribe to `{}`: {e}", config.topic)))?;
+    let consumer: SourceConsumer = client.create_with_context(context).map_err(|e| KafkaError::Client {
+        what: format!("Kafka consumer for `{}`", config.topic),
+        reason: e.to_string(),
+    })?;
+    consumer.subscribe(&[&config.topic]).map_err(|e| KafkaError::Client {
+        what: format!("cannot subscribe to `{}`", config.topic),
+        reason: e.to_string(),
+    })?;
     let source = format!("kafka:{}", config.topic);
     let out = io.outlets.get("out")?;
     let errors = io.outlets.get("errors")?;

@@ -13,7 +13,8 @@ use base64::Engine;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::{kafka, Batch, Io, Prepare, Stop, StreamletError};
+use super::{Batch, Io, Prepare, Stop, StreamletError};
+use crate::kafka;
 use crate::spec::{Format, GeneratorConfig, IngressConfig, KafkaSettings, SourceConfig, TextFormat};
 use text::{Malformed, TextReader};
 

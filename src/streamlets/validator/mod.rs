@@ -111,7 +111,7 @@ pub fn prepare(config: &ValidatorConfig) -> Result<Ready, StreamletError> {
     let profile = match &config.profile {
         None => None,
         Some(p) => {
-            let fail = |reason: String| StreamletError::Schema {
+            let fail = |reason: String| StreamletError::Profile {
                 path: p.path.display().to_string(),
                 reason,
             };

@@ -1,6 +1,7 @@
-//! Kafka clients for the Kafka source and sink: settings (pipeline defaults, then the
-//! streamlet's; librdkafka properties passed through), a reachability check that names the
-//! broker, and topics created when missing.
+//! Kafka clients for everything that talks to a broker (a source, a sink, an edge, a table
+//! topic, a model topic): settings (pipeline defaults, then the streamlet's; librdkafka
+//! properties passed through), a reachability check that names the brokers, topics created
+//! when missing, and a topic read whole without a consumer group.
 
 use std::time::Duration;
 
@@ -12,8 +13,46 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::StreamletError;
-use crate::spec::KafkaSettings;
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// Where the Kafka brokers are, and librdkafka properties (SASL, TLS...) passed through as they are.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct KafkaSettings {
+    #[serde(default)]
+    pub brokers: Option<String>,
+    /// Values may be written as strings, numbers or booleans.
+    #[serde(default)]
+    pub options: IndexMap<String, serde_json::Value>,
+}
+
+impl KafkaSettings {
+    /// These settings with `over`'s on top.
+    pub fn merged(&self, over: &KafkaSettings) -> KafkaSettings {
+        let mut options = self.options.clone();
+        options.extend(over.options.clone());
+        KafkaSettings {
+            brokers: over.brokers.clone().or_else(|| self.brokers.clone()),
+            options,
+        }
+    }
+}
+
+/// What went wrong between sluice and a broker, in words that name the brokers or the topic.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("cannot reach the Kafka broker(s) {brokers}: {reason}")]
+    Unreachable { brokers: String, reason: String },
+    #[error("topic `{topic}` on {brokers}: {reason}")]
+    Topic {
+        topic: String,
+        brokers: String,
+        reason: String,
+    },
+    /// A client (consumer, producer) that could not be made or set up: what it was for.
+    #[error("{what}: {reason}")]
+    Client { what: String, reason: String },
+}
 
 /// The brokers used when neither the pipeline nor the streamlet names any.
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
@@ -37,16 +76,20 @@ pub fn brokers(settings: &KafkaSettings) -> String {
 }
 
 /// Fails with a clear error, naming the brokers, when they cannot be reached.
-pub async fn check_reachable(settings: &KafkaSettings) -> Result<(), StreamletError> {
+pub async fn check_reachable(settings: &KafkaSettings) -> Result<(), KafkaError> {
     let config = client_config(settings);
     let brokers = brokers(settings);
     let checked = tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = config.create()?;
         consumer.fetch_metadata(None, Duration::from_secs(10)).map(|_| ())
     })
-    .await
-    .map_err(|e| StreamletError::Internal(e.to_string()))?;
-    checked.map_err(|e| StreamletError::Internal(format!("cannot reach the Kafka broker(s) {brokers}: {e}")))
+    .await;
+    let reason = match checked {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    Err(KafkaError::Unreachable { brokers, reason })
 }
 
 /// Creates the topic unless it exists.
@@ -55,8 +98,12 @@ pub async fn ensure_topic(
     topic: &str,
     partitions: i32,
     replication: i32,
-) -> Result<(), StreamletError> {
-    let fail = |e: String| StreamletError::Internal(format!("topic `{topic}` on {}: {e}", brokers(settings)));
+) -> Result<(), KafkaError> {
+    let fail = |reason: String| KafkaError::Topic {
+        topic: topic.to_string(),
+        brokers: brokers(settings),
+        reason,
+    };
     let admin: AdminClient<DefaultClientContext> = client_config(settings).create().map_err(|e| fail(e.to_string()))?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
