@@ -14,7 +14,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 pub use config::*;
-pub use problem::{Diagnostic, Problem};
+pub use problem::{Diagnostic, Problem, ProblemCode};
 pub use source::{Location, SourceFile, SourceMap};
 
 use source::{escape_segment, pointer_segments};

@@ -4,9 +4,15 @@ use serde::Serialize;
 
 use super::source::Location;
 
-/// A problem with a pipeline, found by loading or verifying it.
-#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+/// A problem with a pipeline, found by loading or verifying it. [`ProblemCode`] names each
+/// variant without its details (`ProblemCode::iter()` lists them all).
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error, strum::EnumDiscriminants)]
 #[serde(tag = "code", rename_all = "kebab-case")]
+#[strum_discriminants(
+    name(ProblemCode),
+    derive(strum::EnumIter, strum::IntoStaticStr),
+    strum(serialize_all = "kebab-case")
+)]
 pub enum Problem {
     #[error("YAML syntax error: {reason}")]
     YamlSyntax { reason: String },
@@ -73,10 +79,7 @@ fn cycle_text(streamlets: &[String]) -> String {
 impl Problem {
     /// The stable machine-readable code of this problem (`unknown-key`, `cycle`, ...).
     pub fn code(&self) -> String {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_string))
-            .unwrap_or_default()
+        ProblemCode::from(self).as_str().to_string()
     }
 
     /// What the user can do about it, when there is something specific to say.
@@ -136,6 +139,13 @@ impl Problem {
     }
 }
 
+impl ProblemCode {
+    /// The code as the machine-readable output spells it.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// A problem and where it is.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Diagnostic {
@@ -166,4 +176,23 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_problems_code_is_the_one_its_json_carries() {
+        let problem = Problem::UnknownModel {
+            id: "b".into(),
+            suggestion: None,
+            available: vec!["a".into()],
+        };
+        let json = serde_json::to_value(&problem).expect("JSON");
+        assert_eq!(json["code"], problem.code());
+        assert_eq!(problem.code(), "unknown-model");
+        let cycle = Problem::Cycle { streamlets: vec![] };
+        assert_eq!(serde_json::to_value(&cycle).expect("JSON")["code"], "cycle");
+    }
 }
