@@ -4,11 +4,10 @@
 
 pub mod reload;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use petgraph::visit::EdgeRef;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -21,6 +20,7 @@ use crate::streamlets::io::{
     Consumers, Counter, EdgeId, Envelope, Handback, InHand, Inlet, Io, Outlet, Outlets, Telemetry, Unconsumed,
 };
 use crate::streamlets::{Prepare, Prepared, StreamletError};
+use crate::topology::diff::{EdgeKey, Shape, TopologyDiff};
 use crate::topology::Topology;
 
 /// Why a run failed.
@@ -295,14 +295,6 @@ impl Handle {
     }
 }
 
-/// An edge: from a streamlet's outlet to another streamlet's inlet.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct EdgeKey {
-    from: String,
-    port: String,
-    to: String,
-}
-
 /// One running (or retiring) streamlet.
 struct Instance {
     id: u64,
@@ -337,21 +329,6 @@ struct Engine {
     done: BTreeMap<String, Vec<StreamletSummary>>,
     failure: Option<RunError>,
     handle: Handle,
-}
-
-fn edges_of(topology: &Topology) -> HashMap<EdgeKey, usize> {
-    topology
-        .graph
-        .edge_references()
-        .map(|e| {
-            let key = EdgeKey {
-                from: topology.graph[e.source()].name.clone(),
-                port: e.weight().port.clone(),
-                to: topology.graph[e.target()].name.clone(),
-            };
-            (key, e.weight().capacity)
-        })
-        .collect()
 }
 
 fn specs_of(topology: &Topology) -> BTreeMap<String, StreamletSpec> {
@@ -571,42 +548,30 @@ impl Engine {
         crate::topology::carry_kafka_edges(&mut topology);
         let started = Instant::now();
         let specs = specs_of(&topology);
-        let fingerprints = topology.fingerprints();
-        let new_edges = edges_of(&topology);
-        let old_edges: HashSet<EdgeKey> = self.edges.keys().cloned().collect();
-        // Streamlets whose inputs change are changed too: a running inlet cannot grow.
-        let gains_input: HashSet<&str> = new_edges
-            .keys()
-            .filter(|k| !old_edges.contains(*k))
-            .map(|k| k.to.as_str())
-            .collect();
-        let known = |name: &String| self.running.contains_key(name) || self.done.contains_key(name);
-        let added: Vec<String> = specs.keys().filter(|n| !known(n)).cloned().collect();
-        let changed: Vec<String> = specs
-            .keys()
-            .filter(|n| {
-                self.running
-                    .get(*n)
-                    .is_some_and(|i| i.fingerprint != fingerprints[*n] || gains_input.contains(n.as_str()))
-            })
-            .cloned()
-            .collect();
-        let removed: Vec<String> = self
-            .running
-            .keys()
-            .filter(|n| !specs.contains_key(*n))
-            .cloned()
-            .collect();
+        let new = Shape::of(&topology);
+        let running = Shape {
+            streamlets: self
+                .running
+                .iter()
+                .map(|(n, i)| (n.clone(), i.fingerprint.clone()))
+                .collect(),
+            edges: self.edges.keys().map(|k| (k.clone(), 0)).collect(),
+        };
+        let finished: BTreeSet<String> = self.done.keys().cloned().collect();
+        let diff = TopologyDiff::between(&running, &finished, &new);
         let hash = topology.config_hash();
-        if added.is_empty()
-            && changed.is_empty()
-            && removed.is_empty()
-            && new_edges.keys().all(|k| old_edges.contains(k))
-        {
+        if diff.is_empty() {
             tracing::info!(config_hash = %hash, "configuration reloaded: nothing to change");
             self.handle.with(|s| s.config_hash = hash);
             return;
         }
+        let TopologyDiff {
+            added,
+            changed,
+            removed,
+            opened,
+            closed,
+        } = diff;
         let to_build: Vec<String> = added.iter().chain(&changed).cloned().collect();
         let prepared = match self.prepare_all(&to_build, &specs).await {
             Ok(p) => p,
@@ -635,21 +600,19 @@ impl Engine {
                 old.intake.cancel();
             }
         }
-        for key in old_edges.iter().filter(|k| !new_edges.contains_key(*k)) {
+        for key in &closed {
             self.close_edge(key);
         }
         while waiting_for.iter().any(|id| self.retiring.contains_key(id)) {
             let Some(done) = self.join_next().await else { break };
             self.finished(done);
         }
-        for (key, capacity) in &new_edges {
-            if !self.edges.contains_key(key) {
-                self.open_edge(key.clone(), *capacity);
-            }
+        for (key, capacity) in opened {
+            self.open_edge(key, capacity);
         }
         for (name, p) in prepared {
             let spec = specs[&name].clone();
-            self.spawn(&name, spec, fingerprints[&name].clone(), p);
+            self.spawn(&name, spec, new.streamlets[&name].clone(), p);
         }
         self.defaults = topology.defaults.clone();
         let reloads = self.handle.with(|s| {
@@ -774,12 +737,12 @@ pub async fn run_reloading(
     let specs = specs_of(&topology);
     let names: Vec<String> = topology.graph.node_weights().map(|n| n.name.clone()).collect();
     let prepared = engine.prepare_all(&names, &specs).await?;
-    for (key, capacity) in edges_of(&topology) {
+    let shape = Shape::of(&topology);
+    for (key, capacity) in shape.edges {
         engine.open_edge(key, capacity);
     }
-    let fingerprints = topology.fingerprints();
     for (name, p) in prepared {
-        engine.spawn(&name, specs[&name].clone(), fingerprints[&name].clone(), p);
+        engine.spawn(&name, specs[&name].clone(), shape.streamlets[&name].clone(), p);
     }
     tracing::debug!(pipeline = %engine.pipeline, streamlets = names.len(), "started");
     // Once stopping: when it began, and when to next say what is still running.

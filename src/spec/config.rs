@@ -655,15 +655,42 @@ pub enum SinkConfig {
     Kafka(KafkaSinkConfig),
 }
 
-/// What a path in the configuration points at, and whether it must exist already.
+/// What a path in the configuration points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathRole {
-    /// Read by the pipeline: must exist.
-    Input(&'static str),
-    /// A folder read by the pipeline: must exist.
-    Folder(&'static str),
+    /// Records read by an ingress: must exist.
+    InputFile,
+    /// A JSON Schema of records (`schema`, `emits`, `accepts`): must exist; part of the
+    /// configuration (a change to it reloads the streamlet).
+    RecordSchema,
+    /// A training profile: must exist; part of the configuration.
+    TrainingProfile,
+    /// An enricher's table: must exist; the enricher follows its changes itself.
+    TableFile,
+    /// A folder of model versions: must exist; the scorer follows it itself.
+    ModelFolder,
     /// Written by the pipeline: created when run.
     Output,
+}
+
+impl PathRole {
+    /// What the path is, in a problem's words (`record schema `x` does not exist`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            PathRole::InputFile => "input file",
+            PathRole::RecordSchema => "record schema",
+            PathRole::TrainingProfile => "training profile",
+            PathRole::TableFile => "table file",
+            PathRole::ModelFolder => "model folder",
+            PathRole::Output => "output file",
+        }
+    }
+
+    /// Whether the file's content is part of the configuration: watched, and fingerprinted
+    /// with the streamlet that reads it.
+    pub fn is_configuration(self) -> bool {
+        matches!(self, PathRole::RecordSchema | PathRole::TrainingProfile)
+    }
 }
 
 /// A path field of a streamlet: its JSON pointer within the streamlet, its role, and the path.
@@ -760,14 +787,14 @@ impl KindConfig {
                 if let SourceConfig::File { path, .. } = &mut c.source {
                     fields.push(PathField {
                         pointer: "/source/path".into(),
-                        role: PathRole::Input("input file"),
+                        role: PathRole::InputFile,
                         path,
                     });
                 }
                 if let Some(path) = &mut c.emits {
                     fields.push(PathField {
                         pointer: "/emits".into(),
-                        role: PathRole::Input("record schema"),
+                        role: PathRole::RecordSchema,
                         path,
                     });
                 }
@@ -775,13 +802,13 @@ impl KindConfig {
             KindConfig::Validator(c) => {
                 fields.push(PathField {
                     pointer: "/schema".into(),
-                    role: PathRole::Input("record schema"),
+                    role: PathRole::RecordSchema,
                     path: &mut c.schema,
                 });
                 if let Some(profile) = &mut c.profile {
                     fields.push(PathField {
                         pointer: "/profile/path".into(),
-                        role: PathRole::Input("training profile"),
+                        role: PathRole::TrainingProfile,
                         path: &mut profile.path,
                     });
                 }
@@ -805,7 +832,7 @@ impl KindConfig {
                     };
                     fields.push(PathField {
                         pointer,
-                        role: PathRole::Folder("model folder"),
+                        role: PathRole::ModelFolder,
                         path: &mut m.folder,
                     });
                 }
@@ -814,7 +841,7 @@ impl KindConfig {
                 if let TableConfig::File { path, .. } = &mut c.table {
                     fields.push(PathField {
                         pointer: "/table/path".into(),
-                        role: PathRole::Input("table file"),
+                        role: PathRole::TableFile,
                         path,
                     });
                 }
@@ -841,7 +868,7 @@ impl StreamletSpec {
         if let Some(path) = &mut self.accepts {
             fields.push(PathField {
                 pointer: "/accepts".into(),
-                role: PathRole::Input("record schema"),
+                role: PathRole::RecordSchema,
                 path,
             });
         }

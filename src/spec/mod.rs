@@ -380,10 +380,11 @@ fn resolve_paths(locator: &Locator, name: &str, spec: &mut StreamletSpec, proble
         let pointer = Pipeline::pointer(name, &field.pointer);
         let resolved = path_clean::clean(locator.base_dir(&pointer).join(&*field.path));
         let missing = match field.role {
-            PathRole::Input(what) => (!resolved.is_file()).then_some(what),
-            PathRole::Folder(what) => (!resolved.is_dir()).then_some(what),
-            PathRole::Output => None,
+            PathRole::Output => false,
+            PathRole::ModelFolder => !resolved.is_dir(),
+            _ => !resolved.is_file(),
         };
+        let missing = missing.then(|| field.role.describe());
         if let Some(what) = missing {
             problems.push(Diagnostic::new(
                 Problem::MissingFile {

@@ -1,5 +1,6 @@
 //! A loaded pipeline → a verified petgraph topology of streamlets and the edges between their ports.
 
+pub mod diff;
 mod records;
 pub mod render;
 mod verify;
@@ -189,25 +190,9 @@ pub fn carry_kafka_edges(topology: &mut Topology) {
 }
 
 impl Topology {
-    /// A fingerprint of each streamlet's resolved configuration, including the content of the
-    /// record schemas it reads: equal fingerprints mean a reload can leave the streamlet running.
+    /// A fingerprint of each streamlet (see [`diff::fingerprint`]).
     pub fn fingerprints(&self) -> std::collections::BTreeMap<String, String> {
-        use sha2::{Digest, Sha256};
-        self.graph
-            .node_weights()
-            .map(|node| {
-                let mut hasher = Sha256::new();
-                hasher.update(format!("{:?}", node.spec).as_bytes());
-                let mut spec = node.spec.clone();
-                for field in spec.paths_mut() {
-                    if field.role == crate::spec::PathRole::Input("record schema") {
-                        hasher.update(std::fs::read(&*field.path).unwrap_or_default());
-                    }
-                }
-                let hex: String = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
-                (node.name.clone(), hex)
-            })
-            .collect()
+        diff::Shape::of(self).streamlets
     }
 
     /// A hash of the whole configuration: every streamlet's fingerprint and every edge.
@@ -238,14 +223,15 @@ impl Topology {
         hasher.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Every file the configuration was read from: the pipeline, streamlet definitions, record schemas.
+    /// Every file the configuration was read from: the pipeline, streamlet definitions, and the
+    /// files that are part of it (record schemas, training profiles).
     pub fn watched_files(&self) -> Vec<std::path::PathBuf> {
         let mut files: Vec<std::path::PathBuf> = vec![self.locator.file().to_path_buf()];
         files.extend(self.locator.definition_files());
         for node in self.graph.node_weights() {
             let mut spec = node.spec.clone();
             for field in spec.paths_mut() {
-                if field.role == crate::spec::PathRole::Input("record schema") {
+                if field.role.is_configuration() {
                     files.push(field.path.clone());
                 }
             }

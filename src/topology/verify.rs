@@ -432,7 +432,7 @@ fn check_profile(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems
 fn check_record_schemas(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &mut Vec<Diagnostic>) {
     let mut spec = spec.clone();
     for field in spec.paths_mut() {
-        let is_schema = matches!(field.role, crate::spec::PathRole::Input("record schema"));
+        let is_schema = field.role == crate::spec::PathRole::RecordSchema;
         if !is_schema || !field.path.is_file() {
             continue;
         }
