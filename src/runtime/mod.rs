@@ -26,6 +26,8 @@ use crate::topology::Topology;
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error("the pipeline as it would run is wired wrong (a bug in sluice): {0}")]
+    Wiring(String),
     #[error("streamlet `{streamlet}` failed: {reason}")]
     Streamlet { streamlet: String, reason: String },
     #[error(
@@ -546,6 +548,11 @@ impl Engine {
     /// Applies a new configuration. When building a new piece fails, nothing changes.
     async fn reload(&mut self, mut topology: Topology) {
         crate::topology::carry_kafka_edges(&mut topology);
+        if let Err(e) = topology.check_wiring() {
+            tracing::error!(error = %e, "reload rejected: the running pipeline is unchanged");
+            self.handle.rejected(RunError::Wiring(e).to_string());
+            return;
+        }
         let started = Instant::now();
         let specs = specs_of(&topology);
         let new = Shape::of(&topology);
@@ -713,6 +720,7 @@ pub async fn run_reloading(
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     crate::topology::carry_kafka_edges(&mut topology);
+    topology.check_wiring().map_err(RunError::Wiring)?;
     handle.with(|s| {
         s.pipeline = topology.name.clone();
         s.config_hash = topology.config_hash();

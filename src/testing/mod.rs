@@ -196,7 +196,9 @@ fn set_kind(topology: &mut Topology, node: NodeIndex, kind: KindConfig) {
     spec.discard.clear();
 }
 
+/// Adds a streamlet named `name` (or the first free name after it: the user's come first).
 fn add_node(topology: &mut Topology, name: String, kind: KindConfig) -> NodeIndex {
+    let name = topology.unused_name(name);
     let node = topology.graph.add_node(Node {
         name: name.clone(),
         spec: StreamletSpec {

@@ -35,7 +35,9 @@ pub struct KafkaEdge {
     pub partitions: i32,
 }
 
-/// A verified pipeline, ready to run.
+/// A verified pipeline. The runtime carries its Kafka edges through their topics
+/// ([`carry_kafka_edges`]) and checks the result again ([`Topology::check_wiring`]) before it
+/// runs it; a pipeline test replaces its sources and sinks the same way.
 #[derive(Debug, Clone)]
 pub struct Topology {
     pub name: String,
@@ -127,9 +129,10 @@ pub fn carry_kafka_edges(topology: &mut Topology) {
             .topic
             .clone()
             .unwrap_or_else(|| format!("{}.{from_name}.{}", topology.name, edge.port));
-        sinks.entry(topic.clone()).or_insert_with(|| {
+        if !sinks.contains_key(&topic) {
+            let name = topology.unused_name(format!("{from_name}-{}-to-kafka", edge.port));
             let node = topology.graph.add_node(Node {
-                name: format!("{from_name}-{}-to-kafka", edge.port),
+                name: name.clone(),
                 spec: spec(KindConfig::Egress(EgressConfig {
                     sink: SinkConfig::Kafka(KafkaSinkConfig {
                         topic: topic.clone(),
@@ -149,10 +152,12 @@ pub fn carry_kafka_edges(topology: &mut Topology) {
                     kafka: None,
                 },
             );
-            node
-        });
+            topology.by_name.insert(name, node);
+            sinks.insert(topic.clone(), node);
+        }
+        let name = topology.unused_name(format!("kafka-to-{to_name}-from-{from_name}-{}", edge.port));
         let source = topology.graph.add_node(Node {
-            name: format!("kafka-to-{to_name}-from-{from_name}-{}", edge.port),
+            name: name.clone(),
             spec: spec(KindConfig::Ingress(IngressConfig {
                 source: SourceConfig::Kafka(KafkaSourceConfig {
                     topic,
@@ -175,6 +180,7 @@ pub fn carry_kafka_edges(topology: &mut Topology) {
                 kafka: None,
             },
         );
+        topology.by_name.insert(name, source);
     }
     // Removing edges moves the last one into the hole: remove from the highest id down.
     let mut ids: Vec<_> = kafka_edges.iter().map(|(id, ..)| *id).collect();
@@ -190,6 +196,71 @@ pub fn carry_kafka_edges(topology: &mut Topology) {
 }
 
 impl Topology {
+    /// `base`, or `base-2`, `base-3`... : the first that names no streamlet yet. For the
+    /// streamlets sluice adds (Kafka edges, pipeline tests), which must not take a user's name.
+    pub fn unused_name(&self, base: String) -> String {
+        if !self.by_name.contains_key(&base) {
+            return base;
+        }
+        (2..)
+            .map(|n| format!("{base}-{n}"))
+            .find(|name| !self.by_name.contains_key(name))
+            .unwrap_or(base)
+    }
+
+    /// Checks the graph as it will run, after it was rewritten (Kafka edges carried, a test's
+    /// sources and sinks put in): every name once, every edge from an outlet its streamlet has
+    /// and carried in memory, every streamlet that takes inputs fed. What it finds is a bug in
+    /// the rewriting, said in words.
+    pub fn check_wiring(&self) -> Result<(), String> {
+        use petgraph::visit::EdgeRef;
+        let mut seen = std::collections::HashSet::new();
+        for node in self.graph.node_weights() {
+            if !seen.insert(node.name.as_str()) {
+                return Err(format!("two streamlets are named `{}`", node.name));
+            }
+        }
+        if self.by_name.len() != self.graph.node_count()
+            || self
+                .by_name
+                .iter()
+                .any(|(name, i)| self.graph.node_weight(*i).is_none_or(|n| &n.name != name))
+        {
+            return Err("the streamlets' names and the graph disagree".into());
+        }
+        for e in self.graph.edge_references() {
+            let from = &self.graph[e.source()];
+            if !from.spec.kind.outlets().names.contains(&e.weight().port.as_str()) {
+                return Err(format!(
+                    "`{}` has no outlet `{}` to feed `{}`",
+                    from.name,
+                    e.weight().port,
+                    self.graph[e.target()].name
+                ));
+            }
+            if e.weight().kafka.is_some() {
+                return Err(format!(
+                    "the edge `{}.{}` → `{}` is still to be carried through Kafka",
+                    from.name,
+                    e.weight().port,
+                    self.graph[e.target()].name
+                ));
+            }
+        }
+        for i in self.graph.node_indices() {
+            let node = &self.graph[i];
+            let fed = self
+                .graph
+                .edges_directed(i, petgraph::Direction::Incoming)
+                .next()
+                .is_some();
+            if node.spec.kind.takes_inputs() && !fed {
+                return Err(format!("`{}` takes inputs but nothing feeds it", node.name));
+            }
+        }
+        Ok(())
+    }
+
     /// A fingerprint of each streamlet (see [`diff::fingerprint`]).
     pub fn fingerprints(&self) -> std::collections::BTreeMap<String, String> {
         diff::Shape::of(self).streamlets
@@ -239,5 +310,88 @@ impl Topology {
         files.sort();
         files.dedup();
         files
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streamlets_sluice_adds_for_kafka_edges_never_take_a_users_name() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("p.yaml");
+        // The user's egress is named as sluice would name the sink that carries `a.out`.
+        std::fs::write(
+            &file,
+            "pipeline: names
+defaults: { transport: kafka }
+streamlets:
+  a:
+    kind: ingress
+    source: { type: generator, count: 1 }
+  a-out-to-kafka:
+    kind: egress
+    inputs: [a]
+    sink: { type: blackhole }
+  kafka-to-b-from-a-out:
+    kind: egress
+    inputs: [a]
+    sink: { type: blackhole }
+",
+        )
+        .expect("pipeline");
+        let mut topology = load(&file).expect("a valid pipeline");
+        carry_kafka_edges(&mut topology);
+        topology.check_wiring().expect("wired right");
+        let names: std::collections::BTreeSet<&str> = topology.graph.node_weights().map(|n| n.name.as_str()).collect();
+        assert_eq!(names.len(), topology.graph.node_count(), "{names:?}");
+        assert!(names.contains("a-out-to-kafka-2"), "{names:?}");
+        // Both user egresses are fed through Kafka, each by a source of its own.
+        for user in ["a-out-to-kafka", "kafka-to-b-from-a-out"] {
+            let i = topology.by_name[user];
+            let feeders: Vec<&str> = topology
+                .graph
+                .neighbors_directed(i, petgraph::Direction::Incoming)
+                .map(|f| topology.graph[f].name.as_str())
+                .collect();
+            assert_eq!(feeders.len(), 1, "{user}: {feeders:?}");
+            assert!(feeders[0].starts_with("kafka-to-"), "{user}: {feeders:?}");
+        }
+    }
+
+    #[test]
+    fn a_graph_wired_wrong_is_told_apart() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("p.yaml");
+        std::fs::write(
+            &file,
+            "pipeline: wiring
+streamlets:
+  a:
+    kind: ingress
+    source: { type: generator, count: 1 }
+  b:
+    kind: egress
+    inputs: [a]
+    sink: { type: blackhole }
+",
+        )
+        .expect("pipeline");
+        let topology = load(&file).expect("a valid pipeline");
+        topology.check_wiring().expect("wired right");
+        let mut renamed = topology.clone();
+        let b = renamed.by_name["b"];
+        renamed.graph[b].name = "a".into();
+        assert!(renamed
+            .check_wiring()
+            .unwrap_err()
+            .contains("two streamlets are named `a`"));
+        let mut unfed = topology.clone();
+        unfed.graph.clear_edges();
+        assert!(unfed
+            .check_wiring()
+            .unwrap_err()
+            .contains("`b` takes inputs but nothing feeds it"));
     }
 }
