@@ -647,6 +647,22 @@ pub struct ColumnBuilder {
     len: usize,
 }
 
+/// A `push_*` method whose common case (a column of this type and no other) is inlined where
+/// it is called; everything else goes to `$any`.
+macro_rules! fast_push {
+    ($name:ident, $any:ident, $variant:ident, $t:ty) => {
+        #[inline(always)]
+        pub fn $name(&mut self, value: $t) {
+            if let (TypedBuilder::$variant(b), None, None) = (&mut self.typed, &self.other, &self.ints) {
+                b.append_value(value);
+                self.len += 1;
+                return;
+            }
+            self.$any(value)
+        }
+    };
+}
+
 #[derive(Debug, Default)]
 enum TypedBuilder {
     #[default]
@@ -856,16 +872,7 @@ impl ColumnBuilder {
         true
     }
 
-    #[inline(always)]
-    pub fn push_int(&mut self, i: i64) {
-        // The common case, inlined: a column of this type and no other.
-        if let (TypedBuilder::Int(b), None, None) = (&mut self.typed, &self.other, &self.ints) {
-            b.append_value(i);
-            self.len += 1;
-            return;
-        }
-        self.push_int_any(i)
-    }
+    fast_push!(push_int, push_int_any, Int, i64);
 
     #[inline(never)]
     fn push_int_any(&mut self, i: i64) {
@@ -886,16 +893,7 @@ impl ColumnBuilder {
         }
     }
 
-    #[inline(always)]
-    pub fn push_float(&mut self, x: f64) {
-        // The common case, inlined: a column of this type and no other.
-        if let (TypedBuilder::Float(b), None, None) = (&mut self.typed, &self.other, &self.ints) {
-            b.append_value(x);
-            self.len += 1;
-            return;
-        }
-        self.push_float_any(x)
-    }
+    fast_push!(push_float, push_float_any, Float, f64);
 
     #[inline(never)]
     fn push_float_any(&mut self, x: f64) {
@@ -946,16 +944,7 @@ impl ColumnBuilder {
         }
     }
 
-    #[inline(always)]
-    pub fn push_bool(&mut self, v: bool) {
-        // The common case, inlined: a column of this type and no other.
-        if let (TypedBuilder::Bool(b), None, None) = (&mut self.typed, &self.other, &self.ints) {
-            b.append_value(v);
-            self.len += 1;
-            return;
-        }
-        self.push_bool_any(v)
-    }
+    fast_push!(push_bool, push_bool_any, Bool, bool);
 
     #[inline(never)]
     fn push_bool_any(&mut self, v: bool) {
@@ -972,16 +961,7 @@ impl ColumnBuilder {
         }
     }
 
-    #[inline(always)]
-    pub fn push_str(&mut self, s: &str) {
-        // The common case, inlined: a column of this type and no other.
-        if let (TypedBuilder::Str(b), None, None) = (&mut self.typed, &self.other, &self.ints) {
-            b.append_value(s);
-            self.len += 1;
-            return;
-        }
-        self.push_str_any(s)
-    }
+    fast_push!(push_str, push_str_any, Str, &str);
 
     #[inline(never)]
     fn push_str_any(&mut self, s: &str) {

@@ -247,7 +247,8 @@ impl Serving {
         if ready.is_empty() {
             return scored;
         }
-        match &self.plan {
+        let plan = &self.plan;
+        match plan {
             Plan::Single => {}
             Plan::Split { split, key } => self.split(split, key, ready, &rows, &mut scored),
             Plan::Speculative {
@@ -256,29 +257,22 @@ impl Serving {
                 prefer,
                 decide,
             } => self.speculative(*budget, *fallback, prefer, *decide, ready, rows, &mut scored),
-            Plan::Consensus {
-                min_agree,
-                ties,
-                combine,
-            } => {
+            // Every model answers every record; the answers decide, record by record.
+            Plan::Consensus { .. } | Plan::BestConfidence => {
                 let models: Vec<usize> = (0..self.ids.len()).collect();
                 let answers = self.ask(&models, Arc::new(rows), ready.len(), &[]);
                 self.decide_each(
                     ready,
                     &answers,
                     &mut scored,
-                    |answers, roles, row| strategy::consensus(answers, roles, row, *min_agree, *ties, *combine),
-                    |_| {},
-                );
-            }
-            Plan::BestConfidence => {
-                let models: Vec<usize> = (0..self.ids.len()).collect();
-                let answers = self.ask(&models, Arc::new(rows), ready.len(), &[]);
-                self.decide_each(
-                    ready,
-                    &answers,
-                    &mut scored,
-                    |answers, roles, row| Ok(strategy::best_confidence(answers, roles, row)),
+                    |answers, roles, row| match plan {
+                        Plan::Consensus {
+                            min_agree,
+                            ties,
+                            combine,
+                        } => strategy::consensus(answers, roles, row, *min_agree, *ties, *combine),
+                        _ => Ok(strategy::best_confidence(answers, roles, row)),
+                    },
                     |_| {},
                 );
             }
