@@ -26,7 +26,7 @@ pub struct TensorSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelDescriptor {
     pub name: String,
-    #[serde(deserialize_with = "crate::spec::config::string_or_number")]
+    #[serde(deserialize_with = "crate::models::config::string_or_number")]
     pub version: String,
     #[serde(default = "onnx")]
     pub format: String,

@@ -1,6 +1,7 @@
 //! Models as data: descriptors, ONNX Runtime sessions, versions that are checked before they serve,
 //! and a registry that swaps in new versions while records flow.
 
+pub mod config;
 pub mod descriptor;
 pub mod onnx;
 pub mod profile;

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::config::{Combine, OutputMapping, OutputRole, TieRule};
 use super::{ModelVersion, Tensor, TensorData};
-use crate::spec::{Combine, OutputMapping, OutputRole, TieRule};
 
 /// What one model answered for a batch.
 pub struct BatchAnswer {

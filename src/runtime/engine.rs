@@ -274,7 +274,7 @@ impl Engine {
                 kafka: self.defaults.kafka.clone().unwrap_or_default(),
                 reloading: self.running.contains_key(name) || self.done.contains_key(name),
             };
-            match crate::streamlets::prepare(&specs[name], &ctx).await {
+            match crate::streamlets::prepare(&specs[name].kind, &ctx).await {
                 Ok(p) => prepared.push((name.clone(), p)),
                 Err(e) => {
                     return Err(RunError::Streamlet {

@@ -4,12 +4,13 @@ pub mod egress;
 pub mod enricher;
 pub mod ingress;
 pub mod io;
+pub mod kind;
 
 pub mod merger;
 pub mod scorer;
 pub mod validator;
 
-use crate::spec::{KindConfig, StreamletSpec};
+use kind::KindConfig;
 
 pub use crate::flow::Batch;
 pub use io::{Closed, Io};
@@ -60,7 +61,7 @@ pub struct Prepare {
     pub name: String,
     pub pipeline: String,
     /// The pipeline's Kafka settings, which Kafka sources and sinks start from.
-    pub kafka: crate::spec::KafkaSettings,
+    pub kafka: crate::kafka::KafkaSettings,
     /// Whether this replaces a running streamlet (file sinks then append instead of truncating).
     pub reloading: bool,
 }
@@ -74,12 +75,12 @@ pub enum Prepared {
     Egress(egress::Ready),
     Scorer(Box<scorer::Ready>),
     Enricher(Box<enricher::Ready>),
-    Records(crate::spec::GivenRecords),
-    Capture(crate::spec::Captured),
+    Records(kind::GivenRecords),
+    Capture(kind::Captured),
 }
 
-pub async fn prepare(spec: &StreamletSpec, ctx: &Prepare) -> Result<Prepared, StreamletError> {
-    Ok(match &spec.kind {
+pub async fn prepare(kind: &KindConfig, ctx: &Prepare) -> Result<Prepared, StreamletError> {
+    Ok(match kind {
         KindConfig::Ingress(c) => Prepared::Ingress(ingress::prepare(c, ctx).await?),
         KindConfig::Validator(c) => Prepared::Validator(Box::new(validator::prepare(c)?)),
         KindConfig::Merger(_) => Prepared::Merger,
@@ -113,7 +114,7 @@ pub async fn run(prepared: Prepared, io: Io) -> Result<(), StreamletError> {
 }
 
 /// Sends a pipeline test's records on `out`, in batches, and ends.
-async fn given(records: crate::spec::GivenRecords, io: Io) -> Result<(), Stop> {
+async fn given(records: kind::GivenRecords, io: Io) -> Result<(), Stop> {
     let out = io.outlets.get("out")?;
     for chunk in records.0.chunks(io.batch_size.max(1)) {
         out.send(Batch::from_records(chunk)).await?;
@@ -122,7 +123,7 @@ async fn given(records: crate::spec::GivenRecords, io: Io) -> Result<(), Stop> {
 }
 
 /// Keeps every record that arrives, for a pipeline test.
-async fn capture(captured: crate::spec::Captured, mut io: Io) -> Result<(), Stop> {
+async fn capture(captured: kind::Captured, mut io: Io) -> Result<(), Stop> {
     while let Some(batch) = io.inlet.recv().await {
         captured
             .0

@@ -15,9 +15,10 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
+use super::config::{KafkaSourceConfig, StartFrom};
 use crate::flow::BatchBuilder;
+use crate::kafka::KafkaSettings;
 use crate::kafka::{self, KafkaError};
-use crate::spec::{KafkaSettings, KafkaSourceConfig, StartFrom};
 use crate::streamlets::io::{Ack, Acks, Telemetry};
 use crate::streamlets::{Batch, Io, Stop};
 

@@ -2,6 +2,8 @@
 //! `out` for records, `errors` for input that is not a record (with its line number, or its
 //! partition and offset, and its original content).
 
+pub mod config;
+
 pub mod generator;
 pub mod kafka_source;
 pub mod text;
@@ -14,8 +16,10 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::{Batch, Io, Prepare, Stop, StreamletError};
+use crate::formats::Format;
 use crate::kafka;
-use crate::spec::{Format, GeneratorConfig, IngressConfig, KafkaSettings, SourceConfig, TextFormat};
+use crate::kafka::KafkaSettings;
+use config::{GeneratorConfig, IngressConfig, SourceConfig, TextFormat};
 use text::{Malformed, TextReader};
 
 /// An ingress with its source open.

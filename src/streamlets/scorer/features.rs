@@ -2,8 +2,8 @@
 
 use serde_json::Value as J;
 
+use super::config::{FeatureMapping, UnknownCategory};
 use crate::flow::{each_valid, mark_values, marked, Batch, Typed, Value};
-use crate::spec::{FeatureMapping, UnknownCategory};
 
 /// Why a record cannot become a row: the field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq)]
@@ -301,7 +301,7 @@ fn number_text(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{FeatureField, FeatureSpec};
+    use crate::streamlets::scorer::config::{FeatureField, FeatureSpec};
     use serde_json::json;
 
     fn features() -> Features {

@@ -3,6 +3,8 @@
 //! (which strategy and version answered). Records that cannot be scored leave on `errors`, with
 //! the reason. With several models a strategy says how they answer (see `serving`).
 
+pub mod config;
+
 pub mod features;
 pub mod outputs;
 pub mod serving;
@@ -20,10 +22,11 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::io::{with_error, with_errors, Acks, Queued};
 use super::{Batch, Io, Stop, StreamletError};
 use crate::flow::{Column, ColumnBuilder, Owned};
+use crate::models::config::OutputMapping;
 use crate::models::registry::Source;
 use crate::models::version::Expectation;
 use crate::models::{ModelRegistry, ModelVersion};
-use crate::spec::{OutputMapping, ScorerConfig};
+use config::ScorerConfig;
 use features::Features;
 use serving::Serving;
 
@@ -218,7 +221,7 @@ pub async fn prepare(
     config: &ScorerConfig,
     streamlet: &str,
     strict: bool,
-    kafka: &crate::spec::KafkaSettings,
+    kafka: &crate::kafka::KafkaSettings,
 ) -> Result<Ready, StreamletError> {
     let scorer = BatchScorer::new(streamlet, config);
     let expect = scorer.expectation(config);

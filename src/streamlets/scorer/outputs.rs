@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use arrow_array::{Float64Array, Int64Array, StringArray};
 
 use crate::flow::{Batch, Column, ColumnBuilder, Owned};
+use crate::models::config::OutputMapping;
 use crate::models::{Tensor, TensorData};
-use crate::spec::OutputMapping;
 
 fn number(x: f32) -> Owned<'static> {
     if x.is_finite() {

@@ -13,9 +13,9 @@ use arrow_array::BooleanArray;
 use serde_json::Value;
 
 use super::{audit, outputs, BatchScorer, Rows, Scored, StreamletError};
+use crate::models::config::{Combine, Decider, StrategyConfig, TieRule};
 use crate::models::strategy::{self, BatchAnswer, Decision, Roles, Split, StrategyStats};
 use crate::models::{ModelError, ModelRegistry};
-use crate::spec::{Combine, Decider, StrategyConfig, TieRule};
 use crate::streamlets::Batch;
 
 type Reply = (usize, Result<BatchAnswer, ModelError>);

@@ -1,6 +1,8 @@
 //! The validator: each record is checked against a JSON Schema; valid records go to `valid`,
 //! the others to `invalid` with `_error` saying why, their content unchanged.
 
+pub mod config;
+
 pub mod columns;
 
 use std::path::Path;
@@ -14,8 +16,8 @@ use crate::flow::{
     each_valid, exact_integers_within, mark_values, marked, ColumnBuilder, Owned, Typed, Value as Field,
 };
 use crate::models::profile::{DriftEvent, DriftMonitor, DriftSettings, Profile, Seen, Violation};
-use crate::spec::{OutOfProfile, ValidatorConfig};
 use columns::ColumnCheck;
+use config::{OutOfProfile, ValidatorConfig};
 
 /// A compiled record schema: the JSON Schema validator, and what of it can be decided a
 /// column at a time (records it is sure of skip the full validator).

@@ -2,6 +2,8 @@
 //! Kafka topic, or only counts it (blackhole). A batch is done with (its source offsets may
 //! be committed) once it is written: flushed to the file, or acknowledged by the broker.
 
+pub mod config;
+
 use std::path::Path;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -15,7 +17,7 @@ use futures::StreamExt;
 use super::io::{Acks, Envelope};
 use super::{Batch, Io, Prepare, Stop, StreamletError};
 use crate::kafka;
-use crate::spec::{EgressConfig, KafkaSinkConfig, SinkConfig};
+use config::{EgressConfig, KafkaSinkConfig, SinkConfig};
 
 /// Serializes a batch as JSON lines into `buf` (cleared first).
 pub fn encode_jsonl(batch: &Batch, buf: &mut Vec<u8>) {

@@ -1,5 +1,7 @@
 //! The merger: every batch from any of its inputs goes to `out`.
 
+pub mod config;
+
 use super::{Io, Stop};
 
 pub async fn run(mut io: Io) -> Result<(), Stop> {

@@ -5,6 +5,8 @@
 //! read from the beginning before the first record is joined, then followed, each message
 //! setting a row (the latest wins) or, empty, deleting it.
 
+pub mod config;
+
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -21,9 +23,10 @@ use super::{Batch, Io, Stop, StreamletError};
 use crate::flow::{ColumnBuilder, Owned, Value as FlowValue};
 use crate::formats::csv::CsvRows;
 use crate::formats::{ColumnType, Format, Malformed};
+use crate::kafka::KafkaSettings;
 use crate::kafka::Replay;
-use crate::spec::{EnricherConfig, KafkaSettings, MissingKey, TableConfig};
 use arrow_array::BooleanArray;
+use config::{EnricherConfig, MissingKey, TableConfig};
 
 /// A loaded table: the added fields' names, and each row's values of them, by key.
 #[derive(Debug, Default)]

@@ -1,0 +1,101 @@
+//! An ingress's configuration: where records come from (a file, stdin, a generator, a Kafka
+//! topic) and how their text is read.
+
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+pub use crate::formats::{ColumnType, Format};
+use crate::kafka::KafkaSettings;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct IngressConfig {
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// JSON Schema of the records on `out`.
+    #[serde(default)]
+    pub emits: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceConfig {
+    File {
+        path: PathBuf,
+        #[serde(flatten)]
+        text: TextFormat,
+    },
+    Stdin {
+        #[serde(flatten)]
+        text: TextFormat,
+    },
+    Generator(GeneratorConfig),
+    Kafka(KafkaSourceConfig),
+}
+
+/// Records from a Kafka topic (JSON payloads), read by a consumer group.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct KafkaSourceConfig {
+    pub topic: String,
+    /// The consumer group; `<pipeline>.<streamlet>` when absent.
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(flatten)]
+    pub settings: KafkaSettings,
+    /// Where a new group starts reading.
+    #[serde(default)]
+    pub start: StartFrom,
+    #[serde(default = "one")]
+    pub partitions: i32,
+    #[serde(default = "one")]
+    pub replication: i32,
+}
+
+fn one() -> i32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+/// How a text source is read.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct TextFormat {
+    #[serde(default)]
+    pub format: Option<Format>,
+    #[serde(default)]
+    pub columns: IndexMap<String, ColumnType>,
+    #[serde(default)]
+    pub delimiter: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct GeneratorConfig {
+    #[serde(default)]
+    pub profile: GeneratorProfile,
+    #[serde(default)]
+    pub count: Option<u64>,
+    #[serde(default)]
+    pub rate: Option<f64>,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub invalid_ratio: f64,
+    /// After this many records the market shifts: living areas (and prices) grow by 60%.
+    #[serde(default)]
+    pub shift_after: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GeneratorProfile {
+    #[default]
+    HouseListings,
+}

@@ -1,0 +1,6 @@
+//! A merger's configuration: nothing beyond its inputs.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MergerConfig {}

@@ -1,0 +1,65 @@
+//! A validator's configuration: the record schema, and the training profile records are
+//! checked against (with drift).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ValidatorConfig {
+    pub schema: PathBuf,
+    /// Checks against a model's training profile, and drift.
+    #[serde(default)]
+    pub profile: Option<ProfileConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ProfileConfig {
+    pub path: PathBuf,
+    /// The fields to check; every field of the profile when empty.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    #[serde(default)]
+    pub out_of_profile: OutOfProfile,
+    /// Share of a numeric range's width a value may lie beyond it.
+    #[serde(default)]
+    pub slack: f64,
+    #[serde(default)]
+    pub drift: Option<DriftConfig>,
+}
+
+/// What happens to a record outside the training profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutOfProfile {
+    /// It stays valid, with `_profile: {violations: [...]}`.
+    #[default]
+    Tag,
+    /// It goes to `invalid` with the reason.
+    Route,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DriftConfig {
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// Evaluate every this many records; a quarter of the window when absent.
+    #[serde(default)]
+    pub every: Option<usize>,
+    #[serde(default = "default_psi")]
+    pub psi_threshold: f64,
+    #[serde(default = "default_out_of_range")]
+    pub out_of_range_threshold: f64,
+}
+
+fn default_window() -> usize {
+    1000
+}
+
+fn default_psi() -> f64 {
+    0.2
+}
+
+fn default_out_of_range() -> f64 {
+    0.05
+}
