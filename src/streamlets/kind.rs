@@ -3,17 +3,19 @@
 //! of what it emits). Each kind's configuration lives in its own folder.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::egress::config::*;
-use super::enricher::config::*;
-use super::ingress::config::*;
-use super::merger::config::*;
-use super::scorer::config::*;
-use super::validator::config::*;
-use crate::models::config::StrategyConfig;
+use super::egress::config::EgressConfig;
+use super::enricher::config::EnricherConfig;
+use super::ingress::config::IngressConfig;
+use super::io::Io;
+use super::merger::config::MergerConfig;
+use super::scorer::config::ScorerConfig;
+use super::validator::config::ValidatorConfig;
+use super::Stop;
 
 /// The configuration of each streamlet kind.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -25,31 +27,48 @@ pub enum KindConfig {
     Egress(EgressConfig),
     Scorer(ScorerConfig),
     Enricher(EnricherConfig),
-    /// Records given by a pipeline test, in place of a source (`sluice test` only).
+    /// A streamlet that no pipeline file can name: what a pipeline test puts in place of a
+    /// source or a sink (`src/testing`).
     #[serde(skip)]
-    Records(GivenRecords),
-    /// Keeps every record that reaches it, for a pipeline test to check (`sluice test` only).
-    #[serde(skip)]
-    Capture(Captured),
+    Substitute(Substitute),
 }
 
-/// Records a pipeline test feeds in.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct GivenRecords(pub Arc<Vec<serde_json::Map<String, serde_json::Value>>>);
-
-/// Where a pipeline test's capture keeps what reached it.
-#[derive(Debug, Clone, Default)]
-pub struct Captured(pub Arc<Mutex<Vec<serde_json::Map<String, serde_json::Value>>>>);
-
-impl PartialEq for Captured {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+/// What every kind tells the verifier and the runtime about itself. Each kind's configuration
+/// implements it in its own room.
+pub trait Kind {
+    /// The outlets it has.
+    fn outlets(&self) -> Outlets;
+    /// Whether it reads records from other streamlets.
+    fn takes_inputs(&self) -> bool {
+        true
+    }
+    /// Every path its configuration names, with the JSON pointer of each.
+    fn paths_mut(&mut self) -> Vec<PathField<'_>> {
+        Vec::new()
+    }
+    /// The JSON Schema file of the records a port emits, where the configuration declares one.
+    fn emitted_schema(&self, _port: &str) -> Option<&PathBuf> {
+        None
     }
 }
 
-impl Captured {
-    pub fn records(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+/// A streamlet run in place of one of the pipeline's: a pipeline test's given records or its
+/// capture. It says what it is and runs itself.
+pub trait Substituted: Send + Sync + std::fmt::Debug {
+    /// What it is called where a kind's name would be shown.
+    fn name(&self) -> &'static str;
+    fn outlets(&self) -> Outlets;
+    fn takes_inputs(&self) -> bool;
+    fn run(&self, io: Io) -> BoxFuture<'static, Result<(), Stop>>;
+}
+
+/// A substitute streamlet, shared; equal only to itself.
+#[derive(Debug, Clone)]
+pub struct Substitute(pub Arc<dyn Substituted>);
+
+impl PartialEq for Substitute {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -105,6 +124,21 @@ pub struct Outlets {
     pub optional: &'static [&'static str],
 }
 
+/// The same call on whichever kind it is.
+macro_rules! each_kind {
+    ($config:expr, $c:ident => $call:expr, substitute $s:ident => $other:expr) => {
+        match $config {
+            KindConfig::Ingress($c) => $call,
+            KindConfig::Validator($c) => $call,
+            KindConfig::Merger($c) => $call,
+            KindConfig::Egress($c) => $call,
+            KindConfig::Scorer($c) => $call,
+            KindConfig::Enricher($c) => $call,
+            KindConfig::Substitute($s) => $other,
+        }
+    };
+}
+
 impl KindConfig {
     pub fn name(&self) -> &'static str {
         match self {
@@ -114,147 +148,26 @@ impl KindConfig {
             KindConfig::Egress(_) => "egress",
             KindConfig::Scorer(_) => "scorer",
             KindConfig::Enricher(_) => "enricher",
-            KindConfig::Records(_) => "records",
-            KindConfig::Capture(_) => "capture",
+            KindConfig::Substitute(s) => s.0.name(),
         }
     }
 
+    /// The outlets it has; the first is the default (`name` without `.port`).
     pub fn outlets(&self) -> Outlets {
-        match self {
-            KindConfig::Ingress(_) | KindConfig::Records(_) => Outlets {
-                names: &["out", "errors"],
-                optional: &["errors"],
-            },
-            KindConfig::Capture(_) => Outlets {
-                names: &[],
-                optional: &[],
-            },
-            KindConfig::Enricher(EnricherConfig {
-                missing: MissingKey::Unmatched,
-                ..
-            }) => Outlets {
-                names: &["out", "unmatched"],
-                optional: &[],
-            },
-            KindConfig::Enricher(_) => Outlets {
-                names: &["out"],
-                optional: &[],
-            },
-            KindConfig::Validator(ValidatorConfig {
-                profile: Some(ProfileConfig { drift: Some(_), .. }),
-                ..
-            }) => Outlets {
-                names: &["valid", "invalid", "drift"],
-                optional: &[],
-            },
-            KindConfig::Validator(_) => Outlets {
-                names: &["valid", "invalid"],
-                optional: &[],
-            },
-            KindConfig::Merger(_) => Outlets {
-                names: &["out"],
-                optional: &[],
-            },
-            KindConfig::Egress(_) => Outlets {
-                names: &[],
-                optional: &[],
-            },
-            KindConfig::Scorer(ScorerConfig {
-                strategy: Some(StrategyConfig::Shadow { emit: true, .. }),
-                ..
-            }) => Outlets {
-                names: &["out", "errors", "shadow"],
-                optional: &[],
-            },
-            KindConfig::Scorer(_) => Outlets {
-                names: &["out", "errors"],
-                optional: &[],
-            },
-        }
+        each_kind!(self, c => c.outlets(), substitute s => s.0.outlets())
     }
 
     pub fn takes_inputs(&self) -> bool {
-        !matches!(self, KindConfig::Ingress(_) | KindConfig::Records(_))
+        each_kind!(self, c => c.takes_inputs(), substitute s => s.0.takes_inputs())
     }
 
     /// Every path this kind's configuration names.
     pub fn paths_mut(&mut self) -> Vec<PathField<'_>> {
-        let mut fields = Vec::new();
-        match self {
-            KindConfig::Ingress(c) => {
-                if let SourceConfig::File { path, .. } = &mut c.source {
-                    fields.push(PathField {
-                        pointer: "/source/path".into(),
-                        role: PathRole::InputFile,
-                        path,
-                    });
-                }
-                if let Some(path) = &mut c.emits {
-                    fields.push(PathField {
-                        pointer: "/emits".into(),
-                        role: PathRole::RecordSchema,
-                        path,
-                    });
-                }
-            }
-            KindConfig::Validator(c) => {
-                fields.push(PathField {
-                    pointer: "/schema".into(),
-                    role: PathRole::RecordSchema,
-                    path: &mut c.schema,
-                });
-                if let Some(profile) = &mut c.profile {
-                    fields.push(PathField {
-                        pointer: "/profile/path".into(),
-                        role: PathRole::TrainingProfile,
-                        path: &mut profile.path,
-                    });
-                }
-            }
-            KindConfig::Egress(EgressConfig {
-                sink: SinkConfig::File { path, .. },
-            }) => fields.push(PathField {
-                pointer: "/sink/path".into(),
-                role: PathRole::Output,
-                path,
-            }),
-            KindConfig::Scorer(c) => {
-                let single = c.model.is_some();
-                let models = c.model.iter_mut().map(|m| (String::new(), m));
-                let many = c.models.iter_mut().map(|(id, m)| (id.clone(), m));
-                for (id, m) in models.chain(many) {
-                    let pointer = if single {
-                        "/model/folder".into()
-                    } else {
-                        format!("/models/{id}/folder")
-                    };
-                    fields.push(PathField {
-                        pointer,
-                        role: PathRole::ModelFolder,
-                        path: &mut m.folder,
-                    });
-                }
-            }
-            KindConfig::Enricher(c) => {
-                if let TableConfig::File { path, .. } = &mut c.table {
-                    fields.push(PathField {
-                        pointer: "/table/path".into(),
-                        role: PathRole::TableFile,
-                        path,
-                    });
-                }
-            }
-            KindConfig::Merger(_) | KindConfig::Egress(_) | KindConfig::Records(_) | KindConfig::Capture(_) => {}
-        }
-        fields
+        each_kind!(self, c => c.paths_mut(), substitute _s => Vec::new())
     }
 
     /// The JSON Schema file of the records a port emits, where the configuration declares one.
     pub fn emitted_schema(&self, port: &str) -> Option<&PathBuf> {
-        match (self, port) {
-            (KindConfig::Ingress(c), "out") => c.emits.as_ref(),
-            (KindConfig::Validator(c), "valid") => Some(&c.schema),
-            _ => None,
-        }
+        each_kind!(self, c => c.emitted_schema(port), substitute _s => None)
     }
 }

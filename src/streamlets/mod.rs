@@ -75,8 +75,7 @@ pub enum Prepared {
     Egress(egress::Ready),
     Scorer(Box<scorer::Ready>),
     Enricher(Box<enricher::Ready>),
-    Records(kind::GivenRecords),
-    Capture(kind::Captured),
+    Substitute(kind::Substitute),
 }
 
 pub async fn prepare(kind: &KindConfig, ctx: &Prepare) -> Result<Prepared, StreamletError> {
@@ -89,8 +88,7 @@ pub async fn prepare(kind: &KindConfig, ctx: &Prepare) -> Result<Prepared, Strea
             scorer::prepare(c, &ctx.name, ctx.reloading, &ctx.kafka).await?,
         )),
         KindConfig::Enricher(c) => Prepared::Enricher(Box::new(enricher::prepare(c, &ctx.name, &ctx.kafka).await?)),
-        KindConfig::Records(r) => Prepared::Records(r.clone()),
-        KindConfig::Capture(c) => Prepared::Capture(c.clone()),
+        KindConfig::Substitute(s) => Prepared::Substitute(s.clone()),
     })
 }
 
@@ -104,34 +102,12 @@ pub async fn run(prepared: Prepared, io: Io) -> Result<(), StreamletError> {
         Prepared::Egress(ready) => egress::run(ready, io).await,
         Prepared::Scorer(ready) => scorer::run(*ready, io).await,
         Prepared::Enricher(ready) => enricher::run(*ready, io).await,
-        Prepared::Records(records) => given(records, io).await,
-        Prepared::Capture(captured) => capture(captured, io).await,
+        Prepared::Substitute(s) => s.0.run(io).await,
     };
     match result {
         Ok(()) | Err(Stop::Downstream(Closed)) => Ok(()),
         Err(Stop::Failed(e)) => Err(e),
     }
-}
-
-/// Sends a pipeline test's records on `out`, in batches, and ends.
-async fn given(records: kind::GivenRecords, io: Io) -> Result<(), Stop> {
-    let out = io.outlets.get("out")?;
-    for chunk in records.0.chunks(io.batch_size.max(1)) {
-        out.send(Batch::from_records(chunk)).await?;
-    }
-    Ok(())
-}
-
-/// Keeps every record that arrives, for a pipeline test.
-async fn capture(captured: kind::Captured, mut io: Io) -> Result<(), Stop> {
-    while let Some(batch) = io.inlet.recv().await {
-        captured
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(batch.records());
-    }
-    Ok(())
 }
 
 /// How a streamlet's work ended early.

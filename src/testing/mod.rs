@@ -25,6 +25,8 @@
 //! `{present: true|false}`, `{one_of: [..]}`, `{contains: "text"}`. Field names may be
 //! dotted (`_model.version`) or JSON pointers (`/_model/version`).
 
+mod substitutes;
+
 use std::path::{Path, PathBuf};
 
 use petgraph::graph::NodeIndex;
@@ -32,8 +34,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::spec::{Captured, GivenRecords, KindConfig, LoadError, Location, SourceFile, SourceMap, StreamletSpec};
+use crate::spec::{KindConfig, LoadError, Location, SourceFile, SourceMap, StreamletSpec};
 use crate::topology::{split_input, Edge, Node, Topology};
+use substitutes::{is_given, Capture, Given};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -241,11 +244,11 @@ async fn run_case(pipeline: &Topology, case: &TestCase, map: &SourceMap, at: &st
     let mut sinks = std::collections::HashMap::new();
     for node in nodes {
         let kind = match &topology.graph[node].spec.kind {
-            KindConfig::Ingress(_) => KindConfig::Records(GivenRecords::default()),
+            KindConfig::Ingress(_) => Given::kind(Vec::new()),
             KindConfig::Egress(_) => {
-                let captured = Captured::default();
+                let captured = Capture::default();
                 sinks.insert(topology.graph[node].name.clone(), captured.clone());
-                KindConfig::Capture(captured)
+                captured.kind()
             }
             _ => continue,
         };
@@ -258,11 +261,11 @@ async fn run_case(pipeline: &Topology, case: &TestCase, map: &SourceMap, at: &st
                 format!("the pipeline has no streamlet `{}`", input.into),
             )];
         };
-        let records = GivenRecords(std::sync::Arc::new(input.records.clone()));
-        if matches!(topology.graph[target].spec.kind, KindConfig::Records(_)) {
-            set_kind(&mut topology, target, KindConfig::Records(records));
+        let records = Given::kind(input.records.clone());
+        if is_given(&topology.graph[target].spec.kind) {
+            set_kind(&mut topology, target, records);
         } else {
-            let source = add_node(&mut topology, format!("test-input-{i}"), KindConfig::Records(records));
+            let source = add_node(&mut topology, format!("test-input-{i}"), records);
             connect(&mut topology, source, "out", target);
         }
     }
@@ -288,12 +291,8 @@ async fn run_case(pipeline: &Topology, case: &TestCase, map: &SourceMap, at: &st
                 format!("`{name}` has no outlet `{port}` (it has: {})", outlets.names.join(", ")),
             )];
         }
-        let captured = Captured::default();
-        let sink = add_node(
-            &mut topology,
-            format!("test-capture-{j}"),
-            KindConfig::Capture(captured.clone()),
-        );
+        let captured = Capture::default();
+        let sink = add_node(&mut topology, format!("test-capture-{j}"), captured.kind());
         connect(&mut topology, node, port, sink);
         captures.push(captured);
     }
@@ -312,11 +311,7 @@ async fn run_case(pipeline: &Topology, case: &TestCase, map: &SourceMap, at: &st
         })
         .collect();
     for (k, (node, port)) in unread.into_iter().enumerate() {
-        let sink = add_node(
-            &mut topology,
-            format!("test-drain-{k}"),
-            KindConfig::Capture(Captured::default()),
-        );
+        let sink = add_node(&mut topology, format!("test-drain-{k}"), Capture::default().kind());
         connect(&mut topology, node, port, sink);
     }
     if let Err(e) = crate::runtime::run(topology, CancellationToken::new()).await {

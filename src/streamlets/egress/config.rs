@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::streamlets::kind::{Kind, Outlets, PathField, PathRole};
 use serde::Deserialize;
 
 use crate::kafka::KafkaSettings;
@@ -42,4 +43,24 @@ pub enum SinkConfig {
     },
     Blackhole,
     Kafka(KafkaSinkConfig),
+}
+
+impl Kind for EgressConfig {
+    fn outlets(&self) -> Outlets {
+        Outlets {
+            names: &[],
+            optional: &[],
+        }
+    }
+
+    fn paths_mut(&mut self) -> Vec<PathField<'_>> {
+        match &mut self.sink {
+            SinkConfig::File { path, .. } => vec![PathField {
+                pointer: "/sink/path".into(),
+                role: PathRole::Output,
+                path,
+            }],
+            _ => Vec::new(),
+        }
+    }
 }

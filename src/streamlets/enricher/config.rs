@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::streamlets::kind::{Kind, Outlets, PathField, PathRole};
 use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer};
 
@@ -87,4 +88,28 @@ pub enum MissingKey {
     Defaults,
     /// It goes to the `unmatched` outlet.
     Unmatched,
+}
+
+impl Kind for EnricherConfig {
+    fn outlets(&self) -> Outlets {
+        Outlets {
+            names: if self.missing == MissingKey::Unmatched {
+                &["out", "unmatched"]
+            } else {
+                &["out"]
+            },
+            optional: &[],
+        }
+    }
+
+    fn paths_mut(&mut self) -> Vec<PathField<'_>> {
+        match &mut self.table {
+            TableConfig::File { path, .. } => vec![PathField {
+                pointer: "/table/path".into(),
+                role: PathRole::TableFile,
+                path,
+            }],
+            _ => Vec::new(),
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::streamlets::kind::{Kind, Outlets, PathField, PathRole};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
@@ -98,4 +99,40 @@ pub struct GeneratorConfig {
 pub enum GeneratorProfile {
     #[default]
     HouseListings,
+}
+
+impl Kind for IngressConfig {
+    fn outlets(&self) -> Outlets {
+        Outlets {
+            names: &["out", "errors"],
+            optional: &["errors"],
+        }
+    }
+
+    fn takes_inputs(&self) -> bool {
+        false
+    }
+
+    fn paths_mut(&mut self) -> Vec<PathField<'_>> {
+        let mut fields = Vec::new();
+        if let SourceConfig::File { path, .. } = &mut self.source {
+            fields.push(PathField {
+                pointer: "/source/path".into(),
+                role: PathRole::InputFile,
+                path,
+            });
+        }
+        if let Some(path) = &mut self.emits {
+            fields.push(PathField {
+                pointer: "/emits".into(),
+                role: PathRole::RecordSchema,
+                path,
+            });
+        }
+        fields
+    }
+
+    fn emitted_schema(&self, port: &str) -> Option<&PathBuf> {
+        (port == "out").then_some(self.emits.as_ref()).flatten()
+    }
 }

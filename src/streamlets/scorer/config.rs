@@ -7,6 +7,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use crate::models::config::{optional_string_or_number, OutputMapping, StrategyConfig};
+use crate::streamlets::kind::{Kind, Outlets, PathField, PathRole};
 
 /// A scorer: which model serves, how records become its input tensor, and how its
 /// output tensors become record fields.
@@ -149,5 +150,37 @@ impl Default for Batching {
             max_batch: 256,
             max_wait_ms: 0,
         }
+    }
+}
+
+impl Kind for ScorerConfig {
+    fn outlets(&self) -> Outlets {
+        let shadow = matches!(self.strategy, Some(StrategyConfig::Shadow { emit: true, .. }));
+        Outlets {
+            names: if shadow {
+                &["out", "errors", "shadow"]
+            } else {
+                &["out", "errors"]
+            },
+            optional: &[],
+        }
+    }
+
+    fn paths_mut(&mut self) -> Vec<PathField<'_>> {
+        let single = self.model.is_some();
+        let models = self.model.iter_mut().map(|m| (String::new(), m));
+        let many = self.models.iter_mut().map(|(id, m)| (id.clone(), m));
+        models
+            .chain(many)
+            .map(|(id, m)| PathField {
+                pointer: if single {
+                    "/model/folder".into()
+                } else {
+                    format!("/models/{id}/folder")
+                },
+                role: PathRole::ModelFolder,
+                path: &mut m.folder,
+            })
+            .collect()
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::streamlets::kind::{Kind, Outlets, PathField, PathRole};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -62,4 +63,38 @@ fn default_psi() -> f64 {
 
 fn default_out_of_range() -> f64 {
     0.05
+}
+
+impl Kind for ValidatorConfig {
+    fn outlets(&self) -> Outlets {
+        let drift = self.profile.as_ref().is_some_and(|p| p.drift.is_some());
+        Outlets {
+            names: if drift {
+                &["valid", "invalid", "drift"]
+            } else {
+                &["valid", "invalid"]
+            },
+            optional: &[],
+        }
+    }
+
+    fn paths_mut(&mut self) -> Vec<PathField<'_>> {
+        let mut fields = vec![PathField {
+            pointer: "/schema".into(),
+            role: PathRole::RecordSchema,
+            path: &mut self.schema,
+        }];
+        if let Some(profile) = &mut self.profile {
+            fields.push(PathField {
+                pointer: "/profile/path".into(),
+                role: PathRole::TrainingProfile,
+                path: &mut profile.path,
+            });
+        }
+        fields
+    }
+
+    fn emitted_schema(&self, port: &str) -> Option<&PathBuf> {
+        (port == "valid").then_some(&self.schema)
+    }
 }
