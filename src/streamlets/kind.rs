@@ -124,6 +124,17 @@ pub struct Outlets {
     pub optional: &'static [&'static str],
 }
 
+impl Outlets {
+    /// The outlet an input means: `port` when the kind has it, its first outlet when the input
+    /// names none (`name` for `name.out`); `None` when there is no such outlet.
+    pub fn resolve(&self, port: Option<&str>) -> Option<&'static str> {
+        match port {
+            Some(p) => self.names.iter().copied().find(|n| *n == p),
+            None => self.names.first().copied(),
+        }
+    }
+}
+
 /// The same call on whichever kind it is.
 macro_rules! each_kind {
     ($config:expr, $c:ident => $call:expr, substitute $s:ident => $other:expr) => {

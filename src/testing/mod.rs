@@ -284,13 +284,13 @@ async fn run_case(pipeline: &Topology, case: &TestCase, map: &SourceMap, at: &st
             )];
         };
         let outlets = pipeline.graph[node].spec.kind.outlets();
-        let port = port.or(outlets.names.first().copied()).unwrap_or("out");
-        if !outlets.names.contains(&port) {
+        let Some(port) = outlets.resolve(port) else {
+            let port = port.unwrap_or("(default)");
             return vec![fail(
                 format!("{at}/expect/{j}/outlet"),
                 format!("`{name}` has no outlet `{port}` (it has: {})", outlets.names.join(", ")),
             )];
-        }
+        };
         let captured = Capture::default();
         let sink = add_node(&mut topology, format!("test-capture-{j}"), captured.kind());
         connect(&mut topology, node, port, sink);

@@ -48,27 +48,19 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
                 ));
                 continue;
             };
-            let port = match &pipeline.streamlets[up_name].spec {
-                Some(up_spec) => {
-                    let outlets = up_spec.kind.outlets();
-                    match port {
-                        Some(p) if outlets.names.contains(&p) => p.to_string(),
-                        None if !outlets.names.is_empty() => outlets.names[0].to_string(),
-                        _ => {
-                            problems.push(Diagnostic::new(
-                                Problem::UnknownPort {
-                                    streamlet: up_name.to_string(),
-                                    port: port.unwrap_or("(default)").to_string(),
-                                    available: outlets.names.iter().map(|n| n.to_string()).collect(),
-                                },
-                                at,
-                            ));
-                            continue;
-                        }
-                    }
+            let port = match resolved_port(pipeline, input) {
+                Ok(port) => port,
+                Err(outlets) => {
+                    problems.push(Diagnostic::new(
+                        Problem::UnknownPort {
+                            streamlet: up_name.to_string(),
+                            port: port.unwrap_or("(default)").to_string(),
+                            available: outlets.names.iter().map(|n| n.to_string()).collect(),
+                        },
+                        at,
+                    ));
+                    continue;
                 }
-                // Its configuration has problems of its own: connect without checking the port.
-                None => port.unwrap_or("out").to_string(),
             };
             let via = capacities.get(&(format!("{up_name}.{port}"), s.name.clone()));
             let capacity = match via {
@@ -121,27 +113,36 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
     Checked { graph, problems }
 }
 
+/// The outlet an input (`name` or `name.port`) means, by the one rule every check uses: the
+/// port it names, or the streamlet's first outlet. `Err` with the outlets there are when it
+/// names none of them. An input whose streamlet's configuration has problems of its own (or
+/// names no streamlet) is taken as written, so that its other problems still show.
+fn resolved_port(pipeline: &Pipeline, input: &str) -> Result<String, crate::spec::Outlets> {
+    let (name, port) = split_input(input);
+    match pipeline.streamlets.get(name).and_then(|s| s.spec.as_ref()) {
+        Some(spec) => {
+            let outlets = spec.kind.outlets();
+            outlets.resolve(port).map(str::to_string).ok_or(outlets)
+        }
+        None => Ok(port.unwrap_or("out").to_string()),
+    }
+}
+
 /// Per-edge settings from `edges:`, keyed by (`from.port`, `to`); edges that
 /// name no input of the pipeline are problems.
 fn edge_capacities(pipeline: &Pipeline, problems: &mut Vec<Diagnostic>) -> HashMap<(String, String), Via> {
     let mut capacities = HashMap::new();
     for (i, edge) in pipeline.edges.iter().enumerate() {
-        let (from, port) = split_input(&edge.from);
+        let (from, _) = split_input(&edge.from);
         let to = pipeline.streamlets.get(&edge.to);
-        let default_port = pipeline
-            .streamlets
-            .get(from)
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.kind.outlets().names.first().copied())
-            .unwrap_or("out");
-        let port = port.unwrap_or(default_port);
-        let exists = to.is_some_and(|to| {
-            to.inputs.iter().any(|input| {
-                let (n, p) = split_input(input);
-                n == from && p.unwrap_or(default_port) == port
-            })
-        });
-        if !exists {
+        let port = resolved_port(pipeline, &edge.from).ok();
+        let exists = port.is_some()
+            && to.is_some_and(|to| {
+                to.inputs
+                    .iter()
+                    .any(|input| split_input(input).0 == from && resolved_port(pipeline, input).ok() == port)
+            });
+        let (true, Some(port)) = (exists, port) else {
             problems.push(Diagnostic::new(
                 Problem::UnknownEdge {
                     from: edge.from.clone(),
@@ -150,7 +151,7 @@ fn edge_capacities(pipeline: &Pipeline, problems: &mut Vec<Diagnostic>) -> HashM
                 pipeline.locator.value(&format!("/edges/{i}")),
             ));
             continue;
-        }
+        };
         if let Some(via) = &edge.via {
             capacities.insert((format!("{from}.{port}"), edge.to.clone()), via.clone());
         }
@@ -455,7 +456,9 @@ fn check_records(pipeline: &Pipeline, from: &str, to: &str, input_index: usize, 
     let (Some(up), Some(down)) = (&pipeline.streamlets[from].spec, &pipeline.streamlets[to].spec) else {
         return;
     };
-    let port = port.or(up.kind.outlets().names.first().copied()).unwrap_or("out");
+    let Some(port) = up.kind.outlets().resolve(port) else {
+        return; // reported as an unknown port
+    };
     let (Some(out_path), Some(in_path)) = (up.kind.emitted_schema(port), down.accepts.as_ref()) else {
         return;
     };
