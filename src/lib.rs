@@ -1,9 +1,10 @@
 //! sluice: machine-learning pipelines on streams, described in one YAML file.
 //!
-//! Data flows one way through the modules: `spec` (YAML → typed spec with
-//! positions) → `topology` (verified graph) → `runtime` (tasks and channels)
-//! → `streamlets` (what each kind does), all of them on `flow` (records,
-//! batches, acknowledgements and ports).
+//! Data and imports flow one way through the modules: `flow` (records, batches,
+//! acknowledgements, ports) → `formats`, `kafka`, `watch` → `models` → `streamlets` (one room
+//! per kind) → `spec` (YAML → typed spec with positions) → `topology` (verified graph, reload
+//! diff) → `runtime` (tasks and channels) → `observe`, `testing` and the CLI. No module imports
+//! one above it.
 
 pub mod flow;
 pub mod formats;
