@@ -125,6 +125,17 @@ pub struct Outlets {
 }
 
 impl Outlets {
+    /// What a source has: its records, and what it could not read as records.
+    pub const OF_A_SOURCE: Outlets = Outlets {
+        names: &["out", "errors"],
+        optional: &["errors"],
+    };
+    /// What a sink has: nothing.
+    pub const NONE: Outlets = Outlets {
+        names: &[],
+        optional: &[],
+    };
+
     /// The outlet an input means: `port` when the kind has it, its first outlet when the input
     /// names none (`name` for `name.out`); `None` when there is no such outlet.
     pub fn resolve(&self, port: Option<&str>) -> Option<&'static str> {

@@ -29,10 +29,7 @@ impl Substituted for Given {
     }
 
     fn outlets(&self) -> Outlets {
-        Outlets {
-            names: &["out", "errors"],
-            optional: &["errors"],
-        }
+        Outlets::OF_A_SOURCE
     }
 
     fn takes_inputs(&self) -> bool {
@@ -71,10 +68,7 @@ impl Substituted for Capture {
     }
 
     fn outlets(&self) -> Outlets {
-        Outlets {
-            names: &[],
-            optional: &[],
-        }
+        Outlets::NONE
     }
 
     fn takes_inputs(&self) -> bool {

@@ -47,10 +47,7 @@ pub enum SinkConfig {
 
 impl Kind for EgressConfig {
     fn outlets(&self) -> Outlets {
-        Outlets {
-            names: &[],
-            optional: &[],
-        }
+        Outlets::NONE
     }
 
     fn paths_mut(&mut self) -> Vec<PathField<'_>> {

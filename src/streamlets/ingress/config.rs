@@ -103,10 +103,7 @@ pub enum GeneratorProfile {
 
 impl Kind for IngressConfig {
     fn outlets(&self) -> Outlets {
-        Outlets {
-            names: &["out", "errors"],
-            optional: &["errors"],
-        }
+        Outlets::OF_A_SOURCE
     }
 
     fn takes_inputs(&self) -> bool {
