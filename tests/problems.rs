@@ -57,6 +57,33 @@ problem_test!(unknown_model, "unknown-model", 13, 42);
 problem_test!(kafka_table_without_fields, "missing-field", 7, 3);
 
 #[test]
+fn one_outlet_read_twice_is_one_problem_however_it_is_spelled() {
+    // `listings` and `listings.out` are the same outlet.
+    let d = assert_problem("duplicate_input.yaml", "duplicate-input", 8, 24, None);
+    assert!(
+        d.message.contains("`out` reads the outlet `listings.out` twice"),
+        "{}",
+        d.message
+    );
+    assert!(
+        d.hint.as_deref().unwrap_or("").contains("remove `listings.out`"),
+        "{:?}",
+        d.hint
+    );
+    // Written the same way twice, it is the same problem, and the only one.
+    let found = problems("duplicate_input_same_spelling.yaml");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(
+        (
+            found[0].problem.code(),
+            found[0].location.line,
+            found[0].location.column
+        ),
+        ("duplicate-input".to_string(), 10, 9)
+    );
+}
+
+#[test]
 fn a_scorer_with_one_model_and_several_is_told_to_choose() {
     let d = assert_problem("scorer_model_and_models.yaml", "invalid-value", 6, 3, None);
     assert!(

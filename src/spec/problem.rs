@@ -60,6 +60,13 @@ pub enum Problem {
     UnknownEdge { from: String, to: String },
     #[error("record schema `{path}` cannot be used: {reason}")]
     InvalidRecordSchema { path: String, reason: String },
+    #[error("`{streamlet}` reads the outlet `{outlet}` twice (as `{first}` and as `{again}`)")]
+    DuplicateInput {
+        streamlet: String,
+        outlet: String,
+        first: String,
+        again: String,
+    },
     #[error("`{id}` is not one of this scorer's models")]
     UnknownModel {
         id: String,
@@ -124,6 +131,9 @@ impl Problem {
                 Some("add `inputs: [name]` naming an upstream streamlet".into())
             }
             Problem::UnexpectedInputs { .. } => Some("remove `inputs`".into()),
+            Problem::DuplicateInput { again, .. } => Some(format!(
+                "`name` and `name.<first outlet>` are the same outlet: list it once (remove `{again}`)"
+            )),
             Problem::UnsetVariable { name } => Some(format!(
                 "export {name}=..., or give a default with `${{{name}:-value}}`"
             )),

@@ -34,6 +34,8 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
     let capacities = edge_capacities(pipeline, &mut problems);
 
     for s in pipeline.streamlets.values() {
+        // The outlets read so far, and how the input that read each was written.
+        let mut read: HashMap<(String, String), &str> = HashMap::new();
         for (i, input) in s.inputs.iter().enumerate() {
             let at = loc.value(&Pipeline::pointer(&s.name, &format!("/inputs/{i}")));
             let (up_name, port) = split_input(input);
@@ -62,6 +64,18 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
                     continue;
                 }
             };
+            if let Some(first) = read.insert((up_name.to_string(), port.clone()), input) {
+                problems.push(Diagnostic::new(
+                    Problem::DuplicateInput {
+                        streamlet: s.name.clone(),
+                        outlet: format!("{up_name}.{port}"),
+                        first: first.to_string(),
+                        again: input.clone(),
+                    },
+                    at,
+                ));
+                continue;
+            }
             let via = capacities.get(&(format!("{up_name}.{port}"), s.name.clone()));
             let capacity = match via {
                 Some(Via::Memory { capacity: Some(c) }) => *c,
