@@ -11,6 +11,7 @@ pub mod formats;
 pub mod kafka;
 pub mod models;
 pub mod observe;
+pub mod problem;
 pub mod runtime;
 pub mod spec;
 pub mod streamlets;

@@ -9,6 +9,7 @@ const LEVELS: &[(&str, usize)] = &[
     ("flow", 0),
     ("formats", 1),
     ("kafka", 1),
+    ("problem", 1),
     ("watch", 1),
     ("models", 2),
     ("streamlets", 3),

@@ -16,6 +16,7 @@ use super::merger::config::MergerConfig;
 use super::scorer::config::ScorerConfig;
 use super::validator::config::ValidatorConfig;
 use super::Stop;
+use crate::problem::Problem;
 
 /// The configuration of each streamlet kind.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -49,6 +50,44 @@ pub trait Kind {
     /// The JSON Schema file of the records a port emits, where the configuration declares one.
     fn emitted_schema(&self, _port: &str) -> Option<&PathBuf> {
         None
+    }
+    /// What is wrong with its configuration beyond what the pipeline schema says (its paths
+    /// already resolved; a missing file is reported elsewhere).
+    fn check(&self) -> Vec<Finding> {
+        Vec::new()
+    }
+}
+
+/// Whether a problem points at a key or at its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    Key,
+    Value,
+}
+
+/// A problem a kind finds in its configuration, at a JSON pointer within the streamlet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub pointer: String,
+    pub at: At,
+    pub problem: Problem,
+}
+
+impl Finding {
+    pub fn at_value(pointer: impl Into<String>, problem: Problem) -> Finding {
+        Finding {
+            pointer: pointer.into(),
+            at: At::Value,
+            problem,
+        }
+    }
+
+    pub fn at_key(pointer: impl Into<String>, problem: Problem) -> Finding {
+        Finding {
+            pointer: pointer.into(),
+            at: At::Key,
+            problem,
+        }
     }
 }
 
@@ -191,5 +230,10 @@ impl KindConfig {
     /// The JSON Schema file of the records a port emits, where the configuration declares one.
     pub fn emitted_schema(&self, port: &str) -> Option<&PathBuf> {
         each_kind!(self, c => c.emitted_schema(port), substitute _s => None)
+    }
+
+    /// What is wrong with its configuration beyond the pipeline schema.
+    pub fn check(&self) -> Vec<Finding> {
+        each_kind!(self, c => c.check(), substitute _s => Vec::new())
     }
 }

@@ -8,12 +8,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::Value;
 
 use super::{records, split_input, Edge, KafkaEdge};
-use crate::models::profile::Profile;
-use crate::spec::problem::did_you_mean;
-use crate::spec::{
-    Diagnostic, KindConfig, Pipeline, Problem, ScorerConfig, StrategyConfig, StreamletSpec, Transport, ValidatorConfig,
-    Via,
-};
+use crate::problem::did_you_mean;
+use crate::spec::{At, Diagnostic, Pipeline, Problem, StreamletSpec, Transport, Via};
 
 /// The graph as far as it could be built, and the problems found.
 pub struct Checked {
@@ -117,9 +113,7 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
                 ));
             }
             check_record_schemas(pipeline, &s.name, spec, &mut problems);
-            check_model_sources(pipeline, &s.name, spec, &mut problems);
-            check_profile(pipeline, &s.name, spec, &mut problems);
-            check_enricher(pipeline, &s.name, spec, &mut problems);
+            check_kind(pipeline, &s.name, spec, &mut problems);
         }
     }
     check_outlets(pipeline, &graph, &index, &mut problems);
@@ -280,166 +274,15 @@ fn read_record_schema(path: &Path) -> Result<Value, String> {
     jsonschema::validator_for(&value).map_err(|e| e.to_string())?;
     Ok(value)
 }
-
-/// A scorer's model folders must hold a descriptor of each model (of the pinned version, if
-/// pinned). Whether the version loads is found out when it loads: it may still change before the run.
-fn check_model_sources(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &mut Vec<Diagnostic>) {
-    let KindConfig::Scorer(scorer) = &spec.kind else {
-        return;
-    };
-    for (id, model) in scorer.sources() {
-        if !model.folder.is_dir() || model.topic.is_some() {
-            continue; // a missing folder is reported; a topic's descriptors come when it runs
-        }
-        let (found, _) = crate::models::descriptor::scan(&model.folder, &model.name);
-        let wanted = |d: &&crate::models::ModelDescriptor| {
-            model
-                .version
-                .as_ref()
-                .is_none_or(|v| crate::models::descriptor::compare_versions(&d.version, v).is_eq())
+/// The problems a kind finds in its own configuration, where they are.
+fn check_kind(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &mut Vec<Diagnostic>) {
+    for finding in spec.kind.check() {
+        let pointer = Pipeline::pointer(name, &finding.pointer);
+        let at = match finding.at {
+            At::Key => pipeline.locator.key(&pointer),
+            At::Value => pipeline.locator.value(&pointer),
         };
-        if !found.iter().any(|d| wanted(&d)) {
-            let what = match &model.version {
-                Some(v) => format!("a descriptor of model `{}` version {v} in folder", model.name),
-                None => format!("a descriptor of model `{}` in folder", model.name),
-            };
-            problems.push(Diagnostic::new(
-                Problem::MissingFile {
-                    what,
-                    path: model.folder.display().to_string(),
-                },
-                pipeline.locator.value(&Pipeline::pointer(
-                    name,
-                    &format!("{}/name", scorer.source_pointer(&id)),
-                )),
-            ));
-        }
-    }
-    check_strategy(pipeline, name, scorer, problems);
-}
-
-/// A strategy names models of its scorer, and several models need a strategy.
-fn check_strategy(pipeline: &Pipeline, name: &str, scorer: &ScorerConfig, problems: &mut Vec<Diagnostic>) {
-    let at = |field: &str| pipeline.locator.value(&Pipeline::pointer(name, field));
-    let invalid = |field: &str, reason: &str| Problem::InvalidValue {
-        field: field.to_string(),
-        reason: reason.to_string(),
-    };
-    let Some(strategy) = &scorer.strategy else {
-        if scorer.models.len() > 1 {
-            problems.push(Diagnostic::new(
-                invalid("models", "several models need a `strategy` that says how they answer"),
-                pipeline.locator.key(&Pipeline::pointer(name, "/models")),
-            ));
-        }
-        return;
-    };
-    if scorer.model.is_some() {
-        problems.push(Diagnostic::new(
-            invalid("strategy", "a strategy serves several models: list them under `models`"),
-            pipeline.locator.key(&Pipeline::pointer(name, "/strategy")),
-        ));
-        return;
-    }
-    let ids: Vec<&str> = scorer.models.keys().map(String::as_str).collect();
-    let mut named: Vec<(String, &str)> = Vec::new();
-    match strategy {
-        StrategyConfig::Speculative { fallback, prefer, .. } => {
-            named.push(("/strategy/speculative/fallback".into(), fallback));
-            for (i, p) in prefer.iter().enumerate() {
-                named.push((format!("/strategy/speculative/prefer/{i}"), p));
-            }
-        }
-        StrategyConfig::Consensus { min_agree, .. } if *min_agree > ids.len() => problems.push(Diagnostic::new(
-            invalid(
-                "min_agree",
-                &format!("{min_agree} models cannot agree when there are {}", ids.len()),
-            ),
-            at("/strategy/consensus/min_agree"),
-        )),
-        StrategyConfig::Split { weights, .. } => {
-            for id in weights.keys() {
-                named.push((format!("/strategy/split/weights/{id}"), id));
-            }
-            if weights.values().all(|w| *w <= 0.0) {
-                problems.push(Diagnostic::new(
-                    invalid("weights", "at least one weight must be above 0"),
-                    at("/strategy/split/weights"),
-                ));
-            }
-        }
-        StrategyConfig::Shadow { primary, shadows, .. } => {
-            named.push(("/strategy/shadow/primary".into(), primary));
-            for (i, s) in shadows.iter().enumerate() {
-                named.push((format!("/strategy/shadow/shadows/{i}"), s));
-            }
-        }
-        StrategyConfig::Consensus { .. } | StrategyConfig::BestConfidence {} => {}
-    }
-    for (pointer, id) in named {
-        if !ids.contains(&id) {
-            let at_key = pointer.starts_with("/strategy/split/weights/");
-            let full = Pipeline::pointer(name, &pointer);
-            problems.push(Diagnostic::new(
-                Problem::UnknownModel {
-                    id: id.to_string(),
-                    suggestion: did_you_mean(id, ids.iter().copied()),
-                    available: ids.iter().map(|s| s.to_string()).collect(),
-                },
-                if at_key {
-                    pipeline.locator.key(&full)
-                } else {
-                    pipeline.locator.value(&full)
-                },
-            ));
-        }
-    }
-}
-
-/// An enricher matches as many record fields as its table has key columns, and puts added
-/// fields either under a prefix or into an object.
-fn check_enricher(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &mut Vec<Diagnostic>) {
-    let KindConfig::Enricher(e) = &spec.kind else { return };
-    let key = e.table.key();
-    if !e.on.is_empty() && e.on.len() != key.len() {
-        problems.push(Diagnostic::new(
-            Problem::InvalidValue {
-                field: "on".into(),
-                reason: format!("{} record field(s) for a key of {} column(s)", e.on.len(), key.len()),
-            },
-            pipeline.locator.value(&Pipeline::pointer(name, "/on")),
-        ));
-    }
-    if e.prefix.is_some() && e.into.is_some() {
-        problems.push(Diagnostic::new(
-            Problem::InvalidValue {
-                field: "into".into(),
-                reason: "give `prefix` or `into`, not both".into(),
-            },
-            pipeline.locator.key(&Pipeline::pointer(name, "/into")),
-        ));
-    }
-}
-
-/// A validator's training profile must be readable and hold the fields it checks.
-fn check_profile(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &mut Vec<Diagnostic>) {
-    let KindConfig::Validator(ValidatorConfig {
-        profile: Some(profile), ..
-    }) = &spec.kind
-    else {
-        return;
-    };
-    if !profile.path.is_file() {
-        return; // reported as a missing file
-    }
-    if let Err(reason) = Profile::load(&profile.path).and_then(|p| p.only(&profile.fields)) {
-        problems.push(Diagnostic::new(
-            Problem::InvalidValue {
-                field: "profile".into(),
-                reason,
-            },
-            pipeline.locator.key(&Pipeline::pointer(name, "/profile")),
-        ));
+        problems.push(Diagnostic::new(finding.problem, at));
     }
 }
 

@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::streamlets::kind::{Kind, Outlets, PathField, PathRole};
+use crate::problem::Problem;
+use crate::streamlets::kind::{Finding, Kind, Outlets, PathField, PathRole};
 use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer};
 
@@ -100,6 +101,32 @@ impl Kind for EnricherConfig {
             },
             optional: &[],
         }
+    }
+
+    /// As many record fields as the table has key columns; added fields under a prefix or
+    /// into an object, not both.
+    fn check(&self) -> Vec<Finding> {
+        let mut found = Vec::new();
+        let key = self.table.key();
+        if !self.on.is_empty() && self.on.len() != key.len() {
+            found.push(Finding::at_value(
+                "/on",
+                Problem::InvalidValue {
+                    field: "on".into(),
+                    reason: format!("{} record field(s) for a key of {} column(s)", self.on.len(), key.len()),
+                },
+            ));
+        }
+        if self.prefix.is_some() && self.into.is_some() {
+            found.push(Finding::at_key(
+                "/into",
+                Problem::InvalidValue {
+                    field: "into".into(),
+                    reason: "give `prefix` or `into`, not both".into(),
+                },
+            ));
+        }
+        found
     }
 
     fn paths_mut(&mut self) -> Vec<PathField<'_>> {

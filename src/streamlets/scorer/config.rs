@@ -7,7 +7,8 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use crate::models::config::{optional_string_or_number, OutputMapping, StrategyConfig};
-use crate::streamlets::kind::{Kind, Outlets, PathField, PathRole};
+use crate::problem::{did_you_mean, Problem};
+use crate::streamlets::kind::{Finding, Kind, Outlets, PathField, PathRole};
 
 /// A scorer: which model serves, how records become its input tensor, and how its
 /// output tensors become record fields.
@@ -166,6 +167,40 @@ impl Kind for ScorerConfig {
         }
     }
 
+    /// Its model folders hold a descriptor of each model (of the pinned version, if pinned),
+    /// and its strategy names its models. Whether a version loads is found out when it loads:
+    /// it may still change before the run.
+    fn check(&self) -> Vec<Finding> {
+        let mut found = Vec::new();
+        for (id, model) in self.sources() {
+            if !model.folder.is_dir() || model.topic.is_some() {
+                continue; // a missing folder is reported; a topic's descriptors come when it runs
+            }
+            let (descriptors, _) = crate::models::descriptor::scan(&model.folder, &model.name);
+            let wanted = |d: &crate::models::ModelDescriptor| {
+                model
+                    .version
+                    .as_ref()
+                    .is_none_or(|v| crate::models::descriptor::compare_versions(&d.version, v).is_eq())
+            };
+            if !descriptors.iter().any(wanted) {
+                let what = match &model.version {
+                    Some(v) => format!("a descriptor of model `{}` version {v} in folder", model.name),
+                    None => format!("a descriptor of model `{}` in folder", model.name),
+                };
+                found.push(Finding::at_value(
+                    format!("{}/name", self.source_pointer(&id)),
+                    Problem::MissingFile {
+                        what,
+                        path: model.folder.display().to_string(),
+                    },
+                ));
+            }
+        }
+        found.extend(self.strategy_findings());
+        found
+    }
+
     fn paths_mut(&mut self) -> Vec<PathField<'_>> {
         let single = self.model.is_some();
         let models = self.model.iter_mut().map(|m| (String::new(), m));
@@ -182,5 +217,83 @@ impl Kind for ScorerConfig {
                 path: &mut m.folder,
             })
             .collect()
+    }
+}
+
+impl ScorerConfig {
+    /// A strategy names models of its scorer, and several models need a strategy.
+    fn strategy_findings(&self) -> Vec<Finding> {
+        let invalid = |field: &str, reason: &str| Problem::InvalidValue {
+            field: field.to_string(),
+            reason: reason.to_string(),
+        };
+        let Some(strategy) = &self.strategy else {
+            if self.models.len() > 1 {
+                return vec![Finding::at_key(
+                    "/models",
+                    invalid("models", "several models need a `strategy` that says how they answer"),
+                )];
+            }
+            return Vec::new();
+        };
+        if self.model.is_some() {
+            return vec![Finding::at_key(
+                "/strategy",
+                invalid("strategy", "a strategy serves several models: list them under `models`"),
+            )];
+        }
+        let mut found = Vec::new();
+        let ids: Vec<&str> = self.models.keys().map(String::as_str).collect();
+        let mut named: Vec<(String, &str)> = Vec::new();
+        match strategy {
+            StrategyConfig::Speculative { fallback, prefer, .. } => {
+                named.push(("/strategy/speculative/fallback".into(), fallback));
+                for (i, p) in prefer.iter().enumerate() {
+                    named.push((format!("/strategy/speculative/prefer/{i}"), p));
+                }
+            }
+            StrategyConfig::Consensus { min_agree, .. } if *min_agree > ids.len() => found.push(Finding::at_value(
+                "/strategy/consensus/min_agree",
+                invalid(
+                    "min_agree",
+                    &format!("{min_agree} models cannot agree when there are {}", ids.len()),
+                ),
+            )),
+            StrategyConfig::Split { weights, .. } => {
+                for id in weights.keys() {
+                    named.push((format!("/strategy/split/weights/{id}"), id));
+                }
+                if weights.values().all(|w| *w <= 0.0) {
+                    found.push(Finding::at_value(
+                        "/strategy/split/weights",
+                        invalid("weights", "at least one weight must be above 0"),
+                    ));
+                }
+            }
+            StrategyConfig::Shadow { primary, shadows, .. } => {
+                named.push(("/strategy/shadow/primary".into(), primary));
+                for (i, s) in shadows.iter().enumerate() {
+                    named.push((format!("/strategy/shadow/shadows/{i}"), s));
+                }
+            }
+            StrategyConfig::Consensus { .. } | StrategyConfig::BestConfidence {} => {}
+        }
+        for (pointer, id) in named {
+            if ids.contains(&id) {
+                continue;
+            }
+            let problem = Problem::UnknownModel {
+                id: id.to_string(),
+                suggestion: did_you_mean(id, ids.iter().copied()),
+                available: ids.iter().map(|s| s.to_string()).collect(),
+            };
+            // A weight's model is named by its key.
+            found.push(if pointer.starts_with("/strategy/split/weights/") {
+                Finding::at_key(pointer, problem)
+            } else {
+                Finding::at_value(pointer, problem)
+            });
+        }
+        found
     }
 }

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::streamlets::kind::{Kind, Outlets, PathField, PathRole};
+use crate::models::profile::Profile;
+use crate::problem::Problem;
+use crate::streamlets::kind::{Finding, Kind, Outlets, PathField, PathRole};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -96,5 +98,25 @@ impl Kind for ValidatorConfig {
 
     fn emitted_schema(&self, port: &str) -> Option<&PathBuf> {
         (port == "valid").then_some(&self.schema)
+    }
+
+    /// The training profile must be readable and hold the fields it checks.
+    fn check(&self) -> Vec<Finding> {
+        let Some(profile) = &self.profile else {
+            return Vec::new();
+        };
+        if !profile.path.is_file() {
+            return Vec::new(); // reported as a missing file
+        }
+        match Profile::load(&profile.path).and_then(|p| p.only(&profile.fields)) {
+            Ok(_) => Vec::new(),
+            Err(reason) => vec![Finding::at_key(
+                "/profile",
+                Problem::InvalidValue {
+                    field: "profile".into(),
+                    reason,
+                },
+            )],
+        }
     }
 }
