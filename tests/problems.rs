@@ -57,6 +57,21 @@ problem_test!(unknown_model, "unknown-model", 13, 42);
 problem_test!(kafka_table_without_fields, "missing-field", 7, 3);
 
 #[test]
+fn every_topic_name_is_checked_and_said_in_words() {
+    for (line, column, value) in [(10, 34, "zip codes"), (14, 84, "models/house"), (19, 33, "..")] {
+        let d = assert_problem("bad_topic_names.yaml", "invalid-value", line, column, None);
+        assert!(
+            d.message.contains(&format!(
+                "{value:?} is not allowed: a Kafka topic name is 1 to 249 letters"
+            )),
+            "{}",
+            d.message
+        );
+        assert!(!d.message.contains('^') && !d.message.contains("enum"), "{}", d.message);
+    }
+}
+
+#[test]
 fn one_outlet_read_twice_is_one_problem_however_it_is_spelled() {
     // `listings` and `listings.out` are the same outlet.
     let d = assert_problem("duplicate_input.yaml", "duplicate-input", 8, 24, None);

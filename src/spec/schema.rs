@@ -176,11 +176,20 @@ fn to_findings(e: &jsonschema::ValidationError<'_>, schema: &Value) -> Vec<Findi
             field: field_name(&pointer),
             reason: "names must be lowercase letters, digits, `_` or `-`, starting with a letter".into(),
         }),
+        // What the schema says in words where it says something (`x-message` beside the
+        // failed keyword), rather than the keyword's own terms.
         _ => one(Problem::InvalidValue {
             field: field_name(&pointer),
-            reason: e.masked().to_string(),
+            reason: in_words(schema, &keyword_pointer, instance).unwrap_or_else(|| e.masked().to_string()),
         }),
     }
+}
+
+/// The `x-message` of the schema object holding a failed keyword, with the value it refused.
+fn in_words(schema: &Value, keyword_pointer: &str, instance: &Value) -> Option<String> {
+    let parent = keyword_pointer.rsplit_once('/').map_or("", |(p, _)| p);
+    let message = schema.pointer(parent)?.get("x-message")?.as_str()?;
+    Some(format!("{instance} is not allowed: {message}"))
 }
 
 #[cfg(test)]
