@@ -431,6 +431,8 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
             {
                 let mut record = super::malformed_record(&io.name, &source, line, reason, raw);
                 if let Some(Value::Object(e)) = record.get_mut("_error") {
+                    // A message has a place in its partition, not a line.
+                    e.remove("line");
                     e.insert("partition".into(), message.partition().into());
                     e.insert("offset".into(), message.offset().into());
                 }
