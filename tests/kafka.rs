@@ -201,7 +201,11 @@ streamlets:
     assert_eq!(bad[0]["_error"]["source"], "kafka:mixed");
     assert_eq!(bad[0]["_error"]["partition"], 0);
     assert_eq!(bad[0]["_error"]["offset"], 1);
-    assert!(bad[0]["_error"].get("line").is_none(), "a message has no line: {}", bad[0]);
+    assert!(
+        bad[0]["_error"].get("line").is_none(),
+        "a message has no line: {}",
+        bad[0]
+    );
 }
 
 #[test]

@@ -205,3 +205,74 @@ fn example_pipelines_are_valid() {
     }
     assert!(count >= 2);
 }
+
+#[test]
+fn yaml_as_people_write_it_byte_order_marks_merge_keys_and_references_in_flow_mappings() {
+    let dir = tempfile::tempdir().expect("dir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    // A byte-order mark, as editors on Windows write one.
+    let bom = write(
+        "bom.yaml",
+        "\u{feff}pipeline: bom\nstreamlets:\n  x:\n    kind: ingress\n    source: { type: generator, count: 1 }\n  y:\n    kind: egress\n    inputs: [x]\n    sink: { type: blackhole }\n",
+    );
+    sluice::topology::load(&bom).expect("a file with a byte-order mark loads");
+    // Anchors kept under an `x-` key and merged in; a key beside the merge wins.
+    let merged = write(
+        "merge.yaml",
+        "pipeline: merge
+x-sink: &sink
+  kind: egress
+  sink: { type: blackhole }
+streamlets:
+  x:
+    kind: ingress
+    source: { type: generator, count: 1 }
+  y:
+    <<: *sink
+    inputs: [x]
+  z:
+    <<: *sink
+    inputs: [x]
+    sink: { type: stdout }
+",
+    );
+    let topology = sluice::topology::load(&merged).expect("merge keys are understood");
+    let kind_of = |name: &str| format!("{:?}", topology.graph[topology.by_name[name]].spec.kind);
+    assert!(kind_of("y").contains("Blackhole"), "{}", kind_of("y"));
+    assert!(kind_of("z").contains("Stdout"), "{}", kind_of("z"));
+    // `${N}` unquoted in a flow mapping is YAML structure: the error says to quote it, and
+    // quoted it takes its value's type.
+    let env = |name: &str| (name == "N").then(|| "5".to_string());
+    let bare = write(
+        "bare.yaml",
+        "pipeline: var\nstreamlets:\n  x:\n    kind: ingress\n    source: { type: generator, count: ${N} }\n  y:\n    kind: egress\n    inputs: [x]\n    sink: { type: blackhole }\n",
+    );
+    match sluice::spec::load_with_env(&bare, &env) {
+        Err(LoadError::Problems(report)) => {
+            let d = &report.diagnostics[0];
+            assert_eq!((d.problem.code().as_str(), d.location.line), ("yaml-syntax", 5));
+            assert!(
+                d.hint
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains(r#"quote a reference: `"${N}"`"#),
+                "{:?}",
+                d.hint
+            );
+        }
+        other => panic!("a syntax error, not {other:?}"),
+    }
+    let quoted = write(
+        "quoted.yaml",
+        &std::fs::read_to_string(&bare)
+            .expect("read")
+            .replace("${N}", "\"${N}\""),
+    );
+    let pipeline = sluice::spec::load_with_env(&quoted, &env).expect("loads");
+    let x = format!("{:?}", pipeline.streamlets["x"].spec);
+    assert!(x.contains("count: Some(5)"), "{x}");
+}

@@ -162,7 +162,11 @@ fn parse(file: SourceFile, problems: &mut Vec<Diagnostic>, env: &dyn Fn(&str) ->
     let (map, duplicates) = match SourceMap::build(file.clone()) {
         Ok(built) => built,
         Err(e) => {
-            problems.push(Diagnostic::new(Problem::YamlSyntax { reason: e.message }, e.at));
+            let mut diagnostic = Diagnostic::new(Problem::YamlSyntax { reason: e.message }, e.at);
+            if let Some(hint) = flow_reference_hint(&file.text, Some(diagnostic.location.line)) {
+                diagnostic.hint = Some(hint);
+            }
+            problems.push(diagnostic);
             return None;
         }
     };
@@ -175,8 +179,19 @@ fn parse(file: SourceFile, problems: &mut Vec<Diagnostic>, env: &dyn Fn(&str) ->
         };
         problems.push(Diagnostic::new(problem, dup.at));
     }
-    let mut value: Value = match serde_yaml_ng::from_str(&file.text) {
-        Ok(v) => v,
+    // Merge keys (`<<: *defaults`) are applied as YAML defines them, then the document is
+    // read as JSON values.
+    let yaml = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&file.text).and_then(|mut v| {
+        v.apply_merge()?;
+        Ok(v)
+    });
+    let mut value: Value = match yaml.map(serde_json::to_value) {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            let reason = format!("the document cannot be read as JSON values: {e}");
+            problems.push(Diagnostic::new(Problem::YamlSyntax { reason }, file.location_at(0, 1)));
+            return None;
+        }
         Err(e) => {
             let at = e
                 .location()
@@ -211,6 +226,23 @@ fn env_var(name: &str) -> Option<String> {
 }
 
 /// Loads a pipeline file and the streamlet definitions it uses, reading variables from the environment.
+/// A hint for a syntax error on a line where a `${VAR}` stands unquoted inside `{ }` or
+/// `[ ]`, where YAML reads its braces as structure.
+fn flow_reference_hint(text: &str, line: Option<usize>) -> Option<String> {
+    let line = text.lines().nth(line?.checked_sub(1)?)?;
+    let at = line.find("${")?;
+    let before = &line[..at];
+    let inside_flow = before.contains('{') || before.contains('[');
+    let quoted = before.ends_with('"') || before.ends_with('\'');
+    let end = line[at..].find('}').map(|e| at + e + 1)?;
+    let reference = &line[at..end];
+    (inside_flow && !quoted).then(|| {
+        format!(
+            "inside `{{ }}` or `[ ]`, quote a reference: `\"{reference}\"` (a value that is one reference still takes its value's type, a number stays a number)"
+        )
+    })
+}
+
 pub fn load(path: &Path) -> Result<Pipeline, LoadError> {
     load_with_env(path, &env_var)
 }

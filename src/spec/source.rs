@@ -33,10 +33,17 @@ pub struct SourceFile {
 }
 
 impl SourceFile {
+    /// A file's text; a UTF-8 byte-order mark at its start (editors on Windows write one) is
+    /// not part of it.
     pub fn new(path: impl Into<PathBuf>, text: impl Into<Arc<str>>) -> Self {
+        let text: Arc<str> = text.into();
+        let text = match text.strip_prefix('\u{feff}') {
+            Some(rest) => Arc::from(rest),
+            None => text,
+        };
         SourceFile {
             path: path.into(),
-            text: text.into(),
+            text,
         }
     }
 
