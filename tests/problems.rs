@@ -57,6 +57,23 @@ problem_test!(unknown_model, "unknown-model", 13, 42);
 problem_test!(kafka_table_without_fields, "missing-field", 7, 3);
 
 #[test]
+fn a_bad_streamlet_name_is_reported_at_the_name_and_says_it() {
+    for (line, name) in [(3, "Readings"), (6, "my out"), (10, "città")] {
+        let d = assert_problem("bad_streamlet_names.yaml", "invalid-value", line, 3, None);
+        assert!(
+            d.message.contains(&format!(
+                "streamlet name `{name}` is not allowed: names are lowercase letters"
+            )),
+            "{}",
+            d.message
+        );
+    }
+    // The inputs naming it are told too, by the field they are in.
+    let d = assert_problem("bad_streamlet_names.yaml", "invalid-value", 8, 14, None);
+    assert!(d.message.starts_with("invalid value for `inputs`"), "{}", d.message);
+}
+
+#[test]
 fn every_topic_name_is_checked_and_said_in_words() {
     for (line, column, value) in [(10, 34, "zip codes"), (14, 84, "models/house"), (19, 33, "..")] {
         let d = assert_problem("bad_topic_names.yaml", "invalid-value", line, column, None);

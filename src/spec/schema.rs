@@ -62,10 +62,12 @@ pub fn check(document: &Value) -> Vec<Finding> {
     findings
 }
 
+/// The field a pointer names: its last key (`inputs` for `/streamlets/a/inputs/0`).
 fn field_name(pointer: &str) -> String {
     pointer_segments(pointer)
-        .last()
-        .cloned()
+        .into_iter()
+        .rev()
+        .find(|s| s.parse::<usize>().is_err())
         .unwrap_or_else(|| "(document)".into())
 }
 
@@ -172,10 +174,24 @@ fn to_findings(e: &jsonschema::ValidationError<'_>, schema: &Value) -> Vec<Findi
                 reason: message,
             })
         }
-        ValidationErrorKind::PropertyNames { .. } => one(Problem::InvalidValue {
-            field: field_name(&pointer),
-            reason: "names must be lowercase letters, digits, `_` or `-`, starting with a letter".into(),
-        }),
+        // Each name the rule refuses, at that name, saying it.
+        ValidationErrorKind::PropertyNames { error } => {
+            let name = error.instance().as_str().unwrap_or_default().to_string();
+            let what = match pointer.as_str() {
+                "/streamlets" => "streamlet name",
+                _ => "name",
+            };
+            vec![Finding {
+                problem: Problem::InvalidValue {
+                    field: field_name(&pointer),
+                    reason: format!(
+                        "{what} `{name}` is not allowed: names are lowercase letters (a-z), digits, `_` and `-`, starting with a letter"
+                    ),
+                },
+                pointer: format!("{pointer}/{}", super::source::escape_segment(&name)),
+                at_key: true,
+            }]
+        }
         // What the schema says in words where it says something (`x-message` beside the
         // failed keyword), rather than the keyword's own terms.
         _ => one(Problem::InvalidValue {
