@@ -180,6 +180,14 @@ fn every_problem_of_a_file_is_reported_at_once() {
     for code in ["unknown-key", "unknown-streamlet", "unconsumed-outlet"] {
         assert!(codes.iter().any(|c| c == code), "{code} missing from {codes:?}");
     }
+    // `listings` has problems of its own, and an input naming a port no ingress has is one more.
+    let port = assert_problem("many_problems.yaml", "unknown-port", 12, 27, None);
+    assert!(port.message.contains("no outlet `errros`"), "{}", port.message);
+    assert!(
+        port.hint.as_deref().unwrap_or("").contains("`listings.errors`"),
+        "{:?}",
+        port.hint
+    );
 }
 
 #[test]

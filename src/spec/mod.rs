@@ -128,6 +128,8 @@ impl Locator {
 pub struct Streamlet {
     pub name: String,
     pub inputs: Vec<String>,
+    /// Its `kind` as written (after `use:`), known even when `spec` is not.
+    pub kind: Option<String>,
     pub spec: Option<StreamletSpec>,
 }
 
@@ -331,6 +333,7 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
             Streamlet {
                 name: name.clone(),
                 inputs,
+                kind: raw.get("kind").and_then(Value::as_str).map(str::to_string),
                 spec,
             },
         );

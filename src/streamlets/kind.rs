@@ -201,6 +201,20 @@ macro_rules! each_kind {
 }
 
 impl KindConfig {
+    /// Every outlet a kind can have, whatever its configuration, by the kind's name: what an
+    /// input naming a streamlet whose configuration has problems is checked against.
+    pub fn any_outlets(kind: &str) -> Option<&'static [&'static str]> {
+        Some(match kind {
+            "ingress" => &["out", "errors"],
+            "validator" => &["valid", "invalid", "drift"],
+            "merger" => &["out"],
+            "egress" => &[],
+            "scorer" => &["out", "errors", "shadow"],
+            "enricher" => &["out", "unmatched"],
+            _ => return None,
+        })
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             KindConfig::Ingress(_) => "ingress",

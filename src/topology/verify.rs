@@ -123,16 +123,26 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
 
 /// The outlet an input (`name` or `name.port`) means, by the one rule every check uses: the
 /// port it names, or the streamlet's first outlet. `Err` with the outlets there are when it
-/// names none of them. An input whose streamlet's configuration has problems of its own (or
-/// names no streamlet) is taken as written, so that its other problems still show.
+/// names none of them. An input whose streamlet's configuration has problems of its own is
+/// checked against every outlet its kind can have, so that no problem hides another.
 fn resolved_port(pipeline: &Pipeline, input: &str) -> Result<String, crate::spec::Outlets> {
     let (name, port) = split_input(input);
-    match pipeline.streamlets.get(name).and_then(|s| s.spec.as_ref()) {
+    let Some(streamlet) = pipeline.streamlets.get(name) else {
+        return Ok(port.unwrap_or("out").to_string());
+    };
+    match &streamlet.spec {
         Some(spec) => {
             let outlets = spec.kind.outlets();
             outlets.resolve(port).map(str::to_string).ok_or(outlets)
         }
-        None => Ok(port.unwrap_or("out").to_string()),
+        // Its configuration has problems of its own; a port its kind never has is one more.
+        None => match streamlet.kind.as_deref().and_then(crate::spec::KindConfig::any_outlets) {
+            Some(names) => {
+                let outlets = crate::spec::Outlets { names, optional: &[] };
+                outlets.resolve(port).map(str::to_string).ok_or(outlets)
+            }
+            None => Ok(port.unwrap_or("out").to_string()),
+        },
     }
 }
 
