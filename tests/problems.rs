@@ -180,11 +180,12 @@ fn every_problem_of_a_file_is_reported_at_once() {
     for code in ["unknown-key", "unknown-streamlet", "unconsumed-outlet"] {
         assert!(codes.iter().any(|c| c == code), "{code} missing from {codes:?}");
     }
-    // `listings` has problems of its own, and an input naming a port no ingress has is one more.
-    let port = assert_problem("many_problems.yaml", "unknown-port", 12, 27, None);
+    // A streamlet with problems of its own, and an input naming a port no ingress has: one more.
+    assert_problem("port_of_a_broken_streamlet.yaml", "unknown-key", 7, 5, None);
+    let port = assert_problem("port_of_a_broken_streamlet.yaml", "unknown-port", 10, 24, None);
     assert!(port.message.contains("no outlet `errros`"), "{}", port.message);
     assert!(
-        port.hint.as_deref().unwrap_or("").contains("`listings.errors`"),
+        port.hint.as_deref().unwrap_or("").contains("`readings.errors`"),
         "{:?}",
         port.hint
     );
