@@ -144,3 +144,47 @@ fn graph_of_a_broken_pipeline_reports_its_problems() {
         .code(1)
         .stderr(predicate::str::contains("cycle: a → b → c → a"));
 }
+
+#[test]
+fn validate_checks_a_named_test_file_against_its_pipeline() {
+    let dir = tempfile::tempdir().expect("dir");
+    let pipeline = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/house-prices.yaml");
+    let write = |name: &str, test: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!("pipeline: {}\ntests:\n  - name: t\n{test}", pipeline.display()),
+        )
+        .expect("test file");
+        path
+    };
+    let into = write(
+        "into.test.yaml",
+        "    inputs:\n      - into: listingz\n        records: [{ id: 1 }]\n    expect:\n      - outlet: price\n        count: 1\n",
+    );
+    sluice()
+        .args(["validate"])
+        .arg(&into)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "into.test.yaml:5:9: the pipeline has no streamlet `listingz`",
+        ));
+    let outlet = write(
+        "outlet.test.yaml",
+        "    inputs:\n      - into: listings\n        records: [{ id: 1 }]\n    expect:\n      - outlet: price.scores\n        count: 0\n",
+    );
+    sluice()
+        .args(["validate", "--format", "json"])
+        .arg(&outlet)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "`price` has no outlet `scores` (it has: out, errors)",
+        ));
+    let good = write(
+        "good.test.yaml",
+        "    inputs:\n      - into: listings\n        records: [{ id: 1 }]\n    expect:\n      - outlet: price.errors\n        count: 1\n",
+    );
+    sluice().args(["validate"]).arg(&good).assert().code(0);
+}

@@ -121,11 +121,66 @@ pub fn is_test_file(path: &Path) -> bool {
         .is_some_and(|n| n.ends_with(".test.yaml"))
 }
 
-/// Reads a test file and its pipeline without running anything: the number of tests.
+/// Reads a test file and checks it against its pipeline without running anything: every
+/// `into:` names a streamlet, every `outlet:` a port it has. The number of tests, or the
+/// first thing wrong (with where it is written).
 pub fn check_file(path: &Path) -> Result<usize, TestError> {
-    let (file, _, pipeline) = read(path)?;
-    load_pipeline(&pipeline)?;
+    let (file, map, pipeline) = read(path)?;
+    let topology = load_pipeline(&pipeline)?;
+    for (i, case) in file.tests.iter().enumerate() {
+        if let Some(f) = check_names(&topology, case, &map, &format!("/tests/{i}"))
+            .into_iter()
+            .next()
+        {
+            return Err(TestError::Invalid {
+                location: f.location,
+                message: f.message,
+            });
+        }
+    }
     Ok(file.tests.len())
+}
+
+/// What a test names that its pipeline does not have: streamlets to feed, outlets to read.
+fn check_names(pipeline: &Topology, case: &TestCase, map: &SourceMap, at: &str) -> Vec<Failure> {
+    let fail = |pointer: String, message: String| Failure {
+        location: map.key(&pointer),
+        message,
+    };
+    let mut failures = Vec::new();
+    for (i, input) in case.inputs.iter().enumerate() {
+        if !pipeline.by_name.contains_key(&input.into) {
+            failures.push(fail(
+                format!("{at}/inputs/{i}/into"),
+                format!("the pipeline has no streamlet `{}`", input.into),
+            ));
+        }
+    }
+    for (j, expect) in case.expect.iter().enumerate() {
+        let (name, port) = split_input(&expect.outlet);
+        let Some(&node) = pipeline.by_name.get(name) else {
+            failures.push(fail(
+                format!("{at}/expect/{j}/outlet"),
+                format!("the pipeline has no streamlet `{name}`"),
+            ));
+            continue;
+        };
+        let kind = &pipeline.graph[node].spec.kind;
+        // An egress's "outlet" is what reached it.
+        let is_sink = matches!(kind, KindConfig::Egress(_)) && port.is_none();
+        let outlets = kind.outlets();
+        if !is_sink && outlets.resolve(port).is_none() {
+            failures.push(fail(
+                format!("{at}/expect/{j}/outlet"),
+                format!(
+                    "`{name}` has no outlet `{}` (it has: {})",
+                    port.unwrap_or("(default)"),
+                    outlets.names.join(", ")
+                ),
+            ));
+        }
+    }
+    failures
 }
 
 fn load_pipeline(pipeline: &Path) -> Result<Topology, TestError> {
