@@ -359,7 +359,9 @@ fn take_definition(
     problems: &mut Vec<Diagnostic>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<Definition> {
-    let use_path = streamlet.get("use")?.as_str()?;
+    // Merged, the streamlet stands as if written whole: `use:` has done its work.
+    let use_path = streamlet.as_object_mut()?.remove("use")?;
+    let use_path = use_path.as_str()?;
     let pointer = Pipeline::pointer(name, "/use");
     let path = path_clean::clean(locator.base_dir(&pointer).join(use_path));
     let text = match std::fs::read_to_string(&path) {
