@@ -325,10 +325,15 @@ impl ModelRegistry {
     pub fn stats(&self) -> Vec<ModelStatsSummary> {
         let served = self.lock_served();
         let retired = served.retired.as_ref().map(Retired::summary);
-        retired
+        let mut stats: Vec<ModelStatsSummary> = retired
             .into_iter()
             .chain(served.recent.iter().map(|s| s.summary()))
-            .collect()
+            .collect();
+        let current = self.current().map(|m| m.descriptor.version.clone());
+        if let Some(now) = stats.iter_mut().rev().find(|s| Some(&s.version) == current.as_ref()) {
+            now.serving = true;
+        }
+        stats
     }
 }
 

@@ -29,6 +29,8 @@ pub struct ModelStatsSummary {
     pub records: u64,
     pub errors: u64,
     pub latency_us: LatencySummary,
+    /// Whether this version serves now (the one its registry swapped in last).
+    pub serving: bool,
 }
 
 #[derive(Clone)]
@@ -109,6 +111,7 @@ fn summarize(name: &str, version: &str, sha256: &str, since: SystemTime, c: &Cou
         records: c.records,
         errors: c.errors,
         latency_us,
+        serving: false,
     }
 }
 

@@ -11,7 +11,8 @@ const browser = await chromium.launch({
          "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
 try {
-  const page = await browser.newPage();
+  // Narrower than the graph, so the page scrolls sideways.
+  const page = await browser.newPage({ viewport: { width: 640, height: 720 } });
   await page.goto(url);
   await page.waitForFunction(n => document.querySelectorAll("g[data-streamlet]").length === n, expected.length,
     { timeout: 20000 });
@@ -27,8 +28,24 @@ try {
   await page.waitForTimeout(2500);
   const after = await counted();
   if (!(after > before)) throw new Error(`counters did not increase: ${before} then ${after}`);
+  // Each box's rate is records through it per second: the generator sends 300/s, so no box
+  // may show much more (in plus out would show about twice that).
+  const rates = await page.$$eval('text[data-counter="records"]',
+    ts => ts.map(t => [t.closest("g").dataset.streamlet, Number(/ (\d+)\/s$/.exec(t.textContent)[1])]));
+  for (const [name, rate] of rates) {
+    if (rate > 450) throw new Error(`${name} shows ${rate}/s for a 300/s stream`);
+  }
+  const check = rates.find(([n]) => n === "check")[1];
+  if (!(check > 150)) throw new Error(`the validator shows ${check}/s for a 300/s stream`);
+  // The scorer's box names the version serving.
+  const serving = await page.$eval('g[data-streamlet="price"] text[data-serving]', t => t.dataset.serving);
+  if (!/^house-price v\d+$/.test(serving)) throw new Error(`the scorer's box says it serves "${serving}"`);
+  // The header bar spans the page, however wide the graph.
+  const widths = await page.evaluate(() => [document.querySelector("header").getBoundingClientRect().width,
+    document.documentElement.scrollWidth]);
+  if (Math.abs(widths[0] - widths[1]) > 1) throw new Error(`the header is ${widths[0]}px of a ${widths[1]}px page`);
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify({ streamlets: shown, before, after }));
+  console.log(JSON.stringify({ streamlets: shown, before, after, rates, serving, widths }));
 } finally {
   await browser.close();
 }
