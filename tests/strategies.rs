@@ -218,7 +218,7 @@ fn expected_fraud() -> HashMap<String, (i64, f64)> {
 #[test]
 fn consensus_of_classifiers_takes_the_majority_label_with_its_voters() {
     let dir = tempfile::tempdir().expect("temp dir");
-    run_pipeline(
+    let summary = run_pipeline(
         dir.path(),
         &pipeline(
             "examples/fraud/transactions.jsonl",
@@ -237,6 +237,10 @@ fn consensus_of_classifiers_takes_the_majority_label_with_its_voters() {
         let partner = if label == 1 { "yes" } else { "no" };
         assert_eq!(r["_model"]["agreed"], serde_json::json!(["gbm", partner]));
     }
+    // Every model of the strategy serves, and says so (what the live page shows).
+    let models = &scorer_summary(&summary, "score").models;
+    let serving: Vec<&str> = models.iter().filter(|m| m.serving).map(|m| m.name.as_str()).collect();
+    assert_eq!(serving.len(), 3, "{models:#?}");
 }
 
 #[test]
