@@ -12,11 +12,6 @@ use crate::spec::LoadError;
 use crate::topology::Topology;
 use crate::watch::FileWatch;
 
-/// The files a configuration was read from.
-fn files_of(topology: &Topology) -> Vec<PathBuf> {
-    topology.watched_files().to_vec()
-}
-
 /// Loads `path` again, logging (and noting in `handle`) the problems of an invalid configuration.
 async fn load(path: &Path, handle: &Handle) -> Option<Topology> {
     let file = path.to_path_buf();
@@ -67,7 +62,8 @@ pub fn watch(
 ) -> Result<(), String> {
     // Other files in the same folders (an output file, say) change all the time: only the
     // configuration's own files count.
-    let mut watch = FileWatch::files(files_of(first)).map_err(|e| format!("cannot watch the pipeline files: {e}"))?;
+    let mut watch =
+        FileWatch::files(first.watched_files()).map_err(|e| format!("cannot watch the pipeline files: {e}"))?;
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
@@ -85,7 +81,7 @@ pub fn watch(
             let Some(topology) = load(&path, &handle).await else {
                 continue;
             };
-            watch.set_files(files_of(&topology));
+            watch.set_files(topology.watched_files());
             if reloads.send(topology).await.is_err() {
                 break;
             }

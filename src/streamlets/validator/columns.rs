@@ -295,8 +295,10 @@ impl PropertyCheck {
             // In ASCII text a length is a difference of offsets.
             Some(Typed::Str(a))
                 if !self.unknown && self.strings.is_none() && self.rest.is_none() && {
-                    let text = a.values();
-                    text.is_ascii() || (self.min_length.is_none() && self.max_length.is_none())
+                    // The text of these rows only (a sliced array shares a longer buffer).
+                    let offsets = a.value_offsets();
+                    let (first, last) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
+                    a.values()[first..last].is_ascii() || (self.min_length.is_none() && self.max_length.is_none())
                 } =>
             {
                 let (lo, hi) = (self.min_length.unwrap_or(0), self.max_length.unwrap_or(usize::MAX));
