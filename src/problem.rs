@@ -66,6 +66,13 @@ pub enum Problem {
         first: String,
         again: String,
     },
+    #[error("model `{model}` has no version {version} in folder `{folder}`")]
+    UnknownVersion {
+        model: String,
+        version: String,
+        folder: String,
+        available: Vec<String>,
+    },
     #[error("`{id}` is not one of this scorer's models")]
     UnknownModel {
         id: String,
@@ -142,6 +149,10 @@ impl Problem {
             Problem::MissingFile { .. } => {
                 Some("paths are relative to the file that names them".into())
             }
+            Problem::UnknownVersion { available, .. } => Some(format!(
+                "versions there: {} (or leave `version` out to serve the newest)",
+                available.join(", ")
+            )),
             Problem::Cycle { .. } => Some("records must flow one way: break the cycle".into()),
             _ => None,
         }

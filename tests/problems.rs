@@ -38,7 +38,6 @@ macro_rules! problem_test {
     };
 }
 
-problem_test!(yaml_syntax, "yaml-syntax", 5, 3);
 problem_test!(duplicate_key, "duplicate-key", 6, 5);
 problem_test!(duplicate_streamlet, "duplicate-streamlet", 10, 3);
 problem_test!(wrong_type, "wrong-type", 3, 15);
@@ -50,6 +49,21 @@ problem_test!(unexpected_inputs, "unexpected-inputs", 8, 5);
 problem_test!(incompatible_records, "incompatible-records", 13, 29);
 problem_test!(missing_file, "missing-file", 7, 13);
 problem_test!(missing_model, "missing-file", 9, 13);
+
+#[test]
+fn a_pinned_version_not_in_the_folder_is_reported_at_the_version() {
+    let d = assert_problem("unknown_version.yaml", "unknown-version", 11, 16, None);
+    assert!(
+        d.message.contains("model `house-price` has no version 7"),
+        "{}",
+        d.message
+    );
+    assert!(
+        d.hint.as_deref().unwrap_or("").starts_with("versions there: 1, 2"),
+        "{:?}",
+        d.hint
+    );
+}
 problem_test!(unset_variable, "unset-variable", 9, 31);
 problem_test!(unknown_edge, "unknown-edge", 12, 5);
 problem_test!(invalid_record_schema, "invalid-record-schema", 9, 13);
@@ -117,12 +131,59 @@ fn one_outlet_read_twice_is_one_problem_however_it_is_spelled() {
 
 #[test]
 fn a_scorer_with_one_model_and_several_is_told_to_choose() {
-    let d = assert_problem("scorer_model_and_models.yaml", "invalid-value", 6, 3, None);
+    let d = assert_problem("scorer_model_and_models.yaml", "invalid-value", 8, 5, None);
     assert!(
         d.message
             .contains("either one `model`, or several `models` with a `strategy`"),
         "{}",
         d.message
+    );
+}
+
+#[test]
+fn a_profile_field_the_profile_lacks_is_reported_at_its_name() {
+    let d = assert_problem("profile_field_unknown.yaml", "invalid-value", 11, 26, None);
+    assert!(
+        d.message
+            .contains("the profile has no field `sqft_livng` (did you mean `sqft_living`?)"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn yaml_syntax() {
+    let d = assert_problem("yaml_syntax.yaml", "yaml-syntax", 5, 3, None);
+    // The parser notices at the next key; the hint names the `{` left open.
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("the `{` at line 4, column 13 is not closed: is a `}` missing?")
+    );
+}
+
+#[test]
+fn a_duplicate_key_is_one_problem_at_its_second_occurrence() {
+    for (file, code, line) in [
+        ("duplicate_key.yaml", "duplicate-key", 6),
+        ("duplicate_streamlet.yaml", "duplicate-streamlet", 10),
+    ] {
+        let found = problems(file);
+        let at: Vec<_> = found.iter().map(|d| (d.problem.code(), d.location.line)).collect();
+        assert_eq!(at, vec![(code.to_string(), line)], "{file}: {found:#?}");
+    }
+}
+
+#[test]
+fn a_misspelt_input_is_not_reported_again_as_an_outlet_feeding_nothing() {
+    let found = problems("unknown_port.yaml");
+    assert!(
+        !found.iter().any(|d| d.problem.code() == "unconsumed-outlet"),
+        "{found:#?}"
+    );
+    let found = problems("unknown_streamlet.yaml");
+    assert!(
+        !found.iter().any(|d| d.problem.code() == "unconsumed-outlet"),
+        "{found:#?}"
     );
 }
 

@@ -165,13 +165,14 @@ fn parse(file: SourceFile, problems: &mut Vec<Diagnostic>, env: &dyn Fn(&str) ->
         Ok(built) => built,
         Err(e) => {
             let mut diagnostic = Diagnostic::new(Problem::YamlSyntax { reason: e.message }, e.at);
-            if let Some(hint) = flow_reference_hint(&file.text, Some(diagnostic.location.line)) {
-                diagnostic.hint = Some(hint);
-            }
+            let line = diagnostic.location.line;
+            diagnostic.hint =
+                flow_reference_hint(&file.text, Some(line)).or_else(|| unclosed_flow_hint(&file.text, line));
             problems.push(diagnostic);
             return None;
         }
     };
+    let had_duplicates = !duplicates.is_empty();
     for dup in duplicates {
         let is_streamlet = pointer_segments(&dup.pointer).len() == 2 && dup.pointer.starts_with("/streamlets/");
         let problem = if is_streamlet {
@@ -194,6 +195,8 @@ fn parse(file: SourceFile, problems: &mut Vec<Diagnostic>, env: &dyn Fn(&str) ->
             problems.push(Diagnostic::new(Problem::YamlSyntax { reason }, file.location_at(0, 1)));
             return None;
         }
+        // The duplicate keys are reported above, each at its second occurrence.
+        Err(e) if had_duplicates && e.to_string().contains("duplicate entry") => return None,
         Err(e) => {
             let at = e
                 .location()
@@ -243,6 +246,48 @@ fn flow_reference_hint(text: &str, line: Option<usize>) -> Option<String> {
             "inside `{{ }}` or `[ ]`, quote a reference: `\"{reference}\"` (a value that is one reference still takes its value's type, a number stays a number)"
         )
     })
+}
+
+/// When a YAML error is found inside a `{ }` or `[ ]` opened on an earlier line, the parser
+/// notices it only where the next key starts; the token to change is the opener's missing
+/// closer, so the hint names where the opener is.
+fn unclosed_flow_hint(text: &str, error_line: usize) -> Option<String> {
+    let mut open: Vec<(char, usize, usize)> = Vec::new();
+    for (n, line) in text.lines().enumerate().take(error_line.saturating_sub(1)) {
+        let mut quote: Option<char> = None;
+        let mut previous = ' ';
+        let mut chars = line.chars().enumerate().peekable();
+        while let Some((column, c)) = chars.next() {
+            let token_start = previous.is_whitespace() || matches!(previous, '[' | '{' | ',' | ':');
+            match (quote, c) {
+                (Some('"'), '\\') => {
+                    chars.next();
+                }
+                (Some(q), c) if c == q => {
+                    // `''` inside a single-quoted scalar is an escaped quote.
+                    if q == '\'' && chars.peek().map(|(_, c)| *c) == Some('\'') {
+                        chars.next();
+                    } else {
+                        quote = None;
+                    }
+                }
+                (Some(_), _) => {}
+                (None, '#') if token_start => break,
+                (None, '"' | '\'') if token_start => quote = Some(c),
+                (None, '{' | '[') if token_start || !open.is_empty() => open.push((c, n + 1, column + 1)),
+                (None, '}' | ']') if !open.is_empty() => {
+                    open.pop();
+                }
+                _ => {}
+            }
+            previous = c;
+        }
+    }
+    let (opener, line, column) = open.pop()?;
+    let closer = if opener == '{' { '}' } else { ']' };
+    Some(format!(
+        "the `{opener}` at line {line}, column {column} is not closed: is a `{closer}` missing?"
+    ))
 }
 
 pub fn load(path: &Path) -> Result<Pipeline, LoadError> {
@@ -432,5 +477,37 @@ fn resolve_paths(locator: &Locator, name: &str, spec: &mut StreamletSpec, proble
             ));
         }
         *field.path = resolved;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unclosed_flow_hint;
+
+    #[test]
+    fn an_unclosed_flow_collection_is_named_where_it_opens() {
+        let text = "a:\n  b: { kind: x, c: [1, 2] \n  d: 1\n";
+        assert_eq!(
+            unclosed_flow_hint(text, 3).as_deref(),
+            Some("the `{` at line 2, column 6 is not closed: is a `}` missing?")
+        );
+        let text = "a: [1, 2,\n  3\nb: 1\n";
+        assert!(unclosed_flow_hint(text, 3)
+            .unwrap_or_default()
+            .contains("`[` at line 1, column 4"));
+    }
+
+    #[test]
+    fn closed_collections_quotes_and_comments_are_not_openers() {
+        for text in [
+            "a: { b: 1 }\nc: [1]\nd:\n",
+            "a: \"{ not a map\"\nd:\n",
+            "a: 'it''s [ text'\nd:\n",
+            "a: 1 # { comment\nd:\n",
+            "a: x{y\nd:\n",
+            "a: { b: \"}\" }\nd:\n",
+        ] {
+            assert_eq!(unclosed_flow_hint(text, 3), None, "{text:?}");
+        }
     }
 }

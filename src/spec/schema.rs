@@ -163,16 +163,29 @@ fn to_findings(e: &jsonschema::ValidationError<'_>, schema: &Value) -> Vec<Findi
         }
         ValidationErrorKind::OneOfMultipleValid { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
             let parent = keyword_pointer.rsplit_once('/').map_or("", |(p, _)| p);
-            let message = schema
-                .pointer(parent)
+            let rule = schema.pointer(parent);
+            let message = rule
                 .and_then(|s| s.get("x-oneof-message"))
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .unwrap_or_else(|| e.masked().to_string());
-            one(Problem::InvalidValue {
-                field: field_name(&pointer),
+            // `x-oneof-at` names the key that is the choice to undo, when the mapping has it.
+            let key = rule
+                .and_then(|s| s.get("x-oneof-at"))
+                .and_then(Value::as_str)
+                .filter(|key| instance.get(key).is_some());
+            let problem = Problem::InvalidValue {
+                field: key.map_or_else(|| field_name(&pointer), str::to_string),
                 reason: message,
-            })
+            };
+            match key {
+                Some(key) => vec![Finding {
+                    problem,
+                    pointer: format!("{pointer}/{}", super::source::escape_segment(key)),
+                    at_key: true,
+                }],
+                None => one(problem),
+            }
         }
         // Each name the rule refuses, at that name, saying it.
         ValidationErrorKind::PropertyNames { error } => {

@@ -28,6 +28,8 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
         .collect();
     let names: Vec<&str> = pipeline.streamlets.keys().map(String::as_str).collect();
     let capacities = edge_capacities(pipeline, &mut problems);
+    // Outlets an input meant to read but misspelt: their "feeds nothing" would only repeat the typo.
+    let mut meant: HashSet<(String, String)> = HashSet::new();
 
     for s in pipeline.streamlets.values() {
         // The outlets read so far, and how the input that read each was written.
@@ -37,10 +39,20 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
             let (up_name, port) = split_input(input);
             let Some(&up) = index.get(up_name) else {
                 let candidates = names.iter().copied().filter(|n| *n != s.name);
+                let suggestion = did_you_mean(up_name, candidates);
+                if let Some(name) = &suggestion {
+                    let fixed = match port {
+                        Some(port) => format!("{name}.{port}"),
+                        None => name.clone(),
+                    };
+                    if let Ok(port) = resolved_port(pipeline, &fixed) {
+                        meant.insert((name.clone(), port));
+                    }
+                }
                 problems.push(Diagnostic::new(
                     Problem::UnknownStreamlet {
                         input: input.clone(),
-                        suggestion: did_you_mean(up_name, candidates),
+                        suggestion,
                     },
                     at,
                 ));
@@ -49,6 +61,9 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
             let port = match resolved_port(pipeline, input) {
                 Ok(port) => port,
                 Err(outlets) => {
+                    if let Some(close) = did_you_mean(port.unwrap_or(""), outlets.names.iter().copied()) {
+                        meant.insert((up_name.to_string(), close));
+                    }
                     problems.push(Diagnostic::new(
                         Problem::UnknownPort {
                             streamlet: up_name.to_string(),
@@ -116,7 +131,7 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
             check_kind(pipeline, &s.name, spec, &mut problems);
         }
     }
-    check_outlets(pipeline, &graph, &index, &mut problems);
+    check_outlets(pipeline, &graph, &index, &meant, &mut problems);
     check_cycles(pipeline, &graph, &mut problems);
     Checked { graph, problems }
 }
@@ -181,6 +196,7 @@ fn check_outlets(
     pipeline: &Pipeline,
     graph: &DiGraph<(String, Option<StreamletSpec>), Edge>,
     index: &HashMap<&str, NodeIndex>,
+    meant: &HashSet<(String, String)>,
     problems: &mut Vec<Diagnostic>,
 ) {
     for s in pipeline.streamlets.values() {
@@ -206,8 +222,10 @@ fn check_outlets(
             .map(|e| e.weight().port.as_str())
             .collect();
         for port in outlets.names {
-            let fine =
-                consumed.contains(port) || outlets.optional.contains(port) || spec.discard.iter().any(|d| d == port);
+            let fine = consumed.contains(port)
+                || outlets.optional.contains(port)
+                || spec.discard.iter().any(|d| d == port)
+                || meant.contains(&(s.name.clone(), port.to_string()));
             if !fine {
                 problems.push(Diagnostic::new(
                     Problem::UnconsumedOutlet {

@@ -183,19 +183,38 @@ impl Kind for ScorerConfig {
                     .as_ref()
                     .is_none_or(|v| crate::models::descriptor::compare_versions(&d.version, v).is_eq())
             };
-            if !descriptors.iter().any(wanted) {
-                let what = match &model.version {
-                    Some(v) => format!("a descriptor of model `{}` version {v} in folder", model.name),
-                    None => format!("a descriptor of model `{}` in folder", model.name),
-                };
-                found.push(Finding::at_value(
-                    format!("{}/name", self.source_pointer(&id)),
+            if descriptors.iter().any(wanted) {
+                continue;
+            }
+            let pointer = self.source_pointer(&id);
+            let finding = match &model.version {
+                // Other versions are there: the version is what to change.
+                Some(version) if !descriptors.is_empty() => {
+                    let mut available: Vec<String> = descriptors.iter().map(|d| d.version.clone()).collect();
+                    available.sort_by(|a, b| crate::models::descriptor::compare_versions(a, b));
+                    available.dedup();
+                    Finding::at_value(
+                        format!("{pointer}/version"),
+                        Problem::UnknownVersion {
+                            model: model.name.clone(),
+                            version: version.clone(),
+                            folder: model.folder.display().to_string(),
+                            available,
+                        },
+                    )
+                }
+                version => Finding::at_value(
+                    format!("{pointer}/name"),
                     Problem::MissingFile {
-                        what,
+                        what: match version {
+                            Some(v) => format!("a descriptor of model `{}` version {v} in folder", model.name),
+                            None => format!("a descriptor of model `{}` in folder", model.name),
+                        },
                         path: model.folder.display().to_string(),
                     },
-                ));
-            }
+                ),
+            };
+            found.push(finding);
         }
         found.extend(self.strategy_findings());
         found

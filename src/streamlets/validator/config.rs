@@ -108,15 +108,38 @@ impl Kind for ValidatorConfig {
         if !profile.path.is_file() {
             return Vec::new(); // reported as a missing file
         }
-        match Profile::load(&profile.path).and_then(|p| p.only(&profile.fields)) {
-            Ok(_) => Vec::new(),
-            Err(reason) => vec![Finding::at_key(
-                "/profile",
-                Problem::InvalidValue {
-                    field: "profile".into(),
-                    reason,
-                },
-            )],
-        }
+        let loaded = match Profile::load(&profile.path) {
+            Ok(loaded) => loaded,
+            Err(reason) => {
+                return vec![Finding::at_value(
+                    "/profile/path",
+                    Problem::InvalidValue {
+                        field: "profile".into(),
+                        reason,
+                    },
+                )]
+            }
+        };
+        // Each field the profile lacks, at that field's name.
+        let known: Vec<&str> = loaded.fields.keys().map(String::as_str).collect();
+        profile
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| !loaded.fields.contains_key(*name))
+            .map(|(i, name)| {
+                let mut reason = format!("the profile has no field `{name}`");
+                if let Some(close) = crate::problem::did_you_mean(name, known.iter().copied()) {
+                    reason.push_str(&format!(" (did you mean `{close}`?)"));
+                }
+                Finding::at_value(
+                    format!("/profile/fields/{i}"),
+                    Problem::InvalidValue {
+                        field: "fields".into(),
+                        reason,
+                    },
+                )
+            })
+            .collect()
     }
 }
