@@ -262,6 +262,17 @@ pub struct Unwired {
     pub known: String,
 }
 
+/// The outlets a kind declares, as an enum (one variant per outlet, the variant's name in
+/// lowercase being the port's name): a streamlet asks for its outlets by variant, so a
+/// misspelt port is a compile error rather than a run-time one. Each kind lists its outlets
+/// that only some configurations have last.
+pub trait Port: Copy + Into<&'static str> + strum::VariantNames {
+    /// This port's name, as inputs write it (`name.port`).
+    fn name(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// A streamlet's outlets by port name.
 #[derive(Default)]
 pub struct Outlets(HashMap<String, Outlet>);
@@ -274,7 +285,8 @@ impl Outlets {
     /// The outlet named `port`. Verification guarantees every declared port exists; a
     /// streamlet asking for one its kind does not declare fails with an error naming it,
     /// rather than taking the process down.
-    pub fn get(&self, port: &str) -> Result<&Outlet, Unwired> {
+    pub fn get(&self, port: impl Port) -> Result<&Outlet, Unwired> {
+        let port = port.name();
         self.0.get(port).ok_or_else(|| {
             let mut known: Vec<&str> = self.0.keys().map(String::as_str).collect();
             known.sort_unstable();
@@ -285,9 +297,9 @@ impl Outlets {
         })
     }
 
-    /// The outlet named `port`, for outlets that exist only in some configurations.
-    pub fn find(&self, port: &str) -> Option<&Outlet> {
-        self.0.get(port)
+    /// The outlet `port`, for outlets that exist only in some configurations.
+    pub fn find(&self, port: impl Port) -> Option<&Outlet> {
+        self.0.get(port.name())
     }
 }
 
@@ -435,8 +447,19 @@ mod tests {
             Arc::new(Consumers::default()),
             InHand::default(),
         ));
-        assert!(outlets.get("valid").is_ok());
-        let error = outlets.get("vaild").err().expect("an error, not a panic").to_string();
-        assert!(error.contains("`vaild`") && error.contains("valid"), "{error}");
+        #[derive(Clone, Copy, strum::IntoStaticStr, strum::VariantNames)]
+        #[strum(serialize_all = "lowercase")]
+        enum Checked {
+            Valid,
+            Invalid,
+        }
+        impl Port for Checked {}
+        assert!(outlets.get(Checked::Valid).is_ok());
+        let error = outlets
+            .get(Checked::Invalid)
+            .err()
+            .expect("an error, not a panic")
+            .to_string();
+        assert!(error.contains("`invalid`") && error.contains("valid"), "{error}");
     }
 }

@@ -64,7 +64,7 @@ pub fn health(status: &Status) -> (bool, Vec<StreamletHealth>) {
             let rejected: u64 = s
                 .outlets
                 .iter()
-                .filter(|o| o.port == "errors" || o.port == "invalid")
+                .filter(|o| crate::streamlets::kind::carries_errors(&o.port))
                 .map(|o| o.records)
                 .sum();
             let (level, reason) = if let Some(failure) = &s.failure {

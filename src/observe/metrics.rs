@@ -115,7 +115,7 @@ impl Collector for Pipeline {
                 if o.discarded {
                     discarded.push(labels.clone(), ConstCounter::new(o.records));
                 }
-                if o.port == "errors" || o.port == "invalid" {
+                if crate::streamlets::kind::carries_errors(&o.port) {
                     errors.push(labels, ConstCounter::new(o.records));
                 }
             }

@@ -16,7 +16,9 @@ use super::merger::config::MergerConfig;
 use super::scorer::config::ScorerConfig;
 use super::validator::config::ValidatorConfig;
 use super::Stop;
+pub use crate::flow::ports::Port;
 use crate::problem::Problem;
+use strum::VariantNames;
 
 /// The configuration of each streamlet kind.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -163,17 +165,62 @@ pub struct Outlets {
     pub optional: &'static [&'static str],
 }
 
+/// The outlets of a source (an ingress, or a test's substitute for one): its records, and
+/// what it could not read as records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "lowercase")]
+pub enum SourcePort {
+    Out,
+    Errors,
+}
+
+impl Port for SourcePort {}
+
+/// Whether an outlet of that name carries what a streamlet refused (records it could not read,
+/// check or score), which metrics count as errors.
+pub fn carries_errors(port: &str) -> bool {
+    use super::{scorer::config::ScorerPort, validator::config::ValidatorPort};
+    [
+        SourcePort::Errors.name(),
+        ScorerPort::Errors.name(),
+        ValidatorPort::Invalid.name(),
+    ]
+    .contains(&port)
+}
+
 impl Outlets {
-    /// What a source has: its records, and what it could not read as records.
+    /// What a source has: its records, and what it could not read as records (which may go
+    /// unconsumed).
     pub const OF_A_SOURCE: Outlets = Outlets {
-        names: &["out", "errors"],
-        optional: &["errors"],
+        names: SourcePort::VARIANTS,
+        optional: SourcePort::VARIANTS.split_at(1).1,
     };
     /// What a sink has: nothing.
     pub const NONE: Outlets = Outlets {
         names: &[],
         optional: &[],
     };
+
+    /// Every outlet of `P`.
+    pub fn all<P: Port>() -> Outlets {
+        Outlets {
+            names: P::VARIANTS,
+            optional: &[],
+        }
+    }
+
+    /// The outlets of `P` up to and including `last`: a configuration without the outlets
+    /// listed after it (each kind lists those only some configurations have last).
+    pub fn through<P: Port>(last: P) -> Outlets {
+        let n = P::VARIANTS
+            .iter()
+            .position(|name| *name == last.name())
+            .map_or(P::VARIANTS.len(), |i| i + 1);
+        Outlets {
+            names: &P::VARIANTS[..n],
+            optional: &[],
+        }
+    }
 
     /// The outlet an input means: `port` when the kind has it, its first outlet when the input
     /// names none (`name` for `name.out`); `None` when there is no such outlet.
@@ -204,13 +251,15 @@ impl KindConfig {
     /// Every outlet a kind can have, whatever its configuration, by the kind's name: what an
     /// input naming a streamlet whose configuration has problems is checked against.
     pub fn any_outlets(kind: &str) -> Option<&'static [&'static str]> {
+        use super::{enricher::config::EnricherPort, merger::config::MergerPort};
+        use super::{scorer::config::ScorerPort, validator::config::ValidatorPort};
         Some(match kind {
-            "ingress" => &["out", "errors"],
-            "validator" => &["valid", "invalid", "drift"],
-            "merger" => &["out"],
+            "ingress" => SourcePort::VARIANTS,
+            "validator" => ValidatorPort::VARIANTS,
+            "merger" => MergerPort::VARIANTS,
             "egress" => &[],
-            "scorer" => &["out", "errors", "shadow"],
-            "enricher" => &["out", "unmatched"],
+            "scorer" => ScorerPort::VARIANTS,
+            "enricher" => EnricherPort::VARIANTS,
             _ => return None,
         })
     }
@@ -249,5 +298,43 @@ impl KindConfig {
     /// What is wrong with its configuration beyond the pipeline schema.
     pub fn check(&self) -> Vec<Finding> {
         each_kind!(self, c => c.check(), substitute _s => Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::streamlets::scorer::config::ScorerPort;
+    use crate::streamlets::validator::config::ValidatorPort;
+
+    #[test]
+    fn a_kinds_outlets_are_its_port_names_and_the_first_is_the_default() {
+        assert_eq!(Outlets::all::<ValidatorPort>().names, ["valid", "invalid", "drift"]);
+        assert_eq!(Outlets::through(ValidatorPort::Invalid).names, ["valid", "invalid"]);
+        assert_eq!(Outlets::through(ScorerPort::Out).names, ["out"]);
+        assert_eq!(Outlets::OF_A_SOURCE.names, ["out", "errors"]);
+        assert_eq!(Outlets::OF_A_SOURCE.optional, ["errors"]);
+        assert_eq!(Outlets::all::<ValidatorPort>().resolve(None), Some("valid"));
+        assert_eq!(Outlets::all::<ValidatorPort>().resolve(Some("vaild")), None);
+    }
+
+    #[test]
+    fn every_outlet_a_configuration_has_is_one_its_kind_can_have() {
+        let configs = [
+            ("validator", "kind: validator\nschema: s.json\nprofile: { path: p.json, drift: {} }"),
+            ("validator", "kind: validator\nschema: s.json"),
+            ("scorer", "kind: scorer\nmodel: { name: m, folder: f }\nfeatures: { input: x, fields: [a] }\noutputs: [{ tensor: y, field: p }]\nstrategy: { shadow: { primary: a, shadows: [b], emit: true } }"),
+            ("enricher", "kind: enricher\ntable: { type: file, path: t.csv, key: k }\nmissing: unmatched"),
+            ("merger", "kind: merger"),
+            ("ingress", "kind: ingress\nsource: { type: stdin }"),
+        ];
+        for (kind, yaml) in configs {
+            let config: KindConfig = serde_yaml_ng::from_str(yaml).expect(yaml);
+            let any = KindConfig::any_outlets(kind).expect(kind);
+            for name in config.outlets().names {
+                assert!(any.contains(name), "{kind}: {name} not in {any:?}");
+            }
+        }
+        assert_eq!(KindConfig::any_outlets("validatr"), None);
     }
 }

@@ -1,6 +1,7 @@
 //! The streamlets a pipeline test puts in place of the pipeline's own: records the test gives,
 //! where a source was, and captures that keep what reaches them, where sinks were.
 
+use crate::streamlets::kind::SourcePort;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
@@ -39,7 +40,7 @@ impl Substituted for Given {
     fn run(&self, io: Io) -> BoxFuture<'static, Result<(), Stop>> {
         let records = self.0.clone();
         Box::pin(async move {
-            let out = io.outlets.get("out")?;
+            let out = io.outlets.get(SourcePort::Out)?;
             for chunk in records.chunks(io.batch_size.max(1)) {
                 out.send(Batch::from_records(chunk)).await?;
             }

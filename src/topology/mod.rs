@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::spec::{Defaults, LoadError, Locator, Pipeline, Report, StreamletSpec};
+use crate::streamlets::kind::{Port, SourcePort};
 
 /// A streamlet in the running graph.
 #[derive(Debug, Clone)]
@@ -175,7 +176,7 @@ pub fn carry_kafka_edges(topology: &mut Topology) {
             source,
             *to,
             Edge {
-                port: "out".into(),
+                port: SourcePort::Out.name().into(),
                 capacity: edge.capacity,
                 kafka: None,
             },

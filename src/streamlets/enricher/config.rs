@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::problem::Problem;
-use crate::streamlets::kind::{Finding, Kind, Outlets, PathField, PathRole};
+use crate::streamlets::kind::{Finding, Kind, Outlets, PathField, PathRole, Port};
 use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer};
 
@@ -91,15 +91,24 @@ pub enum MissingKey {
     Unmatched,
 }
 
+/// The outlets of an enricher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "lowercase")]
+pub enum EnricherPort {
+    /// Records with the table's fields added.
+    Out,
+    /// Records whose key the table lacks (only with `missing: unmatched`).
+    Unmatched,
+}
+
+impl Port for EnricherPort {}
+
 impl Kind for EnricherConfig {
     fn outlets(&self) -> Outlets {
-        Outlets {
-            names: if self.missing == MissingKey::Unmatched {
-                &["out", "unmatched"]
-            } else {
-                &["out"]
-            },
-            optional: &[],
+        if self.missing == MissingKey::Unmatched {
+            Outlets::all::<EnricherPort>()
+        } else {
+            Outlets::through(EnricherPort::Out)
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod config;
 mod table;
 
+use self::config::EnricherPort;
 pub use table::{join, RowProblem, Table};
 
 use std::path::{Path, PathBuf};
@@ -204,8 +205,8 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
     } else {
         config.on.clone()
     };
-    let out = io.outlets.get("out")?;
-    let unmatched_out = io.outlets.find("unmatched");
+    let out = io.outlets.get(EnricherPort::Out)?;
+    let unmatched_out = io.outlets.find(EnricherPort::Unmatched);
     while let Some(mut batch) = io.inlet.recv().await {
         let unmatched = {
             let table = ready.table.read().unwrap_or_else(|p| p.into_inner());

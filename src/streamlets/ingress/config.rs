@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::streamlets::kind::{Kind, Outlets, PathField, PathRole};
+use crate::streamlets::kind::{Kind, Outlets, PathField, PathRole, Port, SourcePort};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
@@ -130,6 +130,8 @@ impl Kind for IngressConfig {
     }
 
     fn emitted_schema(&self, port: &str) -> Option<&PathBuf> {
-        (port == "out").then_some(self.emits.as_ref()).flatten()
+        (port == SourcePort::Out.name())
+            .then_some(self.emits.as_ref())
+            .flatten()
     }
 }

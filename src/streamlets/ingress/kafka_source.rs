@@ -4,6 +4,7 @@
 //! at-least-once end to end: after a crash, a rebalance or a stop, what was not finished is
 //! read again, by this process or by another in the group.
 
+use crate::streamlets::kind::SourcePort;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -370,8 +371,8 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
         reason: e.to_string(),
     })?;
     let source = format!("kafka:{}", config.topic);
-    let out = io.outlets.get("out")?;
-    let errors = io.outlets.get("errors")?;
+    let out = io.outlets.get(SourcePort::Out)?;
+    let errors = io.outlets.get(SourcePort::Errors)?;
     let mut committed_at = Instant::now();
     loop {
         if committed_at.elapsed() >= COMMIT_EVERY {

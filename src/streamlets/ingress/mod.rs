@@ -8,6 +8,7 @@ pub mod generator;
 pub mod kafka_source;
 pub mod text;
 
+use crate::streamlets::kind::SourcePort;
 use std::io::BufReader;
 use std::time::{Duration, Instant};
 
@@ -129,8 +130,8 @@ async fn read_text(io: Io, mut reader: TextReader, input: text::Input, source: &
         path: source.to_string(),
         source: source_err,
     })?;
-    let out = io.outlets.get("out")?;
-    let errors = io.outlets.get("errors")?;
+    let out = io.outlets.get(SourcePort::Out)?;
+    let errors = io.outlets.get(SourcePort::Errors)?;
     loop {
         let chunk = tokio::select! {
             biased;
@@ -157,7 +158,7 @@ async fn read_text(io: Io, mut reader: TextReader, input: text::Input, source: &
 async fn generate(config: GeneratorConfig, io: Io) -> Result<(), Stop> {
     let mut generator =
         generator::ListingGenerator::new(config.seed, config.invalid_ratio).shifting_after(config.shift_after);
-    let out = io.outlets.get("out")?;
+    let out = io.outlets.get(SourcePort::Out)?;
     let started = Instant::now();
     let mut produced: u64 = 0;
     let limit = config.count.unwrap_or(u64::MAX);

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::models::config::{optional_string_or_number, OutputMapping, StrategyConfig};
 use crate::problem::{did_you_mean, Problem};
-use crate::streamlets::kind::{Finding, Kind, Outlets, PathField, PathRole};
+use crate::streamlets::kind::{Finding, Kind, Outlets, PathField, PathRole, Port};
 
 /// A scorer: which model serves, how records become its input tensor, and how its
 /// output tensors become record fields.
@@ -154,16 +154,27 @@ impl Default for Batching {
     }
 }
 
+/// The outlets of a scorer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "lowercase")]
+pub enum ScorerPort {
+    /// Scored records, each saying which model version scored it.
+    Out,
+    /// Records that could not be scored, each with `_error`.
+    Errors,
+    /// What the shadow models answered (only with a shadow strategy that emits).
+    Shadow,
+}
+
+impl Port for ScorerPort {}
+
 impl Kind for ScorerConfig {
     fn outlets(&self) -> Outlets {
         let shadow = matches!(self.strategy, Some(StrategyConfig::Shadow { emit: true, .. }));
-        Outlets {
-            names: if shadow {
-                &["out", "errors", "shadow"]
-            } else {
-                &["out", "errors"]
-            },
-            optional: &[],
+        if shadow {
+            Outlets::all::<ScorerPort>()
+        } else {
+            Outlets::through(ScorerPort::Errors)
         }
     }
 

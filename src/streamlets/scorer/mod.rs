@@ -9,6 +9,7 @@ pub mod features;
 pub mod outputs;
 pub mod serving;
 
+use self::config::ScorerPort;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -273,7 +274,7 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
         _ = ready.serving.ready() => {}
         _ = io.stop_intake.cancelled() => {
             // Stopped before any model came: what arrives cannot be scored, and is not lost either.
-            let errors = io.outlets.get("errors")?;
+            let errors = io.outlets.get(ScorerPort::Errors)?;
             while let Some(batch) = io.inlet.recv().await {
                 errors.send(ready.serving.unscored(batch, "no model version served before the pipeline stopped")).await?;
             }
@@ -333,9 +334,9 @@ async fn score_stream(io: &mut Io, serving: Arc<Serving>, config: &ScorerConfig)
     let sessions = config.sessions.max(1);
     let max_batch = config.batch.max_batch.max(1);
     let max_wait = Duration::from_millis(config.batch.max_wait_ms);
-    let out = io.outlets.get("out")?;
-    let errors = io.outlets.get("errors")?;
-    let shadow = io.outlets.find("shadow");
+    let out = io.outlets.get(ScorerPort::Out)?;
+    let errors = io.outlets.get(ScorerPort::Errors)?;
+    let shadow = io.outlets.find(ScorerPort::Shadow);
     // Records waiting for a model batch, and the acknowledgements of the batches they came in.
     let mut pending = Pending::default();
     let mut pending_acks = Acks::default();

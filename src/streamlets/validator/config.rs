@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::models::profile::Profile;
 use crate::problem::Problem;
-use crate::streamlets::kind::{Finding, Kind, Outlets, PathField, PathRole};
+use crate::streamlets::kind::{Finding, Kind, Outlets, PathField, PathRole, Port};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -67,16 +67,27 @@ fn default_out_of_range() -> f64 {
     0.05
 }
 
+/// The outlets of a validator: what passed, what did not (with why), and drift events (with a profile that watches drift).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "lowercase")]
+pub enum ValidatorPort {
+    /// Records that passed every check.
+    Valid,
+    /// Records that did not, each with `_error`.
+    Invalid,
+    /// Drift events (only with `profile.drift`).
+    Drift,
+}
+
+impl Port for ValidatorPort {}
+
 impl Kind for ValidatorConfig {
     fn outlets(&self) -> Outlets {
         let drift = self.profile.as_ref().is_some_and(|p| p.drift.is_some());
-        Outlets {
-            names: if drift {
-                &["valid", "invalid", "drift"]
-            } else {
-                &["valid", "invalid"]
-            },
-            optional: &[],
+        if drift {
+            Outlets::all::<ValidatorPort>()
+        } else {
+            Outlets::through(ValidatorPort::Invalid)
         }
     }
 
@@ -97,7 +108,7 @@ impl Kind for ValidatorConfig {
     }
 
     fn emitted_schema(&self, port: &str) -> Option<&PathBuf> {
-        (port == "valid").then_some(&self.schema)
+        (port == ValidatorPort::Valid.name()).then_some(&self.schema)
     }
 
     /// The training profile must be readable and hold the fields it checks.

@@ -5,6 +5,7 @@ pub mod config;
 
 pub mod columns;
 
+use self::config::ValidatorPort;
 use std::path::Path;
 
 use arrow_array::BooleanArray;
@@ -289,9 +290,9 @@ fn drift_record(event: &DriftEvent, streamlet: &str) -> serde_json::Map<String, 
 
 pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
     let Ready { schema, mut profile } = ready;
-    let valid_out = io.outlets.get("valid")?;
-    let invalid_out = io.outlets.get("invalid")?;
-    let drift_out = io.outlets.find("drift");
+    let valid_out = io.outlets.get(ValidatorPort::Valid)?;
+    let invalid_out = io.outlets.get(ValidatorPort::Invalid)?;
+    let drift_out = io.outlets.find(ValidatorPort::Drift);
     while let Some(batch) = io.inlet.recv().await {
         let (mut valid, mut invalid) = schema.split(batch, &io.name);
         if let Some(check) = &mut profile {
