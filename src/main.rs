@@ -64,6 +64,9 @@ enum Command {
         #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
         shutdown_timeout: std::time::Duration,
     },
+    /// Print the pipeline JSON Schema (what `schemas/pipeline.schema.json` holds), for editors
+    /// and other validators.
+    Schema,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -92,7 +95,7 @@ fn main() -> ExitCode {
     // Commands whose output is a report log only warnings unless RUST_LOG says otherwise.
     let quiet = matches!(
         cli.command,
-        Command::Test { .. } | Command::Validate { .. } | Command::Graph { .. }
+        Command::Test { .. } | Command::Validate { .. } | Command::Graph { .. } | Command::Schema
     );
     observe::logging::init(cli.log_format, quiet);
     if let Some(path) = cli.onnxruntime {
@@ -107,6 +110,10 @@ fn main() -> ExitCode {
             shutdown_timeout,
         } => run(&file, admin, sluice::runtime::RunOptions { shutdown_timeout }),
         Command::Test { paths } => test(&paths),
+        Command::Schema => {
+            print!("{}", sluice::spec::schema::pipeline_schema_text());
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -81,3 +81,14 @@ fn broken_pipelines_with_a_schema_problem_fail_it_too() {
         assert!(check(&yaml(&file), "").is_err(), "{name} passes the published schema");
     }
 }
+
+#[test]
+fn the_published_schema_is_the_one_sluice_puts_together_from_its_parts() {
+    let published = std::fs::read_to_string(root().join("schemas/pipeline.schema.json")).expect("readable");
+    assert!(
+        published == sluice::spec::schema::pipeline_schema_text(),
+        "schemas/pipeline.schema.json is not what the schema parts make: run \
+         `cargo run -- schema > schemas/pipeline.schema.json` after editing \
+         src/spec/pipeline-base.schema.json or a kind's schema.json"
+    );
+}

@@ -1,21 +1,83 @@
-//! The pipeline JSON Schema (`schemas/pipeline.schema.json`, built in) and its findings as problems.
+//! The pipeline JSON Schema and its findings as problems.
+//!
+//! The schema is put together from parts: what every pipeline has
+//! (`src/spec/pipeline-base.schema.json`: the top level, names, inputs, edges, defaults)
+//! and one fragment per streamlet kind, in the kind's own folder
+//! (`src/streamlets/<kind>/schema.json`, listed in [`crate::streamlets::kind::KIND_SCHEMAS`]). Each
+//! fragment holds the `$defs` that kind owns, the kind's own one named as the kind; the
+//! streamlet's `kind` choice is made from the list. `schemas/pipeline.schema.json` is the same
+//! schema written out for editors and other validators (`sluice schema` prints it; a test
+//! keeps the file and the parts in step).
 
 use std::sync::OnceLock;
 
 use jsonschema::error::ValidationErrorKind;
 use jsonschema::Validator;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::problem::{did_you_mean, Problem};
 use super::source::pointer_segments;
 
-/// The schema text, as shipped in `schemas/`.
-pub const PIPELINE_SCHEMA: &str = include_str!("../../schemas/pipeline.schema.json");
+const BASE: &str = include_str!("pipeline-base.schema.json");
+
+/// The pipeline schema, put together from its parts.
+pub fn pipeline_schema() -> &'static Value {
+    &schema().0
+}
+
+/// The pipeline schema as `schemas/pipeline.schema.json` holds it.
+pub fn pipeline_schema_text() -> String {
+    let mut text = serde_json::to_string_pretty(pipeline_schema()).expect("a JSON value serializes");
+    text.push('\n');
+    text
+}
+
+/// The base with each kind's fragment: its `$defs` added, and the streamlet's `kind` choosing
+/// among them.
+fn assemble(base: &str, kinds: &[(&str, &str)]) -> Result<Value, String> {
+    let mut schema: Value = serde_json::from_str(base).map_err(|e| format!("the base schema: {e}"))?;
+    let defs = schema
+        .get_mut("$defs")
+        .and_then(Value::as_object_mut)
+        .ok_or("the base schema has no `$defs`")?;
+    let mut choices = Vec::new();
+    for (kind, fragment) in kinds {
+        let fragment: serde_json::Map<String, Value> =
+            serde_json::from_str(fragment).map_err(|e| format!("the {kind} schema fragment: {e}"))?;
+        if !fragment.contains_key(*kind) {
+            return Err(format!("the {kind} schema fragment has no `{kind}` definition"));
+        }
+        for (name, definition) in fragment {
+            if defs.insert(name.clone(), definition).is_some() {
+                return Err(format!("the {kind} schema fragment defines `{name}` again"));
+            }
+        }
+        choices.push(json!({
+            "if": { "properties": { "kind": { "const": kind } }, "required": ["kind"] },
+            "then": { "$ref": format!("#/$defs/{kind}") }
+        }));
+    }
+    let streamlet = defs
+        .get_mut("streamlet")
+        .and_then(Value::as_object_mut)
+        .ok_or("the base schema has no `streamlet` definition")?;
+    let kind = streamlet
+        .get_mut("properties")
+        .and_then(|p| p.get_mut("kind"))
+        .and_then(Value::as_object_mut)
+        .ok_or("the streamlet definition has no `kind` property")?;
+    let mut with_enum = serde_json::Map::new();
+    with_enum.insert("enum".into(), kinds.iter().map(|(k, _)| json!(k)).collect());
+    with_enum.extend(std::mem::take(kind));
+    *kind = with_enum;
+    streamlet.insert("allOf".into(), Value::Array(choices));
+    Ok(schema)
+}
 
 fn schema() -> &'static (Value, Validator) {
     static SCHEMA: OnceLock<(Value, Validator)> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let value: Value = serde_json::from_str(PIPELINE_SCHEMA).expect("the built-in schema is JSON");
+        let value = assemble(BASE, crate::streamlets::kind::KIND_SCHEMAS).expect("the built-in schema's parts fit");
         let validator = jsonschema::draft202012::options()
             .build(&value)
             .expect("the built-in schema compiles");
@@ -225,6 +287,38 @@ fn in_words(schema: &Value, keyword_pointer: &str, instance: &Value) -> Option<S
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn each_kinds_fragment_adds_its_definitions_and_a_choice_of_kind() {
+        let base = r#"{"$defs": {"name": {"type": "string"},
+            "streamlet": {"properties": {"kind": {"description": "d"}}}}}"#;
+        let schema = assemble(
+            base,
+            &[
+                ("a", r#"{"a": {"type": "object"}, "aPart": {}}"#),
+                ("b", r#"{"b": {}}"#),
+            ],
+        )
+        .expect("the parts fit");
+        assert_eq!(schema["$defs"]["aPart"], json!({}));
+        assert_eq!(
+            schema["$defs"]["streamlet"]["properties"]["kind"],
+            json!({"enum": ["a", "b"], "description": "d"})
+        );
+        assert_eq!(
+            schema["$defs"]["streamlet"]["allOf"][1]["then"],
+            json!({"$ref": "#/$defs/b"})
+        );
+    }
+
+    #[test]
+    fn a_fragment_that_redefines_or_lacks_its_kind_is_refused() {
+        let base = r#"{"$defs": {"name": {}, "streamlet": {"properties": {"kind": {}}}}}"#;
+        let again = assemble(base, &[("a", r#"{"a": {}, "name": {}}"#)]).expect_err("defined twice");
+        assert!(again.contains("defines `name` again"), "{again}");
+        let lacking = assemble(base, &[("a", r#"{"other": {}}"#)]).expect_err("no `a`");
+        assert!(lacking.contains("has no `a` definition"), "{lacking}");
+    }
 
     #[test]
     fn built_in_schema_accepts_a_minimal_pipeline() {

@@ -36,6 +36,18 @@ pub enum KindConfig {
     Substitute(Substitute),
 }
 
+/// Each kind's fragment of the pipeline JSON Schema, from its own folder: the `$defs` it owns,
+/// its own one named as the kind (see [`crate::spec::schema`]). The order is the one the
+/// schema lists the kinds in.
+pub const KIND_SCHEMAS: &[(&str, &str)] = &[
+    ("ingress", include_str!("ingress/schema.json")),
+    ("validator", include_str!("validator/schema.json")),
+    ("enricher", include_str!("enricher/schema.json")),
+    ("scorer", include_str!("scorer/schema.json")),
+    ("merger", include_str!("merger/schema.json")),
+    ("egress", include_str!("egress/schema.json")),
+];
+
 /// What every kind tells the verifier and the runtime about itself. Each kind's configuration
 /// implements it in its own room.
 pub trait Kind {
