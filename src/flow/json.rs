@@ -409,16 +409,40 @@ pub fn write_lines(batch: &Batch, out: &mut Vec<u8>) {
     }
 }
 
-/// Every record of a batch as JSON text, one buffer each (a message each, say).
-pub fn record_texts(batch: &Batch) -> Vec<Vec<u8>> {
+/// Every record of a batch as JSON text, all in one buffer: what a producer sends as one
+/// message each.
+pub struct RecordTexts {
+    text: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl RecordTexts {
+    /// Record `i`'s text.
+    pub fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+/// Every record of a batch as JSON text.
+pub fn record_texts(batch: &Batch) -> RecordTexts {
     let keys = Keys::of(batch);
-    (0..batch.len())
+    let mut text = Vec::with_capacity(256 * batch.len());
+    let ends = (0..batch.len())
         .map(|i| {
-            let mut out = Vec::with_capacity(256);
-            write_row_keyed(batch.row(i), &keys, &mut out);
-            out
+            write_row_keyed(batch.row(i), &keys, &mut text);
+            text.len()
         })
-        .collect()
+        .collect();
+    RecordTexts { text, ends }
 }
 
 /// Record `i` as JSON text.

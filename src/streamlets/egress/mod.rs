@@ -5,12 +5,16 @@
 pub mod config;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
 
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 
 use futures::StreamExt;
 
@@ -66,9 +70,57 @@ pub enum Ready {
     Kafka(Box<KafkaSink>),
 }
 
+/// The broker's acknowledgements of one batch's messages, counted as their delivery reports
+/// arrive: when the last is in, the batch is done (or failed, with the first failure).
+pub struct BatchDelivery {
+    remaining: AtomicUsize,
+    failure: Mutex<Option<String>>,
+    done: Mutex<Option<oneshot::Sender<Result<(), String>>>>,
+}
+
+impl BatchDelivery {
+    fn new(messages: usize) -> (Arc<BatchDelivery>, oneshot::Receiver<Result<(), String>>) {
+        let (tx, rx) = oneshot::channel();
+        let delivery = BatchDelivery {
+            remaining: AtomicUsize::new(messages),
+            failure: Mutex::new(None),
+            done: Mutex::new(Some(tx)),
+        };
+        (Arc::new(delivery), rx)
+    }
+
+    fn report(&self, outcome: Result<(), String>) {
+        if let Err(reason) = outcome {
+            self.failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(reason);
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let failure = self.failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(done) = self.done.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = done.send(failure.map_or(Ok(()), Err));
+            }
+        }
+    }
+}
+
+/// Hands each delivery report to its batch: one counter per batch, no future per message.
+pub struct Deliveries;
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Arc<BatchDelivery>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<BatchDelivery>) {
+        batch.report(result.as_ref().map(|_| ()).map_err(|(e, _)| e.to_string()));
+    }
+}
+
 /// A Kafka producer and what each message carries.
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: ThreadedProducer<Deliveries>,
     config: KafkaSinkConfig,
     headers: OwnedHeaders,
 }
@@ -90,10 +142,12 @@ pub async fn prepare(config: &EgressConfig, ctx: &Prepare) -> Result<Ready, Stre
             kafka::ensure_topic(&settings, &k.topic, k.partitions, k.replication).await?;
             let mut client = kafka::client_config(&settings);
             client.set("enable.idempotence", "true").set("linger.ms", "5");
-            let producer: FutureProducer = client.create().map_err(|e| kafka::KafkaError::Client {
-                what: format!("Kafka producer for `{}`", k.topic),
-                reason: e.to_string(),
-            })?;
+            let producer = client
+                .create_with_context(Deliveries)
+                .map_err(|e| kafka::KafkaError::Client {
+                    what: format!("Kafka producer for `{}`", k.topic),
+                    reason: e.to_string(),
+                })?;
             let headers = OwnedHeaders::new()
                 .insert(Header {
                     key: "sluice-pipeline",
@@ -112,19 +166,18 @@ pub async fn prepare(config: &EgressConfig, ctx: &Prepare) -> Result<Ready, Stre
     })
 }
 
-/// The message key of a record: the key field's text.
-fn message_key(column: Option<&crate::flow::Column>, row: usize) -> Option<String> {
+/// The message key of a record, the key field's text, written into `key`; `false` when the
+/// record has none.
+fn message_key(column: Option<&crate::flow::Column>, row: usize, key: &mut String) -> bool {
     use crate::flow::Value;
-    let column = column?;
+    key.clear();
+    let Some(column) = column else { return false };
     match column.get(row) {
-        Value::Str(s) => Some(s.to_string()),
-        Value::Absent | Value::Null => None,
-        other => {
-            let mut text = String::new();
-            crate::flow::json::write_value(other, &mut text);
-            Some(text)
-        }
+        Value::Str(s) => key.push_str(s),
+        Value::Absent | Value::Null => return false,
+        other => crate::flow::json::write_value(other, key),
     }
+    true
 }
 
 /// Batches a Kafka sink has sent and not yet seen acknowledged by the broker.
@@ -141,17 +194,19 @@ async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
         headers,
     } = sink;
     let topic = config.topic.clone();
+    let failed = |reason: String| kafka::KafkaError::Client {
+        what: format!("Kafka topic `{topic}`"),
+        reason,
+    };
     let mut in_flight = futures::stream::FuturesOrdered::new();
     let mut input_open = true;
+    let mut key = String::new();
     while input_open || !in_flight.is_empty() {
         tokio::select! {
             biased;
             Some((delivered, acks)) = in_flight.next(), if !in_flight.is_empty() => {
                 let delivered: Result<(), String> = delivered;
-                delivered.map_err(|e| kafka::KafkaError::Client {
-                    what: format!("Kafka topic `{topic}`"),
-                    reason: e.to_string(),
-                })?;
+                delivered.map_err(failed)?;
                 Acks::settle(acks);
             }
             envelope = io.inlet.recv_acked(), if input_open && in_flight.len() < BATCHES_IN_FLIGHT => {
@@ -159,25 +214,34 @@ async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
                     input_open = false;
                     continue;
                 };
-                let key = config.key.as_deref().and_then(|k| records.column(k));
-                let messages: Vec<(Option<String>, Vec<u8>)> = crate::flow::json::record_texts(&records)
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, payload)| (message_key(key, i), payload))
-                    .collect();
-                let (producer, headers, topic) = (producer.clone(), headers.clone(), topic.clone());
-                in_flight.push_back(async move {
-                    let sends = messages.iter().map(|(key, payload)| {
-                        let mut record = FutureRecord::to(&topic).payload(payload).headers(headers.clone());
-                        if let Some(k) = key {
-                            record = record.key(k);
+                if records.is_empty() {
+                    Acks::settle(acks);
+                    continue;
+                }
+                let keys = config.key.as_deref().and_then(|k| records.column(k));
+                let texts = crate::flow::json::record_texts(&records);
+                let (delivery, done) = BatchDelivery::new(texts.len());
+                for i in 0..texts.len() {
+                    let has_key = message_key(keys, i, &mut key);
+                    let mut record = BaseRecord::with_opaque_to(&topic, delivery.clone())
+                        .payload(texts.get(i))
+                        .headers(headers.clone());
+                    if has_key {
+                        record = record.key(key.as_str());
+                    }
+                    // A full queue empties as the broker acknowledges: wait, then again.
+                    while let Err((e, unsent)) = producer.send(record) {
+                        if !matches!(e, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) {
+                            return Err(failed(e.to_string()).into());
                         }
-                        producer.send(record, Timeout::Never)
-                    });
-                    let delivered = futures::future::join_all(sends)
+                        record = unsent;
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                }
+                in_flight.push_back(async move {
+                    let delivered = done
                         .await
-                        .into_iter()
-                        .try_for_each(|d| d.map(|_| ()).map_err(|(e, _)| e.to_string()));
+                        .unwrap_or_else(|_| Err("the producer stopped before the broker answered".into()));
                     (delivered, acks)
                 });
             }
@@ -195,5 +259,29 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
             Ok(())
         }
         Ready::Kafka(sink) => produce(*sink, io).await,
+    }
+}
+
+#[cfg(test)]
+mod delivery_tests {
+    use super::BatchDelivery;
+
+    #[test]
+    fn a_batch_is_done_when_its_last_message_is_acknowledged() {
+        let (batch, mut done) = BatchDelivery::new(3);
+        batch.report(Ok(()));
+        batch.report(Ok(()));
+        assert!(done.try_recv().is_err(), "not done with one message unacknowledged");
+        batch.report(Ok(()));
+        assert_eq!(done.try_recv().expect("done"), Ok(()));
+    }
+
+    #[test]
+    fn a_batch_with_a_failed_message_fails_with_the_first_failure() {
+        let (batch, done) = BatchDelivery::new(3);
+        batch.report(Ok(()));
+        batch.report(Err("broker down".into()));
+        batch.report(Err("later".into()));
+        assert_eq!(done.blocking_recv().expect("done"), Err("broker down".to_string()));
     }
 }
