@@ -377,6 +377,27 @@ fn run(file: &Path, admin: Option<std::net::SocketAddr>, options: sluice::runtim
                     for (counter, n) in &s.counters {
                         tracing::info!(streamlet = %s.name, counter = %counter, count = n, "counter summary");
                     }
+                    if let Some(q) = &s.quality {
+                        for m in &q.models {
+                            tracing::info!(
+                                streamlet = %s.name,
+                                model = %m.name,
+                                version = %m.version,
+                                arm = %m.arm.as_deref().unwrap_or(""),
+                                labelled = m.since_start.labelled,
+                                waiting = m.waiting,
+                                unmatched = m.unmatched,
+                                since_start = %serde_json::to_string(&m.since_start).unwrap_or_default(),
+                                "quality summary"
+                            );
+                        }
+                        tracing::info!(
+                            streamlet = %s.name,
+                            waiting_labels = q.waiting_labels,
+                            dropped = %serde_json::to_string(&q.dropped).unwrap_or_default(),
+                            "join summary"
+                        );
+                    }
                     if let Some(strategy) = &s.strategy {
                         tracing::info!(
                             streamlet = %s.name,

@@ -299,3 +299,61 @@ fn a_token_protects_everything_but_health() {
         .any(|e| e["from"] == "check" && e["port"] == "invalid" && e["to"] == "rejects"));
     served.finish();
 }
+
+#[test]
+fn an_evaluators_figures_are_in_the_metrics_and_the_models_api() {
+    let dir = tempfile::tempdir().expect("dir");
+    let listings = root().join("examples/house-prices/expected-predictions.jsonl");
+    let yaml = format!(
+        r#"pipeline: admin-quality
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: file, path: {listings} }}
+  sales:
+    kind: ingress
+    source: {{ type: file, path: {listings} }}
+  price:
+    use: {root}/streamlets/house-price-gbm.yaml
+    model: {{ name: house-price, folder: {root}/examples/house-prices/models, version: "2" }}
+    inputs: [listings]
+  quality:
+    kind: evaluator
+    inputs: [price, sales]
+    key: id
+    label: price
+    prediction: predicted_price
+    task: regressor
+  joined:
+    kind: egress
+    inputs: [quality]
+    sink: {{ type: blackhole }}
+  refused:
+    kind: egress
+    inputs: [quality.errors, price.errors, listings.errors, sales.errors]
+    sink: {{ type: blackhole }}
+"#,
+        root = root().display(),
+        listings = listings.display()
+    );
+    let served = Served::start(&yaml, None, dir.path());
+    let labelled =
+        |s: &Served| s.json("/api/models").1["quality"][0]["quality"]["models"][0]["since_start"]["labelled"].as_u64();
+    served.wait_for("200 labelled predictions", |s| labelled(s) == Some(200));
+    let (_, models) = served.json("/api/models");
+    let entry = &models["quality"][0];
+    assert_eq!(entry["evaluator"], "quality");
+    assert_eq!(entry["quality"]["models"][0]["version"], "2");
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("examples/house-prices/expected-quality.json")).expect("expected"),
+    )
+    .expect("JSON");
+    let mae = expected["2"]["mae"].as_f64().expect("mae");
+    let (_, metrics) = served.get("/metrics", None);
+    let series = r#"sluice_model_quality{streamlet="quality",model="house-price",version="2",arm="",metric="mae",over="since_start"}"#;
+    let scraped = sample(&metrics, series).unwrap_or_else(|| panic!("{series} in\n{metrics}"));
+    assert!((scraped - mae).abs() < 1e-6 * mae, "{scraped} against {mae}");
+    let waiting = r#"sluice_evaluator_join{streamlet="quality",what="waiting_labels"}"#;
+    assert_eq!(sample(&metrics, waiting), Some(0.0), "{metrics}");
+    served.finish();
+}

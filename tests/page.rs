@@ -36,7 +36,21 @@ streamlets:
     sink: {{ type: blackhole }}
   rejected:
     kind: egress
-    inputs: [check.invalid, price.errors]
+    inputs: [check.invalid, price.errors, quality.errors]
+    sink: {{ type: blackhole }}
+  sales:
+    kind: ingress
+    source: {{ type: generator, rate: 300, seed: 1, invalid_ratio: 0.05 }}
+  quality:
+    kind: evaluator
+    inputs: [price, sales]
+    key: id
+    label: price
+    prediction: predicted_price
+    task: regressor
+  judged:
+    kind: egress
+    inputs: [quality]
     sink: {{ type: blackhole }}
 ",
             schema = root.join("schemas/records/listing.schema.json").display(),
@@ -62,7 +76,7 @@ streamlets:
     let output = Command::new("node")
         .arg(root.join("tests/browser/page.mjs"))
         .arg(format!("http://127.0.0.1:{port}/"))
-        .arg("check,listings,price,rejected,scored")
+        .arg("check,judged,listings,price,quality,rejected,sales,scored")
         .arg(root.join("target/admin-page.png"))
         .current_dir(root.join("tests/browser"))
         .output();

@@ -2,8 +2,10 @@
 """Trains the card-fraud classifier the classifier example and tests use: a gradient-boosted
 classifier over synthetic card transactions, exported to ONNX with plain tensors
 (`zipmap: False`): `label` (int64) and `probabilities` (float32, one column per class).
-Writes the model, its descriptor, a few transactions (transactions.jsonl) and the
-Python-side predictions for them (expected-predictions.jsonl).
+Writes the model, its descriptor, a few transactions (transactions.jsonl), the
+Python-side predictions for them (expected-predictions.jsonl) and what scikit-learn says of
+those predictions against the true outcomes (expected-quality.json; `--quality-only` writes
+just that, from the committed files).
 
 Needs scikit-learn, skl2onnx, onnxruntime and numpy:
     python examples/fraud/train.py
@@ -11,6 +13,7 @@ Needs scikit-learn, skl2onnx, onnxruntime and numpy:
 import hashlib
 import json
 import pathlib
+import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -55,7 +58,36 @@ def matrix(rows):
     return x
 
 
+def write_expected_quality():
+    """What scikit-learn says of v1's answers on the sample against the true outcomes: the
+    figures sluice's evaluator must report for the same answers (expected-quality.json)."""
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import (accuracy_score, f1_score, log_loss, precision_score, recall_score,
+                                 roc_auc_score)
+    truth = {}
+    for line in open(HERE / "transactions.jsonl"):
+        r = json.loads(line)
+        truth[r["tx_id"]] = int(r["fraud"])
+    rows = [json.loads(line) for line in open(HERE / "expected-predictions.jsonl")]
+    y = np.array([truth[r["tx_id"]] for r in rows])
+    # The scorer writes float32 probabilities; read back as JSON they are these doubles.
+    p = np.array([float(np.float32(r["probabilities"][1])) for r in rows])
+    predicted = (p >= 0.5).astype(int)
+    observed, mean_predicted = calibration_curve(y, p, n_bins=10, strategy="uniform")
+    quality = {
+        "model": "card-fraud", "version": "1", "threshold": 0.5, "labelled": int(len(y)),
+        "accuracy": accuracy_score(y, predicted), "precision": precision_score(y, predicted, zero_division=0),
+        "recall": recall_score(y, predicted, zero_division=0), "f1": f1_score(y, predicted, zero_division=0),
+        "log_loss": log_loss(y, p), "roc_auc": roc_auc_score(y, p),
+        "calibration": {"observed": observed.tolist(), "mean_predicted": mean_predicted.tolist()},
+    }
+    (HERE / "expected-quality.json").write_text(json.dumps(quality, indent=2) + "\n")
+
+
 def main():
+    if "--quality-only" in sys.argv:
+        write_expected_quality()
+        return
     MODELS.mkdir(exist_ok=True)
     train = transactions(30000, seed=5)
     x, y = matrix(train), np.array([int(r["fraud"]) for r in train])
@@ -81,6 +113,7 @@ def main():
     with open(HERE / "expected-predictions.jsonl", "w") as f:
         for r, l, p in zip(sample, label, proba):
             f.write(json.dumps({"tx_id": r["tx_id"], "label": int(l), "probabilities": [float(v) for v in p]}) + "\n")
+    write_expected_quality()
     print(f"card-fraud v1: accuracy on the sample {np.mean(label == np.array([int(r['fraud']) for r in sample])):.3f}")
 
 

@@ -5,6 +5,7 @@ pub mod config;
 pub mod descriptor;
 pub mod onnx;
 pub mod profile;
+pub mod quality;
 pub mod registry;
 pub mod stats;
 pub mod strategy;

@@ -134,7 +134,13 @@ async fn models(State(admin): State<Arc<Admin>>) -> impl IntoResponse {
         .filter(|s| s.models_ready.is_some())
         .map(|s| json!({"streamlet": s.name, "ready": s.models_ready, "versions": s.models, "strategy": s.strategy}))
         .collect();
-    Json(json!({"models": models}))
+    // What each evaluator measured of each model version against the true outcomes.
+    let quality: Vec<_> = status
+        .streamlets
+        .iter()
+        .filter_map(|s| s.quality.as_ref().map(|q| json!({"evaluator": s.name, "quality": q})))
+        .collect();
+    Json(json!({"models": models, "quality": quality}))
 }
 
 async fn page() -> impl IntoResponse {

@@ -58,6 +58,54 @@ impl<M: EncodeMetric> Family<M> {
     }
 }
 
+/// An evaluator's figures as gauges: each metric of each model version, and its join's counts.
+fn push_quality(
+    q: &crate::models::quality::QualitySummary,
+    streamlet: &str,
+    quality: &mut Family<ConstGauge<f64>>,
+    labelled: &mut Family<ConstGauge<f64>>,
+    join: &mut Family<ConstGauge<f64>>,
+) {
+    use strum::IntoEnumIterator;
+    for m in &q.models {
+        let labels = || {
+            vec![
+                ("streamlet", streamlet.to_string()),
+                ("model", m.name.clone()),
+                ("version", m.version.clone()),
+                ("arm", m.arm.clone().unwrap_or_default()),
+            ]
+        };
+        labelled.push(labels(), ConstGauge::new(m.since_start.labelled as f64));
+        for (window, figures) in [("window", &m.window), ("since_start", &m.since_start)] {
+            for metric in crate::models::quality::Metric::iter() {
+                if let Some(v) = figures.get(metric) {
+                    let mut l = labels();
+                    l.push(("metric", metric.name().to_string()));
+                    l.push(("over", window.to_string()));
+                    quality.push(l, ConstGauge::new(v));
+                }
+            }
+        }
+    }
+    let d = &q.dropped;
+    let waiting: u64 = q.models.iter().map(|m| m.waiting).sum();
+    for (what, n) in [
+        ("waiting_predictions", waiting),
+        ("waiting_labels", q.waiting_labels),
+        ("expired_predictions", d.expired_predictions),
+        ("expired_labels", d.expired_labels),
+        ("evicted", d.evicted),
+        ("duplicate_labels", d.duplicate_labels),
+        ("duplicate_predictions", d.duplicate_predictions),
+    ] {
+        join.push(
+            vec![("streamlet", streamlet.to_string()), ("what", what.to_string())],
+            ConstGauge::new(n as f64),
+        );
+    }
+}
+
 fn counter(name: &'static str, help: &'static str) -> Family<ConstCounter<u64>> {
     Family::new(name, help, MetricType::Counter)
 }
@@ -105,7 +153,22 @@ impl Collector for Pipeline {
             "sluice_kafka_consumer_lag",
             "Messages a Kafka source has not read yet, per topic-partition",
         );
+        let mut quality = gauge(
+            "sluice_model_quality",
+            "A model version's quality against the true outcomes, by metric, over the window or since start",
+        );
+        let mut labelled = gauge(
+            "sluice_model_labelled",
+            "Predictions of a model version joined with their label since start",
+        );
+        let mut join = gauge(
+            "sluice_evaluator_join",
+            "What an evaluator's join holds (waiting) and dropped, by what",
+        );
         for s in &status.streamlets {
+            if let Some(q) = &s.quality {
+                push_quality(q, &s.name, &mut quality, &mut labelled, &mut join);
+            }
             let who = || vec![("streamlet", s.name.clone()), ("kind", s.kind.clone())];
             up.push(who(), ConstGauge::new(if s.running { 1.0 } else { 0.0 }));
             records_in.push(who(), ConstCounter::new(s.records_in));
@@ -184,7 +247,7 @@ impl Collector for Pipeline {
                 );
             }
         }
-        for f in [&up, &latency, &agreement, &lag] {
+        for f in [&up, &latency, &agreement, &lag, &quality, &labelled, &join] {
             f.encode(&mut encoder)?;
         }
         for f in [

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::models::quality::QualitySummary;
 use crate::models::strategy::StrategySummary;
 use crate::models::ModelStatsSummary;
 use crate::streamlets::io::{Consumers, Counter, EdgeId, Telemetry};
@@ -31,6 +32,8 @@ pub struct StreamletSummary {
     pub models: Vec<ModelStatsSummary>,
     /// What a scorer's strategy did.
     pub strategy: Option<StrategySummary>,
+    /// What an evaluator measured of each model.
+    pub quality: Option<QualitySummary>,
     /// Events the streamlet counted (drift events, say).
     pub counters: BTreeMap<String, u64>,
 }
@@ -87,6 +90,7 @@ impl Counters {
                 .collect(),
             models: self.telemetry.model_stats(),
             strategy: self.telemetry.strategy_stats(),
+            quality: self.telemetry.quality(),
             counters: self.telemetry.counters(),
         }
     }
@@ -108,6 +112,7 @@ pub struct StreamletStatus {
     pub outlets: Vec<OutletSummary>,
     pub models: Vec<ModelStatsSummary>,
     pub strategy: Option<StrategySummary>,
+    pub quality: Option<QualitySummary>,
     pub counters: BTreeMap<String, u64>,
     /// For Kafka sources: messages not yet read, per topic and partition.
     pub lag: Vec<(String, i32, i64)>,
@@ -203,6 +208,7 @@ impl Handle {
                         outlets: summary.outlets,
                         models: summary.models,
                         strategy: summary.strategy,
+                        quality: summary.quality,
                         counters: summary.counters,
                         lag: view.counters.telemetry.lag(),
                     }

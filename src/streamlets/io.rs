@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::flow::ports::*;
 use crate::flow::{Batch, Column, Field};
 
+use crate::models::quality::QualitySummary;
 use crate::models::strategy::{StrategyStats, StrategySummary};
 use crate::models::{ModelRegistry, ModelStatsSummary};
 
@@ -19,6 +20,7 @@ pub struct Telemetry {
     strategy: Arc<Mutex<Option<Arc<StrategyStats>>>>,
     counters: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
     lag: Arc<Mutex<std::collections::BTreeMap<(String, i32), i64>>>,
+    quality: Arc<Mutex<Option<QualitySummary>>>,
 }
 
 impl Telemetry {
@@ -75,6 +77,16 @@ impl Telemetry {
     pub fn model_stats(&self) -> Vec<ModelStatsSummary> {
         let registries = self.models.lock().unwrap_or_else(|p| p.into_inner()).clone();
         registries.iter().flat_map(|r| r.stats()).collect()
+    }
+
+    /// An evaluator's latest figures.
+    pub fn set_quality(&self, summary: QualitySummary) {
+        *self.quality.lock().unwrap_or_else(|p| p.into_inner()) = Some(summary);
+    }
+
+    /// The figures of the models an evaluator judges, if this streamlet is one.
+    pub fn quality(&self) -> Option<QualitySummary> {
+        self.quality.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Statistics of the strategy, if the streamlet serves with one.

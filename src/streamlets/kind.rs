@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::egress::config::EgressConfig;
 use super::enricher::config::EnricherConfig;
+use super::evaluator::config::EvaluatorConfig;
 use super::ingress::config::IngressConfig;
 use super::io::Io;
 use super::merger::config::MergerConfig;
@@ -30,6 +31,7 @@ pub enum KindConfig {
     Egress(EgressConfig),
     Scorer(ScorerConfig),
     Enricher(EnricherConfig),
+    Evaluator(EvaluatorConfig),
     /// A streamlet that no pipeline file can name: what a pipeline test puts in place of a
     /// source or a sink (`src/testing`).
     #[serde(skip)]
@@ -46,6 +48,7 @@ pub const KIND_SCHEMAS: &[(&str, &str)] = &[
     ("scorer", include_str!("scorer/schema.json")),
     ("merger", include_str!("merger/schema.json")),
     ("egress", include_str!("egress/schema.json")),
+    ("evaluator", include_str!("evaluator/schema.json")),
 ];
 
 /// What every kind tells the verifier and the runtime about itself. Each kind's configuration
@@ -254,6 +257,7 @@ macro_rules! each_kind {
             KindConfig::Egress($c) => $call,
             KindConfig::Scorer($c) => $call,
             KindConfig::Enricher($c) => $call,
+            KindConfig::Evaluator($c) => $call,
             KindConfig::Substitute($s) => $other,
         }
     };
@@ -272,6 +276,7 @@ impl KindConfig {
             "egress" => &[],
             "scorer" => ScorerPort::VARIANTS,
             "enricher" => EnricherPort::VARIANTS,
+            "evaluator" => super::evaluator::config::EvaluatorPort::VARIANTS,
             _ => return None,
         })
     }
@@ -284,6 +289,7 @@ impl KindConfig {
             KindConfig::Egress(_) => "egress",
             KindConfig::Scorer(_) => "scorer",
             KindConfig::Enricher(_) => "enricher",
+            KindConfig::Evaluator(_) => "evaluator",
             KindConfig::Substitute(s) => s.0.name(),
         }
     }

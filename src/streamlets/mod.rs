@@ -2,6 +2,7 @@
 
 pub mod egress;
 pub mod enricher;
+pub mod evaluator;
 pub mod ingress;
 pub mod io;
 pub mod kind;
@@ -75,6 +76,7 @@ pub enum Prepared {
     Egress(egress::Ready),
     Scorer(Box<scorer::Ready>),
     Enricher(Box<enricher::Ready>),
+    Evaluator(Box<evaluator::config::EvaluatorConfig>),
     Substitute(kind::Substitute),
 }
 
@@ -88,6 +90,7 @@ pub async fn prepare(kind: &KindConfig, ctx: &Prepare) -> Result<Prepared, Strea
             scorer::prepare(c, &ctx.name, ctx.reloading, &ctx.kafka).await?,
         )),
         KindConfig::Enricher(c) => Prepared::Enricher(Box::new(enricher::prepare(c, &ctx.name, &ctx.kafka).await?)),
+        KindConfig::Evaluator(c) => Prepared::Evaluator(Box::new(c.clone())),
         KindConfig::Substitute(s) => Prepared::Substitute(s.clone()),
     })
 }
@@ -102,6 +105,7 @@ pub async fn run(prepared: Prepared, io: Io) -> Result<(), StreamletError> {
         Prepared::Egress(ready) => egress::run(ready, io).await,
         Prepared::Scorer(ready) => scorer::run(*ready, io).await,
         Prepared::Enricher(ready) => enricher::run(*ready, io).await,
+        Prepared::Evaluator(config) => evaluator::run(*config, io).await,
         Prepared::Substitute(s) => s.0.run(io).await,
     };
     match result {

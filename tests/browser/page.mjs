@@ -33,19 +33,26 @@ try {
   const rates = await page.$$eval('text[data-counter="records"]',
     ts => ts.map(t => [t.closest("g").dataset.streamlet, Number(/ (\d+)\/s$/.exec(t.textContent)[1])]));
   for (const [name, rate] of rates) {
-    if (rate > 450) throw new Error(`${name} shows ${rate}/s for a 300/s stream`);
+    // The evaluator takes two 300/s streams: the predictions and the sale prices.
+    const limit = name === "quality" ? 900 : 450;
+    if (rate > limit) throw new Error(`${name} shows ${rate}/s for a 300/s stream`);
   }
   const check = rates.find(([n]) => n === "check")[1];
   if (!(check > 150)) throw new Error(`the validator shows ${check}/s for a 300/s stream`);
   // The scorer's box names the version serving.
   const serving = await page.$eval('g[data-streamlet="price"] text[data-serving]', t => t.dataset.serving);
   if (!/^house-price v\d+$/.test(serving)) throw new Error(`the scorer's box says it serves "${serving}"`);
+  // The evaluator's box names the version it judges with its error over the window.
+  await page.waitForFunction(() => /^v\d+ mae [\d,]+$/.test(
+    document.querySelector('g[data-streamlet="quality"] text[data-quality]')?.dataset.quality || ""), null,
+    { timeout: 20000 });
+  const quality = await page.$eval('g[data-streamlet="quality"] text[data-quality]', t => t.dataset.quality);
   // The header bar spans the page, however wide the graph.
   const widths = await page.evaluate(() => [document.querySelector("header").getBoundingClientRect().width,
     document.documentElement.scrollWidth]);
   if (Math.abs(widths[0] - widths[1]) > 1) throw new Error(`the header is ${widths[0]}px of a ${widths[1]}px page`);
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify({ streamlets: shown, before, after, rates, serving, widths }));
+  console.log(JSON.stringify({ streamlets: shown, before, after, rates, serving, quality, widths }));
 } finally {
   await browser.close();
 }

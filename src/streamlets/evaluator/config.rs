@@ -1,0 +1,121 @@
+//! An evaluator's configuration: how a label is joined to the prediction it is the truth of,
+//! and what the answers are (a classifier's scores or a regressor's numbers).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::models::quality::Task;
+use crate::streamlets::kind::{Kind, Outlets, Port};
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EvaluatorConfig {
+    /// The field, on predictions and labels alike, that says which prediction a label is the
+    /// truth of (a transaction id, say).
+    pub key: String,
+    /// The field of a label record that holds the true outcome.
+    pub label: String,
+    /// The field of a scored record that holds the answer.
+    pub prediction: String,
+    pub task: TaskConfig,
+    /// A classifier's score at or above this predicts the positive class.
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// The label value that means the positive class, when labels are text; `true` and `1`
+    /// always do.
+    #[serde(default)]
+    pub positive: Option<String>,
+    /// How many of the latest labelled answers per model version the window figures cover.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    #[serde(default)]
+    pub join: JoinConfig,
+    /// The scorer's audit field: a record that carries it is a prediction, any other a label.
+    #[serde(default = "default_audit_field")]
+    pub audit_field: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskConfig {
+    Classifier,
+    Regressor,
+}
+
+/// The bounds of what waits to be joined.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct JoinConfig {
+    /// How long a prediction waits for its label, and a label for its prediction ("90s",
+    /// "1h"); then it is dropped and counted as expired.
+    #[serde(default = "default_max_wait", deserialize_with = "duration")]
+    pub max_wait: Duration,
+    /// How many predictions and labels may wait at once; beyond it the oldest are dropped and
+    /// counted as evicted.
+    #[serde(default = "default_max_pending")]
+    pub max_pending: usize,
+}
+
+impl Default for JoinConfig {
+    fn default() -> Self {
+        JoinConfig {
+            max_wait: default_max_wait(),
+            max_pending: default_max_pending(),
+        }
+    }
+}
+
+impl EvaluatorConfig {
+    pub fn task(&self) -> Task {
+        match self.task {
+            TaskConfig::Classifier => Task::Classifier {
+                threshold: self.threshold,
+            },
+            TaskConfig::Regressor => Task::Regressor,
+        }
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration: {e}")))
+}
+
+fn default_threshold() -> f64 {
+    0.5
+}
+
+fn default_window() -> usize {
+    1000
+}
+
+fn default_max_wait() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_max_pending() -> usize {
+    100_000
+}
+
+fn default_audit_field() -> String {
+    "_model".into()
+}
+
+/// The outlets of an evaluator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "lowercase")]
+pub enum EvaluatorPort {
+    /// Each prediction joined with its label: the key, the answer, the truth, the error and
+    /// the model version that answered.
+    Out,
+    /// Records that cannot be joined (no key, no answer or truth of the right type), each
+    /// with `_error`.
+    Errors,
+}
+
+impl Port for EvaluatorPort {}
+
+impl Kind for EvaluatorConfig {
+    fn outlets(&self) -> Outlets {
+        Outlets::all::<EvaluatorPort>()
+    }
+}

@@ -1,0 +1,216 @@
+//! Ground truth in the stream: real models score real records, the true outcomes arrive as a
+//! stream of their own, and the evaluator's figures per model version equal scikit-learn's on
+//! the same answers (computed by the examples' training scripts, committed beside them), to
+//! 1e-6 relative: ONNX Runtime here and in Python may differ in a float32's last bit.
+
+mod common;
+use common::{read_jsonl, root, run_pipeline};
+
+use serde_json::Value;
+
+fn expected(path: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(root().join(path)).expect("expected figures")).expect("JSON")
+}
+
+fn close(actual: &Value, expected: &Value, tolerance: f64, what: &str) {
+    let (a, e) = (
+        actual.as_f64().unwrap_or_else(|| panic!("{what}: {actual}")),
+        expected.as_f64().expect("a number"),
+    );
+    assert!(
+        (a - e).abs() <= tolerance * e.abs().max(1.0),
+        "{what}: sluice {a}, scikit-learn {e}"
+    );
+}
+
+fn quality_of(summary: &sluice::runtime::RunSummary, streamlet: &str) -> Value {
+    let s = summary
+        .streamlets
+        .iter()
+        .find(|s| s.name == streamlet)
+        .expect("the evaluator's summary");
+    serde_json::to_value(s.quality.as_ref().expect("an evaluator reports quality")).expect("JSON")
+}
+
+#[test]
+fn a_classifiers_figures_equal_scikit_learns_on_the_same_answers() {
+    let dir = tempfile::tempdir().expect("dir");
+    // The true outcomes arrive as their own stream, with records that cannot be labels, a
+    // duplicate and a label for a transaction never scored.
+    let transactions = std::fs::read_to_string(root().join("examples/fraud/transactions.jsonl")).expect("data");
+    let mut labels: Vec<String> = transactions
+        .lines()
+        .map(|l| {
+            let r: Value = serde_json::from_str(l).expect("JSON");
+            serde_json::json!({"tx_id": r["tx_id"], "fraud": r["fraud"]}).to_string()
+        })
+        .collect();
+    labels.push(labels[0].clone());
+    labels.push(r#"{"fraud": true}"#.into());
+    labels.push(r#"{"tx_id": "tx-77-5", "fraud": "maybe"}"#.into());
+    labels.push(r#"{"tx_id": "tx-never-scored", "fraud": false}"#.into());
+    std::fs::write(dir.path().join("labels.jsonl"), labels.join("\n") + "\n").expect("labels");
+    let yaml = format!(
+        r#"
+pipeline: fraud-quality
+streamlets:
+  transactions:
+    kind: ingress
+    source: {{ type: file, path: {root}/examples/fraud/transactions.jsonl }}
+  chargebacks:
+    kind: ingress
+    source: {{ type: file, path: {dir}/labels.jsonl }}
+  fraud:
+    use: {root}/streamlets/card-fraud.yaml
+    model: {{ name: card-fraud, folder: {root}/examples/fraud/models }}
+    inputs: [transactions]
+  quality:
+    kind: evaluator
+    inputs: [fraud, chargebacks]
+    key: tx_id
+    label: fraud
+    prediction: fraud_probability
+    task: classifier
+  joined:
+    kind: egress
+    inputs: [quality]
+    sink: {{ type: file, path: {dir}/joined.jsonl }}
+  refused:
+    kind: egress
+    inputs: [quality.errors, fraud.errors, transactions.errors, chargebacks.errors]
+    sink: {{ type: file, path: {dir}/refused.jsonl }}
+"#,
+        root = root().display(),
+        dir = dir.path().display()
+    );
+    let summary = run_pipeline(dir.path(), &yaml);
+    let quality = quality_of(&summary, "quality");
+    let sklearn = expected("examples/fraud/expected-quality.json");
+    assert_eq!(quality["task"], "classifier");
+    let models = quality["models"].as_array().expect("models");
+    assert_eq!(models.len(), 1, "{quality:#}");
+    let model = &models[0];
+    assert_eq!(
+        (model["name"].as_str(), model["version"].as_str()),
+        (Some("card-fraud"), Some("1"))
+    );
+    for figures in ["window", "since_start"] {
+        let f = &model[figures];
+        assert_eq!(f["labelled"], sklearn["labelled"], "{figures}");
+        for metric in ["accuracy", "precision", "recall", "f1", "log_loss"] {
+            close(&f[metric], &sklearn[metric], 1e-6, &format!("{figures} {metric}"));
+        }
+        let calibration = f["calibration"].as_array().expect("a calibration table");
+        for (i, bin) in calibration.iter().enumerate() {
+            close(
+                &bin["observed"],
+                &sklearn["calibration"]["observed"][i],
+                1e-6,
+                "observed",
+            );
+            close(
+                &bin["mean_predicted"],
+                &sklearn["calibration"]["mean_predicted"][i],
+                1e-6,
+                "mean predicted",
+            );
+        }
+        assert_eq!(
+            calibration.len(),
+            sklearn["calibration"]["observed"].as_array().map_or(0, Vec::len)
+        );
+    }
+    // The window's AUC is exact; since start it is binned (10,000 bins).
+    close(&model["window"]["roc_auc"], &sklearn["roc_auc"], 1e-6, "window AUC");
+    close(
+        &model["since_start"]["roc_auc"],
+        &sklearn["roc_auc"],
+        1e-3,
+        "binned AUC",
+    );
+    assert_eq!(quality["dropped"]["duplicate_labels"], 1);
+    assert_eq!(
+        quality["waiting_labels"], 1,
+        "the label of a transaction never scored waits"
+    );
+    assert_eq!(model["waiting"], 0);
+
+    let joined = read_jsonl(&dir.path().join("joined.jsonl"));
+    assert_eq!(joined.len(), 300);
+    let first = joined.iter().find(|r| r["tx_id"] == "tx-77-1").expect("tx-77-1 joined");
+    assert_eq!(first["label"], 0.0);
+    assert_eq!(first["_model"]["version"], "1");
+    assert_eq!(first["correct"], true);
+    close(
+        &first["error"],
+        &first["prediction"],
+        1e-12,
+        "the error of a negative is its score",
+    );
+    let refused = read_jsonl(&dir.path().join("refused.jsonl"));
+    assert_eq!(refused.len(), 2, "{refused:#?}");
+    assert!(refused.iter().all(|r| r["_error"]["streamlet"] == "quality"));
+    assert!(refused
+        .iter()
+        .any(|r| r["fraud"] == "maybe" && r["_error"]["reason"].as_str().unwrap_or("").contains("positive")));
+    assert!(refused.iter().any(|r| r["_error"]["path"] == "tx_id"));
+}
+
+#[test]
+fn a_regressors_figures_equal_scikit_learns_per_version() {
+    let dir = tempfile::tempdir().expect("dir");
+    let listings = root().join("examples/house-prices/expected-predictions.jsonl");
+    let sklearn = expected("examples/house-prices/expected-quality.json");
+    for version in ["1", "2"] {
+        let yaml = format!(
+            r#"
+pipeline: price-quality
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: file, path: {listings} }}
+  sales:
+    kind: ingress
+    source: {{ type: file, path: {listings} }}
+  price:
+    use: {root}/streamlets/house-price-gbm.yaml
+    model: {{ name: house-price, folder: {root}/examples/house-prices/models, version: "{version}" }}
+    inputs: [listings]
+  quality:
+    kind: evaluator
+    inputs: [price, sales]
+    key: id
+    label: price
+    prediction: predicted_price
+    task: regressor
+    window: 50
+  joined:
+    kind: egress
+    inputs: [quality]
+    sink: {{ type: blackhole }}
+  refused:
+    kind: egress
+    inputs: [quality.errors, price.errors, listings.errors, sales.errors]
+    sink: {{ type: file, path: {dir}/refused-{version}.jsonl }}
+"#,
+            root = root().display(),
+            listings = listings.display(),
+            dir = dir.path().display()
+        );
+        let summary = run_pipeline(dir.path(), &yaml);
+        let quality = quality_of(&summary, "quality");
+        let model = &quality["models"][0];
+        assert_eq!(model["version"], version);
+        let f = &model["since_start"];
+        let expected = &sklearn[version];
+        assert_eq!(f["labelled"], expected["labelled"]);
+        for metric in ["mae", "rmse", "mape"] {
+            close(&f[metric], &expected[metric], 1e-6, &format!("v{version} {metric}"));
+        }
+        // The mean error is a small difference of large answers: its tolerance is the MAE's.
+        let scale = expected["mae"].as_f64().expect("mae") / expected["mean_error"].as_f64().expect("bias").abs();
+        close(&f["mean_error"], &expected["mean_error"], 1e-6 * scale, "mean error");
+        assert_eq!(model["window"]["labelled"], 50, "the window holds the latest 50");
+        assert!(read_jsonl(&dir.path().join(format!("refused-{version}.jsonl"))).is_empty());
+    }
+}
