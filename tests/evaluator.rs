@@ -214,3 +214,115 @@ streamlets:
         assert!(read_jsonl(&dir.path().join(format!("refused-{version}.jsonl"))).is_empty());
     }
 }
+
+/// A pipeline of listings and their sale prices, both at `rate` per second, scored by
+/// `scorer` (YAML lines under `price:`) and judged by an evaluator with `rules`.
+fn judged(dir: &std::path::Path, count: u64, scorer: &str, rules: &str) -> String {
+    format!(
+        r#"
+pipeline: judged
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, count: {count}, seed: 5, rate: 2000 }}
+  sales:
+    kind: ingress
+    source: {{ type: generator, count: {count}, seed: 5, rate: 2000 }}
+  price:
+    use: {root}/streamlets/house-price-gbm.yaml
+    inputs: [listings]
+{scorer}
+  quality:
+    kind: evaluator
+    inputs: [price, sales]
+    key: id
+    label: price
+    prediction: predicted_price
+    task: regressor
+    window: 1000
+    scorer: price
+{rules}
+  joined:
+    kind: egress
+    inputs: [quality]
+    sink: {{ type: file, path: {dir}/joined.jsonl }}
+  refused:
+    kind: egress
+    inputs: [quality.errors, price.errors, listings.errors, sales.errors]
+    sink: {{ type: blackhole }}
+"#,
+        root = root().display(),
+        dir = dir.display()
+    )
+}
+
+#[test]
+fn a_challenger_that_beats_the_serving_model_is_promoted_at_the_labelled_answer_the_rule_names() {
+    let dir = tempfile::tempdir().expect("dir");
+    let models = root().join("examples/house-prices/models");
+    let scorer = format!(
+        r#"    model: null
+    models:
+      blue: {{ name: house-price, folder: {m}, version: "1" }}
+      green: {{ name: house-price, folder: {m}, version: "2" }}
+    strategy: {{ split: {{ weights: {{ blue: 0.8, green: 0.2 }}, key: id }} }}"#,
+        m = models.display()
+    );
+    let rules = "    promote: { metric: mae, by: 5000, min_labelled: 100 }";
+    let summary = run_pipeline(dir.path(), &judged(dir.path(), 3000, &scorer, rules));
+    let quality = quality_of(&summary, "quality");
+    let decisions = quality["decisions"].as_array().expect("decisions");
+    assert_eq!(decisions.len(), 1, "{decisions:#?}");
+    let d = &decisions[0];
+    assert_eq!(
+        (d["action"].as_str(), d["model"].as_str(), d["version"].as_str()),
+        (Some("promoted"), Some("green"), Some("2"))
+    );
+    assert_eq!(d["from_model"], "blue");
+    // Decided on the very labelled answer that made the rule hold: not one earlier or later.
+    assert_eq!(d["labelled"], 100, "{d:#}");
+    assert!(d["from_labelled"].as_u64().unwrap_or(0) >= 100, "{d:#}");
+    assert!(
+        d["value"].as_f64().unwrap() + 5000.0 < d["against"].as_f64().unwrap(),
+        "{d:#}"
+    );
+    // From then on green answers every record.
+    let joined = read_jsonl(&dir.path().join("joined.jsonl"));
+    assert_eq!(joined.len(), 3000);
+    let tail = &joined[joined.len() - 1000..];
+    assert!(
+        tail.iter().all(|r| r["_model"]["model"] == "green"),
+        "blue answered after the promotion"
+    );
+}
+
+#[test]
+fn a_serving_version_worse_than_the_limit_is_rolled_back_to_the_one_before() {
+    let dir = tempfile::tempdir().expect("dir");
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).expect("models folder");
+    for entry in std::fs::read_dir(root().join("examples/house-prices/models")).expect("models") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, models.join(path.file_name().expect("a name"))).expect("copy");
+    }
+    let scorer = format!("    model: {{ name: house-price, folder: {} }}", models.display());
+    // Both versions are worse than 1,000 (their MAE is tens of thousands): v2 rolls back to
+    // v1, and v1 has no version before it, so it serves on.
+    let rules = "    rollback: { metric: mae, worse_than: 1000, min_labelled: 50 }";
+    let summary = run_pipeline(dir.path(), &judged(dir.path(), 2000, &scorer, rules));
+    let quality = quality_of(&summary, "quality");
+    let decisions = quality["decisions"].as_array().expect("decisions");
+    assert_eq!(decisions.len(), 1, "{decisions:#?}");
+    let d = &decisions[0];
+    assert_eq!(
+        (d["action"].as_str(), d["version"].as_str(), d["to_version"].as_str()),
+        (Some("rolled_back"), Some("2"), Some("1"))
+    );
+    assert_eq!(d["labelled"], 50, "{d:#}");
+    let joined = read_jsonl(&dir.path().join("joined.jsonl"));
+    let tail = &joined[joined.len() - 500..];
+    assert!(
+        tail.iter().all(|r| r["_model"]["version"] == "1"),
+        "v2 answered after the rollback"
+    );
+}

@@ -174,6 +174,38 @@ pub struct QualitySummary {
     /// Labels waiting for their predictions.
     pub waiting_labels: u64,
     pub dropped: JoinCounts,
+    /// What its rules changed, with the figures that decided it, oldest first.
+    pub decisions: Vec<Decision>,
+}
+
+/// A change an evaluator's rule made to what a scorer serves.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// When, RFC 3339.
+    pub at: String,
+    /// `promoted` or `rolled_back`.
+    pub action: &'static str,
+    pub scorer: String,
+    /// The strategy's id of the model (`""` for a scorer of one model).
+    pub model: String,
+    /// The version promoted, or rolled back from.
+    pub version: String,
+    /// The version serving after a rollback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_version: Option<String>,
+    pub metric: Metric,
+    /// Its figure over the window when the rule decided.
+    pub value: f64,
+    /// What it was compared with: the serving model's figure (a promotion), the limit (a
+    /// rollback).
+    pub against: f64,
+    /// The labelled answers its figure covers.
+    pub labelled: u64,
+    /// The serving model it took over from, with its figure's labelled answers (a promotion).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_labelled: Option<u64>,
 }
 
 /// The probability a log loss takes for a score, kept off 0 and 1 as scikit-learn does

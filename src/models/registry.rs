@@ -39,6 +39,8 @@ pub struct ModelRegistry {
     /// With a model topic: the descriptors published so far, and the reader following it.
     published: Mutex<Vec<ModelDescriptor>>,
     feed: Mutex<Option<Feed>>,
+    /// Versions rolled back (version, sha256): never candidates again.
+    withdrawn: Mutex<Vec<(String, String)>>,
 }
 
 /// How many versions keep statistics of their own; older ones are folded into one aggregate.
@@ -162,6 +164,7 @@ impl ModelRegistry {
                         available: tokio::sync::watch::Sender::new(true),
                         published: Mutex::new(published),
                         feed: Mutex::new(feed),
+                        withdrawn: Mutex::new(Vec::new()),
                     }));
                 }
                 Err(e) => {
@@ -191,6 +194,7 @@ impl ModelRegistry {
             available: tokio::sync::watch::Sender::new(false),
             published: Mutex::new(published),
             feed: Mutex::new(feed),
+            withdrawn: Mutex::new(Vec::new()),
         }))
     }
 
@@ -231,7 +235,14 @@ impl ModelRegistry {
         }
         let serving = self.current();
         let mut rejected = None;
+        let withdrawn = self.withdrawn.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for candidate in candidates {
+            if withdrawn
+                .iter()
+                .any(|(v, sha)| *v == candidate.version && sha.eq_ignore_ascii_case(&candidate.sha256))
+            {
+                continue;
+            }
             let same = serving.as_ref().is_some_and(|s| {
                 candidate.version == s.descriptor.version && candidate.sha256.eq_ignore_ascii_case(&s.descriptor.sha256)
             });
@@ -264,6 +275,36 @@ impl ModelRegistry {
         match rejected {
             Some(e) => Err(e),
             None => Ok(None),
+        }
+    }
+
+    /// Rolls the serving version back: it is withdrawn (never a candidate again, until the
+    /// process restarts) and the best earlier version that passes its checks serves instead.
+    /// When none does, the serving version goes on and the error says why. Blocking.
+    pub fn roll_back(&self) -> Result<(String, String), ModelError> {
+        let Some(serving) = self.current() else {
+            return Err(ModelError::Runtime("no version serves: nothing to roll back".into()));
+        };
+        let key = (serving.descriptor.version.clone(), serving.descriptor.sha256.clone());
+        self.withdrawn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(key.clone());
+        let refreshed = self.refresh();
+        let restored = |reason: String| {
+            self.withdrawn
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|w| *w != key);
+            ModelError::Runtime(reason)
+        };
+        match refreshed {
+            Ok(Some(earlier)) => Ok((serving.descriptor.version.clone(), earlier.descriptor.version.clone())),
+            Ok(None) => Err(restored(format!(
+                "no earlier version of `{}` to roll back to (a pinned version has none)",
+                self.name()
+            ))),
+            Err(e) => Err(restored(format!("no earlier version of `{}` loads: {e}", self.name()))),
         }
     }
 

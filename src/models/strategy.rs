@@ -233,6 +233,20 @@ impl Split {
         Split { bounds }
     }
 
+    /// The model with the largest share of keys (the first of equals).
+    pub fn heaviest(&self) -> usize {
+        let mut previous = 0.0;
+        let mut best = (0, f64::MIN);
+        for (i, bound) in self.bounds.iter().enumerate() {
+            let share = bound - previous;
+            if share > best.1 {
+                best = (i, share);
+            }
+            previous = *bound;
+        }
+        best.0
+    }
+
     /// The model a key goes to.
     pub fn route(&self, key: &Value) -> usize {
         match key {

@@ -48,6 +48,7 @@ pub(super) struct Engine {
     /// Receivers of edges whose consumer is not running yet.
     waiting: HashMap<String, Vec<(EdgeId, mpsc::Receiver<Envelope>)>>,
     next_id: u64,
+    controls: crate::streamlets::io::Controls,
     pub(super) tasks: JoinSet<Done>,
     task_names: HashMap<tokio::task::Id, String>,
     done: BTreeMap<String, Vec<StreamletSummary>>,
@@ -76,6 +77,7 @@ impl Engine {
             edges: HashMap::new(),
             waiting: HashMap::new(),
             next_id: 1,
+            controls: Default::default(),
             tasks: JoinSet::new(),
             task_names: HashMap::new(),
             done: BTreeMap::new(),
@@ -162,6 +164,7 @@ impl Engine {
             batch_size: self.defaults.batch_size,
             linger: Duration::from_millis(self.defaults.linger_ms),
             telemetry: counters.telemetry.clone(),
+            controls: self.controls.clone(),
         };
         let task_name = name.to_string();
         let task = self

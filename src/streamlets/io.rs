@@ -110,6 +110,30 @@ pub struct Io {
     /// The longest a source lets a batch fill while downstream is busy (never while it is free).
     pub linger: std::time::Duration,
     pub telemetry: Telemetry,
+    /// The scorers of the pipeline, by name, for a streamlet that decides what they serve.
+    pub controls: Controls,
+}
+
+/// The running scorers of a pipeline by name: an evaluator's decisions (promote a challenger,
+/// roll a version back) reach the scorer instance running now, whichever that is.
+#[derive(Clone, Default)]
+pub struct Controls(
+    Arc<Mutex<std::collections::HashMap<String, std::sync::Weak<crate::streamlets::scorer::serving::Serving>>>>,
+);
+
+impl Controls {
+    /// The scorer `name` serves with `serving` from now on.
+    pub fn register(&self, name: &str, serving: &Arc<crate::streamlets::scorer::serving::Serving>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), Arc::downgrade(serving));
+    }
+
+    /// What the scorer `name` serves with, while it runs.
+    pub fn serving(&self, name: &str) -> Option<Arc<crate::streamlets::scorer::serving::Serving>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(name)?.upgrade()
+    }
 }
 
 /// Adds the `_error` field rejected records carry (which streamlet, why, where in the record)

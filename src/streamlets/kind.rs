@@ -39,7 +39,7 @@ pub enum KindConfig {
 }
 
 /// Each kind's fragment of the pipeline JSON Schema, from its own folder: the `$defs` it owns,
-/// its own one named as the kind (see [`crate::spec::schema`]). The order is the one the
+/// its own one named as the kind (the spec layer puts them together). The order is the one the
 /// schema lists the kinds in.
 pub const KIND_SCHEMAS: &[(&str, &str)] = &[
     ("ingress", include_str!("ingress/schema.json")),

@@ -312,6 +312,36 @@ fn check_kind(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &
         };
         problems.push(Diagnostic::new(finding.problem, at));
     }
+    // An evaluator's rules change what a scorer of this pipeline serves.
+    if let crate::spec::KindConfig::Evaluator(config) = &spec.kind {
+        let Some(scorer) = &config.scorer else { return };
+        let is_scorer = pipeline.streamlets.get(scorer).is_some_and(is_a_scorer);
+        if !is_scorer {
+            let scorers = pipeline
+                .streamlets
+                .values()
+                .filter(|s| is_a_scorer(s))
+                .map(|s| s.name.as_str());
+            let mut reason = format!("`{scorer}` is not a scorer of this pipeline");
+            if let Some(close) = did_you_mean(scorer, scorers) {
+                reason.push_str(&format!(" (did you mean `{close}`?)"));
+            }
+            problems.push(Diagnostic::new(
+                Problem::InvalidValue {
+                    field: "scorer".into(),
+                    reason,
+                },
+                pipeline.locator.value(&Pipeline::pointer(name, "/scorer")),
+            ));
+        }
+    }
+}
+
+fn is_a_scorer(s: &crate::spec::Streamlet) -> bool {
+    match &s.spec {
+        Some(spec) => spec.kind.name() == "scorer",
+        None => s.kind.as_deref() == Some("scorer"),
+    }
 }
 
 /// Every record schema a streamlet names must be a valid JSON Schema.

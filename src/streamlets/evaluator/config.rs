@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::models::quality::Task;
-use crate::streamlets::kind::{Kind, Outlets, Port};
+use crate::models::quality::{Metric, Task};
+use crate::problem::Problem;
+use crate::streamlets::kind::{Finding, Kind, Outlets, Port};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct EvaluatorConfig {
@@ -33,6 +34,34 @@ pub struct EvaluatorConfig {
     /// The scorer's audit field: a record that carries it is a prediction, any other a label.
     #[serde(default = "default_audit_field")]
     pub audit_field: String,
+    /// The scorer whose models it judges, and whose serving its rules may change.
+    #[serde(default)]
+    pub scorer: Option<String>,
+    /// When a challenger (a split's other arm, a shadow) takes over from the serving model.
+    #[serde(default)]
+    pub promote: Option<PromoteRule>,
+    /// When the serving model's version is rolled back to the one before.
+    #[serde(default)]
+    pub rollback: Option<RollbackRule>,
+}
+
+/// Promote a challenger when its figure over the window beats the serving model's by more
+/// than `by`, both over at least `min_labelled` labelled answers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PromoteRule {
+    pub metric: Metric,
+    #[serde(default)]
+    pub by: f64,
+    pub min_labelled: u64,
+}
+
+/// Roll the serving version back when its figure over the window is worse than `worse_than`,
+/// over at least `min_labelled` labelled answers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RollbackRule {
+    pub metric: Metric,
+    pub worse_than: f64,
+    pub min_labelled: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -117,5 +146,57 @@ impl Port for EvaluatorPort {}
 impl Kind for EvaluatorConfig {
     fn outlets(&self) -> Outlets {
         Outlets::all::<EvaluatorPort>()
+    }
+
+    /// Rules name a scorer, a figure of the task, and fit in the window.
+    fn check(&self) -> Vec<Finding> {
+        let mut found = Vec::new();
+        let classifier = self.task == TaskConfig::Classifier;
+        let rules = [
+            ("promote", self.promote.as_ref().map(|r| (r.metric, r.min_labelled))),
+            ("rollback", self.rollback.as_ref().map(|r| (r.metric, r.min_labelled))),
+        ];
+        for (rule, spec) in rules {
+            let Some((metric, min_labelled)) = spec else { continue };
+            let invalid = |field: &str, reason: String| Problem::InvalidValue {
+                field: field.into(),
+                reason,
+            };
+            if self.scorer.is_none() {
+                found.push(Finding::at_key(
+                    format!("/{rule}"),
+                    invalid(
+                        rule,
+                        "a rule changes what a scorer serves: name it with `scorer`".into(),
+                    ),
+                ));
+            }
+            if metric.for_classifiers() != classifier {
+                found.push(Finding::at_value(
+                    format!("/{rule}/metric"),
+                    invalid(
+                        "metric",
+                        format!(
+                            "`{}` is not a {} figure",
+                            metric.name(),
+                            if classifier { "classifier's" } else { "regressor's" }
+                        ),
+                    ),
+                ));
+            }
+            if min_labelled > self.window as u64 {
+                found.push(Finding::at_value(
+                    format!("/{rule}/min_labelled"),
+                    invalid(
+                        "min_labelled",
+                        format!(
+                            "{min_labelled} labelled answers do not fit a window of {}: widen `window`",
+                            self.window
+                        ),
+                    ),
+                ));
+            }
+        }
+        found
     }
 }

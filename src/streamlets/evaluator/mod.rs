@@ -12,7 +12,7 @@
 pub mod config;
 pub mod join;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value as Json};
@@ -22,7 +22,8 @@ use self::join::{Join, Joined, Prediction};
 use super::io::with_errors;
 use super::{Batch, Io, Stop};
 use crate::flow::Value;
-use crate::models::quality::{ModelQuality, Quality, QualitySummary, Task};
+use crate::models::quality::{Decision, Metric, ModelQuality, Quality, QualitySummary, Task};
+use crate::streamlets::scorer::serving::Serving;
 
 /// How often the figures are published while records flow.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
@@ -44,6 +45,38 @@ struct Evaluation {
     join: Join,
     models: Vec<(ModelId, Quality)>,
     index: HashMap<ModelId, usize>,
+    decisions: Vec<Decision>,
+    /// The (model, version) pairs a rollback was tried for: each is tried once.
+    rolled_back: HashSet<(String, String)>,
+}
+
+/// A rollback a rule asks for: it loads a model version, so it runs off the evaluator's task.
+struct RollBack {
+    model: String,
+    version: String,
+    value: f64,
+    labelled: u64,
+}
+
+/// What a batch gave: the joined pairs, the records refused (row, why, the field), and the
+/// rollbacks rules asked for.
+struct Taken {
+    joined: Vec<Joined>,
+    refused: Vec<(usize, String, String)>,
+    rollbacks: Vec<RollBack>,
+}
+
+/// Whether `value` beats `other` by more than `by`, in the metric's direction.
+fn beats(metric: Metric, value: f64, other: f64, by: f64) -> bool {
+    if metric.higher_is_better() {
+        value > other + by
+    } else {
+        value < other - by
+    }
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 /// What one record is to the evaluator.
@@ -83,8 +116,103 @@ impl Evaluation {
             join: Join::new(config.join.max_wait, config.join.max_pending),
             models: Vec::new(),
             index: HashMap::new(),
+            decisions: Vec::new(),
+            rolled_back: HashSet::new(),
             config,
         }
+    }
+
+    /// The model (of the strategy's id, `""` alone) serving `version`'s quality.
+    fn group(&self, model: &str, version: &str) -> Option<usize> {
+        let arm = (!model.is_empty()).then(|| model.to_string());
+        self.models
+            .iter()
+            .position(|(id, _)| id.arm == arm && id.version == version)
+    }
+
+    /// A model's figure over the window, with the labelled answers it covers.
+    fn figure(&self, group: usize, metric: Metric) -> Option<(f64, u64)> {
+        let window = self.models[group].1.window();
+        Some((window.get(metric)?, window.labelled))
+    }
+
+    /// Applies the rules after `changed` got a labelled answer: a promotion at once, a
+    /// rollback returned to be run.
+    fn decide(&mut self, changed: usize, serving: &Serving) -> Option<RollBack> {
+        let arms = serving.arms();
+        let versions: HashMap<String, Option<String>> = serving.versions().into_iter().collect();
+        let current = |model: &str| versions.get(model).cloned().flatten();
+        let scorer = self.config.scorer.clone().unwrap_or_default();
+        if let (Some(rule), Some(serving_model)) = (self.config.promote.clone(), arms.serving.clone()) {
+            let serving_group = current(&serving_model).and_then(|v| self.group(&serving_model, &v));
+            if let Some(gs) = serving_group {
+                for challenger in &arms.challengers {
+                    let Some(version) = current(challenger) else { continue };
+                    let Some(gc) = self.group(challenger, &version) else {
+                        continue;
+                    };
+                    if changed != gc && changed != gs {
+                        continue;
+                    }
+                    let (Some((vs, ns)), Some((vc, nc))) = (self.figure(gs, rule.metric), self.figure(gc, rule.metric))
+                    else {
+                        continue;
+                    };
+                    if ns < rule.min_labelled || nc < rule.min_labelled || !beats(rule.metric, vc, vs, rule.by) {
+                        continue;
+                    }
+                    if let Err(reason) = serving.promote(challenger) {
+                        tracing::error!(%scorer, model = %challenger, %reason, "promotion refused");
+                        continue;
+                    }
+                    let decision = Decision {
+                        at: now_rfc3339(),
+                        action: "promoted",
+                        scorer: scorer.clone(),
+                        model: challenger.clone(),
+                        version,
+                        to_version: None,
+                        metric: rule.metric,
+                        value: vc,
+                        against: vs,
+                        labelled: nc,
+                        from_model: Some(serving_model.clone()),
+                        from_labelled: Some(ns),
+                    };
+                    tracing::info!(
+                        %scorer, model = %challenger, version = %decision.version, from = %serving_model,
+                        metric = rule.metric.name(), value = vc, serving_value = vs, labelled = nc,
+                        serving_labelled = ns, "model promoted"
+                    );
+                    self.decisions.push(decision);
+                    return None;
+                }
+            }
+        }
+        let rule = self.config.rollback.clone()?;
+        // The model serving: the strategy's, or the one model of a scorer without a strategy.
+        let model = match arms.serving {
+            Some(m) => m,
+            None if versions.contains_key("") => String::new(),
+            None => return None,
+        };
+        let version = current(&model)?;
+        let group = self.group(&model, &version)?;
+        if group != changed || self.rolled_back.contains(&(model.clone(), version.clone())) {
+            return None;
+        }
+        let (value, labelled) = self.figure(group, rule.metric)?;
+        let worse = beats(rule.metric, rule.worse_than, value, 0.0);
+        if labelled < rule.min_labelled || !worse {
+            return None;
+        }
+        self.rolled_back.insert((model.clone(), version.clone()));
+        Some(RollBack {
+            model,
+            version,
+            value,
+            labelled,
+        })
     }
 
     fn model(&mut self, id: ModelId) -> usize {
@@ -171,7 +299,7 @@ impl Evaluation {
 
     /// Joins what it can of a batch: the joined pairs, and the records that cannot be joined
     /// with why.
-    fn take(&mut self, batch: &Batch, now: Instant) -> (Vec<Joined>, Vec<(usize, String, String)>) {
+    fn take(&mut self, batch: &Batch, now: Instant, serving: Option<&Serving>) -> Taken {
         let mut joined = Vec::new();
         let mut refused = Vec::new();
         for i in 0..batch.len() {
@@ -184,13 +312,59 @@ impl Evaluation {
                 Err((reason, path)) => refused.push((i, reason, path)),
             }
         }
+        let mut rollbacks = Vec::new();
         for j in &joined {
             self.models[j.model].1.add(crate::models::quality::Labelled {
                 predicted: j.answer,
                 truth: j.truth,
             });
+            // Each answer labelled may decide: a rule acts on exactly the answer that meets it.
+            if let Some(serving) = serving {
+                rollbacks.extend(self.decide(j.model, serving));
+            }
         }
-        (joined, refused)
+        Taken {
+            joined,
+            refused,
+            rollbacks,
+        }
+    }
+
+    /// Runs a rollback a rule asked for, and records it.
+    async fn roll_back(&mut self, serving: std::sync::Arc<Serving>, rule: RollBack) {
+        let scorer = self.config.scorer.clone().unwrap_or_default();
+        let Some(limit) = self.config.rollback.as_ref().map(|r| (r.metric, r.worse_than)) else {
+            return;
+        };
+        let model = rule.model.clone();
+        let outcome = tokio::task::spawn_blocking(move || serving.roll_back(&model))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        match outcome {
+            Ok((from, to)) => {
+                tracing::info!(
+                    %scorer, model = %rule.model, from = %from, to = %to, metric = limit.0.name(),
+                    value = rule.value, worse_than = limit.1, labelled = rule.labelled, "model rolled back"
+                );
+                self.decisions.push(Decision {
+                    at: now_rfc3339(),
+                    action: "rolled_back",
+                    scorer,
+                    model: rule.model,
+                    version: from,
+                    to_version: Some(to),
+                    metric: limit.0,
+                    value: rule.value,
+                    against: limit.1,
+                    labelled: rule.labelled,
+                    from_model: None,
+                    from_labelled: None,
+                });
+            }
+            Err(reason) => {
+                tracing::error!(%scorer, model = %rule.model, version = %rule.version, %reason, "rollback refused; the version goes on serving")
+            }
+        }
     }
 
     /// The joined pairs as records: the key, the answer, the truth, the error, the model.
@@ -244,6 +418,7 @@ impl Evaluation {
                 .collect(),
             waiting_labels: self.join.waiting_labels(),
             dropped: self.join.dropped,
+            decisions: self.decisions.clone(),
         }
     }
 }
@@ -273,7 +448,17 @@ pub async fn run(config: EvaluatorConfig, mut io: Io) -> Result<(), Stop> {
             }
         };
         let now = Instant::now();
-        let (joined, refused) = evaluation.take(&batch, now);
+        let serving = evaluation.config.scorer.as_deref().and_then(|s| io.controls.serving(s));
+        let Taken {
+            joined,
+            refused,
+            rollbacks,
+        } = evaluation.take(&batch, now, serving.as_deref());
+        if let Some(serving) = &serving {
+            for rule in rollbacks {
+                evaluation.roll_back(serving.clone(), rule).await;
+            }
+        }
         if !refused.is_empty() {
             let rows: Vec<usize> = refused.iter().map(|(i, _, _)| *i).collect();
             let (reasons, paths) = refused.into_iter().map(|(_, r, p)| (r, p)).unzip();

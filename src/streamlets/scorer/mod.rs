@@ -263,6 +263,7 @@ pub async fn prepare(
 }
 
 pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
+    io.controls.register(&io.name, &ready.serving);
     for registry in &ready.registries {
         io.telemetry.serve_models(registry.clone());
     }

@@ -131,6 +131,21 @@ pub struct Serving {
     workers: Vec<Worker>,
     plan: Plan,
     stats: Option<Arc<StrategyStats>>,
+    /// The model an evaluator promoted: under a split it takes every record, under a shadow
+    /// strategy it answers as the primary (the old primary no longer asked). `NONE` until then.
+    promoted: AtomicUsize,
+}
+
+const NONE: usize = usize::MAX;
+
+/// Which model of a scorer serves its records, and which others answer beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arms {
+    /// The strategy's id of the model serving (the shadow's primary, the split's heaviest
+    /// arm, or the promoted one); `None` for a scorer of one model.
+    pub serving: Option<String>,
+    /// The other models that answer: the split's other arms, the shadows.
+    pub challengers: Vec<String>,
 }
 
 impl Serving {
@@ -209,7 +224,85 @@ impl Serving {
             workers,
             plan,
             stats,
+            promoted: AtomicUsize::new(NONE),
         })
+    }
+
+    fn promoted(&self) -> Option<usize> {
+        Some(self.promoted.load(Ordering::Acquire)).filter(|p| *p != NONE)
+    }
+
+    /// The model serving and its challengers, as they are now.
+    pub fn arms(&self) -> Arms {
+        let others = |serving: usize, among: Vec<usize>| Arms {
+            serving: Some(self.ids[serving].clone()),
+            challengers: among
+                .into_iter()
+                .filter(|m| *m != serving)
+                .map(|m| self.ids[m].clone())
+                .collect(),
+        };
+        match (&self.plan, self.promoted()) {
+            (Plan::Split { .. }, Some(p)) => others(p, Vec::new()),
+            (Plan::Split { split, .. }, None) => others(split.heaviest(), (0..self.ids.len()).collect()),
+            (Plan::Shadow { primary, shadows, .. }, promoted) => {
+                let serving = promoted.unwrap_or(*primary);
+                others(serving, shadows.clone())
+            }
+            (Plan::Single, _) => Arms {
+                serving: None,
+                challengers: Vec::new(),
+            },
+            // Every model answers and the answers decide: none serves alone.
+            _ => Arms {
+                serving: None,
+                challengers: self.ids.clone(),
+            },
+        }
+    }
+
+    /// The version each model serves now, by the strategy's id (`""` for a scorer of one model).
+    pub fn versions(&self) -> Vec<(String, Option<String>)> {
+        let single = matches!(self.plan, Plan::Single);
+        self.ids
+            .iter()
+            .zip(&self.registries)
+            .map(|(id, r)| {
+                let id = if single { String::new() } else { id.clone() };
+                (id, r.current().map(|v| v.descriptor.version.clone()))
+            })
+            .collect()
+    }
+
+    /// Makes `model` the one serving: under a split it takes every record, under a shadow
+    /// strategy it answers as the primary. Only these two strategies have a challenger.
+    pub fn promote(&self, model: &str) -> Result<(), String> {
+        let index = self
+            .ids
+            .iter()
+            .position(|id| id == model)
+            .ok_or_else(|| format!("the scorer has no model `{model}`"))?;
+        match &self.plan {
+            Plan::Split { .. } | Plan::Shadow { .. } => {
+                self.promoted.store(index, Ordering::Release);
+                Ok(())
+            }
+            other => Err(format!("a {} strategy has no challenger to promote", other.name())),
+        }
+    }
+
+    /// Rolls the version `model` serves back to the one before (`""` for a scorer of one
+    /// model): the from and to versions. Blocking.
+    pub fn roll_back(&self, model: &str) -> Result<(String, String), String> {
+        let index = if model.is_empty() {
+            Some(0)
+        } else {
+            self.ids.iter().position(|id| id == model)
+        };
+        let registry = index
+            .and_then(|i| self.registries.get(i))
+            .ok_or_else(|| format!("the scorer has no model `{model}`"))?;
+        registry.roll_back().map_err(|e| e.to_string())
     }
 
     /// Marks records as not scored, with the reason.
@@ -250,7 +343,13 @@ impl Serving {
         let plan = &self.plan;
         match plan {
             Plan::Single => {}
-            Plan::Split { split, key } => self.split(split, key, ready, &rows, &mut scored),
+            Plan::Split { split, key } => match self.promoted() {
+                Some(p) => {
+                    let only: Vec<f64> = (0..self.ids.len()).map(|m| f64::from(u8::from(m == p))).collect();
+                    self.split(&Split::new(&only), key, ready, &rows, &mut scored)
+                }
+                None => self.split(split, key, ready, &rows, &mut scored),
+            },
             Plan::Speculative {
                 budget,
                 fallback,
@@ -276,7 +375,14 @@ impl Serving {
                     |_| {},
                 );
             }
-            Plan::Shadow { primary, shadows, emit } => self.shadow(*primary, shadows, *emit, ready, rows, &mut scored),
+            Plan::Shadow { primary, shadows, emit } => match self.promoted() {
+                // The promoted shadow answers as the primary; the old primary is asked no more.
+                Some(p) if p != *primary => {
+                    let rest: Vec<usize> = shadows.iter().copied().filter(|s| *s != p).collect();
+                    self.shadow(p, &rest, shadows, *emit, ready, rows, &mut scored)
+                }
+                _ => self.shadow(*primary, shadows, shadows, *emit, ready, rows, &mut scored),
+            },
         }
         scored
     }
@@ -546,7 +652,18 @@ impl Serving {
             .append(self.scorer.fail(ready.pick(&left), "the model's worker stopped"));
     }
 
-    fn shadow(&self, primary: usize, shadows: &[usize], emit: bool, ready: Batch, rows: Vec<f32>, scored: &mut Scored) {
+    /// `slots` are the strategy's shadows as its statistics list them.
+    #[allow(clippy::too_many_arguments)]
+    fn shadow(
+        &self,
+        primary: usize,
+        shadows: &[usize],
+        slots: &[usize],
+        emit: bool,
+        ready: Batch,
+        rows: Vec<f32>,
+        scored: &mut Scored,
+    ) {
         let n = ready.len();
         let mut models = vec![primary];
         models.extend_from_slice(shadows);
@@ -563,7 +680,7 @@ impl Serving {
             stats.update(|answered, _, _, agreement| {
                 answered[primary] += n as u64;
                 for a in answers.iter().filter(|a| a.model != primary) {
-                    if let Some(k) = shadows.iter().position(|s| *s == a.model) {
+                    if let Some(k) = slots.iter().position(|s| *s == a.model) {
                         for row in 0..n {
                             agreement[k].add(&answers[p], a, &roles, row);
                         }
