@@ -180,7 +180,7 @@ fn validate_checks_a_named_test_file_against_its_pipeline() {
         .assert()
         .code(1)
         .stdout(predicate::str::contains(
-            "`price` has no outlet `scores` (it has: out, errors)",
+            "`price` has no outlet `scores` (it has: out, errors, audit)",
         ));
     let good = write(
         "good.test.yaml",

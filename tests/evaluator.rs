@@ -250,10 +250,27 @@ streamlets:
     kind: egress
     inputs: [quality.errors, price.errors, listings.errors, sales.errors]
     sink: {{ type: blackhole }}
+  lifecycle:
+    kind: egress
+    inputs: [price.audit]
+    sink: {{ type: file, path: {dir}/audit.jsonl }}
 "#,
         root = root().display(),
         dir = dir.display()
     )
+}
+
+/// The audit records of the run: (arm, version, event) in order, and the records.
+fn audit(dir: &std::path::Path) -> (Vec<(String, String, String)>, Vec<Value>) {
+    let records = read_jsonl(&dir.join("audit.jsonl"));
+    let events = records
+        .iter()
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (text("arm"), text("version"), text("event"))
+        })
+        .collect();
+    (events, records)
 }
 
 #[test]
@@ -294,6 +311,23 @@ fn a_challenger_that_beats_the_serving_model_is_promoted_at_the_labelled_answer_
         tail.iter().all(|r| r["_model"]["model"] == "green"),
         "blue answered after the promotion"
     );
+    // The audit trail says each version was seen, loaded and served, then why green took over.
+    let (events, records) = audit(dir.path());
+    let event = |arm: &str, version: &str, what: &str| (arm.to_string(), version.to_string(), what.to_string());
+    for expected in [
+        event("blue", "1", "seen"),
+        event("blue", "1", "loaded"),
+        event("blue", "1", "serving"),
+        event("green", "2", "serving"),
+        event("green", "2", "promoted"),
+    ] {
+        assert!(events.contains(&expected), "{expected:?} not in {events:?}");
+    }
+    let promoted = records.iter().find(|r| r["event"] == "promoted").expect("a promotion");
+    assert_eq!(promoted["scorer"], "price");
+    assert_eq!(promoted["figures"]["metric"], "mae");
+    assert_eq!(promoted["figures"]["labelled"], 100);
+    assert_eq!(promoted["figures"]["from_model"], "blue");
 }
 
 #[test]
@@ -324,5 +358,29 @@ fn a_serving_version_worse_than_the_limit_is_rolled_back_to_the_one_before() {
     assert!(
         tail.iter().all(|r| r["_model"]["version"] == "1"),
         "v2 answered after the rollback"
+    );
+    // v2 rolled back (with the figures), v1 serving again, and v1's own rollback refused.
+    let (events, records) = audit(dir.path());
+    let kinds: Vec<(&str, &str)> = events.iter().map(|(_, v, e)| (v.as_str(), e.as_str())).collect();
+    let at = |v: &str, e: &str| {
+        kinds
+            .iter()
+            .position(|k| *k == (v, e))
+            .unwrap_or_else(|| panic!("{v} {e} in {kinds:?}"))
+    };
+    assert!(at("2", "serving") < at("2", "rolled_back"));
+    assert!(at("2", "rolled_back") < at("1", "loaded"));
+    assert!(at("1", "loaded") < at("2", "retired"));
+    let rolled = records
+        .iter()
+        .find(|r| r["event"] == "rolled_back")
+        .expect("a rollback");
+    assert_eq!(rolled["figures"]["labelled"], 50);
+    assert_eq!(rolled["figures"]["worse_than"], 1000.0);
+    assert!(
+        records
+            .iter()
+            .any(|r| r["event"] == "rollback_failed" && r["version"] == "1"),
+        "{kinds:?}"
     );
 }

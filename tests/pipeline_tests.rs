@@ -54,7 +54,7 @@ fn failing_tests_report_each_failure_at_its_line() {
             "tests/failing/house-prices.test.yaml:16:13: record #1 out of `price`: `_error` absent, expected it present",
         ))
         .stdout(predicate::str::contains(
-            "tests/failing/house-prices.test.yaml:22:9: `price` has no outlet `scores` (it has: out, errors)",
+            "tests/failing/house-prices.test.yaml:22:9: `price` has no outlet `scores` (it has: out, errors, audit)",
         ))
         .stdout(predicate::str::contains("ok    this one passes"))
         .stdout(predicate::str::contains("1 pipeline test(s) passed, 2 failed"));

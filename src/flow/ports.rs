@@ -221,6 +221,11 @@ impl Outlet {
         self.send_acked(batch, acks).await
     }
 
+    /// Whether anything consumes what this outlet sends now.
+    pub fn is_consumed(&self) -> bool {
+        !self.consumers.0.load().is_empty()
+    }
+
     /// Sends records with the acknowledgements of the source records they came from.
     pub async fn send_acked(&self, batch: Batch, acks: Acks) -> Result<(), Closed> {
         if batch.is_empty() {
@@ -295,6 +300,12 @@ impl Outlets {
                 known: known.join(", "),
             }
         })
+    }
+
+    /// Takes the outlet `port` out, for a task of its own.
+    pub fn take(&mut self, port: impl Port) -> Result<Outlet, Unwired> {
+        self.get(port)?;
+        Ok(self.0.remove(port.name()).expect("just found"))
     }
 
     /// The outlet `port`, for outlets that exist only in some configurations.

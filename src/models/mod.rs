@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod descriptor;
+pub mod lifecycle;
 pub mod onnx;
 pub mod profile;
 pub mod quality;

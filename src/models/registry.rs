@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::lifecycle::{Detail, Lifecycle};
 use crate::watch::FileWatch;
 use arc_swap::ArcSwapOption;
 
@@ -41,6 +42,7 @@ pub struct ModelRegistry {
     feed: Mutex<Option<Feed>>,
     /// Versions rolled back (version, sha256): never candidates again.
     withdrawn: Mutex<Vec<(String, String)>>,
+    lifecycle: Lifecycle,
 }
 
 /// How many versions keep statistics of their own; older ones are folded into one aggregate.
@@ -141,10 +143,15 @@ impl ModelRegistry {
             None => (None, Vec::new()),
         };
         let (candidates, mut reasons) = candidates(&source, &published);
+        let lifecycle = Lifecycle::new(&source.name);
         for descriptor in candidates {
             let file = descriptor.file.display().to_string();
+            lifecycle.saw(&descriptor.version, &descriptor.sha256);
+            let (v, sha) = (descriptor.version.clone(), descriptor.sha256.clone());
             match ModelVersion::load(descriptor, &expect, sessions) {
                 Ok(version) => {
+                    lifecycle.record(&v, "loaded", Detail::sha(&sha));
+                    lifecycle.record(&v, "serving", Detail::reason("the best version that passes its checks"));
                     tracing::info!(
                         model = %version.descriptor.name,
                         version = %version.descriptor.version,
@@ -165,9 +172,11 @@ impl ModelRegistry {
                         published: Mutex::new(published),
                         feed: Mutex::new(feed),
                         withdrawn: Mutex::new(Vec::new()),
+                        lifecycle,
                     }));
                 }
                 Err(e) => {
+                    lifecycle.record(&v, "rejected", Detail::reason(e.to_string()));
                     tracing::error!(%file, reason = %e, "model rejected");
                     reasons.push(e.to_string());
                 }
@@ -195,7 +204,13 @@ impl ModelRegistry {
             published: Mutex::new(published),
             feed: Mutex::new(feed),
             withdrawn: Mutex::new(Vec::new()),
+            lifecycle,
         }))
+    }
+
+    /// The lifecycle of this model's versions.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
 
     /// Whether a version serves.
@@ -249,9 +264,24 @@ impl ModelRegistry {
             if same {
                 break;
             }
+            self.lifecycle.saw(&candidate.version, &candidate.sha256);
+            let (v, sha) = (candidate.version.clone(), candidate.sha256.clone());
             match ModelVersion::load(candidate, &self.expect, self.sessions) {
                 Ok(version) => {
                     let version = Arc::new(version);
+                    self.lifecycle.record(&v, "loaded", Detail::sha(&sha));
+                    if let Some(old) = &serving {
+                        self.lifecycle.record(
+                            &old.descriptor.version,
+                            "retired",
+                            Detail::reason(format!("version {v} serves instead")),
+                        );
+                    }
+                    let why = match &serving {
+                        Some(old) => format!("replaces version {}", old.descriptor.version),
+                        None => "the first version that passes its checks".to_string(),
+                    };
+                    self.lifecycle.record(&v, "serving", Detail::reason(why));
                     self.lock_served().push(version.stats.clone());
                     self.current.store(Some(version.clone()));
                     self.available.send_replace(true);
@@ -265,6 +295,7 @@ impl ModelRegistry {
                     return Ok(Some(version));
                 }
                 Err(e) => {
+                    self.lifecycle.record(&v, "rejected", Detail::reason(e.to_string()));
                     // Each rejection is logged once: the last by the caller.
                     if let Some(previous) = rejected.replace(e) {
                         tracing::error!(reason = %previous, "model rejected");
@@ -281,11 +312,13 @@ impl ModelRegistry {
     /// Rolls the serving version back: it is withdrawn (never a candidate again, until the
     /// process restarts) and the best earlier version that passes its checks serves instead.
     /// When none does, the serving version goes on and the error says why. Blocking.
-    pub fn roll_back(&self) -> Result<(String, String), ModelError> {
+    pub fn roll_back(&self, figures: serde_json::Value) -> Result<(String, String), ModelError> {
         let Some(serving) = self.current() else {
             return Err(ModelError::Runtime("no version serves: nothing to roll back".into()));
         };
         let key = (serving.descriptor.version.clone(), serving.descriptor.sha256.clone());
+        self.lifecycle
+            .record(&serving.descriptor.version, "rolled_back", Detail::figures(figures));
         self.withdrawn
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -296,6 +329,11 @@ impl ModelRegistry {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .retain(|w| *w != key);
+            self.lifecycle.record(
+                &serving.descriptor.version,
+                "rollback_failed",
+                Detail::reason(format!("{reason}: it serves on")),
+            );
             ModelError::Runtime(reason)
         };
         match refreshed {

@@ -132,7 +132,10 @@ async fn models(State(admin): State<Arc<Admin>>) -> impl IntoResponse {
         .streamlets
         .iter()
         .filter(|s| s.models_ready.is_some())
-        .map(|s| json!({"streamlet": s.name, "ready": s.models_ready, "versions": s.models, "strategy": s.strategy}))
+        .map(|s| {
+            json!({"streamlet": s.name, "ready": s.models_ready, "versions": s.models, "strategy": s.strategy,
+                   "history": s.history})
+        })
         .collect();
     // What each evaluator measured of each model version against the true outcomes.
     let quality: Vec<_> = status

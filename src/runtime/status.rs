@@ -113,6 +113,8 @@ pub struct StreamletStatus {
     pub models: Vec<ModelStatsSummary>,
     pub strategy: Option<StrategySummary>,
     pub quality: Option<QualitySummary>,
+    /// For scorers: the lifecycle of their models' versions, oldest first.
+    pub history: Vec<crate::models::lifecycle::LifecycleEvent>,
     pub counters: BTreeMap<String, u64>,
     /// For Kafka sources: messages not yet read, per topic and partition.
     pub lag: Vec<(String, i32, i64)>,
@@ -209,6 +211,7 @@ impl Handle {
                         models: summary.models,
                         strategy: summary.strategy,
                         quality: summary.quality,
+                        history: view.counters.telemetry.model_history(),
                         counters: summary.counters,
                         lag: view.counters.telemetry.lag(),
                     }

@@ -73,6 +73,14 @@ impl Telemetry {
         (!registries.is_empty()).then(|| registries.iter().all(|r| r.has_model()))
     }
 
+    /// The lifecycle events of this streamlet's models, oldest first.
+    pub fn model_history(&self) -> Vec<crate::models::lifecycle::LifecycleEvent> {
+        let registries = self.models.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut events: Vec<_> = registries.iter().flat_map(|r| r.lifecycle().history()).collect();
+        events.sort_by(|a, b| a.at.cmp(&b.at));
+        events
+    }
+
     /// Statistics of every model version that served in this streamlet.
     pub fn model_stats(&self) -> Vec<ModelStatsSummary> {
         let registries = self.models.lock().unwrap_or_else(|p| p.into_inner()).clone();

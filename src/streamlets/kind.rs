@@ -237,6 +237,11 @@ impl Outlets {
         }
     }
 
+    /// The same outlets, of which `optional` may go unconsumed.
+    pub fn with_optional(self, optional: &'static [&'static str]) -> Outlets {
+        Outlets { optional, ..self }
+    }
+
     /// The outlet an input means: `port` when the kind has it, its first outlet when the input
     /// names none (`name` for `name.out`); `None` when there is no such outlet.
     pub fn resolve(&self, port: Option<&str>) -> Option<&'static str> {

@@ -40,6 +40,8 @@ struct ModelId {
 
 /// The evaluator's state: the join, and the quality of each model seen.
 struct Evaluation {
+    /// The evaluator's streamlet name.
+    name: String,
     config: EvaluatorConfig,
     task: Task,
     join: Join,
@@ -110,8 +112,9 @@ fn text_of(value: &Value<'_>) -> Option<String> {
 }
 
 impl Evaluation {
-    fn new(config: EvaluatorConfig) -> Evaluation {
+    fn new(name: &str, config: EvaluatorConfig) -> Evaluation {
         Evaluation {
+            name: name.to_string(),
             task: config.task(),
             join: Join::new(config.join.max_wait, config.join.max_pending),
             models: Vec::new(),
@@ -161,7 +164,11 @@ impl Evaluation {
                     if ns < rule.min_labelled || nc < rule.min_labelled || !beats(rule.metric, vc, vs, rule.by) {
                         continue;
                     }
-                    if let Err(reason) = serving.promote(challenger) {
+                    let figures = serde_json::json!({
+                        "metric": rule.metric.name(), "value": vc, "serving_value": vs, "by": rule.by,
+                        "labelled": nc, "serving_labelled": ns, "from_model": serving_model, "evaluator": self.name,
+                    });
+                    if let Err(reason) = serving.promote(challenger, figures) {
                         tracing::error!(%scorer, model = %challenger, %reason, "promotion refused");
                         continue;
                     }
@@ -337,7 +344,11 @@ impl Evaluation {
             return;
         };
         let model = rule.model.clone();
-        let outcome = tokio::task::spawn_blocking(move || serving.roll_back(&model))
+        let figures = serde_json::json!({
+            "metric": limit.0.name(), "value": rule.value, "worse_than": limit.1, "labelled": rule.labelled,
+            "evaluator": self.name,
+        });
+        let outcome = tokio::task::spawn_blocking(move || serving.roll_back(&model, figures))
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
         match outcome {
@@ -430,7 +441,7 @@ fn number(x: f64) -> Json {
 pub async fn run(config: EvaluatorConfig, mut io: Io) -> Result<(), Stop> {
     let out = io.outlets.get(EvaluatorPort::Out)?;
     let errors = io.outlets.get(EvaluatorPort::Errors)?;
-    let mut evaluation = Evaluation::new(config);
+    let mut evaluation = Evaluation::new(&io.name, config);
     let mut published = Instant::now();
     let mut tick = tokio::time::interval(EXPIRE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -162,6 +162,9 @@ pub enum ScorerPort {
     Out,
     /// Records that could not be scored, each with `_error`.
     Errors,
+    /// The lifecycle of its models' versions, one record per event (seen, rejected, loaded,
+    /// serving, retired, promoted, rolled back); it may go unconsumed.
+    Audit,
     /// What the shadow models answered (only with a shadow strategy that emits).
     Shadow,
 }
@@ -171,11 +174,12 @@ impl Port for ScorerPort {}
 impl Kind for ScorerConfig {
     fn outlets(&self) -> Outlets {
         let shadow = matches!(self.strategy, Some(StrategyConfig::Shadow { emit: true, .. }));
-        if shadow {
+        let outlets = if shadow {
             Outlets::all::<ScorerPort>()
         } else {
-            Outlets::through(ScorerPort::Errors)
-        }
+            Outlets::through(ScorerPort::Audit)
+        };
+        outlets.with_optional(&["audit"])
     }
 
     /// Its model folders hold a descriptor of each model (of the pinned version, if pinned),

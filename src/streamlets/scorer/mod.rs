@@ -263,6 +263,65 @@ pub async fn prepare(
 }
 
 pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
+    // The models' lifecycle events go to `audit` from a task of their own until the scorer ends.
+    let audit = io.outlets.take(ScorerPort::Audit)?;
+    let stop_audit = CancellationToken::new();
+    let forwarding = tokio::spawn(forward_lifecycle(
+        io.name.clone(),
+        ready.serving.registries(),
+        audit,
+        stop_audit.clone(),
+    ));
+    let result = serve(ready, &mut io).await;
+    stop_audit.cancel();
+    let _ = forwarding.await;
+    result
+}
+
+/// Sends each lifecycle event of the models as a record on `audit`, while anything consumes
+/// it, until `stop` (then what is left).
+async fn forward_lifecycle(
+    scorer: String,
+    models: Vec<(String, Arc<ModelRegistry>)>,
+    audit: crate::streamlets::io::Outlet,
+    stop: CancellationToken,
+) {
+    if models.is_empty() {
+        return;
+    }
+    let mut sent = vec![0u64; models.len()];
+    let mut changes: Vec<_> = models.iter().map(|(_, r)| r.lifecycle().subscribe()).collect();
+    loop {
+        let mut records = Vec::new();
+        for (i, (id, registry)) in models.iter().enumerate() {
+            for event in registry.lifecycle().since(sent[i]) {
+                sent[i] = event.seq;
+                let mut record = match serde_json::to_value(&event) {
+                    Ok(Value::Object(map)) => map,
+                    _ => continue,
+                };
+                record.insert("scorer".into(), scorer.clone().into());
+                if !id.is_empty() {
+                    record.insert("arm".into(), id.clone().into());
+                }
+                records.push(record);
+            }
+        }
+        if !records.is_empty() && audit.is_consumed() && audit.send(Batch::from_records(&records)).await.is_err() {
+            return;
+        }
+        if stop.is_cancelled() {
+            return;
+        }
+        let changed = futures::future::select_all(changes.iter_mut().map(|c| Box::pin(c.changed())));
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = changed => {}
+        }
+    }
+}
+
+async fn serve(ready: Ready, io: &mut Io) -> Result<(), Stop> {
     io.controls.register(&io.name, &ready.serving);
     for registry in &ready.registries {
         io.telemetry.serve_models(registry.clone());
@@ -282,7 +341,7 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
             return Ok(());
         }
     }
-    score_stream(&mut io, ready.serving.clone(), &ready.config).await
+    score_stream(io, ready.serving.clone(), &ready.config).await
 }
 
 /// Records waiting for a model batch: the batches they came in, joined only when taken.

@@ -261,6 +261,16 @@ impl Serving {
         }
     }
 
+    /// Each model's registry, by the strategy's id (`""` for a scorer of one model).
+    pub fn registries(&self) -> Vec<(String, Arc<ModelRegistry>)> {
+        let single = matches!(self.plan, Plan::Single);
+        self.ids
+            .iter()
+            .zip(&self.registries)
+            .map(|(id, r)| (if single { String::new() } else { id.clone() }, r.clone()))
+            .collect()
+    }
+
     /// The version each model serves now, by the strategy's id (`""` for a scorer of one model).
     pub fn versions(&self) -> Vec<(String, Option<String>)> {
         let single = matches!(self.plan, Plan::Single);
@@ -276,7 +286,7 @@ impl Serving {
 
     /// Makes `model` the one serving: under a split it takes every record, under a shadow
     /// strategy it answers as the primary. Only these two strategies have a challenger.
-    pub fn promote(&self, model: &str) -> Result<(), String> {
+    pub fn promote(&self, model: &str, figures: serde_json::Value) -> Result<(), String> {
         let index = self
             .ids
             .iter()
@@ -285,6 +295,14 @@ impl Serving {
         match &self.plan {
             Plan::Split { .. } | Plan::Shadow { .. } => {
                 self.promoted.store(index, Ordering::Release);
+                let registry = &self.registries[index];
+                if let Some(version) = registry.current() {
+                    registry.lifecycle().record(
+                        &version.descriptor.version,
+                        "promoted",
+                        crate::models::lifecycle::Detail::figures(figures),
+                    );
+                }
                 Ok(())
             }
             other => Err(format!("a {} strategy has no challenger to promote", other.name())),
@@ -293,7 +311,7 @@ impl Serving {
 
     /// Rolls the version `model` serves back to the one before (`""` for a scorer of one
     /// model): the from and to versions. Blocking.
-    pub fn roll_back(&self, model: &str) -> Result<(String, String), String> {
+    pub fn roll_back(&self, model: &str, figures: serde_json::Value) -> Result<(String, String), String> {
         let index = if model.is_empty() {
             Some(0)
         } else {
@@ -302,7 +320,7 @@ impl Serving {
         let registry = index
             .and_then(|i| self.registries.get(i))
             .ok_or_else(|| format!("the scorer has no model `{model}`"))?;
-        registry.roll_back().map_err(|e| e.to_string())
+        registry.roll_back(figures).map_err(|e| e.to_string())
     }
 
     /// Marks records as not scored, with the reason.
