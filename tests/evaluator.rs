@@ -384,3 +384,58 @@ fn a_serving_version_worse_than_the_limit_is_rolled_back_to_the_one_before() {
         "{kinds:?}"
     );
 }
+
+#[test]
+fn a_promotion_survives_a_restart_and_an_edit_of_the_scorer_wins_over_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let models = root().join("examples/house-prices/models");
+    let scorer = |blue: f64, green: f64| {
+        format!(
+            r#"    model: null
+    models:
+      blue: {{ name: house-price, folder: {m}, version: "1" }}
+      green: {{ name: house-price, folder: {m}, version: "2" }}
+    strategy: {{ split: {{ weights: {{ blue: {blue}, green: {green} }}, key: id }} }}"#,
+            m = models.display()
+        )
+    };
+    let rules = format!(
+        "    promote: {{ metric: mae, by: 5000, min_labelled: 100 }}\n    state: {}/state",
+        dir.path().display()
+    );
+    let run = |count: u64, scorer: &str| {
+        let summary = run_pipeline(dir.path(), &judged(dir.path(), count, scorer, &rules));
+        let quality = quality_of(&summary, "quality");
+        let joined = read_jsonl(&dir.path().join("joined.jsonl"));
+        let arms: std::collections::BTreeSet<String> = joined
+            .iter()
+            .map(|r| r["_model"]["model"].as_str().unwrap_or_default().to_string())
+            .collect();
+        (quality["decisions"].as_array().cloned().unwrap_or_default(), arms)
+    };
+    let (decisions, _) = run(3000, &scorer(0.8, 0.2));
+    assert_eq!(decisions.len(), 1);
+    let kept = dir.path().join("state/judged.quality.decisions.json");
+    assert!(kept.is_file(), "the decision is kept in the state folder");
+
+    // A restart: green serves every record from the first one, and says why.
+    let (decisions, arms) = run(300, &scorer(0.8, 0.2));
+    assert_eq!(decisions.len(), 1, "{decisions:#?}");
+    assert_eq!(decisions[0]["restored"], true);
+    assert_eq!(decisions[0]["model"], "green");
+    assert_eq!(arms, ["green".to_string()].into(), "blue answered after the restart");
+    let audit = read_jsonl(&dir.path().join("audit.jsonl"));
+    let promoted = audit
+        .iter()
+        .find(|r| r["event"] == "promoted")
+        .expect("the restored promotion is audited");
+    assert_eq!(promoted["figures"]["restored"], true);
+
+    // The user edits the split: their weights win over the earlier promotion (too few records
+    // follow for the rule to promote anew).
+    let (decisions, arms) = run(150, &scorer(0.5, 0.5));
+    assert!(decisions.is_empty(), "{decisions:#?}");
+    assert!(arms.contains("blue"), "the edited split serves blue again: {arms:?}");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&kept).expect("kept")).expect("JSON");
+    assert_eq!(saved["decisions"], serde_json::json!([]), "{saved:#}");
+}

@@ -179,12 +179,12 @@ pub struct QualitySummary {
 }
 
 /// A change an evaluator's rule made to what a scorer serves.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Decision {
     /// When, RFC 3339.
     pub at: String,
     /// `promoted` or `rolled_back`.
-    pub action: &'static str,
+    pub action: String,
     pub scorer: String,
     /// The strategy's id of the model (`""` for a scorer of one model).
     pub model: String,
@@ -206,6 +206,9 @@ pub struct Decision {
     pub from_model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from_labelled: Option<u64>,
+    /// Made before a restart of the process, and applied again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restored: bool,
 }
 
 /// The probability a log loss takes for a score, kept off 0 and 1 as scikit-learn does

@@ -276,6 +276,7 @@ impl Engine {
                 pipeline: self.pipeline.clone(),
                 kafka: self.defaults.kafka.clone().unwrap_or_default(),
                 reloading: self.running.contains_key(name) || self.done.contains_key(name),
+                controls: self.controls.clone(),
             };
             match crate::streamlets::prepare(&specs[name].kind, &ctx).await {
                 Ok(p) => prepared.push((name.clone(), p)),

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::flow::ports::*;
 use crate::flow::{Batch, Column, Field};
 
-use crate::models::quality::QualitySummary;
+use crate::models::quality::{Decision, QualitySummary};
 use crate::models::strategy::{StrategyStats, StrategySummary};
 use crate::models::{ModelRegistry, ModelStatsSummary};
 
@@ -123,24 +123,64 @@ pub struct Io {
 }
 
 /// The running scorers of a pipeline by name: an evaluator's decisions (promote a challenger,
-/// roll a version back) reach the scorer instance running now, whichever that is.
+/// roll a version back) reach the scorer instance running now, whichever that is; decisions
+/// made before a restart wait here for their scorer to start.
 #[derive(Clone, Default)]
-pub struct Controls(
-    Arc<Mutex<std::collections::HashMap<String, std::sync::Weak<crate::streamlets::scorer::serving::Serving>>>>,
-);
+pub struct Controls(Arc<Mutex<ControlsInner>>);
+
+type ServingRef = std::sync::Weak<crate::streamlets::scorer::serving::Serving>;
+
+#[derive(Default)]
+struct ControlsInner {
+    running: std::collections::HashMap<String, ServingRef>,
+    /// Per scorer: the configuration fingerprint decisions were made for, and the decisions.
+    restoring: std::collections::HashMap<String, (String, Vec<Decision>)>,
+    /// Per scorer: the decisions applied again when it started.
+    restored: std::collections::HashMap<String, Vec<Decision>>,
+}
 
 impl Controls {
-    /// The scorer `name` serves with `serving` from now on.
-    pub fn register(&self, name: &str, serving: &Arc<crate::streamlets::scorer::serving::Serving>) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), Arc::downgrade(serving));
+    fn inner(&self) -> std::sync::MutexGuard<'_, ControlsInner> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The scorer `name` serves with `serving` from now on. Returns the decisions made before
+    /// a restart for this very configuration of it, to apply before it scores; those made for
+    /// another configuration are dropped (an edit of the pipeline wins over them).
+    pub fn register(&self, name: &str, serving: &Arc<crate::streamlets::scorer::serving::Serving>) -> Vec<Decision> {
+        let mut inner = self.inner();
+        inner.running.insert(name.to_string(), Arc::downgrade(serving));
+        match inner.restoring.remove(name) {
+            Some((fingerprint, decisions)) if fingerprint == serving.fingerprint() => decisions,
+            Some((_, decisions)) if !decisions.is_empty() => {
+                tracing::info!(scorer = %name, decisions = decisions.len(), "the scorer's configuration changed since its earlier decisions: they no longer apply");
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// What the scorer `name` serves with, while it runs.
     pub fn serving(&self, name: &str) -> Option<Arc<crate::streamlets::scorer::serving::Serving>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(name)?.upgrade()
+        self.inner().running.get(name)?.upgrade()
+    }
+
+    /// Decisions made for the scorer `name` (under the configuration `fingerprint`) before a
+    /// restart: applied when it starts, if its configuration is the same.
+    pub fn restore(&self, name: &str, fingerprint: String, decisions: Vec<Decision>) {
+        self.inner()
+            .restoring
+            .insert(name.to_string(), (fingerprint, decisions));
+    }
+
+    /// The scorer `name` applied these decisions again.
+    pub fn restored(&self, name: &str, decisions: Vec<Decision>) {
+        self.inner().restored.insert(name.to_string(), decisions);
+    }
+
+    /// The decisions the scorer `name` applied again when it started, once.
+    pub fn take_restored(&self, name: &str) -> Option<Vec<Decision>> {
+        self.inner().restored.remove(name)
     }
 }
 

@@ -65,6 +65,8 @@ pub struct Prepare {
     pub kafka: crate::kafka::KafkaSettings,
     /// Whether this replaces a running streamlet (file sinks then append instead of truncating).
     pub reloading: bool,
+    /// The pipeline's scorers, for an evaluator restoring its decisions.
+    pub controls: io::Controls,
 }
 
 /// A streamlet with everything that can fail at start done (files opened, schemas compiled,
@@ -76,7 +78,7 @@ pub enum Prepared {
     Egress(egress::Ready),
     Scorer(Box<scorer::Ready>),
     Enricher(Box<enricher::Ready>),
-    Evaluator(Box<evaluator::config::EvaluatorConfig>),
+    Evaluator(Box<evaluator::Ready>),
     Substitute(kind::Substitute),
 }
 
@@ -90,7 +92,7 @@ pub async fn prepare(kind: &KindConfig, ctx: &Prepare) -> Result<Prepared, Strea
             scorer::prepare(c, &ctx.name, ctx.reloading, &ctx.kafka).await?,
         )),
         KindConfig::Enricher(c) => Prepared::Enricher(Box::new(enricher::prepare(c, &ctx.name, &ctx.kafka).await?)),
-        KindConfig::Evaluator(c) => Prepared::Evaluator(Box::new(c.clone())),
+        KindConfig::Evaluator(c) => Prepared::Evaluator(Box::new(evaluator::prepare(c, ctx))),
         KindConfig::Substitute(s) => Prepared::Substitute(s.clone()),
     })
 }
@@ -105,7 +107,7 @@ pub async fn run(prepared: Prepared, io: Io) -> Result<(), StreamletError> {
         Prepared::Egress(ready) => egress::run(ready, io).await,
         Prepared::Scorer(ready) => scorer::run(*ready, io).await,
         Prepared::Enricher(ready) => enricher::run(*ready, io).await,
-        Prepared::Evaluator(config) => evaluator::run(*config, io).await,
+        Prepared::Evaluator(ready) => evaluator::run(*ready, io).await,
         Prepared::Substitute(s) => s.0.run(io).await,
     };
     match result {

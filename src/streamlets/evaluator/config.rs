@@ -1,13 +1,14 @@
 //! An evaluator's configuration: how a label is joined to the prediction it is the truth of,
 //! and what the answers are (a classifier's scores or a regressor's numbers).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
 use crate::models::quality::{Metric, Task};
 use crate::problem::Problem;
-use crate::streamlets::kind::{Finding, Kind, Outlets, Port};
+use crate::streamlets::kind::{Finding, Kind, Outlets, PathField, PathRole, Port};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct EvaluatorConfig {
@@ -43,6 +44,13 @@ pub struct EvaluatorConfig {
     /// When the serving model's version is rolled back to the one before.
     #[serde(default)]
     pub rollback: Option<RollbackRule>,
+    /// The folder its decisions are kept in, so that they survive a restart.
+    #[serde(default = "default_state")]
+    pub state: PathBuf,
+}
+
+fn default_state() -> PathBuf {
+    PathBuf::from(".sluice")
 }
 
 /// Promote a challenger when its figure over the window beats the serving model's by more
@@ -146,6 +154,14 @@ impl Port for EvaluatorPort {}
 impl Kind for EvaluatorConfig {
     fn outlets(&self) -> Outlets {
         Outlets::all::<EvaluatorPort>()
+    }
+
+    fn paths_mut(&mut self) -> Vec<PathField<'_>> {
+        vec![PathField {
+            pointer: "/state".into(),
+            role: PathRole::Output,
+            path: &mut self.state,
+        }]
     }
 
     /// Rules name a scorer, a figure of the task, and fit in the window.

@@ -7,12 +7,15 @@
 //! cannot be joined (no key, no answer or truth of the right type) goes to `errors` with why.
 //! What waits to be joined is held in memory within the configured bounds: it is not kept
 //! across a restart of the process, where the predictions and labels that were waiting are
-//! lost (the summary before the stop says how many were waiting).
+//! lost (the summary before the stop says how many were waiting). The decisions its rules
+//! made are kept (in the `state` folder) and apply again after a restart, for as long as the
+//! scorer's configuration is the one they were made for: an edit of it wins over them.
 
 pub mod config;
 pub mod join;
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value as Json};
@@ -24,6 +27,40 @@ use super::{Batch, Io, Stop};
 use crate::flow::Value;
 use crate::models::quality::{Decision, Metric, ModelQuality, Quality, QualitySummary, Task};
 use crate::streamlets::scorer::serving::Serving;
+
+/// What an evaluator keeps on disk: the decisions in force, and the configuration of the
+/// scorer they were made for.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    scorer_fingerprint: String,
+    decisions: Vec<Decision>,
+}
+
+/// An evaluator ready to run: its configuration, and where its decisions are kept.
+pub struct Ready {
+    config: EvaluatorConfig,
+    state_file: PathBuf,
+}
+
+/// Finds where the decisions are kept; decisions kept from before a restart wait for the
+/// scorer to start (a scorer running already, on a reload of the evaluator, keeps its own).
+pub fn prepare(config: &EvaluatorConfig, ctx: &super::Prepare) -> Ready {
+    let state_file = config
+        .state
+        .join(format!("{}.{}.decisions.json", ctx.pipeline, ctx.name));
+    if let Some(scorer) = &config.scorer {
+        let saved = std::fs::read_to_string(&state_file)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Saved>(&text).ok());
+        if let (Some(saved), None) = (saved, ctx.controls.serving(scorer)) {
+            ctx.controls.restore(scorer, saved.scorer_fingerprint, saved.decisions);
+        }
+    }
+    Ready {
+        config: config.clone(),
+        state_file,
+    }
+}
 
 /// How often the figures are published while records flow.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
@@ -48,6 +85,10 @@ struct Evaluation {
     models: Vec<(ModelId, Quality)>,
     index: HashMap<ModelId, usize>,
     decisions: Vec<Decision>,
+    /// The decisions in force for the scorer's configuration `fingerprint`, kept in `state_file`.
+    in_force: Vec<Decision>,
+    fingerprint: Option<String>,
+    state_file: PathBuf,
     /// The (model, version) pairs a rollback was tried for: each is tried once.
     rolled_back: HashSet<(String, String)>,
 }
@@ -112,9 +153,12 @@ fn text_of(value: &Value<'_>) -> Option<String> {
 }
 
 impl Evaluation {
-    fn new(name: &str, config: EvaluatorConfig) -> Evaluation {
+    fn new(name: &str, config: EvaluatorConfig, state_file: PathBuf) -> Evaluation {
         Evaluation {
             name: name.to_string(),
+            in_force: Vec::new(),
+            fingerprint: None,
+            state_file,
             task: config.task(),
             join: Join::new(config.join.max_wait, config.join.max_pending),
             models: Vec::new(),
@@ -123,6 +167,54 @@ impl Evaluation {
             rolled_back: HashSet::new(),
             config,
         }
+    }
+
+    /// Follows the scorer instance running now: decisions it applied again after a restart
+    /// join this run's, and a scorer whose configuration changed (an edit) starts with none.
+    fn follow(&mut self, serving: &Serving, controls: &super::io::Controls) {
+        let scorer = self.config.scorer.clone().unwrap_or_default();
+        if let Some(restored) = controls.take_restored(&scorer) {
+            self.decisions.extend(restored.iter().cloned());
+            self.in_force.extend(restored);
+        }
+        let fingerprint = serving.fingerprint().to_string();
+        match &self.fingerprint {
+            Some(known) if *known == fingerprint => return,
+            Some(_) if !self.in_force.is_empty() => {
+                tracing::info!(%scorer, decisions = self.in_force.len(), "the scorer's configuration was edited: its earlier decisions no longer apply");
+                self.in_force.clear();
+            }
+            _ => {}
+        }
+        self.fingerprint = Some(fingerprint);
+        if self.config.promote.is_some() || self.config.rollback.is_some() {
+            self.save();
+        }
+    }
+
+    /// Keeps the decisions in force on disk (written whole, then renamed into place).
+    fn save(&self) {
+        let saved = Saved {
+            scorer_fingerprint: self.fingerprint.clone().unwrap_or_default(),
+            decisions: self.in_force.clone(),
+        };
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = self.state_file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let partial = self.state_file.with_extension("json.partial");
+            std::fs::write(&partial, serde_json::to_vec_pretty(&saved).unwrap_or_default())?;
+            std::fs::rename(&partial, &self.state_file)
+        };
+        if let Err(e) = write() {
+            tracing::error!(file = %self.state_file.display(), reason = %e, "cannot keep the evaluator's decisions: they will not survive a restart");
+        }
+    }
+
+    fn decided(&mut self, decision: Decision) {
+        self.decisions.push(decision.clone());
+        self.in_force.push(decision);
+        self.save();
     }
 
     /// The model (of the strategy's id, `""` alone) serving `version`'s quality.
@@ -174,7 +266,7 @@ impl Evaluation {
                     }
                     let decision = Decision {
                         at: now_rfc3339(),
-                        action: "promoted",
+                        action: "promoted".into(),
                         scorer: scorer.clone(),
                         model: challenger.clone(),
                         version,
@@ -185,13 +277,14 @@ impl Evaluation {
                         labelled: nc,
                         from_model: Some(serving_model.clone()),
                         from_labelled: Some(ns),
+                        restored: false,
                     };
                     tracing::info!(
                         %scorer, model = %challenger, version = %decision.version, from = %serving_model,
                         metric = rule.metric.name(), value = vc, serving_value = vs, labelled = nc,
                         serving_labelled = ns, "model promoted"
                     );
-                    self.decisions.push(decision);
+                    self.decided(decision);
                     return None;
                 }
             }
@@ -357,9 +450,9 @@ impl Evaluation {
                     %scorer, model = %rule.model, from = %from, to = %to, metric = limit.0.name(),
                     value = rule.value, worse_than = limit.1, labelled = rule.labelled, "model rolled back"
                 );
-                self.decisions.push(Decision {
+                self.decided(Decision {
                     at: now_rfc3339(),
-                    action: "rolled_back",
+                    action: "rolled_back".into(),
                     scorer,
                     model: rule.model,
                     version: from,
@@ -370,6 +463,7 @@ impl Evaluation {
                     labelled: rule.labelled,
                     from_model: None,
                     from_labelled: None,
+                    restored: false,
                 });
             }
             Err(reason) => {
@@ -438,10 +532,11 @@ fn number(x: f64) -> Json {
     serde_json::Number::from_f64(x).map_or(Json::Null, Json::Number)
 }
 
-pub async fn run(config: EvaluatorConfig, mut io: Io) -> Result<(), Stop> {
+pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
+    let Ready { config, state_file } = ready;
     let out = io.outlets.get(EvaluatorPort::Out)?;
     let errors = io.outlets.get(EvaluatorPort::Errors)?;
-    let mut evaluation = Evaluation::new(&io.name, config);
+    let mut evaluation = Evaluation::new(&io.name, config, state_file);
     let mut published = Instant::now();
     let mut tick = tokio::time::interval(EXPIRE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -460,6 +555,9 @@ pub async fn run(config: EvaluatorConfig, mut io: Io) -> Result<(), Stop> {
         };
         let now = Instant::now();
         let serving = evaluation.config.scorer.as_deref().and_then(|s| io.controls.serving(s));
+        if let Some(serving) = &serving {
+            evaluation.follow(serving, &io.controls);
+        }
         let Taken {
             joined,
             refused,

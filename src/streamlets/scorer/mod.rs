@@ -24,6 +24,7 @@ use super::io::{with_error, with_errors, Acks, Queued};
 use super::{Batch, Io, Stop, StreamletError};
 use crate::flow::{Column, ColumnBuilder, Owned};
 use crate::models::config::OutputMapping;
+use crate::models::quality::Decision;
 use crate::models::registry::Source;
 use crate::models::version::Expectation;
 use crate::models::{ModelRegistry, ModelVersion};
@@ -253,7 +254,13 @@ pub async fn prepare(
         models.push((id, registry));
     }
     let registries = models.iter().map(|(_, r)| r.clone()).collect();
-    let serving = Arc::new(Serving::new(scorer, models, config.strategy.as_ref())?);
+    let fingerprint = {
+        use std::hash::Hasher;
+        let mut hasher = twox_hash::XxHash64::with_seed(0);
+        hasher.write(format!("{config:?}").as_bytes());
+        format!("{:016x}", hasher.finish())
+    };
+    let serving = Arc::new(Serving::new(scorer, models, config.strategy.as_ref())?.for_configuration(fingerprint));
     Ok(Ready {
         config: config.clone(),
         serving,
@@ -322,7 +329,21 @@ async fn forward_lifecycle(
 }
 
 async fn serve(ready: Ready, io: &mut Io) -> Result<(), Stop> {
-    io.controls.register(&io.name, &ready.serving);
+    // Decisions an evaluator made before a restart apply again, before the first record.
+    let restored = io.controls.register(&io.name, &ready.serving);
+    let mut applied = Vec::new();
+    for decision in restored {
+        if let Err(reason) = restore(&ready.serving, &decision).await {
+            tracing::warn!(scorer = %io.name, action = %decision.action, model = %decision.model, %reason, "decision not restored");
+            continue;
+        }
+        tracing::info!(scorer = %io.name, action = %decision.action, model = %decision.model, version = %decision.version, decided_at = %decision.at, "decision restored");
+        applied.push(Decision {
+            restored: true,
+            ..decision
+        });
+    }
+    io.controls.restored(&io.name, applied);
     for registry in &ready.registries {
         io.telemetry.serve_models(registry.clone());
     }
@@ -342,6 +363,34 @@ async fn serve(ready: Ready, io: &mut Io) -> Result<(), Stop> {
         }
     }
     score_stream(io, ready.serving.clone(), &ready.config).await
+}
+
+/// Applies a decision made before a restart again: a promotion, or a rollback of the version
+/// that serves again.
+async fn restore(serving: &Arc<Serving>, decision: &Decision) -> Result<(), String> {
+    let figures = serde_json::json!({
+        "restored": true, "decided_at": decision.at, "metric": decision.metric.name(),
+        "value": decision.value, "against": decision.against, "labelled": decision.labelled,
+    });
+    match decision.action.as_str() {
+        "promoted" => serving.promote(&decision.model, figures),
+        "rolled_back" => {
+            let (serving, model, version) = (serving.clone(), decision.model.clone(), decision.version.clone());
+            tokio::task::spawn_blocking(move || {
+                let serves = serving
+                    .versions()
+                    .into_iter()
+                    .any(|(m, v)| m == model && v.as_deref() == Some(version.as_str()));
+                if !serves {
+                    return Err(format!("version {version} does not serve now"));
+                }
+                serving.roll_back(&model, figures).map(|_| ())
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+        }
+        other => Err(format!("unknown decision `{other}`")),
+    }
 }
 
 /// Records waiting for a model batch: the batches they came in, joined only when taken.

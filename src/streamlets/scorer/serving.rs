@@ -134,6 +134,9 @@ pub struct Serving {
     /// The model an evaluator promoted: under a split it takes every record, under a shadow
     /// strategy it answers as the primary (the old primary no longer asked). `NONE` until then.
     promoted: AtomicUsize,
+    /// Tells one configuration of the scorer from another: decisions made for one do not
+    /// apply to another (an edit of the pipeline wins over them).
+    fingerprint: String,
 }
 
 const NONE: usize = usize::MAX;
@@ -225,7 +228,18 @@ impl Serving {
             plan,
             stats,
             promoted: AtomicUsize::new(NONE),
+            fingerprint: String::new(),
         })
+    }
+
+    /// The same, for the configuration whose fingerprint this is.
+    pub fn for_configuration(mut self, fingerprint: String) -> Serving {
+        self.fingerprint = fingerprint;
+        self
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     fn promoted(&self) -> Option<usize> {
