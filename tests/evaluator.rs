@@ -439,3 +439,75 @@ fn a_promotion_survives_a_restart_and_an_edit_of_the_scorer_wins_over_it() {
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&kept).expect("kept")).expect("JSON");
     assert_eq!(saved["decisions"], serde_json::json!([]), "{saved:#}");
 }
+
+#[test]
+fn the_join_holds_across_a_hot_reload_of_the_scorer() {
+    let dir = tempfile::tempdir().expect("dir");
+    let models = root().join("examples/house-prices/models");
+    let scorer = |version: &str| {
+        format!(
+            "    model: {{ name: house-price, folder: {}, version: \"{version}\" }}",
+            models.display()
+        )
+    };
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &file,
+        judged(dir.path(), 3000, &scorer("1"), "").replace("rate: 2000", "rate: 1000"),
+    )
+    .expect("pipeline");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let (handle, task) = rt.block_on(sluice::runtime::run_file(
+        &file,
+        topology,
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    let labelled = |status: &sluice::runtime::Status| -> u64 {
+        status
+            .streamlets
+            .iter()
+            .filter_map(|s| s.quality.as_ref())
+            .flat_map(|q| q.models.iter().map(|m| m.since_start.labelled))
+            .sum()
+    };
+    let started = std::time::Instant::now();
+    while labelled(&handle.status()) < 800 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no labels joined"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The scorer is replaced while predictions and labels are in flight.
+    let edited = judged(dir.path(), 3000, &scorer("2"), "").replace("rate: 2000", "rate: 1000");
+    let tmp = dir.path().join("pipeline.tmp");
+    std::fs::write(&tmp, edited).expect("edit");
+    std::fs::rename(&tmp, &file).expect("edit");
+    let summary = rt.block_on(task).expect("the run task").expect("the run succeeds");
+    assert_eq!(summary.reloads, 1);
+    let quality = quality_of(&summary, "quality");
+    let versions: Vec<(String, u64)> = quality["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| {
+            (
+                m["version"].as_str().unwrap_or_default().to_string(),
+                m["since_start"]["labelled"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    assert!(versions.iter().all(|(_, n)| *n > 0), "{versions:?}");
+    assert_eq!(
+        versions.iter().map(|(_, n)| n).sum::<u64>(),
+        3000,
+        "every listing joined once: {versions:?}"
+    );
+    assert_eq!(quality["waiting_labels"], 0);
+    assert_eq!(
+        quality["dropped"],
+        serde_json::json!({"expired_predictions": 0, "expired_labels": 0, "evicted": 0, "duplicate_labels": 0, "duplicate_predictions": 0})
+    );
+}

@@ -152,6 +152,25 @@ fn a_profile_field_the_profile_lacks_is_reported_at_its_name() {
 }
 
 #[test]
+fn an_evaluators_rules_are_checked_where_they_are_written() {
+    let found = problems("evaluator_rules.yaml");
+    assert_eq!(found.len(), 4, "{found:#?}");
+    for (line, column, words) in [
+        (
+            17,
+            13,
+            "`frad` is not a scorer of this pipeline (did you mean `fraud`?)",
+        ),
+        (18, 24, "`mae` is not a classifier's figure"),
+        (18, 43, "500 labelled answers do not fit a window of 100"),
+        (26, 5, "a rule changes what a scorer serves: name it with `scorer`"),
+    ] {
+        let d = assert_problem("evaluator_rules.yaml", "invalid-value", line, column, None);
+        assert!(d.message.contains(words), "{}", d.message);
+    }
+}
+
+#[test]
 fn yaml_syntax() {
     let d = assert_problem("yaml_syntax.yaml", "yaml-syntax", 5, 3, None);
     // The parser notices at the next key; the hint names the `{` left open.
