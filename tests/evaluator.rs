@@ -62,7 +62,7 @@ streamlets:
     source: {{ type: file, path: {dir}/labels.jsonl }}
   fraud:
     use: {root}/streamlets/card-fraud.yaml
-    model: {{ name: card-fraud, folder: {root}/examples/fraud/models }}
+    model: {{ name: card-fraud, folder: {root}/examples/fraud/models, version: "1" }}
     inputs: [transactions]
   quality:
     kind: evaluator
@@ -510,4 +510,39 @@ fn the_join_holds_across_a_hot_reload_of_the_scorer() {
         quality["dropped"],
         serde_json::json!({"expired_predictions": 0, "expired_labels": 0, "evicted": 0, "duplicate_labels": 0, "duplicate_predictions": 0})
     );
+}
+
+#[test]
+fn the_card_fraud_demo_promotes_its_challenger_and_the_audit_says_why() {
+    let out = tempfile::tempdir().expect("dir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "pipelines/card-fraud-quality.yaml"])
+        .env("SLUICE_OUT", out.path())
+        .current_dir(root())
+        .output()
+        .expect("sluice runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let audit = read_jsonl(&out.path().join("model-audit.jsonl"));
+    let promoted = audit
+        .iter()
+        .find(|r| r["event"] == "promoted")
+        .unwrap_or_else(|| panic!("no promotion in {audit:#?}"));
+    assert_eq!(
+        (promoted["arm"].as_str(), promoted["version"].as_str()),
+        (Some("challenger"), Some("2"))
+    );
+    let figures = &promoted["figures"];
+    assert_eq!(figures["metric"], "roc_auc");
+    assert_eq!(figures["labelled"], 300);
+    assert!(figures["value"].as_f64().unwrap() > figures["serving_value"].as_f64().unwrap() + 0.02);
+    assert!(
+        audit.iter().any(|r| r["event"] == "retired" && r["arm"] == "champion"),
+        "the champion is retired by the promotion"
+    );
+    // Every chargeback that came was joined with its transaction's prediction, once.
+    let judged = read_jsonl(&out.path().join("judged-transactions.jsonl"));
+    let chargebacks = std::fs::read_to_string(root().join("examples/fraud/chargebacks.jsonl")).expect("labels");
+    assert_eq!(judged.len(), chargebacks.lines().count());
+    let ids: std::collections::BTreeSet<&str> = judged.iter().filter_map(|r| r["tx_id"].as_str()).collect();
+    assert_eq!(ids.len(), judged.len());
 }

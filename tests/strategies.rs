@@ -193,7 +193,7 @@ fn fraud_models(strategy: &str) -> String {
     let constant = folder("examples/strategies/models");
     format!(
         "    models:
-      gbm: {{ name: card-fraud, folder: {fraud} }}
+      gbm: {{ name: card-fraud, folder: {fraud}, version: 1 }}
       yes: {{ name: always-fraud, folder: {constant} }}
       no: {{ name: never-fraud, folder: {constant} }}
     strategy: {strategy}

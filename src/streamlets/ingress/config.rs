@@ -10,6 +10,13 @@ use serde::Deserialize;
 pub use crate::formats::{ColumnType, Format};
 use crate::kafka::KafkaSettings;
 
+fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration: {e}")))
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct IngressConfig {
     pub source: SourceConfig,
@@ -27,6 +34,14 @@ pub enum SourceConfig {
         path: PathBuf,
         #[serde(flatten)]
         text: TextFormat,
+        /// Replays the file at this many records per second (as fast as downstream takes
+        /// them when absent).
+        #[serde(default)]
+        rate: Option<f64>,
+        /// Waits this long before the first record ("3s"): a stream that lags another, such
+        /// as outcomes arriving after the events they are the outcome of.
+        #[serde(default, deserialize_with = "optional_duration")]
+        start_after: Option<std::time::Duration>,
     },
     Stdin {
         #[serde(flatten)]

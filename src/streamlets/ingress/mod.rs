@@ -66,10 +66,25 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
         io.batch_size = size;
     }
     match (config.source, file) {
-        (SourceConfig::File { path, text }, Some(file)) => {
+        (
+            SourceConfig::File {
+                path,
+                text,
+                rate,
+                start_after,
+            },
+            Some(file),
+        ) => {
             let format = text.format.unwrap_or_else(|| Format::of_path(&path));
             let input = BufReader::with_capacity(256 * 1024, Box::new(file) as Box<dyn std::io::Read + Send>);
-            read_text(io, reader(&text, format), input, &path.display().to_string()).await
+            if let Some(wait) = start_after {
+                tokio::select! {
+                    _ = io.stop_intake.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            let pace = rate.filter(|r| *r > 0.0).map(Pace::new);
+            read_text(io, reader(&text, format), input, &path.display().to_string(), pace).await
         }
         (SourceConfig::File { path, .. }, None) => {
             Err(StreamletError::Internal(format!("{} was not opened before the ingress ran", path.display())).into())
@@ -77,7 +92,7 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
         (SourceConfig::Stdin { text }, _) => {
             let format = text.format.unwrap_or(Format::Jsonl);
             let input = BufReader::new(Box::new(std::io::stdin()) as Box<dyn std::io::Read + Send>);
-            read_text(io, reader(&text, format), input, "stdin").await
+            read_text(io, reader(&text, format), input, "stdin", None).await
         }
         (SourceConfig::Generator(g), _) => generate(g, io).await,
         (SourceConfig::Kafka(k), _) => match kafka {
@@ -123,7 +138,41 @@ pub(crate) fn malformed_record(
     record
 }
 
-async fn read_text(io: Io, mut reader: TextReader, input: text::Input, source: &str) -> Result<(), Stop> {
+/// A steady rate of records: when each next record is due.
+struct Pace {
+    rate: f64,
+    started: Instant,
+    sent: u64,
+}
+
+impl Pace {
+    fn new(rate: f64) -> Pace {
+        Pace {
+            rate,
+            started: Instant::now(),
+            sent: 0,
+        }
+    }
+
+    /// How many records are due now (at least one, once its time has come), waiting for the
+    /// next one's time when none is.
+    async fn due(&mut self, most: usize) -> usize {
+        let next_at = self.started + Duration::from_secs_f64(self.sent as f64 / self.rate);
+        tokio::time::sleep_until(next_at.into()).await;
+        let due = (self.started.elapsed().as_secs_f64() * self.rate) as u64 + 1;
+        let n = (due.saturating_sub(self.sent) as usize).clamp(1, most.max(1));
+        self.sent += n as u64;
+        n
+    }
+}
+
+async fn read_text(
+    io: Io,
+    mut reader: TextReader,
+    input: text::Input,
+    source: &str,
+    mut pace: Option<Pace>,
+) -> Result<(), Stop> {
     reader.chunk = io.batch_size;
     let (tx, mut rx) = mpsc::channel(2);
     reader.spawn(input, tx).map_err(|source_err| StreamletError::Read {
@@ -148,7 +197,23 @@ async fn read_text(io: Io, mut reader: TextReader, input: text::Input, source: &
             .into_iter()
             .map(|Malformed { line, reason, raw }| malformed_record(&io.name, source, line, reason, raw))
             .collect();
-        out.send(parsed.records).await?;
+        match &mut pace {
+            None => out.send(parsed.records).await?,
+            Some(pace) => {
+                // The chunk goes out a slice at a time, each when it is due.
+                let mut records = parsed.records;
+                while !records.is_empty() {
+                    let n = tokio::select! {
+                        biased;
+                        _ = io.stop_intake.cancelled() => return Ok(()),
+                        n = pace.due(records.len()) => n,
+                    };
+                    let rest = records.split_off(n.min(records.len()));
+                    out.send(records).await?;
+                    records = rest;
+                }
+            }
+        }
         errors.send(Batch::from_records(&bad)).await?;
     }
     Ok(())

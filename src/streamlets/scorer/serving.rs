@@ -308,7 +308,22 @@ impl Serving {
             .ok_or_else(|| format!("the scorer has no model `{model}`"))?;
         match &self.plan {
             Plan::Split { .. } | Plan::Shadow { .. } => {
+                let before = self.arms().serving;
                 self.promoted.store(index, Ordering::Release);
+                // The model that served until now answers no more (a split) or only as it did.
+                if let Some(old) = before.and_then(|id| self.ids.iter().position(|i| *i == id)) {
+                    if old != index {
+                        if let Some(version) = self.registries[old].current() {
+                            self.registries[old].lifecycle().record(
+                                &version.descriptor.version,
+                                "retired",
+                                crate::models::lifecycle::Detail::reason(format!(
+                                    "`{model}` was promoted in its place"
+                                )),
+                            );
+                        }
+                    }
+                }
                 let registry = &self.registries[index];
                 if let Some(version) = registry.current() {
                     registry.lifecycle().record(
