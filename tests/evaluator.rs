@@ -546,3 +546,45 @@ fn the_card_fraud_demo_promotes_its_challenger_and_the_audit_says_why() {
     let ids: std::collections::BTreeSet<&str> = judged.iter().filter_map(|r| r["tx_id"].as_str()).collect();
     assert_eq!(ids.len(), judged.len());
 }
+
+#[test]
+fn a_rollback_survives_a_restart_and_an_edit_of_the_scorer_wins_over_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).expect("models folder");
+    for entry in std::fs::read_dir(root().join("examples/house-prices/models")).expect("models") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, models.join(path.file_name().expect("a name"))).expect("copy");
+    }
+    let scorer = |extra: &str| {
+        format!(
+            "    model: {{ name: house-price, folder: {} }}\n{extra}",
+            models.display()
+        )
+    };
+    let rules = format!(
+        "    rollback: {{ metric: mae, worse_than: 1000, min_labelled: 50 }}\n    state: {}/state",
+        dir.path().display()
+    );
+    let run = |count: u64, scorer: &str| {
+        let summary = run_pipeline(dir.path(), &judged(dir.path(), count, scorer, &rules));
+        let quality = quality_of(&summary, "quality");
+        let versions: std::collections::BTreeSet<String> = read_jsonl(&dir.path().join("joined.jsonl"))
+            .iter()
+            .map(|r| r["_model"]["version"].as_str().unwrap_or_default().to_string())
+            .collect();
+        (quality["decisions"].as_array().cloned().unwrap_or_default(), versions)
+    };
+    let (decisions, _) = run(1000, &scorer(""));
+    assert_eq!(decisions.len(), 1, "{decisions:#?}");
+    // A restart: v2 is rolled back again before the first listing, and v1 serves them all.
+    let (decisions, versions) = run(40, &scorer(""));
+    assert_eq!(decisions.len(), 1, "{decisions:#?}");
+    assert_eq!(decisions[0]["restored"], true);
+    assert_eq!(versions, ["1".to_string()].into());
+    // An edit of the scorer (here its batch size) wins: v2 serves again (too few listings
+    // follow for the rule to roll it back anew).
+    let (decisions, versions) = run(40, &scorer("    batch: { max_batch: 64 }"));
+    assert!(decisions.is_empty(), "{decisions:#?}");
+    assert_eq!(versions, ["2".to_string()].into());
+}

@@ -171,6 +171,20 @@ fn an_evaluators_rules_are_checked_where_they_are_written() {
 }
 
 #[test]
+fn paces_waits_and_signed_figures_that_cannot_work_are_refused() {
+    let found = problems("evaluator_limits.yaml");
+    assert_eq!(found.len(), 3, "{found:#?}");
+    for (line, column, words) in [
+        (5, 83, "records a second cannot be kept"),
+        (16, 23, "no label could ever join its prediction"),
+        (18, 25, "`mean_error` is signed"),
+    ] {
+        let d = assert_problem("evaluator_limits.yaml", "invalid-value", line, column, None);
+        assert!(d.message.contains(words), "{}", d.message);
+    }
+}
+
+#[test]
 fn yaml_syntax() {
     let d = assert_problem("yaml_syntax.yaml", "yaml-syntax", 5, 3, None);
     // The parser notices at the next key; the hint names the `{` left open.

@@ -217,6 +217,13 @@ fn clipped(p: f64) -> f64 {
     p.clamp(f64::EPSILON, 1.0 - f64::EPSILON)
 }
 
+/// The calibration bin of a score as scikit-learn's `calibration_curve` finds it: the number of
+/// inner edges (`i / bins`, as `numpy.linspace` makes them) below it.
+fn calibration_bin(score: f64) -> usize {
+    let step = 1.0 / CALIBRATION_BINS as f64;
+    (1..CALIBRATION_BINS).filter(|i| *i as f64 * step < score).count()
+}
+
 fn bin_of(score: f64, bins: usize) -> usize {
     if score.is_nan() {
         return 0;
@@ -245,7 +252,9 @@ struct Sums {
 }
 
 impl Sums {
-    fn new(task: Task) -> Sums {
+    /// Sums of a task; a classifier's with the AUC histogram only when `histogram` (a set of
+    /// answers kept whole has its exact AUC instead).
+    fn new(task: Task, histogram: bool) -> Sums {
         let classifier = matches!(task, Task::Classifier { .. });
         Sums {
             n: 0,
@@ -254,8 +263,16 @@ impl Sums {
             tn: 0,
             false_negatives: 0,
             log_loss: 0.0,
-            positives: if classifier { vec![0; AUC_BINS] } else { Vec::new() },
-            negatives: if classifier { vec![0; AUC_BINS] } else { Vec::new() },
+            positives: if classifier && histogram {
+                vec![0; AUC_BINS]
+            } else {
+                Vec::new()
+            },
+            negatives: if classifier && histogram {
+                vec![0; AUC_BINS]
+            } else {
+                Vec::new()
+            },
             calibration: if classifier {
                 vec![(0, 0.0, 0); CALIBRATION_BINS]
             } else {
@@ -281,13 +298,15 @@ impl Sums {
                 }
                 let p = clipped(a.predicted);
                 self.log_loss -= if positive { p.ln() } else { (1.0 - p).ln() };
-                let bin = bin_of(a.predicted, AUC_BINS);
-                if positive {
-                    self.positives[bin] += 1;
-                } else {
-                    self.negatives[bin] += 1;
+                if !self.positives.is_empty() {
+                    let bin = bin_of(a.predicted, AUC_BINS);
+                    if positive {
+                        self.positives[bin] += 1;
+                    } else {
+                        self.negatives[bin] += 1;
+                    }
                 }
-                let c = &mut self.calibration[bin_of(a.predicted, CALIBRATION_BINS)];
+                let c = &mut self.calibration[calibration_bin(a.predicted)];
                 c.0 += 1;
                 c.1 += a.predicted;
                 c.2 += u64::from(positive);
@@ -384,7 +403,7 @@ fn exact_auc(answers: &[Labelled]) -> Option<f64> {
         // A run of equal scores: its pairs count half.
         let mut j = i;
         let (mut run_p, mut run_n) = (0u64, 0u64);
-        while j < sorted.len() && sorted[j].predicted == sorted[i].predicted {
+        while j < sorted.len() && sorted[j].predicted.total_cmp(&sorted[i].predicted).is_eq() {
             if sorted[j].truth >= 0.5 {
                 run_p += 1;
             } else {
@@ -416,7 +435,7 @@ impl Quality {
             task,
             window: window.max(1),
             latest: VecDeque::new(),
-            since_start: Sums::new(task),
+            since_start: Sums::new(task, true),
         }
     }
 
@@ -447,7 +466,7 @@ impl Quality {
 
 /// The figures of a set of answers, exact.
 pub fn figures_of(task: Task, answers: &[Labelled]) -> Figures {
-    let mut sums = Sums::new(task);
+    let mut sums = Sums::new(task, false);
     for a in answers {
         sums.add(task, *a);
     }
@@ -527,6 +546,16 @@ mod tests {
         );
         let none = Quality::new(Task::Classifier { threshold: 0.5 }, 5).since_start();
         assert_eq!((none.labelled, none.accuracy), (0, None));
+    }
+
+    #[test]
+    fn a_score_on_a_calibration_edge_falls_in_the_bin_below_as_in_scikit_learn() {
+        // numpy's searchsorted over linspace(0, 1, 11)[1:-1]: 0.3 (above 0.30000000000000004?
+        // no) goes to bin 2, 0.1 to bin 0, 0.95 to bin 9, 0 to bin 0, 1 to bin 9.
+        assert_eq!(
+            [0.0, 0.1, 0.3, 0.31, 0.95, 1.0].map(calibration_bin),
+            [0, 0, 2, 3, 9, 9]
+        );
     }
 
     #[test]

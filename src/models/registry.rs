@@ -43,6 +43,9 @@ pub struct ModelRegistry {
     /// Versions rolled back (version, sha256): never candidates again.
     withdrawn: Mutex<Vec<(String, String)>>,
     lifecycle: Lifecycle,
+    /// Held while the candidates are read and one is swapped in: the folder watcher and a
+    /// rollback never swap at once.
+    swapping: Mutex<()>,
 }
 
 /// How many versions keep statistics of their own; older ones are folded into one aggregate.
@@ -173,6 +176,7 @@ impl ModelRegistry {
                         feed: Mutex::new(feed),
                         withdrawn: Mutex::new(Vec::new()),
                         lifecycle,
+                        swapping: Mutex::new(()),
                     }));
                 }
                 Err(e) => {
@@ -205,6 +209,7 @@ impl ModelRegistry {
             feed: Mutex::new(feed),
             withdrawn: Mutex::new(Vec::new()),
             lifecycle,
+            swapping: Mutex::new(()),
         }))
     }
 
@@ -243,6 +248,11 @@ impl ModelRegistry {
     /// (the error is the last such rejection when none passed). Blocking. Returns the new
     /// version when there was a swap.
     pub fn refresh(&self) -> Result<Option<Arc<ModelVersion>>, ModelError> {
+        let _swapping = self.swapping.lock().unwrap_or_else(|p| p.into_inner());
+        self.refresh_held()
+    }
+
+    fn refresh_held(&self) -> Result<Option<Arc<ModelVersion>>, ModelError> {
         let published = self.published.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (candidates, problems) = candidates(&self.source, &published);
         for p in problems {
@@ -309,13 +319,20 @@ impl ModelRegistry {
         }
     }
 
-    /// Rolls the serving version back: it is withdrawn (never a candidate again, until the
+    /// Rolls the serving version back, if it is `expected`: it is withdrawn (never a candidate again, until the
     /// process restarts) and the best earlier version that passes its checks serves instead.
     /// When none does, the serving version goes on and the error says why. Blocking.
-    pub fn roll_back(&self, figures: serde_json::Value) -> Result<(String, String), ModelError> {
+    pub fn roll_back(&self, expected: &str, figures: serde_json::Value) -> Result<(String, String), ModelError> {
+        let _swapping = self.swapping.lock().unwrap_or_else(|p| p.into_inner());
         let Some(serving) = self.current() else {
             return Err(ModelError::Runtime("no version serves: nothing to roll back".into()));
         };
+        if serving.descriptor.version != expected {
+            return Err(ModelError::Runtime(format!(
+                "version {expected} no longer serves (version {} does)",
+                serving.descriptor.version
+            )));
+        }
         let key = (serving.descriptor.version.clone(), serving.descriptor.sha256.clone());
         self.lifecycle
             .record(&serving.descriptor.version, "rolled_back", Detail::figures(figures));
@@ -323,7 +340,7 @@ impl ModelRegistry {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(key.clone());
-        let refreshed = self.refresh();
+        let refreshed = self.refresh_held();
         let restored = |reason: String| {
             self.withdrawn
                 .lock()

@@ -135,8 +135,6 @@ struct ControlsInner {
     running: std::collections::HashMap<String, ServingRef>,
     /// Per scorer: the configuration fingerprint decisions were made for, and the decisions.
     restoring: std::collections::HashMap<String, (String, Vec<Decision>)>,
-    /// Per scorer: the decisions applied again when it started.
-    restored: std::collections::HashMap<String, Vec<Decision>>,
 }
 
 impl Controls {
@@ -171,16 +169,6 @@ impl Controls {
         self.inner()
             .restoring
             .insert(name.to_string(), (fingerprint, decisions));
-    }
-
-    /// The scorer `name` applied these decisions again.
-    pub fn restored(&self, name: &str, decisions: Vec<Decision>) {
-        self.inner().restored.insert(name.to_string(), decisions);
-    }
-
-    /// The decisions the scorer `name` applied again when it started, once.
-    pub fn take_restored(&self, name: &str) -> Option<Vec<Decision>> {
-        self.inner().restored.remove(name)
     }
 }
 

@@ -72,7 +72,7 @@ pub struct Prepare {
 /// A streamlet with everything that can fail at start done (files opened, schemas compiled,
 /// models loaded and checked), so a reload can build new pieces before it stops old ones.
 pub enum Prepared {
-    Ingress(ingress::Ready),
+    Ingress(Box<ingress::Ready>),
     Validator(Box<validator::Ready>),
     Merger,
     Egress(egress::Ready),
@@ -84,7 +84,7 @@ pub enum Prepared {
 
 pub async fn prepare(kind: &KindConfig, ctx: &Prepare) -> Result<Prepared, StreamletError> {
     Ok(match kind {
-        KindConfig::Ingress(c) => Prepared::Ingress(ingress::prepare(c, ctx).await?),
+        KindConfig::Ingress(c) => Prepared::Ingress(Box::new(ingress::prepare(c, ctx).await?)),
         KindConfig::Validator(c) => Prepared::Validator(Box::new(validator::prepare(c)?)),
         KindConfig::Merger(_) => Prepared::Merger,
         KindConfig::Egress(c) => Prepared::Egress(egress::prepare(c, ctx).await?),
@@ -101,7 +101,7 @@ pub async fn prepare(kind: &KindConfig, ctx: &Prepare) -> Result<Prepared, Strea
 /// Downstream going away is not an error of this streamlet: it just stops.
 pub async fn run(prepared: Prepared, io: Io) -> Result<(), StreamletError> {
     let result = match prepared {
-        Prepared::Ingress(ready) => ingress::run(ready, io).await,
+        Prepared::Ingress(ready) => ingress::run(*ready, io).await,
         Prepared::Validator(ready) => validator::run(*ready, io).await,
         Prepared::Merger => merger::run(io).await,
         Prepared::Egress(ready) => egress::run(ready, io).await,

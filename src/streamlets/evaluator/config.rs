@@ -23,8 +23,8 @@ pub struct EvaluatorConfig {
     /// A classifier's score at or above this predicts the positive class.
     #[serde(default = "default_threshold")]
     pub threshold: f64,
-    /// The label value that means the positive class, when labels are text; `true` and `1`
-    /// always do.
+    /// The label text that means the positive class (other text is negative); without it,
+    /// text labels must be `true`/`1` or `false`/`0`. Boolean and 0/1 number labels need none.
     #[serde(default)]
     pub positive: Option<String>,
     /// How many of the latest labelled answers per model version the window figures cover.
@@ -187,7 +187,15 @@ impl Kind for EvaluatorConfig {
                     ),
                 ));
             }
-            if metric.for_classifiers() != classifier {
+            if metric == Metric::MeanError {
+                found.push(Finding::at_value(
+                    format!("/{rule}/metric"),
+                    invalid(
+                        "metric",
+                        "`mean_error` is signed and ranks no model above another: use `mae`".into(),
+                    ),
+                ));
+            } else if metric.for_classifiers() != classifier {
                 found.push(Finding::at_value(
                     format!("/{rule}/metric"),
                     invalid(
@@ -212,6 +220,15 @@ impl Kind for EvaluatorConfig {
                     ),
                 ));
             }
+        }
+        if self.join.max_wait.is_zero() {
+            found.push(Finding::at_value(
+                "/join/max_wait",
+                Problem::InvalidValue {
+                    field: "max_wait".into(),
+                    reason: "with no time to wait, no label could ever join its prediction".into(),
+                },
+            ));
         }
         found
     }

@@ -36,10 +36,11 @@ struct Saved {
     decisions: Vec<Decision>,
 }
 
-/// An evaluator ready to run: its configuration, and where its decisions are kept.
+/// An evaluator ready to run: its configuration, where its decisions are kept, and those kept.
 pub struct Ready {
     config: EvaluatorConfig,
     state_file: PathBuf,
+    saved: Option<Saved>,
 }
 
 /// Finds where the decisions are kept; decisions kept from before a restart wait for the
@@ -48,17 +49,19 @@ pub fn prepare(config: &EvaluatorConfig, ctx: &super::Prepare) -> Ready {
     let state_file = config
         .state
         .join(format!("{}.{}.decisions.json", ctx.pipeline, ctx.name));
-    if let Some(scorer) = &config.scorer {
-        let saved = std::fs::read_to_string(&state_file)
-            .ok()
-            .and_then(|text| serde_json::from_str::<Saved>(&text).ok());
-        if let (Some(saved), None) = (saved, ctx.controls.serving(scorer)) {
-            ctx.controls.restore(scorer, saved.scorer_fingerprint, saved.decisions);
+    let saved = std::fs::read_to_string(&state_file)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Saved>(&text).ok());
+    if let (Some(scorer), Some(saved)) = (&config.scorer, &saved) {
+        if ctx.controls.serving(scorer).is_none() {
+            ctx.controls
+                .restore(scorer, saved.scorer_fingerprint.clone(), saved.decisions.clone());
         }
     }
     Ready {
         config: config.clone(),
         state_file,
+        saved,
     }
 }
 
@@ -89,6 +92,9 @@ struct Evaluation {
     in_force: Vec<Decision>,
     fingerprint: Option<String>,
     state_file: PathBuf,
+    /// The scorer instance followed (its address), and whether one was yet.
+    instance: Option<usize>,
+    followed: bool,
     /// The (model, version) pairs a rollback was tried for: each is tried once.
     rolled_back: HashSet<(String, String)>,
 }
@@ -153,12 +159,18 @@ fn text_of(value: &Value<'_>) -> Option<String> {
 }
 
 impl Evaluation {
-    fn new(name: &str, config: EvaluatorConfig, state_file: PathBuf) -> Evaluation {
+    fn new(name: &str, config: EvaluatorConfig, state_file: PathBuf, saved: Option<Saved>) -> Evaluation {
+        let (fingerprint, in_force) = match saved {
+            Some(s) => (Some(s.scorer_fingerprint), s.decisions),
+            None => (None, Vec::new()),
+        };
         Evaluation {
             name: name.to_string(),
-            in_force: Vec::new(),
-            fingerprint: None,
+            in_force,
+            fingerprint,
             state_file,
+            instance: None,
+            followed: false,
             task: config.task(),
             join: Join::new(config.join.max_wait, config.join.max_pending),
             models: Vec::new(),
@@ -169,23 +181,36 @@ impl Evaluation {
         }
     }
 
-    /// Follows the scorer instance running now: decisions it applied again after a restart
-    /// join this run's, and a scorer whose configuration changed (an edit) starts with none.
-    fn follow(&mut self, serving: &Serving, controls: &super::io::Controls) {
+    /// Follows the scorer instance running now. The decisions in force (those kept from
+    /// before, and this run's) hold for as long as the scorer's configuration is the one they
+    /// were made for: a new instance of the same configuration (a reload that rebuilt it) has
+    /// them applied again, one of another configuration (an edit) starts without them.
+    async fn follow(&mut self, serving: &std::sync::Arc<Serving>) {
+        let instance = std::sync::Arc::as_ptr(serving) as usize;
+        if self.instance == Some(instance) {
+            return;
+        }
+        self.instance = Some(instance);
+        self.rolled_back.clear();
         let scorer = self.config.scorer.clone().unwrap_or_default();
-        if let Some(restored) = controls.take_restored(&scorer) {
-            self.decisions.extend(restored.iter().cloned());
-            self.in_force.extend(restored);
-        }
         let fingerprint = serving.fingerprint().to_string();
-        match &self.fingerprint {
-            Some(known) if *known == fingerprint => return,
-            Some(_) if !self.in_force.is_empty() => {
-                tracing::info!(%scorer, decisions = self.in_force.len(), "the scorer's configuration was edited: its earlier decisions no longer apply");
-                self.in_force.clear();
+        if self.fingerprint.as_deref() == Some(fingerprint.as_str()) {
+            for decision in self.in_force.clone() {
+                if let Err(reason) = crate::streamlets::scorer::restore(serving, &decision).await {
+                    tracing::warn!(%scorer, action = %decision.action, model = %decision.model, %reason, "decision not applied again");
+                }
+                if !self.followed {
+                    self.decisions.push(Decision {
+                        restored: true,
+                        ..decision
+                    });
+                }
             }
-            _ => {}
+        } else if !self.in_force.is_empty() {
+            tracing::info!(%scorer, decisions = self.in_force.len(), "the scorer's configuration was edited: its earlier decisions no longer apply");
+            self.in_force.clear();
         }
+        self.followed = true;
         self.fingerprint = Some(fingerprint);
         if self.config.promote.is_some() || self.config.rollback.is_some() {
             self.save();
@@ -218,11 +243,12 @@ impl Evaluation {
     }
 
     /// The model (of the strategy's id, `""` alone) serving `version`'s quality.
-    fn group(&self, model: &str, version: &str) -> Option<usize> {
+    fn group(&self, model: &str, serves: &(String, String)) -> Option<usize> {
         let arm = (!model.is_empty()).then(|| model.to_string());
+        let (name, version) = serves;
         self.models
             .iter()
-            .position(|(id, _)| id.arm == arm && id.version == version)
+            .position(|(id, _)| id.arm == arm && id.name == *name && id.version == *version)
     }
 
     /// A model's figure over the window, with the labelled answers it covers.
@@ -235,15 +261,16 @@ impl Evaluation {
     /// rollback returned to be run.
     fn decide(&mut self, changed: usize, serving: &Serving) -> Option<RollBack> {
         let arms = serving.arms();
-        let versions: HashMap<String, Option<String>> = serving.versions().into_iter().collect();
+        let versions: HashMap<String, Option<(String, String)>> = serving.versions().into_iter().collect();
         let current = |model: &str| versions.get(model).cloned().flatten();
         let scorer = self.config.scorer.clone().unwrap_or_default();
         if let (Some(rule), Some(serving_model)) = (self.config.promote.clone(), arms.serving.clone()) {
-            let serving_group = current(&serving_model).and_then(|v| self.group(&serving_model, &v));
+            let serving_group = current(&serving_model).and_then(|s| self.group(&serving_model, &s));
             if let Some(gs) = serving_group {
                 for challenger in &arms.challengers {
-                    let Some(version) = current(challenger) else { continue };
-                    let Some(gc) = self.group(challenger, &version) else {
+                    let Some(serves) = current(challenger) else { continue };
+                    let version = serves.1.clone();
+                    let Some(gc) = self.group(challenger, &serves) else {
                         continue;
                     };
                     if changed != gc && changed != gs {
@@ -296,8 +323,9 @@ impl Evaluation {
             None if versions.contains_key("") => String::new(),
             None => return None,
         };
-        let version = current(&model)?;
-        let group = self.group(&model, &version)?;
+        let serves = current(&model)?;
+        let version = serves.1.clone();
+        let group = self.group(&model, &serves)?;
         if group != changed || self.rolled_back.contains(&(model.clone(), version.clone())) {
             return None;
         }
@@ -441,7 +469,8 @@ impl Evaluation {
             "metric": limit.0.name(), "value": rule.value, "worse_than": limit.1, "labelled": rule.labelled,
             "evaluator": self.name,
         });
-        let outcome = tokio::task::spawn_blocking(move || serving.roll_back(&model, figures))
+        let version = rule.version.clone();
+        let outcome = tokio::task::spawn_blocking(move || serving.roll_back(&model, &version, figures))
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
         match outcome {
@@ -533,10 +562,14 @@ fn number(x: f64) -> Json {
 }
 
 pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
-    let Ready { config, state_file } = ready;
+    let Ready {
+        config,
+        state_file,
+        saved,
+    } = ready;
     let out = io.outlets.get(EvaluatorPort::Out)?;
     let errors = io.outlets.get(EvaluatorPort::Errors)?;
-    let mut evaluation = Evaluation::new(&io.name, config, state_file);
+    let mut evaluation = Evaluation::new(&io.name, config, state_file, saved);
     let mut published = Instant::now();
     let mut tick = tokio::time::interval(EXPIRE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -556,7 +589,7 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
         let now = Instant::now();
         let serving = evaluation.config.scorer.as_deref().and_then(|s| io.controls.serving(s));
         if let Some(serving) = &serving {
-            evaluation.follow(serving, &io.controls);
+            evaluation.follow(serving).await;
         }
         let Taken {
             joined,

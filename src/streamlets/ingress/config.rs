@@ -116,9 +116,31 @@ pub enum GeneratorProfile {
     HouseListings,
 }
 
+/// The rates a source may be paced at, records per second.
+const RATES: std::ops::RangeInclusive<f64> = 0.001..=1e9;
+
 impl Kind for IngressConfig {
     fn outlets(&self) -> Outlets {
         Outlets::OF_A_SOURCE
+    }
+
+    /// A pace is a rate a clock can keep: from one record in 1,000 s to a billion a second.
+    fn check(&self) -> Vec<crate::streamlets::kind::Finding> {
+        let rate = match &self.source {
+            SourceConfig::File { rate, .. } => *rate,
+            SourceConfig::Generator(g) => g.rate,
+            _ => None,
+        };
+        match rate {
+            Some(r) if !RATES.contains(&r) => vec![crate::streamlets::kind::Finding::at_value(
+                "/source/rate",
+                crate::problem::Problem::InvalidValue {
+                    field: "rate".into(),
+                    reason: format!("{r} records a second cannot be kept: give 0.001 to 1e9"),
+                },
+            )],
+            _ => Vec::new(),
+        }
     }
 
     fn takes_inputs(&self) -> bool {

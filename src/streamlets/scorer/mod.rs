@@ -330,20 +330,16 @@ async fn forward_lifecycle(
 
 async fn serve(ready: Ready, io: &mut Io) -> Result<(), Stop> {
     // Decisions an evaluator made before a restart apply again, before the first record.
-    let restored = io.controls.register(&io.name, &ready.serving);
-    let mut applied = Vec::new();
-    for decision in restored {
-        if let Err(reason) = restore(&ready.serving, &decision).await {
-            tracing::warn!(scorer = %io.name, action = %decision.action, model = %decision.model, %reason, "decision not restored");
-            continue;
+    for decision in io.controls.register(&io.name, &ready.serving) {
+        match restore(&ready.serving, &decision).await {
+            Ok(()) => {
+                tracing::info!(scorer = %io.name, action = %decision.action, model = %decision.model, version = %decision.version, decided_at = %decision.at, "decision restored")
+            }
+            Err(reason) => {
+                tracing::warn!(scorer = %io.name, action = %decision.action, model = %decision.model, %reason, "decision not restored")
+            }
         }
-        tracing::info!(scorer = %io.name, action = %decision.action, model = %decision.model, version = %decision.version, decided_at = %decision.at, "decision restored");
-        applied.push(Decision {
-            restored: true,
-            ..decision
-        });
     }
-    io.controls.restored(&io.name, applied);
     for registry in &ready.registries {
         io.telemetry.serve_models(registry.clone());
     }
@@ -365,14 +361,15 @@ async fn serve(ready: Ready, io: &mut Io) -> Result<(), Stop> {
     score_stream(io, ready.serving.clone(), &ready.config).await
 }
 
-/// Applies a decision made before a restart again: a promotion, or a rollback of the version
-/// that serves again.
-async fn restore(serving: &Arc<Serving>, decision: &Decision) -> Result<(), String> {
+/// Makes a decision made earlier hold in `serving`: a promotion (unless the model serves
+/// already), or a rollback of the version (if it serves again). Safe to apply twice.
+pub async fn restore(serving: &Arc<Serving>, decision: &Decision) -> Result<(), String> {
     let figures = serde_json::json!({
         "restored": true, "decided_at": decision.at, "metric": decision.metric.name(),
         "value": decision.value, "against": decision.against, "labelled": decision.labelled,
     });
     match decision.action.as_str() {
+        "promoted" if serving.arms().serving.as_deref() == Some(decision.model.as_str()) => Ok(()),
         "promoted" => serving.promote(&decision.model, figures),
         "rolled_back" => {
             let (serving, model, version) = (serving.clone(), decision.model.clone(), decision.version.clone());
@@ -380,11 +377,11 @@ async fn restore(serving: &Arc<Serving>, decision: &Decision) -> Result<(), Stri
                 let serves = serving
                     .versions()
                     .into_iter()
-                    .any(|(m, v)| m == model && v.as_deref() == Some(version.as_str()));
+                    .any(|(m, v)| m == model && v.is_some_and(|(_, v)| v == version));
                 if !serves {
-                    return Err(format!("version {version} does not serve now"));
+                    return Ok(()); // rolled back already, or another version serves
                 }
-                serving.roll_back(&model, figures).map(|_| ())
+                serving.roll_back(&model, &version, figures).map(|_| ())
             })
             .await
             .unwrap_or_else(|e| Err(e.to_string()))

@@ -285,15 +285,19 @@ impl Serving {
             .collect()
     }
 
-    /// The version each model serves now, by the strategy's id (`""` for a scorer of one model).
-    pub fn versions(&self) -> Vec<(String, Option<String>)> {
+    /// The model and version each model serves now, by the strategy's id (`""` for a scorer
+    /// of one model).
+    pub fn versions(&self) -> Vec<(String, Option<(String, String)>)> {
         let single = matches!(self.plan, Plan::Single);
         self.ids
             .iter()
             .zip(&self.registries)
             .map(|(id, r)| {
                 let id = if single { String::new() } else { id.clone() };
-                (id, r.current().map(|v| v.descriptor.version.clone()))
+                let serves = r
+                    .current()
+                    .map(|v| (v.descriptor.name.clone(), v.descriptor.version.clone()));
+                (id, serves)
             })
             .collect()
     }
@@ -340,7 +344,12 @@ impl Serving {
 
     /// Rolls the version `model` serves back to the one before (`""` for a scorer of one
     /// model): the from and to versions. Blocking.
-    pub fn roll_back(&self, model: &str, figures: serde_json::Value) -> Result<(String, String), String> {
+    pub fn roll_back(
+        &self,
+        model: &str,
+        version: &str,
+        figures: serde_json::Value,
+    ) -> Result<(String, String), String> {
         let index = if model.is_empty() {
             Some(0)
         } else {
@@ -349,7 +358,7 @@ impl Serving {
         let registry = index
             .and_then(|i| self.registries.get(i))
             .ok_or_else(|| format!("the scorer has no model `{model}`"))?;
-        registry.roll_back(figures).map_err(|e| e.to_string())
+        registry.roll_back(version, figures).map_err(|e| e.to_string())
     }
 
     /// Marks records as not scored, with the reason.
