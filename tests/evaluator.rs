@@ -215,6 +215,18 @@ streamlets:
     }
 }
 
+/// A copy of the house-price models (both versions) in `dir/models`, for a registry to roll
+/// back in.
+fn copied_models(dir: &std::path::Path) -> std::path::PathBuf {
+    let models = dir.join("models");
+    std::fs::create_dir(&models).expect("models folder");
+    for entry in std::fs::read_dir(root().join("examples/house-prices/models")).expect("models") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, models.join(path.file_name().expect("a name"))).expect("copy");
+    }
+    models
+}
+
 /// A pipeline of listings and their sale prices, both at `rate` per second, scored by
 /// `scorer` (YAML lines under `price:`) and judged by an evaluator with `rules`.
 fn judged(dir: &std::path::Path, count: u64, scorer: &str, rules: &str) -> String {
@@ -333,12 +345,7 @@ fn a_challenger_that_beats_the_serving_model_is_promoted_at_the_labelled_answer_
 #[test]
 fn a_serving_version_worse_than_the_limit_is_rolled_back_to_the_one_before() {
     let dir = tempfile::tempdir().expect("dir");
-    let models = dir.path().join("models");
-    std::fs::create_dir(&models).expect("models folder");
-    for entry in std::fs::read_dir(root().join("examples/house-prices/models")).expect("models") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(&path, models.join(path.file_name().expect("a name"))).expect("copy");
-    }
+    let models = copied_models(dir.path());
     let scorer = format!("    model: {{ name: house-price, folder: {} }}", models.display());
     // Both versions are worse than 1,000 (their MAE is tens of thousands): v2 rolls back to
     // v1, and v1 has no version before it, so it serves on.
@@ -550,12 +557,7 @@ fn the_card_fraud_demo_promotes_its_challenger_and_the_audit_says_why() {
 #[test]
 fn a_rollback_survives_a_restart_and_an_edit_of_the_scorer_wins_over_it() {
     let dir = tempfile::tempdir().expect("dir");
-    let models = dir.path().join("models");
-    std::fs::create_dir(&models).expect("models folder");
-    for entry in std::fs::read_dir(root().join("examples/house-prices/models")).expect("models") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(&path, models.join(path.file_name().expect("a name"))).expect("copy");
-    }
+    let models = copied_models(dir.path());
     let scorer = |extra: &str| {
         format!(
             "    model: {{ name: house-price, folder: {} }}\n{extra}",

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::models::quality::{Metric, Task};
 use crate::problem::Problem;
@@ -84,7 +84,7 @@ pub enum TaskConfig {
 pub struct JoinConfig {
     /// How long a prediction waits for its label, and a label for its prediction ("90s",
     /// "1h"); then it is dropped and counted as expired.
-    #[serde(default = "default_max_wait", deserialize_with = "duration")]
+    #[serde(default = "default_max_wait", with = "humantime_serde")]
     pub max_wait: Duration,
     /// How many predictions and labels may wait at once; beyond it the oldest are dropped and
     /// counted as evicted.
@@ -110,11 +110,6 @@ impl EvaluatorConfig {
             TaskConfig::Regressor => Task::Regressor,
         }
     }
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration: {e}")))
 }
 
 fn default_threshold() -> f64 {

@@ -10,13 +10,6 @@ use serde::Deserialize;
 pub use crate::formats::{ColumnType, Format};
 use crate::kafka::KafkaSettings;
 
-fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text)
-        .map(Some)
-        .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration: {e}")))
-}
-
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct IngressConfig {
     pub source: SourceConfig,
@@ -40,7 +33,7 @@ pub enum SourceConfig {
         rate: Option<f64>,
         /// Waits this long before the first record ("3s"): a stream that lags another, such
         /// as outcomes arriving after the events they are the outcome of.
-        #[serde(default, deserialize_with = "optional_duration")]
+        #[serde(default, with = "humantime_serde")]
         start_after: Option<std::time::Duration>,
     },
     Stdin {
