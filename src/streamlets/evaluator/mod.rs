@@ -86,6 +86,8 @@ struct Evaluation {
     task: Task,
     join: Join,
     models: Vec<(ModelId, Quality)>,
+    /// Each model's window figures, until it gets another labelled answer.
+    windows: Vec<Option<crate::models::quality::Figures>>,
     index: HashMap<ModelId, usize>,
     decisions: Vec<Decision>,
     /// The decisions in force for the scorer's configuration `fingerprint`, kept in `state_file`.
@@ -174,6 +176,7 @@ impl Evaluation {
             task: config.task(),
             join: Join::new(config.join.max_wait, config.join.max_pending),
             models: Vec::new(),
+            windows: Vec::new(),
             index: HashMap::new(),
             decisions: Vec::new(),
             rolled_back: HashSet::new(),
@@ -252,8 +255,9 @@ impl Evaluation {
     }
 
     /// A model's figure over the window, with the labelled answers it covers.
-    fn figure(&self, group: usize, metric: Metric) -> Option<(f64, u64)> {
-        let window = self.models[group].1.window();
+    fn figure(&mut self, group: usize, metric: Metric) -> Option<(f64, u64)> {
+        let quality = &self.models[group].1;
+        let window = self.windows[group].get_or_insert_with(|| quality.window());
         Some((window.get(metric)?, window.labelled))
     }
 
@@ -349,6 +353,7 @@ impl Evaluation {
         }
         self.models
             .push((id.clone(), Quality::new(self.task, self.config.window)));
+        self.windows.push(None);
         self.index.insert(id, self.models.len() - 1);
         self.models.len() - 1
     }
@@ -446,6 +451,7 @@ impl Evaluation {
                 predicted: j.answer,
                 truth: j.truth,
             });
+            self.windows[j.model] = None;
             // Each answer labelled may decide: a rule acts on exactly the answer that meets it.
             if let Some(serving) = serving {
                 rollbacks.extend(self.decide(j.model, serving));
@@ -616,6 +622,15 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
             published = now;
         }
     }
-    io.telemetry.set_quality(evaluation.summary());
+    let summary = evaluation.summary();
+    let waiting: u64 = summary.models.iter().map(|m| m.waiting).sum();
+    if waiting > 0 || summary.waiting_labels > 0 {
+        // What waits is held in memory only: a stop loses it, and says how much.
+        tracing::warn!(
+            streamlet = %io.name, predictions = waiting, labels = summary.waiting_labels,
+            "stopped with predictions and labels still waiting to be joined: they are lost"
+        );
+    }
+    io.telemetry.set_quality(summary);
     Ok(())
 }
