@@ -590,3 +590,58 @@ fn a_rollback_survives_a_restart_and_an_edit_of_the_scorer_wins_over_it() {
     assert!(decisions.is_empty(), "{decisions:#?}");
     assert_eq!(versions, ["2".to_string()].into());
 }
+
+#[test]
+fn a_shadow_judged_on_its_own_answers_is_promoted_to_primary() {
+    let dir = tempfile::tempdir().expect("dir");
+    let models = root().join("examples/house-prices/models");
+    let scorer = format!(
+        r#"    model: null
+    models:
+      blue: {{ name: house-price, folder: {m}, version: "1" }}
+      green: {{ name: house-price, folder: {m}, version: "2" }}
+    strategy: {{ shadow: {{ primary: blue, shadows: [green], emit: true }} }}"#,
+        m = models.display()
+    );
+    let rules = "    promote: { metric: rmse, by: 1000, min_labelled: 200 }";
+    // The evaluator judges the shadow's answers too; the scored records are kept apart.
+    let yaml = judged(dir.path(), 2000, &scorer, rules)
+        .replace("    inputs: [price, sales]", "    inputs: [price, price.shadow, sales]")
+        .replace(
+            "  lifecycle:\n",
+            &format!(
+                "  scored:\n    kind: egress\n    inputs: [price]\n    sink: {{ type: file, path: {}/scored.jsonl }}\n  lifecycle:\n",
+                dir.path().display()
+            ),
+        );
+    let summary = run_pipeline(dir.path(), &yaml);
+    let quality = quality_of(&summary, "quality");
+    let arms: Vec<(&str, u64)> = quality["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| {
+            (
+                m["arm"].as_str().unwrap_or_default(),
+                m["since_start"]["labelled"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert!(
+        arms.iter().any(|(a, n)| *a == "green" && *n > 0),
+        "the shadow is judged: {arms:?}"
+    );
+    let decisions = quality["decisions"].as_array().expect("decisions");
+    assert_eq!(decisions.len(), 1, "{decisions:#?}");
+    assert_eq!(
+        (decisions[0]["model"].as_str(), decisions[0]["labelled"].as_u64()),
+        (Some("green"), Some(200))
+    );
+    // After the promotion the primary's answers, on `out`, are green's.
+    let scored = read_jsonl(&dir.path().join("scored.jsonl"));
+    assert_eq!(scored.len(), 2000);
+    assert!(scored[..50].iter().all(|r| r["_model"]["model"] == "blue"));
+    assert!(scored[scored.len() - 500..]
+        .iter()
+        .all(|r| r["_model"]["model"] == "green"));
+}
