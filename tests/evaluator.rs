@@ -645,3 +645,59 @@ fn a_shadow_judged_on_its_own_answers_is_promoted_to_primary() {
         .iter()
         .all(|r| r["_model"]["model"] == "green"));
 }
+
+#[test]
+fn labelled_examples_with_their_features_roll_into_a_dataset_folder_with_a_manifest() {
+    let dir = tempfile::tempdir().expect("dir");
+    let models = root().join("examples/house-prices/models");
+    let scorer = format!(
+        "    model: {{ name: house-price, folder: {}, version: \"2\" }}",
+        models.display()
+    );
+    let data = dir.path().join("training");
+    let yaml = judged(dir.path(), 3000, &scorer, "    carry: [\"*\"]").replace(
+        &format!(
+            "    sink: {{ type: file, path: {}/joined.jsonl }}",
+            dir.path().display()
+        ),
+        &format!(
+            "    sink: {{ type: dataset, path: {}, shard_rows: 500, max_rows: 1500 }}",
+            data.display()
+        ),
+    );
+    run_pipeline(dir.path(), &yaml);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("manifest.json")).expect("a manifest")).expect("JSON");
+    assert_eq!(manifest["rows"], 1500, "{manifest:#}");
+    let shards = manifest["shards"].as_array().expect("shards");
+    assert_eq!(shards.len(), 3);
+    assert!(manifest["from"].as_str() <= manifest["to"].as_str());
+    let mut names: Vec<String> = std::fs::read_dir(&data)
+        .expect("folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    let mut listed: Vec<String> = shards
+        .iter()
+        .map(|s| s["file"].as_str().unwrap_or_default().to_string())
+        .collect();
+    listed.push("manifest.json".into());
+    listed.sort();
+    assert_eq!(names, listed, "the folder holds what the manifest lists");
+    for shard in shards {
+        let path = data.join(shard["file"].as_str().expect("file"));
+        assert_eq!(
+            sluice::streamlets::egress::dataset::file_sha256(&path).expect("readable"),
+            shard["sha256"].as_str().expect("sha")
+        );
+        let rows = read_jsonl(&path);
+        assert_eq!(rows.len() as u64, shard["rows"].as_u64().expect("rows"));
+        for r in &rows {
+            // A training example: the features, the true outcome, and what the model said.
+            for field in ["bedrooms", "sqft_living", "city", "label", "prediction"] {
+                assert!(!r[field].is_null(), "{field} missing from {r}");
+            }
+            assert_eq!(r["_model"]["version"], "2");
+        }
+    }
+}

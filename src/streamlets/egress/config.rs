@@ -43,6 +43,26 @@ pub enum SinkConfig {
     },
     Blackhole,
     Kafka(KafkaSinkConfig),
+    Dataset(DatasetSinkConfig),
+}
+
+/// A rolling dataset folder: JSON lines shards with a manifest (`dataset.rs`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DatasetSinkConfig {
+    pub path: PathBuf,
+    /// Records per shard.
+    #[serde(default = "default_shard_rows")]
+    pub shard_rows: u64,
+    /// At most this many rows are kept, the oldest shards going first.
+    #[serde(default)]
+    pub max_rows: Option<u64>,
+    /// Shards whose last record is older than this go ("7d").
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<std::time::Duration>,
+}
+
+fn default_shard_rows() -> u64 {
+    10_000
 }
 
 impl Kind for EgressConfig {
@@ -52,7 +72,7 @@ impl Kind for EgressConfig {
 
     fn paths_mut(&mut self) -> Vec<PathField<'_>> {
         match &mut self.sink {
-            SinkConfig::File { path, .. } => vec![PathField {
+            SinkConfig::File { path, .. } | SinkConfig::Dataset(DatasetSinkConfig { path, .. }) => vec![PathField {
                 pointer: "/sink/path".into(),
                 role: PathRole::Output,
                 path,

@@ -3,6 +3,7 @@
 //! be committed) once it is written: flushed to the file, or acknowledged by the broker.
 
 pub mod config;
+pub mod dataset;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -68,6 +69,7 @@ pub enum Ready {
     File { file: tokio::fs::File, name: String },
     Blackhole,
     Kafka(Box<KafkaSink>),
+    Dataset(Box<dataset::Dataset>),
 }
 
 /// The broker's acknowledgements of one batch's messages, counted as their delivery reports
@@ -136,6 +138,12 @@ pub async fn prepare(config: &EgressConfig, ctx: &Prepare) -> Result<Ready, Stre
             name: path.display().to_string(),
         },
         SinkConfig::Blackhole => Ready::Blackhole,
+        SinkConfig::Dataset(d) => Ready::Dataset(Box::new(dataset::Dataset::open(d).map_err(|source| {
+            StreamletError::Open {
+                path: d.path.display().to_string(),
+                source,
+            }
+        })?)),
         SinkConfig::Kafka(k) => {
             let settings = ctx.kafka.merged(&k.settings);
             kafka::check_reachable(&settings).await?;
@@ -250,6 +258,34 @@ async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
     Ok(())
 }
 
+/// Appends each batch to the dataset; the shard in progress is completed when the input ends.
+async fn write_dataset(mut dataset: dataset::Dataset, mut io: Io) -> Result<(), Stop> {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let name = dataset.manifest_path();
+    let fail = |source| StreamletError::Write {
+        path: name.clone(),
+        source,
+    };
+    while let Some(batch) = io.inlet.recv().await {
+        encode_jsonl(&batch, &mut buf);
+        let lines = std::mem::take(&mut buf);
+        let (d, lines, written) = tokio::task::spawn_blocking(move || {
+            let written = dataset.append(&lines, std::time::SystemTime::now());
+            (dataset, lines, written)
+        })
+        .await
+        .map_err(|e| StreamletError::Internal(e.to_string()))?;
+        dataset = d;
+        buf = lines;
+        written.map_err(fail)?;
+    }
+    tokio::task::spawn_blocking(move || dataset.close())
+        .await
+        .map_err(|e| StreamletError::Internal(e.to_string()))?
+        .map_err(fail)?;
+    Ok(())
+}
+
 pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
     match ready {
         Ready::Stdout => write_all(io, tokio::io::stdout(), "stdout").await,
@@ -259,6 +295,7 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
             Ok(())
         }
         Ready::Kafka(sink) => produce(*sink, io).await,
+        Ready::Dataset(dataset) => write_dataset(*dataset, io).await,
     }
 }
 

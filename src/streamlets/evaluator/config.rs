@@ -44,6 +44,10 @@ pub struct EvaluatorConfig {
     /// When the serving model's version is rolled back to the one before.
     #[serde(default)]
     pub rollback: Option<RollbackRule>,
+    /// Fields of the scored record each joined pair carries besides its own (`"*"`: all but
+    /// the audit): the features a training set needs.
+    #[serde(default)]
+    pub carry: Vec<String>,
     /// The folder its decisions are kept in, so that they survive a restart.
     #[serde(default = "default_state")]
     pub state: PathBuf,

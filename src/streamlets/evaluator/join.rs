@@ -16,7 +16,12 @@ use std::time::{Duration, Instant};
 pub struct Prediction {
     pub model: usize,
     pub answer: f64,
+    /// The fields of the scored record the joined pair carries (its features, say).
+    pub carried: Option<Carried>,
 }
+
+/// Fields of a record, kept with its prediction until it joins.
+pub type Carried = std::sync::Arc<serde_json::Map<String, serde_json::Value>>;
 
 /// A prediction joined with its truth.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +32,7 @@ pub struct Joined {
     pub truth: f64,
     /// How long the first of the two waited for the other.
     pub waited: Duration,
+    pub carried: Option<Carried>,
 }
 
 /// What the join dropped or ignored.
@@ -135,6 +141,7 @@ impl Join {
                     answer: prediction.answer,
                     truth,
                     waited: now.saturating_duration_since(entry.since),
+                    carried: prediction.carried,
                 })
             }
             None => {
@@ -165,6 +172,7 @@ impl Join {
                 answer: p.answer,
                 truth,
                 waited,
+                carried: p.carried,
             })
             .collect();
         if !joined.is_empty() {
@@ -221,7 +229,11 @@ mod tests {
     use super::*;
 
     fn p(model: usize, answer: f64) -> Prediction {
-        Prediction { model, answer }
+        Prediction {
+            model,
+            answer,
+            carried: None,
+        }
     }
 
     #[test]

@@ -430,6 +430,18 @@ impl Evaluation {
         }
     }
 
+    /// The fields of record `i` a joined pair carries, if any are asked for.
+    fn carried(&self, batch: &Batch, i: usize) -> Option<join::Carried> {
+        let carry = &self.config.carry;
+        if carry.is_empty() {
+            return None;
+        }
+        let all = carry.iter().any(|c| c == "*");
+        let mut record = batch.record(i);
+        record.retain(|k, _| *k != self.config.audit_field && (all || carry.contains(k)));
+        Some(std::sync::Arc::new(record))
+    }
+
     /// Joins what it can of a batch: the joined pairs, and the records that cannot be joined
     /// with why.
     fn take(&mut self, batch: &Batch, now: Instant, serving: Option<&Serving>) -> Taken {
@@ -439,7 +451,9 @@ impl Evaluation {
             match self.read(&batch.row(i)) {
                 Ok(Read::Prediction { key, model, answer }) => {
                     let model = self.model(model);
-                    joined.extend(self.join.predict(&key, Prediction { model, answer }, now));
+                    let carried = self.carried(batch, i);
+                    let prediction = Prediction { model, answer, carried };
+                    joined.extend(self.join.predict(&key, prediction, now));
                 }
                 Ok(Read::Label { key, truth }) => joined.extend(self.join.label(&key, truth, now)),
                 Err((reason, path)) => refused.push((i, reason, path)),
@@ -519,7 +533,8 @@ impl Evaluation {
                 if let Some(arm) = &id.arm {
                     model.insert("model".into(), arm.clone().into());
                 }
-                let mut r = Map::new();
+                // The carried fields first: the pair's own win where names meet.
+                let mut r = j.carried.as_deref().cloned().unwrap_or_default();
                 r.insert(self.config.key.clone(), j.key.clone().into());
                 r.insert("prediction".into(), number(j.answer));
                 r.insert("label".into(), number(j.truth));

@@ -1,0 +1,296 @@
+//! A rolling dataset on disk: records as JSON lines in shards of a fixed size, bounded by
+//! count and age, with a manifest that says what the folder holds (rows, time range, each
+//! shard's sha256). What a training run reads: the labelled examples the pipeline has seen.
+//!
+//! A shard is written as `shard-NNNNNN.jsonl.partial` and renamed when full (or when the
+//! egress stops); only complete shards are in the manifest, which is replaced whole each time
+//! (written beside, then renamed), so a reader never sees half a shard or half a manifest.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use super::config::DatasetSinkConfig;
+
+pub const MANIFEST: &str = "manifest.json";
+
+/// One complete shard of the dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shard {
+    pub file: String,
+    pub rows: u64,
+    /// When its first and last record were written, RFC 3339.
+    pub first_at: String,
+    pub last_at: String,
+    pub sha256: String,
+}
+
+/// What the dataset folder holds.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    pub rows: u64,
+    /// The first record's time and the last one's, RFC 3339 (empty when there are none).
+    pub from: String,
+    pub to: String,
+    /// The sha256 of the shards' sha256s, in order: one figure for the whole content.
+    pub sha256: String,
+    pub shards: Vec<Shard>,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The shard being written.
+struct Open {
+    number: u64,
+    file: std::io::BufWriter<std::fs::File>,
+    rows: u64,
+    first_at: SystemTime,
+    last_at: SystemTime,
+    hash: sha2::Sha256,
+}
+
+/// A dataset folder being written.
+pub struct Dataset {
+    dir: PathBuf,
+    config: DatasetSinkConfig,
+    manifest: Manifest,
+    /// When each complete shard's last record was written, for the age bound.
+    written: Vec<SystemTime>,
+    open: Option<Open>,
+    next: u64,
+}
+
+impl Dataset {
+    /// Opens the folder, taking over the shards a manifest there lists (a restart goes on
+    /// where it stopped; a half-written shard from before is dropped).
+    pub fn open(config: &DatasetSinkConfig) -> std::io::Result<Dataset> {
+        std::fs::create_dir_all(&config.path)?;
+        let manifest: Manifest = std::fs::read_to_string(config.path.join(MANIFEST))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        for entry in std::fs::read_dir(&config.path)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "partial") {
+                std::fs::remove_file(path)?;
+            }
+        }
+        let next = manifest
+            .shards
+            .iter()
+            .filter_map(|s| {
+                s.file
+                    .strip_prefix("shard-")?
+                    .strip_suffix(".jsonl")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .map_or(1, |n| n + 1);
+        let written = manifest
+            .shards
+            .iter()
+            .map(|s| humantime::parse_rfc3339(&s.last_at).unwrap_or_else(|_| SystemTime::now()))
+            .collect();
+        Ok(Dataset {
+            dir: config.path.clone(),
+            config: config.clone(),
+            manifest,
+            written,
+            open: None,
+            next,
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Where the manifest is, for messages.
+    pub fn manifest_path(&self) -> String {
+        self.dir.join(MANIFEST).display().to_string()
+    }
+
+    fn shard_name(number: u64) -> String {
+        format!("shard-{number:06}.jsonl")
+    }
+
+    /// Appends records, each one JSON line (`lines` holds them, newline-terminated).
+    pub fn append(&mut self, lines: &[u8], now: SystemTime) -> std::io::Result<()> {
+        for line in lines.split_inclusive(|b| *b == b'\n') {
+            if self.open.is_none() {
+                let number = self.next;
+                self.next += 1;
+                let path = self.dir.join(format!("{}.partial", Self::shard_name(number)));
+                self.open = Some(Open {
+                    number,
+                    file: std::io::BufWriter::new(std::fs::File::create(path)?),
+                    rows: 0,
+                    first_at: now,
+                    last_at: now,
+                    hash: sha2::Sha256::new(),
+                });
+            }
+            let open = self.open.as_mut().expect("just opened");
+            open.file.write_all(line)?;
+            open.hash.update(line);
+            open.rows += 1;
+            open.last_at = now;
+            if open.rows >= self.config.shard_rows.max(1) {
+                self.close()?;
+            }
+        }
+        if let Some(open) = &mut self.open {
+            open.file.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Completes the shard being written (if any), drops what is beyond the bounds, and
+    /// writes the manifest.
+    pub fn close(&mut self) -> std::io::Result<()> {
+        if let Some(mut open) = self.open.take() {
+            open.file.flush()?;
+            let file = Self::shard_name(open.number);
+            std::fs::rename(self.dir.join(format!("{file}.partial")), self.dir.join(&file))?;
+            self.manifest.shards.push(Shard {
+                file,
+                rows: open.rows,
+                first_at: rfc3339(open.first_at),
+                last_at: rfc3339(open.last_at),
+                sha256: hex(&open.hash.finalize()),
+            });
+            self.written.push(open.last_at);
+        }
+        self.bound(SystemTime::now())?;
+        self.write_manifest()
+    }
+
+    /// Drops the oldest shards beyond `max_rows` rows, and those last written before
+    /// `max_age`.
+    fn bound(&mut self, now: SystemTime) -> std::io::Result<()> {
+        let too_old = |t: &SystemTime| {
+            self.config
+                .max_age
+                .is_some_and(|age| now.duration_since(*t).unwrap_or(Duration::ZERO) > age)
+        };
+        loop {
+            let rows: u64 = self.manifest.shards.iter().map(|s| s.rows).sum();
+            let over = self.config.max_rows.is_some_and(|max| rows > max);
+            if self.manifest.shards.is_empty() || !(over || self.written.first().is_some_and(too_old)) {
+                break;
+            }
+            let oldest = self.manifest.shards.remove(0);
+            self.written.remove(0);
+            match std::fs::remove_file(self.dir.join(&oldest.file)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn write_manifest(&mut self) -> std::io::Result<()> {
+        let m = &mut self.manifest;
+        m.rows = m.shards.iter().map(|s| s.rows).sum();
+        m.from = m.shards.first().map(|s| s.first_at.clone()).unwrap_or_default();
+        m.to = m.shards.last().map(|s| s.last_at.clone()).unwrap_or_default();
+        let mut all = sha2::Sha256::new();
+        for s in &m.shards {
+            all.update(s.sha256.as_bytes());
+        }
+        m.sha256 = hex(&all.finalize());
+        let partial = self.dir.join(format!("{MANIFEST}.partial"));
+        std::fs::write(&partial, serde_json::to_vec_pretty(&*m).unwrap_or_default())?;
+        std::fs::rename(partial, self.dir.join(MANIFEST))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The sha256 of a file's content, as a manifest states it.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    Ok(hex(&sha2::Sha256::digest(std::fs::read(path)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, shard_rows: u64, max_rows: Option<u64>) -> DatasetSinkConfig {
+        DatasetSinkConfig {
+            path: dir.to_path_buf(),
+            shard_rows,
+            max_rows,
+            max_age: None,
+        }
+    }
+
+    fn lines(from: u64, to: u64) -> Vec<u8> {
+        (from..=to)
+            .flat_map(|i| format!("{{\"id\":{i}}}\n").into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn shards_roll_within_the_row_bound_and_the_manifest_says_what_is_there() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut d = Dataset::open(&config(dir.path(), 100, Some(350))).expect("open");
+        d.append(&lines(1, 1000), SystemTime::now()).expect("append");
+        d.close().expect("close");
+        let m = d.manifest().clone();
+        assert_eq!(m.rows, 300);
+        assert_eq!(
+            m.shards.iter().map(|s| s.file.as_str()).collect::<Vec<_>>(),
+            ["shard-000008.jsonl", "shard-000009.jsonl", "shard-000010.jsonl"]
+        );
+        for s in &m.shards {
+            assert_eq!(file_sha256(&dir.path().join(&s.file)).expect("read"), s.sha256);
+        }
+        let first = std::fs::read_to_string(dir.path().join("shard-000008.jsonl")).expect("shard");
+        assert!(first.starts_with("{\"id\":701}\n"));
+        let on_disk: Manifest =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(MANIFEST)).expect("manifest")).expect("JSON");
+        assert_eq!(on_disk, m);
+        let files = std::fs::read_dir(dir.path()).expect("dir").count();
+        assert_eq!(files, 4, "three shards and the manifest, nothing else");
+    }
+
+    #[test]
+    fn a_partial_shard_is_not_in_the_manifest_until_it_is_complete_and_a_reopen_goes_on() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut d = Dataset::open(&config(dir.path(), 10, None)).expect("open");
+        d.append(&lines(1, 15), SystemTime::now()).expect("append");
+        assert_eq!(d.manifest().rows, 10, "the five of the open shard are not listed yet");
+        drop(d); // a crash: the partial shard is left behind
+        let mut d = Dataset::open(&config(dir.path(), 10, None)).expect("reopen");
+        assert_eq!(d.manifest().rows, 10);
+        d.append(&lines(16, 20), SystemTime::now()).expect("append");
+        d.close().expect("close");
+        let names: Vec<String> = d.manifest().shards.iter().map(|s| s.file.clone()).collect();
+        assert_eq!(names, ["shard-000001.jsonl", "shard-000002.jsonl"]);
+        assert_eq!(d.manifest().rows, 15);
+        assert!(!dir.path().join("shard-000002.jsonl.partial").exists());
+    }
+
+    #[test]
+    fn shards_older_than_the_age_bound_go() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut c = config(dir.path(), 5, None);
+        c.max_age = Some(Duration::from_secs(3600));
+        let mut d = Dataset::open(&c).expect("open");
+        let long_ago = SystemTime::now() - Duration::from_secs(7200);
+        d.append(&lines(1, 5), long_ago).expect("old");
+        d.append(&lines(6, 10), SystemTime::now()).expect("new");
+        d.close().expect("close");
+        assert_eq!(d.manifest().rows, 5);
+        assert_eq!(d.manifest().shards[0].file, "shard-000002.jsonl");
+    }
+}
