@@ -1,7 +1,7 @@
 # The two commands a fresh machine needs: `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: demo test bench lint onnxruntime browser kafka python-peer
+.PHONY: demo test bench lint onnxruntime browser kafka python-peer training
 
 ## Installs ONNX Runtime's library from PyPI into vendor-runtime/ (once).
 onnxruntime:
@@ -20,6 +20,11 @@ kafka:
 python-peer:
 	./scripts/setup-python-peer.sh
 
+## Installs what the training scripts need (scikit-learn, skl2onnx, onnx) from PyPI into
+## .venv-train/, for the test that retrains a model on a dataset the pipeline wrote (once).
+training:
+	./scripts/setup-training.sh
+
 ## Runs the demo pipeline end to end: listings are checked, scored by the house-price model,
 ## and written with their prediction and model version; rejects are kept apart with the reason.
 demo: onnxruntime
@@ -32,7 +37,7 @@ demo: onnxruntime
 	@head -n 1 out/scored-listings.jsonl
 
 ## Runs every test (unit, verification problems, CLI, end-to-end, scoring with the real ONNX Runtime).
-test: onnxruntime browser kafka
+test: onnxruntime browser kafka training
 	$(CARGO) test --locked
 
 ## Measures the runtime and the scorer against their baselines, side by side.

@@ -9,6 +9,9 @@ Needs scikit-learn, skl2onnx, onnxruntime and numpy (pip install them in a venv)
 The committed .onnx files are what this wrote; tests never train. It also writes each
 version's training profile (per field: range, nulls, mean, spread, histogram or category
 shares) for the validator's profile and drift checks (`--profile-only` writes just those).
+
+Retraining in the loop: `train.py --dataset DIR --out DIR` trains on a dataset folder sluice
+wrote (its dataset sink) and writes model.onnx, metrics.json and profile.json into --out.
 """
 import hashlib
 import sys
@@ -138,7 +141,57 @@ def write_expected_quality():
     (HERE / "expected-quality.json").write_text(json.dumps(quality, indent=2) + "\n")
 
 
+def profile_of(rows, version):
+    """The training profile of `rows`: what the validator checks records and drift against."""
+    fields = {}
+    for f in NUMERIC:
+        values = np.array([float(r.get(f) or 0) for r in rows])
+        if f == "waterfront":
+            share = float(np.mean(values))
+            fields[f] = {"type": "category", "null_rate": 0.0, "categories": {"true": share, "false": 1.0 - share}}
+            continue
+        fields[f] = {"type": "number", "null_rate": 0.0, "min": float(values.min()), "max": float(values.max()),
+                     "mean": float(values.mean()), "std": float(values.std()), "histogram": histogram(values)}
+    cities = [r["city"] for r in rows]
+    fields["city"] = {"type": "category", "null_rate": 0.0,
+                      "categories": {c: cities.count(c) / len(cities) for c in CITY_NAMES}}
+    return {"model": "house-price", "version": str(version), "records": len(rows), "fields": fields}
+
+
+def train_from_dataset(dataset, out):
+    """Retrains on a dataset folder sluice wrote (a manifest and JSON lines shards of labelled
+    listings: their fields, and the true sale price as `label`): writes `model.onnx`,
+    `metrics.json` (rows, training MAE, the dataset's sha256) and `profile.json` into `out`.
+    Small on purpose (40 trees), so that it trains in a second or two."""
+    dataset, out = pathlib.Path(dataset), pathlib.Path(out)
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    rows = []
+    for shard in manifest["shards"]:
+        for line in open(dataset / shard["file"]):
+            r = json.loads(line)
+            if r.get("city") in CITY_NAMES and r.get("label") is not None:
+                r.setdefault("yr_renovated", 0)
+                rows.append(r)
+    if len(rows) < 10:
+        sys.exit(f"{len(rows)} usable rows in {dataset}: too few to train on")
+    x, y = matrix(rows), np.array([float(r["label"]) for r in rows], dtype=np.float32)
+    model = GradientBoostingRegressor(n_estimators=40, max_depth=3, random_state=7).fit(x, y)
+    onx = convert_sklearn(model, initial_types=[("features", FloatTensorType([None, len(FEATURES)]))],
+                          target_opset={"": 17, "ai.onnx.ml": 3})
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.onnx").write_bytes(onx.SerializeToString())
+    mae = float(np.mean(np.abs(model.predict(x) - y)))
+    (out / "metrics.json").write_text(json.dumps({"rows": len(rows), "train_mae": mae,
+                                                  "dataset_sha256": manifest["sha256"]}, indent=2) + "\n")
+    (out / "profile.json").write_text(json.dumps(profile_of(rows, "retrained"), indent=2) + "\n")
+    print(f"trained on {len(rows)} rows, training MAE {mae:,.0f}")
+
+
 def main():
+    if "--dataset" in sys.argv:
+        args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+        train_from_dataset(args["--dataset"], args["--out"])
+        return
     if "--quality-only" in sys.argv:
         write_expected_quality()
         return
