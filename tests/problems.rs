@@ -185,6 +185,24 @@ fn paces_waits_and_signed_figures_that_cannot_work_are_refused() {
 }
 
 #[test]
+fn a_trainers_triggers_command_and_scorer_are_checked() {
+    let found = problems("trainer_rules.yaml");
+    assert_eq!(found.len(), 3, "{found:#?}");
+    for (line, column, words) in [
+        (13, 5, "say what starts a run"),
+        (14, 14, "pass it `{output}`"),
+        (
+            15,
+            24,
+            "`prize` is not a scorer of this pipeline (did you mean `price`?)",
+        ),
+    ] {
+        let d = assert_problem("trainer_rules.yaml", "invalid-value", line, column, None);
+        assert!(d.message.contains(words), "{}", d.message);
+    }
+}
+
+#[test]
 fn yaml_syntax() {
     let d = assert_problem("yaml_syntax.yaml", "yaml-syntax", 5, 3, None);
     // The parser notices at the next key; the hint names the `{` left open.

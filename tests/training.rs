@@ -122,3 +122,237 @@ streamlets:
         .all(|r| r["_model"]["version"] == "3" && r["predicted_price"].as_f64().is_some_and(|p| p > 0.0)));
     assert!(read_jsonl(&dir.path().join("failed.jsonl")).is_empty());
 }
+
+#[test]
+fn new_rows_start_a_run_whose_version_shadows_the_serving_one_with_its_lineage_and_is_promoted() {
+    let dir = tempfile::tempdir().expect("dir");
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).expect("models folder");
+    for entry in std::fs::read_dir(root().join("examples/house-prices/models")).expect("models") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, models.join(path.file_name().expect("a name"))).expect("copy");
+    }
+    let python = root().join(".venv-train/bin/python");
+    let yaml = format!(
+        r#"
+pipeline: loop
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, count: 24000, seed: 9, rate: 2000 }}
+  sales:
+    kind: ingress
+    source: {{ type: generator, count: 24000, seed: 9, rate: 2000 }}
+  price:
+    use: {root}/streamlets/house-price-gbm.yaml
+    model: null
+    models:
+      serving: {{ name: house-price, folder: {models}, version: "2" }}
+      candidate: {{ name: house-price, folder: {models} }}
+    strategy: {{ shadow: {{ primary: serving, shadows: [candidate], emit: true }} }}
+    inputs: [listings]
+  quality:
+    kind: evaluator
+    inputs: [price, price.shadow, sales]
+    key: id
+    label: price
+    prediction: predicted_price
+    task: regressor
+    window: 300
+    carry: ["*"]
+    scorer: price
+    promote: {{ metric: mae, by: 5000, min_labelled: 300 }}
+    state: {dir}/state
+  keep:
+    kind: egress
+    inputs: [quality]
+    sink: {{ type: dataset, path: {dir}/training, shard_rows: 250, max_rows: 3000 }}
+  retrain:
+    kind: trainer
+    inputs: [quality]
+    dataset: {dir}/training
+    when: {{ every_rows: 1500 }}
+    min_rows: 1000
+    command: ["{python}", "{root}/examples/house-prices/train.py", "--dataset", "{{dataset}}", "--out", "{{output}}"]
+    timeout: 2m
+    publish: {{ scorer: price, model: candidate }}
+    state: {dir}/state
+  runs:
+    kind: egress
+    inputs: [retrain]
+    sink: {{ type: file, path: {dir}/runs.jsonl }}
+  lifecycle:
+    kind: egress
+    inputs: [price.audit]
+    sink: {{ type: file, path: {dir}/audit.jsonl }}
+  refused:
+    kind: egress
+    inputs: [quality.errors, price.errors, listings.errors, sales.errors]
+    sink: {{ type: blackhole }}
+"#,
+        root = root().display(),
+        models = models.display(),
+        dir = dir.path().display(),
+        python = python.display()
+    );
+    let summary = run_pipeline(dir.path(), &yaml);
+    let quality = summary
+        .streamlets
+        .iter()
+        .find(|s| s.name == "quality")
+        .and_then(|s| s.quality.clone())
+        .expect("quality");
+    let figures: Vec<String> = quality
+        .models
+        .iter()
+        .map(|m| {
+            format!(
+                "{:?} v{}: window mae {:?} over {}",
+                m.arm, m.version, m.window.mae, m.window.labelled
+            )
+        })
+        .collect();
+    let runs = read_jsonl(&dir.path().join("runs.jsonl"));
+    let published = runs
+        .iter()
+        .find(|r| r["event"] == "published")
+        .unwrap_or_else(|| panic!("no version published: {runs:#?}"));
+    assert_eq!(published["version"], "3");
+    assert_eq!(published["trigger"]["kind"], "every_rows");
+    // A trigger while the run went on started no second run at once.
+    let first = published["run"].as_u64().expect("run");
+    let started_before: Vec<&Value> = runs
+        .iter()
+        .take_while(|r| !(r["event"] == "published" && r["run"] == first))
+        .filter(|r| r["event"] == "started")
+        .collect();
+    assert_eq!(started_before.len(), 1, "{runs:#?}");
+    // The descriptor says where the version came from.
+    let descriptor: Value = serde_json::from_str(
+        &std::fs::read_to_string(models.join("house-price-v3.model.json")).expect("v3's descriptor"),
+    )
+    .expect("JSON");
+    let lineage = &descriptor["lineage"];
+    assert_eq!(lineage["parent"], "2");
+    assert_eq!(lineage["trigger"]["kind"], "every_rows");
+    assert!(lineage["dataset"]["rows"].as_u64().unwrap_or(0) >= 1000, "{lineage:#}");
+    assert_eq!(lineage["dataset"]["sha256"], published["dataset"]["sha256"]);
+    assert_eq!(lineage["metrics"]["rows"], lineage["dataset"]["rows"]);
+    assert_eq!(lineage["trainer"], "retrain");
+    // It entered as the candidate's version, shadowed the serving one, and was promoted.
+    let audit = read_jsonl(&dir.path().join("audit.jsonl"));
+    let happened = |arm: &str, version: &str, event: &str| {
+        audit
+            .iter()
+            .position(|r| r["arm"] == arm && r["version"] == version && r["event"] == event)
+    };
+    let serving = happened("candidate", "3", "serving").unwrap_or_else(|| panic!("{audit:#?}"));
+    let promoted = happened("candidate", "3", "promoted")
+        .unwrap_or_else(|| panic!("v3 not promoted: {figures:#?} {:#?}", quality.decisions));
+    assert!(serving < promoted);
+}
+
+#[test]
+fn a_failed_run_changes_nothing_that_serves_and_says_why() {
+    let dir = tempfile::tempdir().expect("dir");
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).expect("models folder");
+    for entry in std::fs::read_dir(root().join("examples/house-prices/models")).expect("models") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, models.join(path.file_name().expect("a name"))).expect("copy");
+    }
+    // Four trainers, each failing its own way.
+    let trainers = [
+        ("exits", r#"["sh", "-c", "echo no good >&2; exit 3", "{output}"]"#),
+        ("writes-nothing", r#"["true", "{output}"]"#),
+        ("too-slow", r#"["sh", "-c", "sleep 30", "{output}"]"#),
+        ("not-a-model", r#"["sh", "-c", "echo garbage > {output}/model.onnx"]"#),
+    ];
+    let mut yaml = format!(
+        r#"
+pipeline: failing
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, count: 6000, seed: 9, rate: 2000 }}
+  sales:
+    kind: ingress
+    source: {{ type: generator, count: 6000, seed: 9, rate: 2000 }}
+  price:
+    use: {root}/streamlets/house-price-gbm.yaml
+    model: {{ name: house-price, folder: {models} }}
+    inputs: [listings]
+  quality:
+    kind: evaluator
+    inputs: [price, sales]
+    key: id
+    label: price
+    prediction: predicted_price
+    task: regressor
+    carry: ["*"]
+  keep:
+    kind: egress
+    inputs: [quality]
+    sink: {{ type: dataset, path: {dir}/training, shard_rows: 250 }}
+  refused:
+    kind: egress
+    inputs: [quality.errors, price.errors, listings.errors, sales.errors]
+    sink: {{ type: blackhole }}
+"#,
+        root = root().display(),
+        models = models.display(),
+        dir = dir.path().display()
+    );
+    for (name, command) in trainers {
+        yaml.push_str(&format!(
+            r#"  {name}:
+    kind: trainer
+    inputs: [quality]
+    dataset: {dir}/training
+    when: {{ every_rows: 500 }}
+    min_rows: 250
+    command: {command}
+    timeout: 1s
+    publish: {{ scorer: price }}
+    state: {dir}/state
+  {name}-runs:
+    kind: egress
+    inputs: [{name}]
+    sink: {{ type: file, path: {dir}/{name}.jsonl }}
+"#,
+            dir = dir.path().display()
+        ));
+    }
+    let summary = run_pipeline(dir.path(), &yaml);
+    for (name, words) in [
+        ("exits", "the command failed (exit status: 3)"),
+        ("writes-nothing", "the command wrote no model"),
+        ("too-slow", "the run took longer than 1s: stopped"),
+        ("not-a-model", "the model fails the scorer's checks"),
+    ] {
+        let runs = read_jsonl(&dir.path().join(format!("{name}.jsonl")));
+        let failed = runs
+            .iter()
+            .find(|r| r["event"] == "failed")
+            .unwrap_or_else(|| panic!("{name}: {runs:#?}"));
+        assert!(
+            failed["reason"].as_str().unwrap_or("").contains(words),
+            "{name}: {failed:#}"
+        );
+        assert!(!runs.iter().any(|r| r["event"] == "published"), "{name}: {runs:#?}");
+    }
+    // Nothing new in the folder, and v2 served every listing.
+    let mut files: Vec<String> = std::fs::read_dir(&models)
+        .expect("folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+        .collect();
+    files.sort();
+    assert!(
+        files
+            .iter()
+            .all(|f| f.starts_with("house-price-v1") || f.starts_with("house-price-v2")),
+        "{files:?}"
+    );
+    let price = summary.streamlets.iter().find(|s| s.name == "price").expect("scorer");
+    assert!(price.models.iter().all(|m| m.version == "2"));
+}

@@ -46,6 +46,10 @@ pub struct ModelDescriptor {
     pub inputs: Vec<TensorSpec>,
     #[serde(default)]
     pub outputs: Vec<TensorSpec>,
+    /// Where a retrained version came from: its parent, the dataset, the trigger, the
+    /// command, the figures its training reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<serde_json::Value>,
     /// The descriptor file this came from.
     #[serde(skip)]
     pub file: PathBuf,
@@ -211,6 +215,7 @@ mod tests {
             description: None,
             inputs: vec![],
             outputs: vec![],
+            lineage: None,
             file: dir.path().join("m.model.json"),
         };
         assert_eq!(d.bytes().expect("bytes"), b"model");

@@ -218,6 +218,17 @@ impl ModelRegistry {
         &self.lifecycle
     }
 
+    /// The folder its versions come from, or `None` when they come from a model topic.
+    pub fn folder(&self) -> Option<&std::path::Path> {
+        self.source.topic.is_none().then_some(self.source.folder.as_path())
+    }
+
+    /// Whether a candidate version passes every check this registry's versions must pass
+    /// (checksum, loading in ONNX Runtime, the scorer's inputs and outputs). Blocking.
+    pub fn check(&self, candidate: ModelDescriptor) -> Result<(), ModelError> {
+        ModelVersion::load(candidate, &self.expect, 1).map(|_| ())
+    }
+
     /// Whether a version serves.
     pub fn has_model(&self) -> bool {
         *self.available.borrow()

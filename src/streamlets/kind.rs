@@ -15,6 +15,7 @@ use super::ingress::config::IngressConfig;
 use super::io::Io;
 use super::merger::config::MergerConfig;
 use super::scorer::config::ScorerConfig;
+use super::trainer::config::TrainerConfig;
 use super::validator::config::ValidatorConfig;
 use super::Stop;
 pub use crate::flow::ports::Port;
@@ -32,6 +33,7 @@ pub enum KindConfig {
     Scorer(ScorerConfig),
     Enricher(EnricherConfig),
     Evaluator(EvaluatorConfig),
+    Trainer(TrainerConfig),
     /// A streamlet that no pipeline file can name: what a pipeline test puts in place of a
     /// source or a sink (`src/testing`).
     #[serde(skip)]
@@ -49,6 +51,7 @@ pub const KIND_SCHEMAS: &[(&str, &str)] = &[
     ("merger", include_str!("merger/schema.json")),
     ("egress", include_str!("egress/schema.json")),
     ("evaluator", include_str!("evaluator/schema.json")),
+    ("trainer", include_str!("trainer/schema.json")),
 ];
 
 /// What every kind tells the verifier and the runtime about itself. Each kind's configuration
@@ -263,6 +266,7 @@ macro_rules! each_kind {
             KindConfig::Scorer($c) => $call,
             KindConfig::Enricher($c) => $call,
             KindConfig::Evaluator($c) => $call,
+            KindConfig::Trainer($c) => $call,
             KindConfig::Substitute($s) => $other,
         }
     };
@@ -282,6 +286,7 @@ impl KindConfig {
             "scorer" => ScorerPort::VARIANTS,
             "enricher" => EnricherPort::VARIANTS,
             "evaluator" => super::evaluator::config::EvaluatorPort::VARIANTS,
+            "trainer" => super::trainer::config::TrainerPort::VARIANTS,
             _ => return None,
         })
     }
@@ -295,6 +300,7 @@ impl KindConfig {
             KindConfig::Scorer(_) => "scorer",
             KindConfig::Enricher(_) => "enricher",
             KindConfig::Evaluator(_) => "evaluator",
+            KindConfig::Trainer(_) => "trainer",
             KindConfig::Substitute(s) => s.0.name(),
         }
     }

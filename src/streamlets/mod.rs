@@ -9,6 +9,7 @@ pub mod kind;
 
 pub mod merger;
 pub mod scorer;
+pub mod trainer;
 pub mod validator;
 
 use kind::KindConfig;
@@ -79,6 +80,7 @@ pub enum Prepared {
     Scorer(Box<scorer::Ready>),
     Enricher(Box<enricher::Ready>),
     Evaluator(Box<evaluator::Ready>),
+    Trainer(Box<trainer::config::TrainerConfig>),
     Substitute(kind::Substitute),
 }
 
@@ -93,6 +95,7 @@ pub async fn prepare(kind: &KindConfig, ctx: &Prepare) -> Result<Prepared, Strea
         )),
         KindConfig::Enricher(c) => Prepared::Enricher(Box::new(enricher::prepare(c, &ctx.name, &ctx.kafka).await?)),
         KindConfig::Evaluator(c) => Prepared::Evaluator(Box::new(evaluator::prepare(c, ctx))),
+        KindConfig::Trainer(c) => Prepared::Trainer(Box::new(c.clone())),
         KindConfig::Substitute(s) => Prepared::Substitute(s.clone()),
     })
 }
@@ -108,6 +111,7 @@ pub async fn run(prepared: Prepared, io: Io) -> Result<(), StreamletError> {
         Prepared::Scorer(ready) => scorer::run(*ready, io).await,
         Prepared::Enricher(ready) => enricher::run(*ready, io).await,
         Prepared::Evaluator(ready) => evaluator::run(*ready, io).await,
+        Prepared::Trainer(config) => trainer::run(*config, io).await,
         Prepared::Substitute(s) => s.0.run(io).await,
     };
     match result {

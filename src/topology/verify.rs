@@ -312,9 +312,14 @@ fn check_kind(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &
         };
         problems.push(Diagnostic::new(finding.problem, at));
     }
-    // An evaluator's rules change what a scorer of this pipeline serves.
-    if let crate::spec::KindConfig::Evaluator(config) = &spec.kind {
-        let Some(scorer) = &config.scorer else { return };
+    // An evaluator's rules change what a scorer of this pipeline serves; a trainer publishes
+    // into one's folder.
+    let named = match &spec.kind {
+        crate::spec::KindConfig::Evaluator(config) => config.scorer.as_ref().map(|s| (s, "/scorer")),
+        crate::spec::KindConfig::Trainer(config) => Some((&config.publish.scorer, "/publish/scorer")),
+        _ => None,
+    };
+    if let Some((scorer, pointer)) = named {
         let is_scorer = pipeline.streamlets.get(scorer).is_some_and(is_a_scorer);
         if !is_scorer {
             let scorers = pipeline
@@ -331,7 +336,7 @@ fn check_kind(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &
                     field: "scorer".into(),
                     reason,
                 },
-                pipeline.locator.value(&Pipeline::pointer(name, "/scorer")),
+                pipeline.locator.value(&Pipeline::pointer(name, pointer)),
             ));
         }
     }

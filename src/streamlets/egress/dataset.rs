@@ -38,6 +38,10 @@ pub struct Manifest {
     /// The sha256 of the shards' sha256s, in order: one figure for the whole content.
     pub sha256: String,
     pub shards: Vec<Shard>,
+    /// Rows written into complete shards since the folder began, those dropped since
+    /// included: how many new labelled examples there were.
+    #[serde(default)]
+    pub written: u64,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -166,6 +170,7 @@ impl Dataset {
                 sha256: hex(&open.hash.finalize()),
             });
             self.written.push(open.last_at);
+            self.manifest.written += open.rows;
         }
         self.bound(SystemTime::now())?;
         self.write_manifest()

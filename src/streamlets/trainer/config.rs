@@ -1,0 +1,142 @@
+//! A trainer's configuration: when to retrain, the training command, and where the new
+//! version goes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use crate::problem::Problem;
+use crate::streamlets::kind::{Finding, Kind, Outlets, PathField, PathRole, Port};
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TrainerConfig {
+    /// The dataset folder a `dataset` egress writes: what a run trains on.
+    pub dataset: PathBuf,
+    #[serde(default)]
+    pub when: When,
+    /// A run needs at least this many rows in the dataset.
+    #[serde(default = "default_min_rows")]
+    pub min_rows: u64,
+    /// The training command, as an argument list; `{dataset}` and `{output}` are replaced by
+    /// the run's copy of the dataset and the folder it must write `model.onnx` into
+    /// (`metrics.json` there, if it writes one, becomes part of the lineage).
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
+    /// A run taking longer is stopped and fails.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    pub publish: PublishConfig,
+    /// The folder runs are made in.
+    #[serde(default = "default_state")]
+    pub state: PathBuf,
+}
+
+/// What starts a run. Several may be given; a trigger while a run goes on starts none.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct When {
+    /// Every this many new rows in the dataset.
+    #[serde(default)]
+    pub every_rows: Option<u64>,
+    /// Every this long ("1h").
+    #[serde(default, with = "humantime_serde")]
+    pub every: Option<Duration>,
+    /// A drift event (`type: drift, status: drifting`) on an input.
+    #[serde(default)]
+    pub on_drift: bool,
+}
+
+/// Where a new version goes: the folder of a scorer's model, whose checks gate it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PublishConfig {
+    pub scorer: String,
+    /// The scorer's model (its strategy id) when it serves several.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+fn default_min_rows() -> u64 {
+    100
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+
+fn default_state() -> PathBuf {
+    PathBuf::from(".sluice")
+}
+
+/// The outlet of a trainer: one record per run event (started, published, failed, skipped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "lowercase")]
+pub enum TrainerPort {
+    Out,
+}
+
+impl Port for TrainerPort {}
+
+impl Kind for TrainerConfig {
+    fn outlets(&self) -> Outlets {
+        Outlets::all::<TrainerPort>()
+    }
+
+    fn takes_inputs(&self) -> bool {
+        true
+    }
+
+    fn paths_mut(&mut self) -> Vec<PathField<'_>> {
+        vec![
+            PathField {
+                pointer: "/dataset".into(),
+                role: PathRole::Output,
+                path: &mut self.dataset,
+            },
+            PathField {
+                pointer: "/state".into(),
+                role: PathRole::Output,
+                path: &mut self.state,
+            },
+        ]
+    }
+
+    /// A command to run, and something that starts it.
+    fn check(&self) -> Vec<Finding> {
+        let mut found = Vec::new();
+        let invalid = |field: &str, reason: &str| Problem::InvalidValue {
+            field: field.into(),
+            reason: reason.into(),
+        };
+        if self.command.is_empty() {
+            found.push(Finding::at_value(
+                "/command",
+                invalid("command", "name the program to run"),
+            ));
+        }
+        if !self.command.iter().any(|a| a.contains("{output}")) {
+            found.push(Finding::at_value(
+                "/command",
+                invalid(
+                    "command",
+                    "the command must be told where to write the model: pass it `{output}`",
+                ),
+            ));
+        }
+        let w = &self.when;
+        if w.every_rows.is_none() && w.every.is_none() && !w.on_drift {
+            found.push(Finding::at_key(
+                "/when",
+                invalid("when", "say what starts a run: `every_rows`, `every` or `on_drift`"),
+            ));
+        }
+        if self.timeout.is_zero() {
+            found.push(Finding::at_value(
+                "/timeout",
+                invalid("timeout", "a run needs some time"),
+            ));
+        }
+        found
+    }
+}
