@@ -70,6 +70,25 @@ impl Kind for EgressConfig {
         Outlets::NONE
     }
 
+    /// A dataset keeps at least one shard.
+    fn check(&self) -> Vec<crate::streamlets::kind::Finding> {
+        match &self.sink {
+            SinkConfig::Dataset(d) if d.max_rows.is_some_and(|max| max < d.shard_rows) => {
+                vec![crate::streamlets::kind::Finding::at_value(
+                    "/sink/max_rows",
+                    crate::problem::Problem::InvalidValue {
+                        field: "max_rows".into(),
+                        reason: format!(
+                            "fewer rows than one shard of {} holds: every shard would go as it closes",
+                            d.shard_rows
+                        ),
+                    },
+                )]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     fn paths_mut(&mut self) -> Vec<PathField<'_>> {
         match &mut self.sink {
             SinkConfig::File { path, .. } | SinkConfig::Dataset(DatasetSinkConfig { path, .. }) => vec![PathField {

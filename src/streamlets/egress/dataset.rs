@@ -78,24 +78,28 @@ impl Dataset {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
-        for entry in std::fs::read_dir(&config.path)? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "partial") {
-                std::fs::remove_file(path)?;
-            }
-        }
-        let next = manifest
+        // Numbers go on after the highest complete shard there is, listed or not: none is
+        // overwritten.
+        let number = |name: &str| -> Option<u64> { name.strip_prefix("shard-")?.split('.').next()?.parse().ok() };
+        let mut highest = manifest
             .shards
             .iter()
-            .filter_map(|s| {
-                s.file
-                    .strip_prefix("shard-")?
-                    .strip_suffix(".jsonl")?
-                    .parse::<u64>()
-                    .ok()
-            })
+            .filter_map(|s| number(&s.file))
             .max()
-            .map_or(1, |n| n + 1);
+            .unwrap_or(0);
+        for entry in std::fs::read_dir(&config.path)? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            if path.extension().is_some_and(|e| e == "partial") {
+                std::fs::remove_file(path)?; // half written before a crash: dropped
+            } else {
+                highest = highest.max(number(&name).unwrap_or(0));
+            }
+        }
+        let next = highest.saturating_add(1);
         let written = manifest
             .shards
             .iter()
@@ -128,6 +132,7 @@ impl Dataset {
     pub fn append(&mut self, lines: &[u8], now: SystemTime) -> std::io::Result<()> {
         for line in lines.split_inclusive(|b| *b == b'\n') {
             if self.open.is_none() {
+                std::fs::create_dir_all(&self.dir)?;
                 let number = self.next;
                 self.next += 1;
                 let path = self.dir.join(format!("{}.partial", Self::shard_name(number)));
@@ -210,6 +215,7 @@ impl Dataset {
             all.update(s.sha256.as_bytes());
         }
         m.sha256 = hex(&all.finalize());
+        std::fs::create_dir_all(&self.dir)?;
         let partial = self.dir.join(format!("{MANIFEST}.partial"));
         std::fs::write(&partial, serde_json::to_vec_pretty(&*m).unwrap_or_default())?;
         std::fs::rename(partial, self.dir.join(MANIFEST))
@@ -283,6 +289,30 @@ mod tests {
         assert_eq!(names, ["shard-000001.jsonl", "shard-000002.jsonl"]);
         assert_eq!(d.manifest().rows, 15);
         assert!(!dir.path().join("shard-000002.jsonl.partial").exists());
+    }
+
+    #[test]
+    fn a_shard_left_unlisted_is_never_overwritten() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("shard-000007.jsonl"), "{\"id\":0}\n").expect("orphan");
+        let mut d = Dataset::open(&config(dir.path(), 2, None)).expect("open");
+        d.append(&lines(1, 2), SystemTime::now()).expect("append");
+        assert_eq!(d.manifest().shards[0].file, "shard-000008.jsonl");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("shard-000007.jsonl")).expect("kept"),
+            "{\"id\":0}\n"
+        );
+    }
+
+    #[test]
+    fn a_folder_removed_while_running_is_made_again() {
+        let dir = tempfile::tempdir().expect("dir");
+        let folder = dir.path().join("data");
+        let mut d = Dataset::open(&config(&folder, 2, None)).expect("open");
+        d.append(&lines(1, 2), SystemTime::now()).expect("append");
+        std::fs::remove_dir_all(&folder).expect("removed");
+        d.append(&lines(3, 4), SystemTime::now()).expect("append again");
+        assert!(folder.join(MANIFEST).is_file());
     }
 
     #[test]

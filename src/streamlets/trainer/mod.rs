@@ -50,7 +50,43 @@ struct Running {
     number: u64,
     trigger: Trigger,
     dataset: Manifest,
+    folder: PathBuf,
     task: JoinHandle<Ended>,
+}
+
+impl Drop for Running {
+    /// A run dropped unfinished (the trainer stopped) is stopped: its command's process group
+    /// is killed with it.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How many run folders (each with its output) are kept; the dataset copy of a finished run
+/// goes at once.
+const KEEP_RUNS: usize = 5;
+
+/// Removes a finished run's dataset copy, and the oldest run folders beyond [`KEEP_RUNS`].
+fn tidy(runs: &Path, finished: &Path) {
+    let _ = std::fs::remove_dir_all(finished.join("dataset"));
+    let Ok(entries) = std::fs::read_dir(runs) else { return };
+    let mut folders: Vec<(SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("run-"))
+        .map(|e| {
+            (
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+                e.path(),
+            )
+        })
+        .collect();
+    folders.sort();
+    let excess = folders.len().saturating_sub(KEEP_RUNS);
+    for (_, old) in folders.into_iter().take(excess) {
+        let _ = std::fs::remove_dir_all(old);
+    }
 }
 
 fn now_rfc3339() -> String {
@@ -62,10 +98,17 @@ fn read_manifest(dataset: &Path) -> Option<Manifest> {
 }
 
 /// The run's own copy of the dataset: the manifest and the shards it lists, linked where the
-/// file system allows it.
+/// file system allows it. Blocking.
 fn snapshot(dataset: &Path, manifest: &Manifest, into: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(into)?;
     for shard in &manifest.shards {
+        // A shard is a plain file of the folder, whatever the manifest says.
+        let plain = Path::new(&shard.file)
+            .file_name()
+            .is_some_and(|n| n == shard.file.as_str());
+        if !plain {
+            return Err(std::io::Error::other(format!("`{}` is not a shard's name", shard.file)));
+        }
         let (from, to) = (dataset.join(&shard.file), into.join(&shard.file));
         if std::fs::hard_link(&from, &to).is_err() {
             std::fs::copy(&from, &to)?;
@@ -75,6 +118,41 @@ fn snapshot(dataset: &Path, manifest: &Manifest, into: &Path) -> std::io::Result
         into.join(MANIFEST),
         serde_json::to_vec_pretty(manifest).unwrap_or_default(),
     )
+}
+
+/// The command's process group: killed whole when the run ends, however it ends (its exit,
+/// its timeout, a stop of the pipeline dropping the run), so nothing it started lives on.
+struct Group(Option<i32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            // SAFETY: kill(2) with a negative pid signals the process group the command
+            // leads (made with `process_group(0)`); it touches no memory of ours.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Logs a pipe of the command line by line (bytes that are not UTF-8 shown as such).
+fn log_lines(
+    pipe: Option<impl tokio::io::AsyncRead + Unpin + Send + 'static>,
+    streamlet: String,
+    number: u64,
+    stream: &'static str,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(pipe) = pipe else { return };
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        while matches!(reader.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
+            let text = String::from_utf8_lossy(&line);
+            tracing::info!(%streamlet, run = number, %stream, line = %text.trim_end(), "training output");
+            line.clear();
+        }
+    })
 }
 
 /// Runs the command of a run to its end (or its timeout), its output logged line by line.
@@ -98,44 +176,30 @@ async fn train(config: TrainerConfig, streamlet: String, number: u64, dataset: P
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        // Its own process group, so that a stop ends whatever it started too.
+        // Its own process group, so that the end of the run ends whatever it started too.
         .process_group(0)
         .kill_on_drop(true);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => return Ended::Failed(format!("cannot start `{program}`: {e}")),
     };
-    let log = |pipe: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, stream: &'static str| {
-        let streamlet = streamlet.clone();
-        tokio::spawn(async move {
-            let Some(pipe) = pipe else { return };
-            let mut lines = BufReader::new(pipe).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::info!(%streamlet, run = number, %stream, %line, "training output");
-            }
-        })
-    };
-    let out = log(child.stdout.take().map(|p| Box::new(p) as _), "stdout");
-    let err = log(child.stderr.take().map(|p| Box::new(p) as _), "stderr");
-    let status = match tokio::time::timeout(config.timeout, child.wait()).await {
+    let mut group = Group(child.id().and_then(|id| i32::try_from(id).ok()));
+    let out = log_lines(child.stdout.take(), streamlet.clone(), number, "stdout");
+    let err = log_lines(child.stderr.take(), streamlet.clone(), number, "stderr");
+    let status = tokio::time::timeout(config.timeout, child.wait()).await;
+    // Whatever it left running goes with it, and its pipes close.
+    drop(std::mem::replace(&mut group, Group(None)));
+    let _ = tokio::join!(out, err);
+    let status = match status {
         Ok(Ok(status)) => status,
         Ok(Err(e)) => return Ended::Failed(format!("the command could not be waited for: {e}")),
         Err(_) => {
-            if let Some(pid) = child.id() {
-                // SAFETY: kill(2) with a negative pid signals the process group the command
-                // leads (made with `process_group(0)`); it touches no memory of ours.
-                unsafe {
-                    libc::kill(-(pid as i32), libc::SIGKILL);
-                }
-            }
-            let _ = child.kill().await;
             return Ended::Failed(format!(
                 "the run took longer than {}: stopped",
                 humantime::format_duration(config.timeout)
-            ));
+            ))
         }
     };
-    let _ = tokio::join!(out, err);
     if !status.success() {
         return Ended::Failed(format!("the command failed ({status})"));
     }
@@ -151,6 +215,19 @@ async fn train(config: TrainerConfig, streamlet: String, number: u64, dataset: P
         metrics,
         seconds: started.elapsed().as_secs_f64(),
     }
+}
+
+/// Writes `bytes` as `path`, only if no file has that name: written beside, then linked to
+/// the name (which fails when it is taken), so a reader sees it whole or not at all.
+fn claim(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let partial = path.with_extension(format!(
+        "{}.partial",
+        path.extension().and_then(|e| e.to_str()).unwrap_or_default()
+    ));
+    std::fs::write(&partial, bytes)?;
+    let linked = std::fs::hard_link(&partial, path);
+    let _ = std::fs::remove_file(&partial);
+    linked
 }
 
 /// Publishes a trained model as the next version of the scorer's model: checked first by
@@ -170,43 +247,60 @@ fn publish(registry: &crate::models::ModelRegistry, model: &Path, lineage: Value
         .map(|d| d.version.clone())
         .max_by(|a, b| compare_versions(a, b))
         .unwrap_or_else(|| parent.descriptor.version.clone());
-    let next = match highest.parse::<u64>() {
-        Ok(n) => (n + 1).to_string(),
-        Err(_) => format!("{highest}.1"),
-    };
+    let mut next: u64 = highest
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_add(1))
+        .ok_or_else(|| format!("version `{highest}` is not a number one can be added to"))?;
     let bytes = std::fs::read(model).map_err(|e| format!("cannot read {}: {e}", model.display()))?;
     use sha2::Digest;
     let sha256: String = sha2::Sha256::digest(&bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let file = format!("{name}-v{next}.onnx");
-    let model_path = folder.join(&file);
-    let partial = folder.join(format!("{file}.partial"));
-    std::fs::write(&partial, &bytes)
-        .and_then(|_| std::fs::rename(&partial, &model_path))
-        .map_err(|e| format!("cannot write {}: {e}", model_path.display()))?;
-    let descriptor = ModelDescriptor {
-        version: next.clone(),
-        location: Some(file),
-        bytes_base64: None,
-        sha256,
-        created: Some(now_rfc3339()),
-        description: Some(format!("retrained from version {}", parent.descriptor.version)),
-        lineage: Some(lineage),
-        file: folder.join(format!("{name}-v{next}.model.json")),
-        ..parent.descriptor.clone()
-    };
-    if let Err(e) = registry.check(descriptor.clone()) {
-        let _ = std::fs::remove_file(&model_path);
-        return Err(format!("the model fails the scorer's checks: {e}"));
+    // A version's names are claimed, never overwritten: a file left there (another trainer's,
+    // an orphan of a crash) moves this one to the next number.
+    for _ in 0..100 {
+        let version = next.to_string();
+        next = next.checked_add(1).ok_or("no version number left")?;
+        let file = format!("{name}-v{version}.onnx");
+        let model_path = folder.join(&file);
+        let descriptor_path = folder.join(format!("{name}-v{version}.model.json"));
+        if descriptor_path.exists() {
+            continue;
+        }
+        match claim(&model_path, &bytes) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("cannot write {}: {e}", model_path.display())),
+        }
+        let descriptor = ModelDescriptor {
+            version: version.clone(),
+            location: Some(file),
+            bytes_base64: None,
+            sha256: sha256.clone(),
+            created: Some(now_rfc3339()),
+            description: Some(format!("retrained from version {}", parent.descriptor.version)),
+            lineage: Some(lineage.clone()),
+            file: descriptor_path.clone(),
+            ..parent.descriptor.clone()
+        };
+        if let Err(e) = registry.check(descriptor.clone()) {
+            let _ = std::fs::remove_file(&model_path);
+            return Err(format!("the model fails the scorer's checks: {e}"));
+        }
+        let text = serde_json::to_vec_pretty(&descriptor).map_err(|e| e.to_string())?;
+        match claim(&descriptor_path, &text) {
+            Ok(()) => return Ok((version, parent.descriptor.version.clone())),
+            Err(e) => {
+                let _ = std::fs::remove_file(&model_path);
+                if e.kind() != std::io::ErrorKind::AlreadyExists {
+                    return Err(format!("cannot write {}: {e}", descriptor_path.display()));
+                }
+            }
+        }
     }
-    let text = serde_json::to_vec_pretty(&descriptor).map_err(|e| e.to_string())?;
-    let partial = descriptor.file.with_extension("json.partial");
-    std::fs::write(&partial, text)
-        .and_then(|_| std::fs::rename(&partial, &descriptor.file))
-        .map_err(|e| format!("cannot write {}: {e}", descriptor.file.display()))?;
-    Ok((next, parent.descriptor.version.clone()))
+    Err(format!("no free version name in {} after 100 tries", folder.display()))
 }
 
 fn event(kind: &str, number: u64, trigger: &Trigger, dataset: &Manifest) -> Map<String, Value> {
@@ -247,25 +341,42 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
             ended = async { (&mut running.as_mut().expect("a run goes on").task).await }, if running.is_some() => {
                 let Some(run) = running.take() else { continue };
                 let ended = ended.unwrap_or_else(|e| Ended::Failed(format!("the run stopped abnormally: {e}")));
-                let record = finish(&config, &io, run, ended).await;
+                let folder = run.folder.clone();
+                let record = finish(&config, &io, &run, ended).await;
+                drop(run);
+                let runs = runs.clone();
+                let _ = tokio::task::spawn_blocking(move || tidy(&runs, &folder)).await;
                 out.send(Batch::from_records(&[record])).await?;
                 continue;
             }
             _ = io.stop_intake.cancelled(), if running.is_some() => {
-                // The pipeline stops: the run is stopped with it (its command killed), and
-                // publishes nothing.
-                let Some(run) = running.take() else { continue };
+                // The pipeline stops: the run is stopped with it (its command's process group
+                // killed), and publishes nothing.
+                let Some(mut run) = running.take() else { continue };
                 run.task.abort();
+                let _ = (&mut run.task).await;
                 let mut record = event("failed", run.number, &run.trigger, &run.dataset);
                 record.insert("reason".into(), "the pipeline stopped during the run".into());
                 out.send(Batch::from_records(&[record])).await?;
                 continue;
             }
         }
+        // Once its inputs end or the pipeline stops, no new run starts.
+        if !input_open || io.stop_intake.is_cancelled() {
+            if running.is_none() {
+                break;
+            }
+            continue;
+        }
         let manifest = read_manifest(&config.dataset);
+        if let Some(m) = &manifest {
+            if m.written < rows_base {
+                rows_base = m.written; // a dataset begun anew
+            }
+        }
         if trigger.is_none() {
             if let (Some(every), Some(m)) = (config.when.every_rows, &manifest) {
-                if m.written >= rows_base + every {
+                if m.written >= rows_base.saturating_add(every) {
                     trigger = Some(Trigger {
                         kind: "every_rows",
                         figures: json!({"new_rows": m.written - rows_base, "every_rows": every}),
@@ -283,12 +394,13 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
                 }
             }
         }
-        let Some(trigger) = trigger else {
-            if !input_open && running.is_none() {
-                break; // its inputs ended, and nothing is left to start or finish
-            }
-            continue;
-        };
+        let Some(trigger) = trigger else { continue };
+        // A trigger is used up whether it starts a run or not: it fires again only after
+        // another `every_rows` rows or `every`.
+        last_run = Instant::now();
+        if let Some(m) = &manifest {
+            rows_base = m.written;
+        }
         let Some(manifest) = manifest.filter(|m| m.rows >= config.min_rows) else {
             tracing::info!(streamlet = %io.name, trigger = trigger.kind, min_rows = config.min_rows, "training not started: the dataset has too few rows");
             continue;
@@ -301,8 +413,6 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
             continue;
         }
         number += 1;
-        last_run = Instant::now();
-        rows_base = manifest.written;
         let folder = runs.join(format!(
             "run-{}-{number}",
             SystemTime::now()
@@ -310,13 +420,35 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
                 .map_or(0, |d| d.as_secs())
         ));
         let (dataset, output) = (folder.join("dataset"), folder.join("output"));
-        let prepared = snapshot(&config.dataset, &manifest, &dataset).and_then(|_| std::fs::create_dir_all(&output));
+        let (source, copy, out_dir, listed) = (
+            config.dataset.clone(),
+            dataset.clone(),
+            output.clone(),
+            manifest.clone(),
+        );
+        let prepared = tokio::task::spawn_blocking(move || {
+            // A shard the rolling bound removed meanwhile: once more, with the manifest now.
+            let first = snapshot(&source, &listed, &copy);
+            let done = match first {
+                Err(_) => read_manifest(&source)
+                    .ok_or_else(|| std::io::Error::other("the dataset's manifest went away"))
+                    .and_then(|m| snapshot(&source, &m, &copy).map(|_| m)),
+                Ok(()) => Ok(listed),
+            };
+            done.and_then(|m| std::fs::create_dir_all(&out_dir).map(|_| m))
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        let manifest = match &prepared {
+            Ok(m) => m.clone(),
+            Err(_) => manifest,
+        };
         let mut started = event("started", number, &trigger, &manifest);
         started.insert("command".into(), json!(config.command));
         out.send(Batch::from_records(&[started])).await?;
         tracing::info!(streamlet = %io.name, run = number, trigger = trigger.kind, rows = manifest.rows, "training started");
         let task = match prepared {
-            Ok(()) => tokio::spawn(train(config.clone(), io.name.clone(), number, dataset, output)),
+            Ok(_) => tokio::spawn(train(config.clone(), io.name.clone(), number, dataset, output)),
             Err(e) => {
                 let reason = format!("cannot prepare the run's folder {}: {e}", folder.display());
                 tokio::spawn(async move { Ended::Failed(reason) })
@@ -326,6 +458,7 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
             number,
             trigger,
             dataset: manifest,
+            folder,
             task,
         });
     }
@@ -345,7 +478,7 @@ fn drifting(batch: &Batch) -> Option<Trigger> {
 }
 
 /// Publishes what a run trained (or says why not): the run's last event.
-async fn finish(config: &TrainerConfig, io: &Io, run: Running, ended: Ended) -> Map<String, Value> {
+async fn finish(config: &TrainerConfig, io: &Io, run: &Running, ended: Ended) -> Map<String, Value> {
     let mut record = event("failed", run.number, &run.trigger, &run.dataset);
     let reason = match ended {
         Ended::Failed(reason) => reason,
@@ -404,4 +537,38 @@ async fn finish(config: &TrainerConfig, io: &Io, run: Running, ended: Ended) -> 
     tracing::error!(streamlet = %io.name, run = run.number, %reason, "training run failed; what serves is unchanged");
     record.insert("reason".into(), reason.into());
     record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_claimed_once_and_never_overwritten() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("m-v3.onnx");
+        claim(&path, b"first").expect("free");
+        let again = claim(&path, b"second").expect_err("taken");
+        assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).expect("read"), b"first");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+        assert_eq!(left.len(), 1, "no partial file is left behind");
+    }
+
+    #[test]
+    fn a_snapshot_takes_plain_shard_names_only() {
+        let dir = tempfile::tempdir().expect("dir");
+        let manifest = Manifest {
+            shards: vec![crate::streamlets::egress::dataset::Shard {
+                file: "../secret".into(),
+                rows: 1,
+                first_at: String::new(),
+                last_at: String::new(),
+                sha256: String::new(),
+            }],
+            ..Manifest::default()
+        };
+        let refused = snapshot(dir.path(), &manifest, &dir.path().join("copy")).expect_err("refused");
+        assert!(refused.to_string().contains("not a shard's name"), "{refused}");
+    }
 }
