@@ -203,6 +203,20 @@ fn a_trainers_triggers_command_and_scorer_are_checked() {
 }
 
 #[test]
+fn a_trainers_quality_floor_names_an_evaluator_and_an_unsigned_figure() {
+    let found = problems("trainer_floor.yaml");
+    assert_eq!(found.len(), 2, "{found:#?}");
+    let d = assert_problem("trainer_floor.yaml", "invalid-value", 13, 35, None);
+    assert!(
+        d.message.contains("`quality` is not an evaluator of this pipeline"),
+        "{}",
+        d.message
+    );
+    let d = assert_problem("trainer_floor.yaml", "invalid-value", 13, 52, None);
+    assert!(d.message.contains("`mean_error` is signed"), "{}", d.message);
+}
+
+#[test]
 fn yaml_syntax() {
     let d = assert_problem("yaml_syntax.yaml", "yaml-syntax", 5, 3, None);
     // The parser notices at the next key; the hint names the `{` left open.

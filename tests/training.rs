@@ -356,3 +356,74 @@ streamlets:
     let price = summary.streamlets.iter().find(|s| s.name == "price").expect("scorer");
     assert!(price.models.iter().all(|m| m.version == "2"));
 }
+
+#[test]
+fn a_version_worse_than_the_quality_floor_starts_a_run_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let models = root().join("examples/house-prices/models");
+    let yaml = format!(
+        r#"
+pipeline: floor
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, count: 3000, seed: 4, rate: 3000 }}
+  sales:
+    kind: ingress
+    source: {{ type: generator, count: 3000, seed: 4, rate: 3000 }}
+  price:
+    use: {root}/streamlets/house-price-gbm.yaml
+    model: {{ name: house-price, folder: {models}, version: "2" }}
+    inputs: [listings]
+  quality:
+    kind: evaluator
+    inputs: [price, sales]
+    key: id
+    label: price
+    prediction: predicted_price
+    task: regressor
+    window: 200
+    carry: ["*"]
+  keep:
+    kind: egress
+    inputs: [quality]
+    sink: {{ type: dataset, path: {dir}/training, shard_rows: 100 }}
+  retrain:
+    kind: trainer
+    inputs: [quality]
+    dataset: {dir}/training
+    when: {{ quality: {{ evaluator: quality, metric: mae, worse_than: 1000, min_labelled: 200 }} }}
+    min_rows: 100
+    command: ["true", "{{output}}"]
+    publish: {{ scorer: price }}
+    state: {dir}/state
+  runs:
+    kind: egress
+    inputs: [retrain]
+    sink: {{ type: file, path: {dir}/runs.jsonl }}
+  refused:
+    kind: egress
+    inputs: [quality.errors, price.errors, listings.errors, sales.errors]
+    sink: {{ type: blackhole }}
+"#,
+        root = root().display(),
+        models = models.display(),
+        dir = dir.path().display()
+    );
+    run_pipeline(dir.path(), &yaml);
+    let runs = read_jsonl(&dir.path().join("runs.jsonl"));
+    let started: Vec<&Value> = runs.iter().filter(|r| r["event"] == "started").collect();
+    assert_eq!(
+        started.len(),
+        1,
+        "one run for the one version below the floor: {runs:#?}"
+    );
+    let trigger = &started[0]["trigger"];
+    assert_eq!(trigger["kind"], "quality");
+    assert_eq!(trigger["figures"]["version"], "2");
+    assert_eq!(trigger["figures"]["labelled"], 200);
+    assert!(trigger["figures"]["value"].as_f64().unwrap_or(0.0) > 1000.0);
+    assert!(runs
+        .iter()
+        .any(|r| r["event"] == "failed" && r["reason"].as_str().unwrap_or("").contains("wrote no model")));
+}

@@ -135,6 +135,8 @@ struct ControlsInner {
     running: std::collections::HashMap<String, ServingRef>,
     /// Per scorer: the configuration fingerprint decisions were made for, and the decisions.
     restoring: std::collections::HashMap<String, (String, Vec<Decision>)>,
+    /// Each running evaluator's reports, for a trainer watching a quality floor.
+    evaluators: std::collections::HashMap<String, Telemetry>,
 }
 
 impl Controls {
@@ -156,6 +158,17 @@ impl Controls {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// The evaluator `name` reports through `telemetry` from now on.
+    pub fn register_evaluator(&self, name: &str, telemetry: &Telemetry) {
+        self.inner().evaluators.insert(name.to_string(), telemetry.clone());
+    }
+
+    /// The latest figures of the evaluator `name`.
+    pub fn quality_of(&self, name: &str) -> Option<QualitySummary> {
+        let telemetry = self.inner().evaluators.get(name).cloned()?;
+        telemetry.quality()
     }
 
     /// What the scorer `name` serves with, while it runs.

@@ -129,6 +129,7 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
             }
             check_record_schemas(pipeline, &s.name, spec, &mut problems);
             check_kind(pipeline, &s.name, spec, &mut problems);
+            check_evaluator_named(pipeline, &s.name, spec, &mut problems);
         }
     }
     check_outlets(pipeline, &graph, &index, &meant, &mut problems);
@@ -340,6 +341,39 @@ fn check_kind(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &
             ));
         }
     }
+}
+
+/// A trainer's quality floor reads an evaluator of this pipeline.
+fn check_evaluator_named(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &mut Vec<Diagnostic>) {
+    let crate::spec::KindConfig::Trainer(config) = &spec.kind else {
+        return;
+    };
+    let Some(floor) = &config.when.quality else { return };
+    let is_evaluator = |s: &crate::spec::Streamlet| match &s.spec {
+        Some(spec) => spec.kind.name() == "evaluator",
+        None => s.kind.as_deref() == Some("evaluator"),
+    };
+    if pipeline.streamlets.get(&floor.evaluator).is_some_and(is_evaluator) {
+        return;
+    }
+    let evaluators = pipeline
+        .streamlets
+        .values()
+        .filter(|s| is_evaluator(s))
+        .map(|s| s.name.as_str());
+    let mut reason = format!("`{}` is not an evaluator of this pipeline", floor.evaluator);
+    if let Some(close) = did_you_mean(&floor.evaluator, evaluators) {
+        reason.push_str(&format!(" (did you mean `{close}`?)"));
+    }
+    problems.push(Diagnostic::new(
+        Problem::InvalidValue {
+            field: "evaluator".into(),
+            reason,
+        },
+        pipeline
+            .locator
+            .value(&Pipeline::pointer(name, "/when/quality/evaluator")),
+    ));
 }
 
 fn is_a_scorer(s: &crate::spec::Streamlet) -> bool {

@@ -590,6 +590,7 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
     } = ready;
     let out = io.outlets.get(EvaluatorPort::Out)?;
     let errors = io.outlets.get(EvaluatorPort::Errors)?;
+    io.controls.register_evaluator(&io.name, &io.telemetry);
     let mut evaluation = Evaluation::new(&io.name, config, state_file, saved);
     let mut published = Instant::now();
     let mut tick = tokio::time::interval(EXPIRE_EVERY);

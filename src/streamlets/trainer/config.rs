@@ -46,6 +46,24 @@ pub struct When {
     /// A drift event (`type: drift, status: drifting`) on an input.
     #[serde(default)]
     pub on_drift: bool,
+    /// The serving version's figure over an evaluator's window crossing a limit.
+    #[serde(default)]
+    pub quality: Option<QualityFloor>,
+}
+
+/// Retrain when the version the trainer publishes for is worse than `worse_than` on
+/// `metric` over an evaluator's window of at least `min_labelled` answers (once per version).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct QualityFloor {
+    pub evaluator: String,
+    pub metric: crate::models::quality::Metric,
+    pub worse_than: f64,
+    #[serde(default = "default_floor_labelled")]
+    pub min_labelled: u64,
+}
+
+fn default_floor_labelled() -> u64 {
+    100
 }
 
 /// Where a new version goes: the folder of a scorer's model, whose checks gate it.
@@ -125,10 +143,25 @@ impl Kind for TrainerConfig {
             ));
         }
         let w = &self.when;
-        if w.every_rows.is_none() && w.every.is_none() && !w.on_drift {
+        if w.every_rows.is_none() && w.every.is_none() && !w.on_drift && w.quality.is_none() {
             found.push(Finding::at_key(
                 "/when",
-                invalid("when", "say what starts a run: `every_rows`, `every` or `on_drift`"),
+                invalid(
+                    "when",
+                    "say what starts a run: `every_rows`, `every`, `on_drift` or `quality`",
+                ),
+            ));
+        }
+        if w.quality
+            .as_ref()
+            .is_some_and(|q| q.metric == crate::models::quality::Metric::MeanError)
+        {
+            found.push(Finding::at_value(
+                "/when/quality/metric",
+                invalid(
+                    "metric",
+                    "`mean_error` is signed and crosses no limit one way: use `mae`",
+                ),
             ));
         }
         if self.timeout.is_zero() {

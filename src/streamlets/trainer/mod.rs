@@ -329,6 +329,8 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
     let mut running: Option<Running> = None;
     let mut number = 0u64;
     let mut input_open = true;
+    // The versions a quality floor started a run for: each once.
+    let mut floored: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         let mut trigger = None;
         tokio::select! {
@@ -393,6 +395,9 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
                     });
                 }
             }
+        }
+        if trigger.is_none() {
+            trigger = below_floor(&config, &io, &mut floored);
         }
         let Some(trigger) = trigger else { continue };
         // A trigger is used up whether it starts a run or not: it fires again only after
@@ -463,6 +468,39 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
         });
     }
     Ok(())
+}
+
+/// The version this trainer publishes for, when its figure over the evaluator's window is
+/// worse than the floor (once per version).
+fn below_floor(config: &TrainerConfig, io: &Io, floored: &mut std::collections::HashSet<String>) -> Option<Trigger> {
+    let floor = config.when.quality.as_ref()?;
+    let serving = io.controls.serving(&config.publish.scorer)?;
+    let wanted = config.publish.model.clone().unwrap_or_default();
+    let (_, serves) = serving
+        .versions()
+        .into_iter()
+        .find(|(id, _)| *id == wanted || wanted.is_empty())?;
+    let (name, version) = serves?;
+    let quality = io.controls.quality_of(&floor.evaluator)?;
+    let arm = (!wanted.is_empty()).then_some(wanted.as_str());
+    let model = quality
+        .models
+        .iter()
+        .find(|m| m.name == name && m.version == version && m.arm.as_deref() == arm)?;
+    let value = model.window.get(floor.metric)?;
+    let worse = if floor.metric.higher_is_better() {
+        value < floor.worse_than
+    } else {
+        value > floor.worse_than
+    };
+    if model.window.labelled < floor.min_labelled || !worse || !floored.insert(version.clone()) {
+        return None;
+    }
+    Some(Trigger {
+        kind: "quality",
+        figures: json!({"version": version, "metric": floor.metric.name(), "value": value,
+                        "worse_than": floor.worse_than, "labelled": model.window.labelled}),
+    })
 }
 
 /// A drift event that says a field drifts: a trigger with its figures.
