@@ -357,3 +357,82 @@ streamlets:
     assert_eq!(sample(&metrics, waiting), Some(0.0), "{metrics}");
     served.finish();
 }
+
+#[test]
+fn a_run_asked_for_through_the_api_starts_and_says_so() {
+    let dir = tempfile::tempdir().expect("dir");
+    let models = root().join("examples/house-prices/models");
+    let yaml = format!(
+        r#"pipeline: admin-training
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, seed: 3, rate: 500 }}
+  sales:
+    kind: ingress
+    source: {{ type: generator, seed: 3, rate: 500 }}
+  price:
+    use: {root}/streamlets/house-price-gbm.yaml
+    model: {{ name: house-price, folder: {models}, version: "2" }}
+    inputs: [listings]
+  quality:
+    kind: evaluator
+    inputs: [price, sales]
+    key: id
+    label: price
+    prediction: predicted_price
+    task: regressor
+    carry: ["*"]
+  keep:
+    kind: egress
+    inputs: [quality]
+    sink: {{ type: dataset, path: {dir}/training, shard_rows: 50 }}
+  retrain:
+    kind: trainer
+    inputs: [quality]
+    dataset: {dir}/training
+    when: {{ every: 1h }}
+    min_rows: 50
+    command: ["true", "{{output}}"]
+    publish: {{ scorer: price }}
+    state: {dir}/state
+  runs:
+    kind: egress
+    inputs: [retrain]
+    sink: {{ type: file, path: {dir}/runs.jsonl }}
+  refused:
+    kind: egress
+    inputs: [quality.errors, price.errors, listings.errors, sales.errors]
+    sink: {{ type: blackhole }}
+"#,
+        root = root().display(),
+        models = models.display(),
+        dir = dir.path().display()
+    );
+    let served = Served::start(&yaml, None, dir.path());
+    let manifest = dir.path().join("training/manifest.json");
+    served.wait_for("a dataset of 50 rows", |_| manifest.is_file());
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let post = |path: &str| {
+        let mut response = agent
+            .post(format!("http://{}{path}", served.address))
+            .send_empty()
+            .expect("the admin server answers");
+        let status = response.status().as_u16();
+        let body: Value = serde_json::from_str(&response.body_mut().read_to_string().expect("a body")).expect("JSON");
+        (status, body)
+    };
+    let (status, body) = post("/api/trainers/retrain/run");
+    assert_eq!(status, 202, "{body}");
+    let runs = dir.path().join("runs.jsonl");
+    served.wait_for("the asked run to fail for want of a model", |_| {
+        std::fs::read_to_string(&runs).is_ok_and(|t| t.contains("wrote no model"))
+    });
+    let events = common::read_jsonl(&runs);
+    let started = events.iter().find(|r| r["event"] == "started").expect("a started run");
+    assert_eq!(started["trigger"]["kind"], "manual");
+    let (status, body) = post("/api/trainers/nobody/run");
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().unwrap_or("").contains("no trainer `nobody`"));
+    served.finish();
+}

@@ -146,6 +146,19 @@ async fn models(State(admin): State<Arc<Admin>>) -> impl IntoResponse {
     Json(json!({"models": models, "quality": quality}))
 }
 
+/// Asks a trainer for a run now: 202 when asked, 404 when there is no such trainer, 409 when
+/// a run was asked for already and has not started.
+async fn run_trainer(
+    State(admin): State<Arc<Admin>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> impl IntoResponse {
+    match admin.handle.run_trainer(&name) {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"trainer": name, "asked": true}))),
+        Err(e) if e.contains("asked for already") => (StatusCode::CONFLICT, Json(json!({"trainer": name, "error": e}))),
+        Err(e) => (StatusCode::NOT_FOUND, Json(json!({"trainer": name, "error": e}))),
+    }
+}
+
 async fn page() -> impl IntoResponse {
     Html(PAGE)
 }
@@ -189,6 +202,7 @@ pub async fn serve(
         .route("/health/ready", get(ready))
         .route("/api/topology", get(topology))
         .route("/api/models", get(models))
+        .route("/api/trainers/{name}/run", axum::routing::post(run_trainer))
         .layer(axum::middleware::from_fn_with_state(admin.clone(), authorize))
         .with_state(admin);
     let listener = tokio::net::TcpListener::bind(listen).await?;

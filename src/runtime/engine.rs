@@ -77,7 +77,7 @@ impl Engine {
             edges: HashMap::new(),
             waiting: HashMap::new(),
             next_id: 1,
-            controls: Default::default(),
+            controls: handle.controls(),
             tasks: JoinSet::new(),
             task_names: HashMap::new(),
             done: BTreeMap::new(),

@@ -160,6 +160,8 @@ pub(super) struct Shared {
     pub(super) instances: BTreeMap<String, InstanceView>,
     pub(super) edges: HashMap<EdgeKey, EdgeId>,
     pub(super) consumers: HashMap<(String, String), Arc<Consumers>>,
+    /// The pipeline's scorers, evaluators and trainers, for what reaches them from outside.
+    pub(super) controls: crate::streamlets::io::Controls,
 }
 
 pub(super) struct InstanceView {
@@ -180,6 +182,15 @@ impl Handle {
             s.rejected += 1;
             s.last_error = Some(why);
         });
+    }
+
+    /// Asks the trainer `name` for a run now (`POST /api/trainers/{name}/run`).
+    pub fn run_trainer(&self, name: &str) -> Result<(), String> {
+        self.with(|s| s.controls.clone()).run_trainer(name)
+    }
+
+    pub(super) fn controls(&self) -> crate::streamlets::io::Controls {
+        self.with(|s| s.controls.clone())
     }
 
     pub(super) fn with<T>(&self, f: impl FnOnce(&mut Shared) -> T) -> T {

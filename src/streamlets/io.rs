@@ -137,6 +137,8 @@ struct ControlsInner {
     restoring: std::collections::HashMap<String, (String, Vec<Decision>)>,
     /// Each running evaluator's reports, for a trainer watching a quality floor.
     evaluators: std::collections::HashMap<String, Telemetry>,
+    /// Each running trainer's door for runs asked by hand.
+    trainers: std::collections::HashMap<String, tokio::sync::mpsc::Sender<()>>,
 }
 
 impl Controls {
@@ -158,6 +160,23 @@ impl Controls {
             }
             _ => Vec::new(),
         }
+    }
+
+    /// The trainer `name` takes runs asked by hand through `door` from now on.
+    pub fn register_trainer(&self, name: &str, door: tokio::sync::mpsc::Sender<()>) {
+        self.inner().trainers.insert(name.to_string(), door);
+    }
+
+    /// Asks the trainer `name` for a run.
+    pub fn run_trainer(&self, name: &str) -> Result<(), String> {
+        let door = self.inner().trainers.get(name).cloned();
+        let Some(door) = door else {
+            return Err(format!("no trainer `{name}` runs in this pipeline"));
+        };
+        door.try_send(()).map_err(|e| match e {
+            tokio::sync::mpsc::error::TrySendError::Full(()) => format!("a run of `{name}` was asked for already"),
+            tokio::sync::mpsc::error::TrySendError::Closed(()) => format!("the trainer `{name}` has stopped"),
+        })
     }
 
     /// The evaluator `name` reports through `telemetry` from now on.

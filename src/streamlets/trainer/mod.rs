@@ -329,6 +329,8 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
     let mut running: Option<Running> = None;
     let mut number = 0u64;
     let mut input_open = true;
+    let (door, mut asked) = tokio::sync::mpsc::channel::<()>(1);
+    io.controls.register_trainer(&io.name, door);
     // The versions a quality floor started a run for: each once.
     let mut floored: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
@@ -340,6 +342,9 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
                 Some(_) => {}
             },
             _ = look.tick() => {}
+            Some(()) = asked.recv() => {
+                trigger = Some(Trigger { kind: "manual", figures: json!({"asked_through": "the admin API"}) });
+            }
             ended = async { (&mut running.as_mut().expect("a run goes on").task).await }, if running.is_some() => {
                 let Some(run) = running.take() else { continue };
                 let ended = ended.unwrap_or_else(|e| Ended::Failed(format!("the run stopped abnormally: {e}")));
