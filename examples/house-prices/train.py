@@ -87,19 +87,7 @@ def histogram(values, bins=10):
 
 def write_profile(rows, version):
     """The training profile the validator checks records and drift against."""
-    fields = {}
-    for f in NUMERIC:
-        values = np.array([float(r[f]) for r in rows])
-        if f == "waterfront":
-            share = float(np.mean(values))
-            fields[f] = {"type": "category", "null_rate": 0.0, "categories": {"true": share, "false": 1.0 - share}}
-            continue
-        fields[f] = {"type": "number", "null_rate": 0.0, "min": float(values.min()), "max": float(values.max()),
-                     "mean": float(values.mean()), "std": float(values.std()), "histogram": histogram(values)}
-    cities = [r["city"] for r in rows]
-    fields["city"] = {"type": "category", "null_rate": 0.0,
-                      "categories": {c: cities.count(c) / len(cities) for c in CITY_NAMES}}
-    profile = {"model": "house-price", "version": str(version), "records": len(rows), "fields": fields}
+    profile = profile_of(rows, version)
     (MODELS / f"house-price-v{version}.profile.json").write_text(json.dumps(profile, indent=2) + "\n")
 
 
