@@ -427,3 +427,100 @@ streamlets:
         .iter()
         .any(|r| r["event"] == "failed" && r["reason"].as_str().unwrap_or("").contains("wrote no model")));
 }
+
+#[test]
+fn a_stop_in_the_middle_of_a_run_publishes_nothing_and_leaves_no_command_running() {
+    let dir = tempfile::tempdir().expect("dir");
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).expect("models folder");
+    for entry in std::fs::read_dir(root().join("examples/house-prices/models")).expect("models") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, models.join(path.file_name().expect("a name"))).expect("copy");
+    }
+    let marker = dir.path().join("still-running");
+    // The "training" writes a model half way, then would go on for a minute; a child it
+    // starts would touch the marker if it outlived the stop.
+    let command = format!(
+        r#"["sh", "-c", "head -c 100 /dev/urandom > $0/model.onnx; (sleep 3; touch {m}) & sleep 60", "{{output}}"]"#,
+        m = marker.display()
+    );
+    let yaml = format!(
+        r#"
+pipeline: stopped
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, seed: 2, rate: 1000 }}
+  sales:
+    kind: ingress
+    source: {{ type: generator, seed: 2, rate: 1000 }}
+  price:
+    use: {root}/streamlets/house-price-gbm.yaml
+    model: {{ name: house-price, folder: {models} }}
+    inputs: [listings]
+  quality:
+    kind: evaluator
+    inputs: [price, sales]
+    key: id
+    label: price
+    prediction: predicted_price
+    task: regressor
+    carry: ["*"]
+  keep:
+    kind: egress
+    inputs: [quality]
+    sink: {{ type: dataset, path: {dir}/training, shard_rows: 100 }}
+  retrain:
+    kind: trainer
+    inputs: [quality]
+    dataset: {dir}/training
+    when: {{ every_rows: 200 }}
+    min_rows: 100
+    command: {command}
+    publish: {{ scorer: price }}
+    state: {dir}/state
+  runs:
+    kind: egress
+    inputs: [retrain]
+    sink: {{ type: file, path: {dir}/runs.jsonl }}
+  refused:
+    kind: egress
+    inputs: [quality.errors, price.errors, listings.errors, sales.errors]
+    sink: {{ type: blackhole }}
+"#,
+        root = root().display(),
+        models = models.display(),
+        dir = dir.path().display()
+    );
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, yaml).expect("pipeline");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (_handle, task) = rt.block_on(sluice::runtime::run_file(&file, topology, stop.clone()));
+    let runs = dir.path().join("runs.jsonl");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&runs).is_ok_and(|t| t.contains("\"started\"")) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "no run started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    stop.cancel();
+    rt.block_on(task).expect("the run task").expect("the run stops cleanly");
+    let events = read_jsonl(&runs);
+    assert!(
+        events
+            .iter()
+            .any(|r| r["event"] == "failed" && r["reason"] == "the pipeline stopped during the run"),
+        "{events:#?}"
+    );
+    assert!(!events.iter().any(|r| r["event"] == "published"));
+    let names: Vec<String> = std::fs::read_dir(&models)
+        .expect("folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains("-v3")), "{names:?}");
+    // Nothing the command started lives on to do anything.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(!marker.exists(), "a process of the stopped run lived on");
+}
