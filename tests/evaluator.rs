@@ -4,7 +4,7 @@
 //! 1e-6 relative: ONNX Runtime here and in Python may differ in a float32's last bit.
 
 mod common;
-use common::{read_jsonl, root, run_pipeline};
+use common::{copied_models, read_jsonl, root, run_pipeline};
 
 use serde_json::Value;
 
@@ -213,18 +213,6 @@ streamlets:
         assert_eq!(model["window"]["labelled"], 50, "the window holds the latest 50");
         assert!(read_jsonl(&dir.path().join(format!("refused-{version}.jsonl"))).is_empty());
     }
-}
-
-/// A copy of the house-price models (both versions) in `dir/models`, for a registry to roll
-/// back in.
-fn copied_models(dir: &std::path::Path) -> std::path::PathBuf {
-    let models = dir.join("models");
-    std::fs::create_dir(&models).expect("models folder");
-    for entry in std::fs::read_dir(root().join("examples/house-prices/models")).expect("models") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(&path, models.join(path.file_name().expect("a name"))).expect("copy");
-    }
-    models
 }
 
 /// A pipeline of listings and their sale prices, both at `rate` per second, scored by

@@ -4,7 +4,7 @@
 //! and scores. Without the training packages this test fails, it does not skip.
 
 mod common;
-use common::{read_jsonl, root, run_pipeline};
+use common::{copied_models, read_jsonl, root, run_pipeline};
 
 use serde_json::Value;
 
@@ -126,12 +126,7 @@ streamlets:
 #[test]
 fn new_rows_start_a_run_whose_version_shadows_the_serving_one_with_its_lineage_and_is_promoted() {
     let dir = tempfile::tempdir().expect("dir");
-    let models = dir.path().join("models");
-    std::fs::create_dir(&models).expect("models folder");
-    for entry in std::fs::read_dir(root().join("examples/house-prices/models")).expect("models") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(&path, models.join(path.file_name().expect("a name"))).expect("copy");
-    }
+    let models = copied_models(dir.path());
     let python = root().join(".venv-train/bin/python");
     let yaml = format!(
         r#"
@@ -255,12 +250,7 @@ streamlets:
 #[test]
 fn a_failed_run_changes_nothing_that_serves_and_says_why() {
     let dir = tempfile::tempdir().expect("dir");
-    let models = dir.path().join("models");
-    std::fs::create_dir(&models).expect("models folder");
-    for entry in std::fs::read_dir(root().join("examples/house-prices/models")).expect("models") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(&path, models.join(path.file_name().expect("a name"))).expect("copy");
-    }
+    let models = copied_models(dir.path());
     // Four trainers, each failing its own way.
     let trainers = [
         ("exits", r#"["sh", "-c", "echo no good >&2; exit 3", "{output}"]"#),
@@ -431,12 +421,7 @@ streamlets:
 #[test]
 fn a_stop_in_the_middle_of_a_run_publishes_nothing_and_leaves_no_command_running() {
     let dir = tempfile::tempdir().expect("dir");
-    let models = dir.path().join("models");
-    std::fs::create_dir(&models).expect("models folder");
-    for entry in std::fs::read_dir(root().join("examples/house-prices/models")).expect("models") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(&path, models.join(path.file_name().expect("a name"))).expect("copy");
-    }
+    let models = copied_models(dir.path());
     let marker = dir.path().join("still-running");
     // The "training" writes a model half way, then would go on for a minute; a child it
     // starts would touch the marker if it outlived the stop.

@@ -129,7 +129,6 @@ pub fn verify(pipeline: &Pipeline) -> Checked {
             }
             check_record_schemas(pipeline, &s.name, spec, &mut problems);
             check_kind(pipeline, &s.name, spec, &mut problems);
-            check_evaluator_named(pipeline, &s.name, spec, &mut problems);
         }
     }
     check_outlets(pipeline, &graph, &index, &meant, &mut problems);
@@ -313,73 +312,44 @@ fn check_kind(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &
         };
         problems.push(Diagnostic::new(finding.problem, at));
     }
-    // An evaluator's rules change what a scorer of this pipeline serves; a trainer publishes
-    // into one's folder.
-    let named = match &spec.kind {
-        crate::spec::KindConfig::Evaluator(config) => config.scorer.as_ref().map(|s| (s, "/scorer")),
-        crate::spec::KindConfig::Trainer(config) => Some((&config.publish.scorer, "/publish/scorer")),
-        _ => None,
-    };
-    if let Some((scorer, pointer)) = named {
-        let is_scorer = pipeline.streamlets.get(scorer).is_some_and(is_a_scorer);
-        if !is_scorer {
-            let scorers = pipeline
-                .streamlets
-                .values()
-                .filter(|s| is_a_scorer(s))
-                .map(|s| s.name.as_str());
-            let mut reason = format!("`{scorer}` is not a scorer of this pipeline");
-            if let Some(close) = did_you_mean(scorer, scorers) {
-                reason.push_str(&format!(" (did you mean `{close}`?)"));
-            }
-            problems.push(Diagnostic::new(
-                Problem::InvalidValue {
-                    field: "scorer".into(),
-                    reason,
-                },
-                pipeline.locator.value(&Pipeline::pointer(name, pointer)),
-            ));
+    // Streamlets a configuration names by kind: the scorer an evaluator's rules change or a
+    // trainer publishes into, the evaluator a trainer's quality floor reads.
+    let named: Vec<(&String, &str, &str, &str)> = match &spec.kind {
+        crate::spec::KindConfig::Evaluator(c) => {
+            c.scorer.iter().map(|s| (s, "scorer", "a scorer", "/scorer")).collect()
         }
-    }
-}
-
-/// A trainer's quality floor reads an evaluator of this pipeline.
-fn check_evaluator_named(pipeline: &Pipeline, name: &str, spec: &StreamletSpec, problems: &mut Vec<Diagnostic>) {
-    let crate::spec::KindConfig::Trainer(config) = &spec.kind else {
-        return;
+        crate::spec::KindConfig::Trainer(c) => {
+            std::iter::once((&c.publish.scorer, "scorer", "a scorer", "/publish/scorer"))
+                .chain(
+                    c.when
+                        .quality
+                        .iter()
+                        .map(|q| (&q.evaluator, "evaluator", "an evaluator", "/when/quality/evaluator")),
+                )
+                .collect()
+        }
+        _ => Vec::new(),
     };
-    let Some(floor) = &config.when.quality else { return };
-    let is_evaluator = |s: &crate::spec::Streamlet| match &s.spec {
-        Some(spec) => spec.kind.name() == "evaluator",
-        None => s.kind.as_deref() == Some("evaluator"),
-    };
-    if pipeline.streamlets.get(&floor.evaluator).is_some_and(is_evaluator) {
-        return;
-    }
-    let evaluators = pipeline
-        .streamlets
-        .values()
-        .filter(|s| is_evaluator(s))
-        .map(|s| s.name.as_str());
-    let mut reason = format!("`{}` is not an evaluator of this pipeline", floor.evaluator);
-    if let Some(close) = did_you_mean(&floor.evaluator, evaluators) {
-        reason.push_str(&format!(" (did you mean `{close}`?)"));
-    }
-    problems.push(Diagnostic::new(
-        Problem::InvalidValue {
-            field: "evaluator".into(),
-            reason,
-        },
-        pipeline
-            .locator
-            .value(&Pipeline::pointer(name, "/when/quality/evaluator")),
-    ));
-}
-
-fn is_a_scorer(s: &crate::spec::Streamlet) -> bool {
-    match &s.spec {
-        Some(spec) => spec.kind.name() == "scorer",
-        None => s.kind.as_deref() == Some("scorer"),
+    for (wanted, kind, a_kind, pointer) in named {
+        let of_kind = |s: &&crate::spec::Streamlet| match &s.spec {
+            Some(spec) => spec.kind.name() == kind,
+            None => s.kind.as_deref() == Some(kind),
+        };
+        if pipeline.streamlets.get(wanted).is_some_and(|s| of_kind(&s)) {
+            continue;
+        }
+        let candidates = pipeline.streamlets.values().filter(of_kind).map(|s| s.name.as_str());
+        let mut reason = format!("`{wanted}` is not {a_kind} of this pipeline");
+        if let Some(close) = did_you_mean(wanted, candidates) {
+            reason.push_str(&format!(" (did you mean `{close}`?)"));
+        }
+        problems.push(Diagnostic::new(
+            Problem::InvalidValue {
+                field: kind.into(),
+                reason,
+            },
+            pipeline.locator.value(&Pipeline::pointer(name, pointer)),
+        ));
     }
 }
 

@@ -37,6 +37,18 @@ pub fn run_pipeline(dir: &Path, yaml: &str) -> sluice::runtime::RunSummary {
         .expect("the run succeeds")
 }
 
+/// A copy of the house-price models (both versions) in `dir/models`, for a registry to roll
+/// back in or a trainer to publish into.
+pub fn copied_models(dir: &Path) -> std::path::PathBuf {
+    let models = dir.join("models");
+    std::fs::create_dir(&models).expect("models folder");
+    for entry in std::fs::read_dir(root().join("examples/house-prices/models")).expect("models") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, models.join(path.file_name().expect("a name"))).expect("copy");
+    }
+    models
+}
+
 /// Writes a house-price `version` whose checksum is right but whose bytes are not a model:
 /// its descriptor is valid, loading it fails.
 pub fn write_corrupt_model(folder: &Path, version: &str) {

@@ -75,12 +75,9 @@ impl Serving {
     /// The model and version each model serves now, by the strategy's id (`""` for a scorer
     /// of one model).
     pub fn versions(&self) -> Vec<(String, Option<(String, String)>)> {
-        let single = matches!(self.plan, Plan::Single);
-        self.ids
-            .iter()
-            .zip(&self.registries)
+        self.registries()
+            .into_iter()
             .map(|(id, r)| {
-                let id = if single { String::new() } else { id.clone() };
                 let serves = r
                     .current()
                     .map(|v| (v.descriptor.name.clone(), v.descriptor.version.clone()));
