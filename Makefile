@@ -1,7 +1,7 @@
 # The two commands a fresh machine needs: `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: demo test bench lint onnxruntime browser kafka python-peer training
+.PHONY: demo retraining-demo test bench lint onnxruntime browser kafka python-peer training
 
 ## Installs ONNX Runtime's library from PyPI into vendor-runtime/ (once).
 onnxruntime:
@@ -35,6 +35,20 @@ demo: onnxruntime
 	@wc -l out/scored-listings.jsonl out/rejected-listings.jsonl
 	@echo "first scored record:"
 	@head -n 1 out/scored-listings.jsonl
+
+## Runs the retraining loop end to end (about 40 s): the market shifts, drift starts a training
+## run, the new version shadows the old one and is promoted; ends with a picture of each
+## version's MAE over time, out/retraining/retraining.png.
+retraining-demo: onnxruntime training
+	$(CARGO) build --release --locked
+	rm -rf out/retraining
+	mkdir -p out/retraining
+	cp -r examples/house-prices/models out/retraining/models
+	./target/release/sluice run examples/house-prices/retraining.yaml
+	@echo
+	@grep -h '"event":"published"' out/retraining/runs.jsonl || echo "no version was published"
+	@grep -h '"event":"promoted"' out/retraining/model-audit.jsonl || echo "no version was promoted"
+	.venv-train/bin/python examples/house-prices/plot.py out/retraining
 
 ## Runs every test (unit, verification problems, CLI, end-to-end, scoring with the real ONNX Runtime).
 test: onnxruntime browser kafka training

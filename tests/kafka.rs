@@ -704,3 +704,87 @@ streamlets:
     run.finish();
     assert_eq!(read_jsonl(&out), records);
 }
+
+/// A Kafka source's `metadata` says where each record came from, and a dataset of those
+/// records lists the topic partitions and offsets its rows came from in its manifest.
+#[test]
+fn a_dataset_of_records_from_a_topic_says_which_offsets_they_came_from() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("dir");
+    broker.create_topic("labelled", 2);
+    let records: Vec<Value> = (1..=600)
+        .map(|i| serde_json::json!({"id": i, "label": i % 7}))
+        .collect();
+    common::broker::produce(&broker.producer(), "labelled", &records);
+    let ends = broker.ends("labelled");
+    let yaml = format!(
+        "pipeline: provenance
+streamlets:
+  subscribe:
+    kind: ingress
+    source: {{ type: kafka, topic: labelled, brokers: \"{}\", partitions: 2, metadata: _kafka }}
+  keep:
+    kind: egress
+    inputs: [subscribe]
+    sink: {{ type: dataset, path: data, shard_rows: 100 }}
+  copy:
+    kind: egress
+    inputs: [subscribe]
+    sink: {{ type: file, path: copy.jsonl }}
+",
+        broker.address
+    );
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, yaml).expect("pipeline");
+    let run = Running::start(&file);
+    wait_until(
+        Duration::from_secs(60),
+        || read_jsonl(&dir.path().join("copy.jsonl")).len() >= 600,
+        || "the records did not all come".into(),
+    );
+    run.finish();
+    // Each record says where it came from, as the broker has it.
+    let copy = read_jsonl(&dir.path().join("copy.jsonl"));
+    let places: BTreeSet<(u64, i64, i64)> = copy
+        .iter()
+        .map(|r| {
+            let k = &r["_kafka"];
+            assert_eq!(k["topic"], "labelled", "{r}");
+            assert!(k["timestamp"].as_i64().is_some_and(|t| t > 0), "{r}");
+            (
+                r["id"].as_u64().expect("id"),
+                k["partition"].as_i64().expect("partition"),
+                k["offset"].as_i64().expect("offset"),
+            )
+        })
+        .collect();
+    let ids: BTreeSet<u64> = places.iter().map(|p| p.0).collect();
+    let located: BTreeSet<(u64, i64, i64)> = broker
+        .locate("labelled", &ids)
+        .into_iter()
+        .map(|(id, p, o)| (id, i64::from(p), o))
+        .collect();
+    assert_eq!(places, located);
+    // The manifest: per partition, every row of it, from its first offset to its last.
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("data/manifest.json")).expect("manifest"))
+            .expect("JSON");
+    assert_eq!(manifest["rows"], 600);
+    let sources = manifest["sources"].as_array().expect("sources");
+    assert_eq!(sources.len(), ends.values().filter(|e| **e > 0).count(), "{manifest:#}");
+    for s in sources {
+        let partition = s["partition"].as_i64().expect("partition") as i32;
+        assert_eq!(s["topic"], "labelled");
+        assert_eq!(s["first"], 0, "{s}");
+        assert_eq!(s["last"].as_i64(), Some(ends[&partition] - 1), "{s}");
+        assert_eq!(s["rows"].as_i64(), Some(ends[&partition]), "{s}");
+    }
+    let per_shard: u64 = manifest["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .flat_map(|s| s["sources"].as_array().cloned().unwrap_or_default())
+        .map(|r| r["rows"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(per_shard, 600);
+}

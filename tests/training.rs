@@ -232,7 +232,13 @@ streamlets:
     assert_eq!(lineage["trigger"]["kind"], "every_rows");
     assert!(lineage["dataset"]["rows"].as_u64().unwrap_or(0) >= 1000, "{lineage:#}");
     assert_eq!(lineage["dataset"]["sha256"], published["dataset"]["sha256"]);
-    assert_eq!(lineage["metrics"]["rows"], lineage["dataset"]["rows"]);
+    // The script trained on that dataset: one example per listing, each judged for two versions.
+    assert_eq!(lineage["metrics"]["dataset_sha256"], lineage["dataset"]["sha256"]);
+    let (examples, rows) = (
+        lineage["metrics"]["rows"].as_u64().unwrap_or(0),
+        lineage["dataset"]["rows"].as_u64().unwrap_or(0),
+    );
+    assert!(examples <= rows && examples * 2 >= rows, "{lineage:#}");
     assert_eq!(lineage["trainer"], "retrain");
     // It entered as the candidate's version, shadowed the serving one, and was promoted.
     let audit = read_jsonl(&dir.path().join("audit.jsonl"));
@@ -508,4 +514,89 @@ streamlets:
     // Nothing the command started lives on to do anything.
     std::thread::sleep(std::time::Duration::from_secs(4));
     assert!(!marker.exists(), "a process of the stopped run lived on");
+}
+
+/// The README's retraining demo, as it runs: the market shifts, the validator reports drift,
+/// the trainer waits for the rows from after it, trains, publishes v3 with its lineage; v3
+/// shadows v2, beats it on MAE over the shifted market, and is promoted; the picture is drawn.
+#[test]
+fn the_retraining_demo_goes_from_drift_to_a_promoted_version_and_draws_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("retraining");
+    std::fs::create_dir(&out).expect("out");
+    let models = copied_models(&out);
+    let ran = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "examples/house-prices/retraining.yaml"])
+        .current_dir(root())
+        .env("SLUICE_OUT", dir.path())
+        .output()
+        .expect("sluice runs");
+    let log = String::from_utf8_lossy(&ran.stderr);
+    assert!(ran.status.success(), "{log}");
+    let drift = read_jsonl(&out.join("drift.jsonl"));
+    let first_drift = drift
+        .iter()
+        .find(|d| d["status"] == "drifting")
+        .unwrap_or_else(|| panic!("no drift: {log}"));
+    assert!(
+        first_drift["records"].as_u64().unwrap_or(0) > 4000,
+        "the drift came after the shift: {drift:#?}"
+    );
+    let runs = read_jsonl(&out.join("runs.jsonl"));
+    let started: Vec<&Value> = runs.iter().filter(|r| r["event"] == "started").collect();
+    assert_eq!(started.len(), 1, "one change, one run: {runs:#?}");
+    let trigger = &started[0]["trigger"];
+    assert_eq!(trigger["kind"], "drift");
+    assert_eq!(trigger["figures"]["drift"]["field"], first_drift["field"]);
+    assert!(
+        trigger["figures"]["new_rows"].as_u64().unwrap_or(0) >= 6000,
+        "{trigger:#}"
+    );
+    let published = runs
+        .iter()
+        .find(|r| r["event"] == "published")
+        .unwrap_or_else(|| panic!("nothing published: {runs:#?}\n{log}"));
+    assert_eq!(published["version"], "3");
+    let descriptor: Value = serde_json::from_str(
+        &std::fs::read_to_string(models.join("house-price-v3.model.json")).expect("v3's descriptor"),
+    )
+    .expect("JSON");
+    assert_eq!(descriptor["lineage"]["parent"], "2");
+    assert_eq!(descriptor["lineage"]["trigger"]["kind"], "drift");
+    assert_eq!(
+        descriptor["lineage"]["metrics"]["dataset_sha256"],
+        descriptor["lineage"]["dataset"]["sha256"]
+    );
+    // The chain on the audit: v3 serving as the candidate (a shadow), then promoted.
+    let audit = read_jsonl(&out.join("model-audit.jsonl"));
+    let at = |arm: &str, event: &str| {
+        audit
+            .iter()
+            .position(|e| e["arm"] == arm && e["version"] == "3" && e["event"] == event)
+            .unwrap_or_else(|| panic!("no {event} of v3 as {arm}: {audit:#?}"))
+    };
+    assert!(at("candidate", "serving") < at("candidate", "promoted"));
+    let promoted = &audit[at("candidate", "promoted")];
+    let figures = &promoted["figures"];
+    assert!(
+        figures["value"].as_f64().unwrap_or(f64::MAX) + 5000.0 < figures["serving_value"].as_f64().unwrap_or(0.0),
+        "{promoted:#}"
+    );
+    // Every answer judged after the promotion is v3's.
+    let judged = read_jsonl(&out.join("judged.jsonl"));
+    assert!(judged.iter().any(|j| j["_model"]["version"] == "3"));
+    assert!(judged.iter().all(|j| j["judged_at"].is_string()));
+    // The picture.
+    let drawn = std::process::Command::new(root().join(".venv-train/bin/python"))
+        .arg(root().join("examples/house-prices/plot.py"))
+        .arg(&out)
+        .output()
+        .expect("python runs");
+    assert!(drawn.status.success(), "{}", String::from_utf8_lossy(&drawn.stderr));
+    let png = std::fs::read(out.join("retraining.png")).expect("the picture");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
 }

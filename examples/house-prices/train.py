@@ -153,13 +153,19 @@ def train_from_dataset(dataset, out):
     Small on purpose (150 shallow trees), so that it trains in a second or two."""
     dataset, out = pathlib.Path(dataset), pathlib.Path(out)
     manifest = json.loads((dataset / "manifest.json").read_text())
-    rows = []
+    # One example per listing: a listing judged for two versions (a shadow's and the serving
+    # one's answers) is in the dataset twice, with the same features and the same label.
+    by_id, rows = {}, []
     for shard in manifest["shards"]:
         for line in open(dataset / shard["file"]):
             r = json.loads(line)
             if r.get("city") in CITY_NAMES and r.get("label") is not None:
                 r.setdefault("yr_renovated", 0)
-                rows.append(r)
+                if r.get("id") is None:
+                    rows.append(r)
+                else:
+                    by_id[r["id"]] = r
+    rows += list(by_id.values())
     if len(rows) < 10:
         sys.exit(f"{len(rows)} usable rows in {dataset}: too few to train on")
     x, y = matrix(rows), np.array([float(r["label"]) for r in rows], dtype=np.float32)

@@ -322,7 +322,11 @@ impl DriftMonitor {
             let actual: Vec<f64> = counts.iter().map(|c| c / n).collect();
             let index = psi(&f.expected, &actual);
             let rate = out_of_range / n;
-            let drifting = index > self.settings.psi_threshold || rate > self.settings.out_of_range_threshold;
+            // Hysteresis: a field drifts above the thresholds and recovers only below half of
+            // them, so a window hovering about a threshold does not flap between the two.
+            let scale = if f.drifting { 0.5 } else { 1.0 };
+            let drifting =
+                index > self.settings.psi_threshold * scale || rate > self.settings.out_of_range_threshold * scale;
             if drifting != f.drifting {
                 f.drifting = drifting;
                 events.push(DriftEvent {

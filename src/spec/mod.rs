@@ -463,7 +463,7 @@ fn resolve_paths(locator: &Locator, name: &str, spec: &mut StreamletSpec, proble
         let resolved = path_clean::clean(locator.base_dir(&pointer).join(&*field.path));
         let missing = match field.role {
             PathRole::Output => false,
-            PathRole::ModelFolder => !resolved.is_dir(),
+            PathRole::ModelFolder | PathRole::WorkingFolder => !resolved.is_dir(),
             _ => !resolved.is_file(),
         };
         let missing = missing.then(|| field.role.describe());

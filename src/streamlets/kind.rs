@@ -145,6 +145,8 @@ pub enum PathRole {
     TableFile,
     /// A folder of model versions: must exist; the scorer follows it itself.
     ModelFolder,
+    /// The folder a command runs in: must exist.
+    WorkingFolder,
     /// Written by the pipeline: created when run.
     Output,
 }
@@ -158,6 +160,7 @@ impl PathRole {
             PathRole::TrainingProfile => "training profile",
             PathRole::TableFile => "table file",
             PathRole::ModelFolder => "model folder",
+            PathRole::WorkingFolder => "working directory",
             PathRole::Output => "output file",
         }
     }

@@ -167,6 +167,7 @@ pub fn carry_kafka_edges(topology: &mut Topology) {
                     start: StartFrom::Earliest,
                     partitions: kafka.partitions,
                     replication: 1,
+                    metadata: None,
                 }),
                 batch_size: None,
                 emits: None,

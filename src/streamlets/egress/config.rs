@@ -59,6 +59,14 @@ pub struct DatasetSinkConfig {
     /// Shards whose last record is older than this go ("7d").
     #[serde(default, with = "humantime_serde")]
     pub max_age: Option<std::time::Duration>,
+    /// The field that says where a record came from (a Kafka source's `metadata`): its
+    /// topic, partition and offset go into the manifest.
+    #[serde(default = "default_source_field")]
+    pub source_field: String,
+}
+
+fn default_source_field() -> String {
+    "_kafka".into()
 }
 
 fn default_shard_rows() -> u64 {

@@ -26,6 +26,47 @@ pub struct Shard {
     pub first_at: String,
     pub last_at: String,
     pub sha256: String,
+    /// Where its rows came from, when they came from Kafka (a `source_field` on the records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceRange>,
+}
+
+/// The rows of one Kafka topic partition in a shard (or in the whole dataset): how many, and
+/// the lowest and highest offset among them (not every offset between is there: records may
+/// have been filtered, split among models, or never labelled).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRange {
+    pub topic: String,
+    pub partition: i64,
+    pub first: i64,
+    pub last: i64,
+    pub rows: u64,
+}
+
+/// Where a row came from: topic, partition, offset.
+pub type Place = (String, i64, i64);
+
+/// Adds a row from `place` to `ranges`.
+fn widen(
+    ranges: &mut std::collections::BTreeMap<(String, i64), SourceRange>,
+    topic: &str,
+    partition: i64,
+    first: i64,
+    last: i64,
+    rows: u64,
+) {
+    let range = ranges
+        .entry((topic.to_string(), partition))
+        .or_insert_with(|| SourceRange {
+            topic: topic.to_string(),
+            partition,
+            first,
+            last,
+            rows: 0,
+        });
+    range.first = range.first.min(first);
+    range.last = range.last.max(last);
+    range.rows += rows;
 }
 
 /// What the dataset folder holds.
@@ -42,6 +83,10 @@ pub struct Manifest {
     /// included: how many new labelled examples there were.
     #[serde(default)]
     pub written: u64,
+    /// Per Kafka topic partition the rows came from: their offsets and count, over the listed
+    /// shards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceRange>,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -56,6 +101,7 @@ struct Open {
     first_at: SystemTime,
     last_at: SystemTime,
     hash: sha2::Sha256,
+    sources: std::collections::BTreeMap<(String, i64), SourceRange>,
 }
 
 /// A dataset folder being written.
@@ -119,6 +165,26 @@ impl Dataset {
         &self.manifest
     }
 
+    /// Where each record of `batch` came from, by its `source_field`: empty when no record
+    /// says.
+    pub fn places(&self, batch: &crate::flow::Batch) -> Vec<Option<Place>> {
+        use crate::flow::Value;
+        let Some(column) = batch.column(&self.config.source_field) else {
+            return Vec::new();
+        };
+        (0..batch.len())
+            .map(|i| match column.get(i) {
+                Value::Object(row) => match (row.get("topic"), row.get("partition"), row.get("offset")) {
+                    (Value::Str(topic), Value::Int(partition), Value::Int(offset)) => {
+                        Some((topic.to_string(), partition, offset))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Where the manifest is, for messages.
     pub fn manifest_path(&self) -> String {
         self.dir.join(MANIFEST).display().to_string()
@@ -130,7 +196,12 @@ impl Dataset {
 
     /// Appends records, each one JSON line (`lines` holds them, newline-terminated).
     pub fn append(&mut self, lines: &[u8], now: SystemTime) -> std::io::Result<()> {
-        for line in lines.split_inclusive(|b| *b == b'\n') {
+        self.append_from(lines, &[], now)
+    }
+
+    /// Appends records with where each came from (`places[i]` for line `i`, when known).
+    pub fn append_from(&mut self, lines: &[u8], places: &[Option<Place>], now: SystemTime) -> std::io::Result<()> {
+        for (i, line) in lines.split_inclusive(|b| *b == b'\n').enumerate() {
             if self.open.is_none() {
                 std::fs::create_dir_all(&self.dir)?;
                 let number = self.next;
@@ -143,6 +214,7 @@ impl Dataset {
                     first_at: now,
                     last_at: now,
                     hash: sha2::Sha256::new(),
+                    sources: Default::default(),
                 });
             }
             let open = self.open.as_mut().expect("just opened");
@@ -150,6 +222,9 @@ impl Dataset {
             open.hash.update(line);
             open.rows += 1;
             open.last_at = now;
+            if let Some(Some((topic, partition, offset))) = places.get(i) {
+                widen(&mut open.sources, topic, *partition, *offset, *offset, 1);
+            }
             if open.rows >= self.config.shard_rows.max(1) {
                 self.close()?;
             }
@@ -173,6 +248,7 @@ impl Dataset {
                 first_at: rfc3339(open.first_at),
                 last_at: rfc3339(open.last_at),
                 sha256: hex(&open.hash.finalize()),
+                sources: open.sources.into_values().collect(),
             });
             self.written.push(open.last_at);
             self.manifest.written += open.rows;
@@ -215,6 +291,11 @@ impl Dataset {
             all.update(s.sha256.as_bytes());
         }
         m.sha256 = hex(&all.finalize());
+        let mut sources = std::collections::BTreeMap::new();
+        for r in m.shards.iter().flat_map(|s| &s.sources) {
+            widen(&mut sources, &r.topic, r.partition, r.first, r.last, r.rows);
+        }
+        m.sources = sources.into_values().collect();
         std::fs::create_dir_all(&self.dir)?;
         let partial = self.dir.join(format!("{MANIFEST}.partial"));
         std::fs::write(&partial, serde_json::to_vec_pretty(&*m).unwrap_or_default())?;
@@ -241,6 +322,7 @@ mod tests {
             shard_rows,
             max_rows,
             max_age: None,
+            source_field: "_kafka".into(),
         }
     }
 
@@ -313,6 +395,67 @@ mod tests {
         std::fs::remove_dir_all(&folder).expect("removed");
         d.append(&lines(3, 4), SystemTime::now()).expect("append again");
         assert!(folder.join(MANIFEST).is_file());
+    }
+
+    #[test]
+    fn the_manifest_says_which_offsets_of_which_partitions_the_rows_came_from() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut d = Dataset::open(&config(dir.path(), 3, Some(6))).expect("open");
+        let place = |p: i64, o: i64| Some(("listings".to_string(), p, o));
+        // Rows 1..9: partitions 0 and 1 interleaved; one row from no topic.
+        let places = [
+            place(0, 10),
+            place(1, 4),
+            place(0, 12),
+            None,
+            place(1, 5),
+            place(0, 13),
+            place(0, 14),
+            place(1, 9),
+            place(0, 20),
+        ];
+        d.append_from(&lines(1, 9), &places, SystemTime::now()).expect("append");
+        d.close().expect("close");
+        let m = d.manifest();
+        assert_eq!(m.rows, 6, "the first shard went beyond the bound");
+        assert_eq!(
+            m.shards[0].sources,
+            [
+                SourceRange {
+                    topic: "listings".into(),
+                    partition: 0,
+                    first: 13,
+                    last: 13,
+                    rows: 1
+                },
+                SourceRange {
+                    topic: "listings".into(),
+                    partition: 1,
+                    first: 5,
+                    last: 5,
+                    rows: 1
+                },
+            ]
+        );
+        assert_eq!(
+            m.sources,
+            [
+                SourceRange {
+                    topic: "listings".into(),
+                    partition: 0,
+                    first: 13,
+                    last: 20,
+                    rows: 3
+                },
+                SourceRange {
+                    topic: "listings".into(),
+                    partition: 1,
+                    first: 5,
+                    last: 9,
+                    rows: 2
+                },
+            ]
+        );
     }
 
     #[test]

@@ -268,9 +268,10 @@ async fn write_dataset(mut dataset: dataset::Dataset, mut io: Io) -> Result<(), 
     };
     while let Some(batch) = io.inlet.recv().await {
         encode_jsonl(&batch, &mut buf);
+        let places = dataset.places(&batch);
         let lines = std::mem::take(&mut buf);
         let (d, lines, written) = tokio::task::spawn_blocking(move || {
-            let written = dataset.append(&lines, std::time::SystemTime::now());
+            let written = dataset.append_from(&lines, &places, std::time::SystemTime::now());
             (dataset, lines, written)
         })
         .await

@@ -316,8 +316,11 @@ impl Evaluation {
         }
     }
 
-    /// The joined pairs as records: the key, the answer, the truth, the error, the model.
+    /// The joined pairs as records: the key, the answer, the truth, the error, the model, when.
     fn records(&self, joined: &[Joined]) -> Batch {
+        let at: Json = humantime::format_rfc3339_millis(std::time::SystemTime::now())
+            .to_string()
+            .into();
         let records: Vec<Map<String, Json>> = joined
             .iter()
             .map(|j| {
@@ -338,6 +341,7 @@ impl Evaluation {
                     r.insert("correct".into(), ((j.answer >= threshold) == (j.truth >= 0.5)).into());
                 }
                 r.insert("waited_ms".into(), (j.waited.as_millis() as u64).into());
+                r.insert("judged_at".into(), at.clone());
                 r.insert(self.config.audit_field.clone(), Json::Object(model));
                 r
             })

@@ -60,6 +60,10 @@ pub struct KafkaSourceConfig {
     pub partitions: i32,
     #[serde(default = "one")]
     pub replication: i32,
+    /// Adds where each record came from as this field (`_kafka`, say): `{topic, partition,
+    /// offset, timestamp}` (the message's timestamp in milliseconds, when it has one).
+    #[serde(default)]
+    pub metadata: Option<String>,
 }
 
 fn one() -> i32 {
@@ -100,6 +104,10 @@ pub struct GeneratorConfig {
     /// After this many records the market shifts: living areas (and prices) grow by 60%.
     #[serde(default)]
     pub shift_after: Option<u64>,
+    /// Waits this long before the first record ("3s"): the same listings later, as the sales
+    /// that are their outcome.
+    #[serde(default, with = "humantime_serde")]
+    pub start_after: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -17,7 +17,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
 use super::config::{KafkaSourceConfig, StartFrom};
-use crate::flow::BatchBuilder;
+use crate::flow::{BatchBuilder, Column};
 use crate::kafka::KafkaSettings;
 use crate::kafka::{self, KafkaError};
 use crate::streamlets::io::{Ack, Acks, Telemetry};
@@ -261,6 +261,25 @@ fn commit_done<C: Consumer<X>, X: ConsumerContext>(
     }
 }
 
+/// The `metadata` field of records from `topic`: `{topic, partition, offset, timestamp}` each.
+fn metadata_column(topic: &str, places: &[(i32, i64, Option<i64>)]) -> Column {
+    let field = |name: &str, column: Column| crate::flow::Field {
+        name: name.into(),
+        column,
+    };
+    let (partitions, offsets, times): (Vec<i64>, Vec<i64>, Vec<Option<i64>>) =
+        places.iter().map(|&(p, o, t)| (i64::from(p), o, t)).collect();
+    Column::objects(Batch::new(
+        places.len(),
+        vec![
+            field("topic", Column::repeated(topic, places.len())),
+            field("partition", Column::ints(partitions.into())),
+            field("offset", Column::ints(offsets.into())),
+            field("timestamp", Column::ints(times.into())),
+        ],
+    ))
+}
+
 /// Runs a blocking wait without stalling the other tasks of a multi-threaded runtime.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
@@ -406,6 +425,8 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
         // rebalance during the batch separates an old assignment's messages from a new one's).
         let mut ranges: BTreeMap<(i32, u64), (i64, i64)> = BTreeMap::new();
         let mut records = BatchBuilder::default();
+        // With `metadata`: where each record came from (partition, offset, timestamp), in order.
+        let mut places: Vec<(i32, i64, Option<i64>)> = Vec::new();
         // Batches closed early because their records' field names kept changing.
         let mut wide = Vec::new();
         let mut bad = Vec::new();
@@ -427,9 +448,13 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
             if records.is_wide() {
                 wide.push(std::mem::take(&mut records).finish());
             }
-            if let Err(crate::formats::Malformed { line, reason, raw }) =
-                crate::formats::read_json_line(payload, message.offset().max(0) as u64, &mut records)
-            {
+            let before = records.len();
+            let read = crate::formats::read_json_line(payload, message.offset().max(0) as u64, &mut records);
+            if config.metadata.is_some() {
+                let place = (message.partition(), message.offset(), message.timestamp().to_millis());
+                places.extend(std::iter::repeat_n(place, records.len() - before));
+            }
+            if let Err(crate::formats::Malformed { line, reason, raw }) = read {
                 let mut record = super::malformed_record(&io.name, &source, line, reason, raw);
                 if let Some(Value::Object(e)) = record.get_mut("_error") {
                     // A message has a place in its partition, not a line.
@@ -454,10 +479,19 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
             // The records still go on; only their offsets are not this assignment's to commit.
             tracing::debug!(streamlet = %io.name, "a batch straddled a rebalance");
         }
+        let mut placed = 0;
+        let mut place = |mut batch: Batch| {
+            if let Some(field) = &config.metadata {
+                let end = (placed + batch.len()).min(places.len());
+                batch.set(field, metadata_column(&config.topic, &places[placed..end]));
+                placed = end;
+            }
+            batch
+        };
         for batch in wide {
-            out.send_acked(batch, acks.clone()).await?;
+            out.send_acked(place(batch), acks.clone()).await?;
         }
-        out.send_acked(records.finish(), acks.clone()).await?;
+        out.send_acked(place(records.finish()), acks.clone()).await?;
         errors.send_acked(Batch::from_records(&bad), acks).await?;
     }
     // Stopping: what was handed downstream is written before its offsets are committed.

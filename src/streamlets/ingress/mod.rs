@@ -77,11 +77,8 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
         ) => {
             let format = text.format.unwrap_or_else(|| Format::of_path(&path));
             let input = BufReader::with_capacity(256 * 1024, Box::new(file) as Box<dyn std::io::Read + Send>);
-            if let Some(wait) = start_after {
-                tokio::select! {
-                    _ = io.stop_intake.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(wait) => {}
-                }
+            if !wait_to_start(start_after, &io).await {
+                return Ok(());
             }
             let pace = rate.filter(|r| *r > 0.0).map(Pace::new);
             read_text(io, reader(&text, format), input, &path.display().to_string(), pace).await
@@ -220,7 +217,20 @@ async fn read_text(
 }
 
 /// Produces `count` records (or without end) at `rate` per second (or as fast as downstream takes them).
+/// Waits `start_after` (if any) before a source's first record: false when the pipeline
+/// stops meanwhile.
+async fn wait_to_start(start_after: Option<Duration>, io: &Io) -> bool {
+    let Some(wait) = start_after else { return true };
+    tokio::select! {
+        _ = io.stop_intake.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
+    }
+}
+
 async fn generate(config: GeneratorConfig, io: Io) -> Result<(), Stop> {
+    if !wait_to_start(config.start_after, &io).await {
+        return Ok(());
+    }
     let mut generator =
         generator::ListingGenerator::new(config.seed, config.invalid_ratio).shifting_after(config.shift_after);
     let out = io.outlets.get(SourcePort::Out)?;

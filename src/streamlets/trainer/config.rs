@@ -25,6 +25,10 @@ pub struct TrainerConfig {
     pub command: Vec<String>,
     #[serde(default)]
     pub env: IndexMap<String, String>,
+    /// The folder the command runs in (relative to the pipeline file; where sluice runs when
+    /// absent). A relative program path (`.venv/bin/python`) is taken from there too.
+    #[serde(default)]
+    pub working_directory: Option<PathBuf>,
     /// A run taking longer is stopped and fails.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
@@ -43,12 +47,36 @@ pub struct When {
     /// Every this long ("1h").
     #[serde(default, with = "humantime_serde")]
     pub every: Option<Duration>,
-    /// A drift event (`type: drift, status: drifting`) on an input.
-    #[serde(default)]
-    pub on_drift: bool,
+    /// A drift event (`type: drift, status: drifting`) on an input: a run at once (`true`),
+    /// or once `new_rows` more rows reached the dataset (`{ new_rows: N }`), so that the run
+    /// trains on the data from after the change.
+    #[serde(default, deserialize_with = "on_drift")]
+    pub on_drift: Option<OnDrift>,
     /// The serving version's figure over an evaluator's window crossing a limit.
     #[serde(default)]
     pub quality: Option<QualityFloor>,
+}
+
+/// What a drift event starts: a run once this many rows more reached the dataset (0: at once).
+/// Drift events while one waits belong to the same change and start nothing more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OnDrift {
+    pub new_rows: u64,
+}
+
+/// `on_drift: true | false | { new_rows: N }`.
+fn on_drift<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<OnDrift>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Flag(bool),
+        Wait { new_rows: u64 },
+    }
+    Ok(match Form::deserialize(d)? {
+        Form::Flag(false) => None,
+        Form::Flag(true) => Some(OnDrift::default()),
+        Form::Wait { new_rows } => Some(OnDrift { new_rows }),
+    })
 }
 
 /// Retrain when the version the trainer publishes for is worse than `worse_than` on
@@ -106,7 +134,7 @@ impl Kind for TrainerConfig {
     }
 
     fn paths_mut(&mut self) -> Vec<PathField<'_>> {
-        vec![
+        let mut paths = vec![
             PathField {
                 pointer: "/dataset".into(),
                 role: PathRole::Output,
@@ -117,7 +145,15 @@ impl Kind for TrainerConfig {
                 role: PathRole::Output,
                 path: &mut self.state,
             },
-        ]
+        ];
+        if let Some(dir) = &mut self.working_directory {
+            paths.push(PathField {
+                pointer: "/working_directory".into(),
+                role: PathRole::WorkingFolder,
+                path: dir,
+            });
+        }
+        paths
     }
 
     /// A command to run, and something that starts it.
@@ -143,7 +179,7 @@ impl Kind for TrainerConfig {
             ));
         }
         let w = &self.when;
-        if w.every_rows.is_none() && w.every.is_none() && !w.on_drift && w.quality.is_none() {
+        if w.every_rows.is_none() && w.every.is_none() && w.on_drift.is_none() && w.quality.is_none() {
             found.push(Finding::at_key(
                 "/when",
                 invalid(

@@ -172,7 +172,21 @@ async fn train(config: TrainerConfig, streamlet: String, number: u64, dataset: P
     let Some((program, rest)) = args.split_first() else {
         return Ended::Failed("no command".into());
     };
-    let mut command = tokio::process::Command::new(program);
+    let mut command = match &config.working_directory {
+        Some(dir) => {
+            // A relative program path with a folder in it is taken from the working directory,
+            // as a shell there would (a bare name is looked up on PATH).
+            let program = Path::new(program);
+            let mut command = if program.is_relative() && program.components().count() > 1 {
+                tokio::process::Command::new(dir.join(program))
+            } else {
+                tokio::process::Command::new(program)
+            };
+            command.current_dir(dir);
+            command
+        }
+        None => tokio::process::Command::new(program),
+    };
     command
         .args(rest)
         .envs(&config.env)
@@ -231,7 +245,8 @@ fn event(kind: &str, number: u64, trigger: &Trigger, dataset: &Manifest) -> Map<
     );
     r.insert(
         "dataset".into(),
-        json!({"rows": dataset.rows, "from": dataset.from, "to": dataset.to, "sha256": dataset.sha256}),
+        json!({"rows": dataset.rows, "from": dataset.from, "to": dataset.to, "sha256": dataset.sha256,
+               "sources": dataset.sources}),
     );
     r
 }
@@ -250,12 +265,15 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
     io.controls.register_trainer(&io.name, door);
     // The versions a quality floor started a run for: each once.
     let mut floored: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // A drift event waiting for `new_rows` more rows: its trigger, and the rows written when
+    // it came.
+    let mut waiting: Option<(Trigger, u64)> = None;
     loop {
         let mut trigger = None;
         tokio::select! {
             batch = io.inlet.recv(), if input_open => match batch {
                 None => input_open = false,
-                Some(batch) if config.when.on_drift => trigger = drifting(&batch),
+                Some(batch) if config.when.on_drift.is_some() => trigger = drifting(&batch),
                 Some(_) => {}
             },
             _ = look.tick() => {}
@@ -296,6 +314,12 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
         if let Some(m) = &manifest {
             if m.written < rows_base {
                 rows_base = m.written; // a dataset begun anew
+            }
+        }
+        if let Some(wait) = config.when.on_drift.filter(|w| w.new_rows > 0) {
+            // A drift event while a run goes on is used up as any trigger then is (skipped).
+            if running.is_none() {
+                trigger = after_drift(trigger, &mut waiting, wait.new_rows, manifest.as_ref(), &io.name);
             }
         }
         if trigger.is_none() {
@@ -425,6 +449,37 @@ fn below_floor(config: &TrainerConfig, io: &Io, floored: &mut std::collections::
     })
 }
 
+/// A drift event waits for `new_rows` more rows in the dataset (those after the change); the
+/// events that come while it waits belong to the same change. The trigger, once they are in
+/// (or any other trigger that came meanwhile).
+fn after_drift(
+    trigger: Option<Trigger>,
+    waiting: &mut Option<(Trigger, u64)>,
+    new_rows: u64,
+    manifest: Option<&Manifest>,
+    streamlet: &str,
+) -> Option<Trigger> {
+    let written = manifest.map_or(0, |m| m.written);
+    let mut trigger = trigger;
+    if let Some(drift) = trigger.take_if(|t| t.kind == "drift") {
+        if waiting.is_none() {
+            tracing::info!(%streamlet, new_rows, "drift: a training run starts once the dataset has the new rows");
+            *waiting = Some((drift, written));
+        }
+    }
+    if let Some((_, since)) = waiting.as_mut() {
+        *since = (*since).min(written); // a dataset begun anew counts from its start
+        if trigger.is_none() && written >= since.saturating_add(new_rows) {
+            let (drift, since) = waiting.take()?;
+            return Some(Trigger {
+                kind: "drift",
+                figures: json!({"drift": drift.figures, "new_rows": written - since, "waited_for": new_rows}),
+            });
+        }
+    }
+    trigger
+}
+
 /// A drift event that says a field drifts: a trigger with its figures.
 fn drifting(batch: &Batch) -> Option<Trigger> {
     batch.records().into_iter().find_map(|r| {
@@ -470,7 +525,7 @@ async fn finish(config: &TrainerConfig, io: &Io, run: &Running, ended: Ended) ->
                     let lineage = json!({
                         "parent": registry.current().map(|v| v.descriptor.version.clone()),
                         "dataset": {"rows": run.dataset.rows, "from": run.dataset.from, "to": run.dataset.to,
-                                    "sha256": run.dataset.sha256},
+                                    "sha256": run.dataset.sha256, "sources": run.dataset.sources},
                         "trigger": {"kind": run.trigger.kind, "figures": run.trigger.figures},
                         "command": config.command,
                         "seconds": seconds,
@@ -503,6 +558,50 @@ async fn finish(config: &TrainerConfig, io: &Io, run: &Running, ended: Ended) ->
 mod tests {
     use super::*;
 
+    fn drift(field: &str) -> Option<Trigger> {
+        Some(Trigger {
+            kind: "drift",
+            figures: json!({"field": field}),
+        })
+    }
+
+    fn written(n: u64) -> Manifest {
+        Manifest {
+            written: n,
+            ..Manifest::default()
+        }
+    }
+
+    #[test]
+    fn a_drift_event_waits_for_the_new_rows_and_those_of_the_same_change_start_nothing_more() {
+        let mut waiting = None;
+        assert!(after_drift(drift("sqft_living"), &mut waiting, 100, Some(&written(500)), "t").is_none());
+        assert!(after_drift(drift("sqft_lot"), &mut waiting, 100, Some(&written(550)), "t").is_none());
+        assert!(after_drift(None, &mut waiting, 100, Some(&written(599)), "t").is_none());
+        let fired = after_drift(None, &mut waiting, 100, Some(&written(600)), "t").expect("fired");
+        assert_eq!(fired.kind, "drift");
+        assert_eq!(
+            fired.figures["drift"]["field"], "sqft_living",
+            "the first event of the change"
+        );
+        assert_eq!(fired.figures["new_rows"], 100);
+        assert!(waiting.is_none());
+        // Another trigger meanwhile goes through; the drift waits on.
+        let mut waiting = None;
+        assert!(after_drift(drift("a"), &mut waiting, 100, Some(&written(50)), "t").is_none());
+        let other = Trigger {
+            kind: "manual",
+            figures: json!({}),
+        };
+        let through = after_drift(Some(other), &mut waiting, 100, Some(&written(10)), "t").expect("through");
+        assert_eq!(through.kind, "manual");
+        assert!(waiting.is_some());
+        // A dataset begun anew counts from its start.
+        assert!(after_drift(None, &mut waiting, 100, Some(&written(5)), "t").is_none());
+        assert!(after_drift(None, &mut waiting, 100, Some(&written(104)), "t").is_none());
+        assert!(after_drift(None, &mut waiting, 100, Some(&written(105)), "t").is_some());
+    }
+
     #[test]
     fn a_name_is_claimed_once_and_never_overwritten() {
         let dir = tempfile::tempdir().expect("dir");
@@ -525,6 +624,7 @@ mod tests {
                 first_at: String::new(),
                 last_at: String::new(),
                 sha256: String::new(),
+                sources: Vec::new(),
             }],
             ..Manifest::default()
         };
