@@ -92,6 +92,21 @@ pub async fn check_reachable(settings: &KafkaSettings) -> Result<(), KafkaError>
     Err(KafkaError::Unreachable { brokers, reason })
 }
 
+/// Sends one message and waits for the broker to have it (up to 30 s). Blocking: for a rare
+/// message (a model version), not for records.
+pub fn produce_one(settings: &KafkaSettings, topic: &str, key: &str, payload: &[u8]) -> Result<(), String> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let mut config = client_config(settings);
+    config.set("message.max.bytes", "10000000");
+    let producer: FutureProducer = config.create().map_err(|e| e.to_string())?;
+    // The producer polls on a thread of its own: its delivery report can be waited for here.
+    let delivered = futures::executor::block_on(producer.send(
+        FutureRecord::to(topic).key(key).payload(payload),
+        Duration::from_secs(30),
+    ));
+    delivered.map(|_| ()).map_err(|(e, _)| e.to_string())
+}
+
 /// Creates the topic unless it exists.
 pub async fn ensure_topic(
     settings: &KafkaSettings,

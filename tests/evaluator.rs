@@ -303,31 +303,43 @@ fn a_challenger_that_beats_the_serving_model_is_promoted_at_the_labelled_answer_
         d["value"].as_f64().unwrap() + 5000.0 < d["against"].as_f64().unwrap(),
         "{d:#}"
     );
-    // From then on green answers every record.
+    // Both arms are versions of one model in one folder: blue, the serving arm, takes green's
+    // version, and the split goes on as configured (green keeps its 20%, to judge the next
+    // version). From then on version 2 answers every record.
     let joined = read_jsonl(&dir.path().join("joined.jsonl"));
     assert_eq!(joined.len(), 3000);
     let tail = &joined[joined.len() - 1000..];
     assert!(
-        tail.iter().all(|r| r["_model"]["model"] == "green"),
-        "blue answered after the promotion"
+        tail.iter().all(|r| r["_model"]["version"] == "2"),
+        "version 1 answered after the promotion"
     );
-    // The audit trail says each version was seen, loaded and served, then why green took over.
+    assert!(tail.iter().any(|r| r["_model"]["model"] == "blue"));
+    assert!(tail.iter().any(|r| r["_model"]["model"] == "green"));
+    // The audit trail says each version was seen, loaded and served, then why blue took v2.
     let (events, records) = audit(dir.path());
     let event = |arm: &str, version: &str, what: &str| (arm.to_string(), version.to_string(), what.to_string());
+    let place = |expected: (String, String, String)| {
+        events
+            .iter()
+            .position(|e| *e == expected)
+            .unwrap_or_else(|| panic!("{expected:?} not in {events:?}"))
+    };
     for expected in [
         event("blue", "1", "seen"),
         event("blue", "1", "loaded"),
         event("blue", "1", "serving"),
         event("green", "2", "serving"),
-        event("green", "2", "promoted"),
     ] {
-        assert!(events.contains(&expected), "{expected:?} not in {events:?}");
+        place(expected);
     }
+    assert!(place(event("blue", "1", "retired")) < place(event("blue", "2", "serving")));
+    assert!(place(event("blue", "2", "serving")) < place(event("blue", "2", "promoted")));
     let promoted = records.iter().find(|r| r["event"] == "promoted").expect("a promotion");
     assert_eq!(promoted["scorer"], "price");
     assert_eq!(promoted["figures"]["metric"], "mae");
     assert_eq!(promoted["figures"]["labelled"], 100);
     assert_eq!(promoted["figures"]["from_model"], "blue");
+    assert_eq!(promoted["figures"]["challenger"], "green");
 }
 
 #[test]
@@ -402,23 +414,32 @@ fn a_promotion_survives_a_restart_and_an_edit_of_the_scorer_wins_over_it() {
         let summary = run_pipeline(dir.path(), &judged(dir.path(), count, scorer, &rules));
         let quality = quality_of(&summary, "quality");
         let joined = read_jsonl(&dir.path().join("joined.jsonl"));
-        let arms: std::collections::BTreeSet<String> = joined
+        let answered: std::collections::BTreeSet<(String, String)> = joined
             .iter()
-            .map(|r| r["_model"]["model"].as_str().unwrap_or_default().to_string())
+            .map(|r| {
+                let text = |k: &str| r["_model"][k].as_str().unwrap_or_default().to_string();
+                (text("model"), text("version"))
+            })
             .collect();
-        (quality["decisions"].as_array().cloned().unwrap_or_default(), arms)
+        (quality["decisions"].as_array().cloned().unwrap_or_default(), answered)
     };
+    let pair = |arm: &str, version: &str| (arm.to_string(), version.to_string());
     let (decisions, _) = run(3000, &scorer(0.8, 0.2));
     assert_eq!(decisions.len(), 1);
     let kept = dir.path().join("state/judged.quality.decisions.json");
     assert!(kept.is_file(), "the decision is kept in the state folder");
 
-    // A restart: green serves every record from the first one, and says why.
-    let (decisions, arms) = run(300, &scorer(0.8, 0.2));
+    // A restart: version 2 answers every record from the first one (blue took it again), and
+    // the audit says why.
+    let (decisions, answered) = run(300, &scorer(0.8, 0.2));
     assert_eq!(decisions.len(), 1, "{decisions:#?}");
     assert_eq!(decisions[0]["restored"], true);
     assert_eq!(decisions[0]["model"], "green");
-    assert_eq!(arms, ["green".to_string()].into(), "blue answered after the restart");
+    assert_eq!(
+        answered,
+        [pair("blue", "2"), pair("green", "2")].into(),
+        "version 1 answered after the restart"
+    );
     let audit = read_jsonl(&dir.path().join("audit.jsonl"));
     let promoted = audit
         .iter()
@@ -428,9 +449,12 @@ fn a_promotion_survives_a_restart_and_an_edit_of_the_scorer_wins_over_it() {
 
     // The user edits the split: their weights win over the earlier promotion (too few records
     // follow for the rule to promote anew).
-    let (decisions, arms) = run(150, &scorer(0.5, 0.5));
+    let (decisions, answered) = run(150, &scorer(0.5, 0.5));
     assert!(decisions.is_empty(), "{decisions:#?}");
-    assert!(arms.contains("blue"), "the edited split serves blue again: {arms:?}");
+    assert!(
+        answered.contains(&pair("blue", "1")),
+        "the edited split serves blue's version 1 again: {answered:?}"
+    );
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&kept).expect("kept")).expect("JSON");
     assert_eq!(saved["decisions"], serde_json::json!([]), "{saved:#}");
 }
@@ -522,17 +546,21 @@ fn the_card_fraud_demo_promotes_its_challenger_and_the_audit_says_why() {
         .iter()
         .find(|r| r["event"] == "promoted")
         .unwrap_or_else(|| panic!("no promotion in {audit:#?}"));
+    // The champion arm takes the challenger's version (both are versions of card-fraud).
     assert_eq!(
         (promoted["arm"].as_str(), promoted["version"].as_str()),
-        (Some("challenger"), Some("2"))
+        (Some("champion"), Some("2"))
     );
+    assert_eq!(promoted["figures"]["challenger"], "challenger");
     let figures = &promoted["figures"];
     assert_eq!(figures["metric"], "roc_auc");
     assert_eq!(figures["labelled"], 300);
     assert!(figures["value"].as_f64().unwrap() > figures["serving_value"].as_f64().unwrap() + 0.02);
     assert!(
-        audit.iter().any(|r| r["event"] == "retired" && r["arm"] == "champion"),
-        "the champion is retired by the promotion"
+        audit
+            .iter()
+            .any(|r| r["event"] == "retired" && r["arm"] == "champion" && r["version"] == "1"),
+        "the champion's version 1 is retired by the promotion"
     );
     // Every chargeback that came was joined with its transaction's prediction, once.
     let judged = read_jsonl(&out.path().join("judged-transactions.jsonl"));
@@ -582,14 +610,17 @@ fn a_rollback_survives_a_restart_and_an_edit_of_the_scorer_wins_over_it() {
 #[test]
 fn a_shadow_judged_on_its_own_answers_is_promoted_to_primary() {
     let dir = tempfile::tempdir().expect("dir");
+    // Two models of their own (two folders): the roles change at the promotion.
     let models = root().join("examples/house-prices/models");
+    let other = copied_models(dir.path());
     let scorer = format!(
         r#"    model: null
     models:
       blue: {{ name: house-price, folder: {m}, version: "1" }}
-      green: {{ name: house-price, folder: {m}, version: "2" }}
+      green: {{ name: house-price, folder: {o}, version: "2" }}
     strategy: {{ shadow: {{ primary: blue, shadows: [green], emit: true }} }}"#,
-        m = models.display()
+        m = models.display(),
+        o = other.display()
     );
     let rules = "    promote: { metric: rmse, by: 1000, min_labelled: 200 }";
     // The evaluator judges the shadow's answers too; the scored records are kept apart.
@@ -688,4 +719,86 @@ fn labelled_examples_with_their_features_roll_into_a_dataset_folder_with_a_manif
             assert_eq!(r["_model"]["version"], "2");
         }
     }
+}
+
+/// After a promotion the serving arm keeps the version judged better, and the next version in
+/// the folder is the challenger's: judged as a shadow before it serves, never served unjudged.
+#[test]
+fn a_version_that_arrives_after_a_promotion_is_a_shadow_first() {
+    let dir = tempfile::tempdir().expect("dir");
+    let models = copied_models(dir.path());
+    std::fs::remove_file(models.join("house-price-v2.model.json")).expect("v2 comes later");
+    let scorer = format!(
+        r#"    model: null
+    models:
+      serving: {{ name: house-price, folder: {m}, version: "1" }}
+      candidate: {{ name: house-price, folder: {m} }}
+    strategy: {{ shadow: {{ primary: serving, shadows: [candidate], emit: true }} }}"#,
+        m = models.display()
+    );
+    let rules = "    promote: { metric: mae, by: 5000, min_labelled: 100 }";
+    let yaml = judged(dir.path(), 6000, &scorer, rules)
+        .replace("rate: 2000", "rate: 1000")
+        .replace("    inputs: [price, sales]", "    inputs: [price, price.shadow, sales]");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, yaml).expect("pipeline");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let topology = sluice::topology::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let (handle, task) = rt.block_on(sluice::runtime::run_file(
+        &file,
+        topology,
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    let audit = || read_jsonl(&dir.path().join("audit.jsonl"));
+    let has = |arm: &str, version: &str, event: &str| {
+        audit()
+            .iter()
+            .any(|e| e["arm"] == arm && e["version"] == version && e["event"] == event)
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let started = std::time::Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "{what}: {:#?}",
+                audit()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    // v2 arrives, shadows v1, is better: the serving arm takes it.
+    std::fs::copy(
+        root().join("examples/house-prices/models/house-price-v2.model.json"),
+        models.join("house-price-v2.model.json"),
+    )
+    .expect("v2");
+    wait("v2 promoted", &|| has("serving", "2", "promoted"));
+    // v3 (v1's model again, so worse) arrives after the promotion: the candidate takes it.
+    let v1: Value =
+        serde_json::from_str(&std::fs::read_to_string(models.join("house-price-v1.model.json")).expect("v1"))
+            .expect("JSON");
+    let mut v3 = v1.clone();
+    v3["version"] = "3".into();
+    std::fs::write(models.join("house-price-v3.model.json"), v3.to_string()).expect("v3");
+    wait("v3 shadows", &|| has("candidate", "3", "serving"));
+    let _ = handle;
+    let summary = rt.block_on(task).expect("the run task").expect("the run succeeds");
+    assert!(!has("serving", "3", "serving"), "v3 served unjudged: {:#?}", audit());
+    let quality = quality_of(&summary, "quality");
+    let promotions: Vec<&Value> = quality["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .filter(|d| d["action"] == "promoted")
+        .collect();
+    assert_eq!(promotions.len(), 1, "{promotions:#?}");
+    // After the run, the serving arm's answers are v2's and v3 answered only as the shadow.
+    let joined = read_jsonl(&dir.path().join("joined.jsonl"));
+    let by = |arm: &str, version: &str| {
+        joined
+            .iter()
+            .filter(|r| r["_model"]["model"] == arm && r["_model"]["version"] == version)
+            .count()
+    };
+    assert!(by("candidate", "3") > 0 && by("serving", "3") == 0 && by("serving", "2") > 0);
 }

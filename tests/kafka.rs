@@ -788,3 +788,117 @@ streamlets:
         .sum();
     assert_eq!(per_shard, 600);
 }
+
+/// A trainer publishing for a scorer whose versions come from a model topic publishes the
+/// new version there (the model inline, with its lineage); the scorer's reader takes it.
+#[test]
+fn a_retrained_version_is_published_on_the_model_topic_and_served_from_it() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("dir");
+    broker.create_topic("models", 1);
+    publish(&broker, "models", &inline_descriptor("1"));
+    publish(&broker, "models", &inline_descriptor("2"));
+    let python = common::root().join(".venv-train/bin/python");
+    let yaml = format!(
+        r#"pipeline: retrain-to-topic
+defaults:
+  kafka: {{ brokers: "{brokers}" }}
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, seed: 9, rate: 1500 }}
+  sales:
+    kind: ingress
+    source: {{ type: generator, seed: 9, rate: 1500, start_after: 1s }}
+  price:
+    use: {scorer}
+    model: null
+    models:
+      serving: {{ name: house-price, folder: {dir}, topic: models, version: 2 }}
+      candidate: {{ name: house-price, folder: {dir}, topic: models }}
+    strategy: {{ shadow: {{ primary: serving, shadows: [candidate], emit: true }} }}
+    inputs: [listings]
+  quality:
+    kind: evaluator
+    inputs: [price, price.shadow, sales]
+    key: id
+    label: price
+    prediction: predicted_price
+    task: regressor
+    window: 300
+    carry: ["*"]
+    scorer: price
+    state: {dir}/state
+  keep:
+    kind: egress
+    inputs: [quality]
+    sink: {{ type: dataset, path: {dir}/training, shard_rows: 250, max_rows: 3000 }}
+  retrain:
+    kind: trainer
+    inputs: [quality]
+    dataset: {dir}/training
+    when: {{ every_rows: 2000 }}
+    min_rows: 1000
+    command: ["{python}", "{train}", "--dataset", "{{dataset}}", "--out", "{{output}}"]
+    timeout: 2m
+    publish: {{ scorer: price, model: candidate }}
+    state: {dir}/state
+  runs:
+    kind: egress
+    inputs: [retrain]
+    sink: {{ type: file, path: {dir}/runs.jsonl }}
+  lifecycle:
+    kind: egress
+    inputs: [price.audit]
+    sink: {{ type: file, path: {dir}/audit.jsonl }}
+  refused:
+    kind: egress
+    inputs: [quality.errors, price.errors, listings.errors, sales.errors]
+    sink: {{ type: blackhole }}
+"#,
+        brokers = broker.address,
+        scorer = common::root().join("streamlets/house-price-gbm.yaml").display(),
+        dir = dir.path().display(),
+        python = python.display(),
+        train = common::root().join("examples/house-prices/train.py").display(),
+    );
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, yaml).expect("pipeline");
+    let run = Running::start(&file);
+    wait_until(
+        Duration::from_secs(120),
+        || {
+            read_jsonl(&dir.path().join("audit.jsonl"))
+                .iter()
+                .any(|e| e["arm"] == "candidate" && e["version"] == "3" && e["event"] == "serving")
+        },
+        || format!("v3 never served: {:#?}", read_jsonl(&dir.path().join("runs.jsonl"))),
+    );
+    run.finish();
+    let runs = read_jsonl(&dir.path().join("runs.jsonl"));
+    let published = runs
+        .iter()
+        .find(|r| r["event"] == "published")
+        .unwrap_or_else(|| panic!("{runs:#?}"));
+    assert_eq!(
+        (published["version"].as_str(), published["parent"].as_str()),
+        (Some("3"), Some("2"))
+    );
+    // The topic holds v3 as data: the model inline, the lineage beside it; no file was written.
+    let on_topic = broker.read_topic("models", Duration::from_secs(20), |m| m["version"] == "3");
+    let v3 = on_topic
+        .iter()
+        .find(|m| m["version"] == "3")
+        .unwrap_or_else(|| panic!("v3 is not on the topic: {} messages", on_topic.len()));
+    assert!(v3["bytes_base64"].as_str().is_some_and(|b| b.len() > 1000));
+    assert!(v3.get("location").is_none_or(Value::is_null), "{}", v3["location"]);
+    assert_eq!(v3["lineage"]["parent"], "2");
+    assert_eq!(v3["lineage"]["trigger"]["kind"], "every_rows");
+    assert!(!dir.path().join("house-price-v3.onnx").exists());
+    // The serving arm, pinned to v2, served nothing else.
+    let audit = read_jsonl(&dir.path().join("audit.jsonl"));
+    assert!(audit
+        .iter()
+        .filter(|e| e["arm"] == "serving" && e["event"] == "serving")
+        .all(|e| e["version"] == "2"));
+}

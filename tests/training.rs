@@ -248,9 +248,19 @@ streamlets:
             .position(|r| r["arm"] == arm && r["version"] == version && r["event"] == event)
     };
     let serving = happened("candidate", "3", "serving").unwrap_or_else(|| panic!("{audit:#?}"));
-    let promoted = happened("candidate", "3", "promoted")
+    // The serving arm takes the version judged better; the candidate follows the next ones.
+    let promoted = happened("serving", "3", "promoted")
         .unwrap_or_else(|| panic!("v3 not promoted: {figures:#?} {:#?}", quality.decisions));
     assert!(serving < promoted);
+    // No version serves the serving arm without a promotion: each later one is a shadow first.
+    for (i, e) in audit.iter().enumerate() {
+        let version = e["version"].as_str().unwrap_or_default();
+        if e["arm"] == "serving" && e["event"] == "serving" && version != "2" {
+            let shadowed = happened("candidate", version, "serving").is_some_and(|c| c < i);
+            let promoted = happened("serving", version, "promoted").is_some_and(|p| p > i);
+            assert!(shadowed && promoted, "v{version} served unjudged: {audit:#?}");
+        }
+    }
 }
 
 #[test]
@@ -567,7 +577,8 @@ fn the_retraining_demo_goes_from_drift_to_a_promoted_version_and_draws_it() {
         descriptor["lineage"]["metrics"]["dataset_sha256"],
         descriptor["lineage"]["dataset"]["sha256"]
     );
-    // The chain on the audit: v3 serving as the candidate (a shadow), then promoted.
+    // The chain on the audit: v3 serving as the candidate (a shadow), then promoted: the
+    // serving arm takes it.
     let audit = read_jsonl(&out.join("model-audit.jsonl"));
     let at = |arm: &str, event: &str| {
         audit
@@ -575,8 +586,8 @@ fn the_retraining_demo_goes_from_drift_to_a_promoted_version_and_draws_it() {
             .position(|e| e["arm"] == arm && e["version"] == "3" && e["event"] == event)
             .unwrap_or_else(|| panic!("no {event} of v3 as {arm}: {audit:#?}"))
     };
-    assert!(at("candidate", "serving") < at("candidate", "promoted"));
-    let promoted = &audit[at("candidate", "promoted")];
+    assert!(at("candidate", "serving") < at("serving", "promoted"));
+    let promoted = &audit[at("serving", "promoted")];
     let figures = &promoted["figures"];
     assert!(
         figures["value"].as_f64().unwrap_or(f64::MAX) + 5000.0 < figures["serving_value"].as_f64().unwrap_or(0.0),

@@ -67,7 +67,8 @@ def main():
     def mark(t, text, colour, row):
         ax.axvline(t - start, color=colour, linestyle="--", linewidth=1.2)
         ax.annotate(text, xy=(t - start, 1), xycoords=("data", "axes fraction"),
-                    xytext=(4, -14 - 14 * row), textcoords="offset points", color=colour, fontsize=9)
+                    xytext=(4, -14 - 16 * row), textcoords="offset points", color=colour, fontsize=9,
+                    bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.9))
 
     drift = [d for d in lines(folder / "drift.jsonl") if d.get("status") == "drifting"]
     if drift:

@@ -42,6 +42,9 @@ pub struct ModelRegistry {
     feed: Mutex<Option<Feed>>,
     /// Versions rolled back (version, sha256): never candidates again.
     withdrawn: Mutex<Vec<(String, String)>>,
+    /// The version a promotion made this model serve (another model's version, judged
+    /// better), in place of the configuration's pin until a rollback or a restart.
+    adopted: Mutex<Option<String>>,
     lifecycle: Lifecycle,
     /// Held while the candidates are read and one is swapped in: the folder watcher and a
     /// rollback never swap at once.
@@ -79,7 +82,11 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// The candidate descriptors, best first, and the reasons unreadable ones were skipped: the
 /// folder's, or those `published` on the model topic (the latest message of each version).
-fn candidates(source: &Source, published: &[ModelDescriptor]) -> (Vec<ModelDescriptor>, Vec<String>) {
+fn candidates(
+    source: &Source,
+    published: &[ModelDescriptor],
+    pin: Option<&str>,
+) -> (Vec<ModelDescriptor>, Vec<String>) {
     let (mut found, problems) = match source.topic {
         None => scan(&source.folder, &source.name),
         Some(_) => {
@@ -92,7 +99,7 @@ fn candidates(source: &Source, published: &[ModelDescriptor]) -> (Vec<ModelDescr
             (latest, Vec::new())
         }
     };
-    if let Some(pin) = &source.pinned {
+    if let Some(pin) = pin {
         found.retain(|d| compare_versions(&d.version, pin).is_eq());
     }
     found.sort_by(|a, b| compare_versions(&b.version, &a.version));
@@ -145,7 +152,7 @@ impl ModelRegistry {
             }
             None => (None, Vec::new()),
         };
-        let (candidates, mut reasons) = candidates(&source, &published);
+        let (candidates, mut reasons) = candidates(&source, &published, source.pinned.as_deref());
         let lifecycle = Lifecycle::new(&source.name);
         for descriptor in candidates {
             let file = descriptor.file.display().to_string();
@@ -175,6 +182,7 @@ impl ModelRegistry {
                         published: Mutex::new(published),
                         feed: Mutex::new(feed),
                         withdrawn: Mutex::new(Vec::new()),
+                        adopted: Mutex::new(None),
                         lifecycle,
                         swapping: Mutex::new(()),
                     }));
@@ -208,6 +216,7 @@ impl ModelRegistry {
             published: Mutex::new(published),
             feed: Mutex::new(feed),
             withdrawn: Mutex::new(Vec::new()),
+            adopted: Mutex::new(None),
             lifecycle,
             swapping: Mutex::new(()),
         }))
@@ -221,6 +230,27 @@ impl ModelRegistry {
     /// The folder its versions come from, or `None` when they come from a model topic.
     pub fn folder(&self) -> Option<&std::path::Path> {
         self.source.topic.is_none().then_some(self.source.folder.as_path())
+    }
+
+    /// The folder `location`s resolve against (descriptors from a topic included).
+    pub fn folder_of_locations(&self) -> &std::path::Path {
+        &self.source.folder
+    }
+
+    /// The model topic its versions come from, if they do.
+    pub fn model_topic(&self) -> Option<&ModelTopic> {
+        self.source.topic.as_ref()
+    }
+
+    /// The version the configuration pins, if any.
+    pub fn pinned(&self) -> Option<&str> {
+        self.source.pinned.as_deref()
+    }
+
+    /// The versions published on the model topic that this reader keeps (the highest ones).
+    pub fn published_versions(&self) -> Vec<String> {
+        let published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        published.iter().map(|d| d.version.clone()).collect()
     }
 
     /// Whether a candidate version passes every check this registry's versions must pass
@@ -265,7 +295,9 @@ impl ModelRegistry {
 
     fn refresh_held(&self) -> Result<Option<Arc<ModelVersion>>, ModelError> {
         let published = self.published.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let (candidates, problems) = candidates(&self.source, &published);
+        let pin = self.adopted.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let pin = pin.or_else(|| self.source.pinned.clone());
+        let (candidates, problems) = candidates(&self.source, &published, pin.as_deref());
         for p in problems {
             tracing::warn!(reason = %p, "model descriptor skipped");
         }
@@ -291,28 +323,7 @@ impl ModelRegistry {
                 Ok(version) => {
                     let version = Arc::new(version);
                     self.lifecycle.record(&v, "loaded", Detail::sha(&sha));
-                    if let Some(old) = &serving {
-                        self.lifecycle.record(
-                            &old.descriptor.version,
-                            "retired",
-                            Detail::reason(format!("version {v} serves instead")),
-                        );
-                    }
-                    let why = match &serving {
-                        Some(old) => format!("replaces version {}", old.descriptor.version),
-                        None => "the first version that passes its checks".to_string(),
-                    };
-                    self.lifecycle.record(&v, "serving", Detail::reason(why));
-                    self.lock_served().push(version.stats.clone());
-                    self.current.store(Some(version.clone()));
-                    self.available.send_replace(true);
-                    tracing::info!(
-                        model = %version.descriptor.name,
-                        from = %serving.map_or("none".to_string(), |s| s.descriptor.version.clone()),
-                        to = %version.descriptor.version,
-                        sha256 = %version.short_sha,
-                        "model swapped"
-                    );
+                    self.swap_in(version.clone(), serving);
                     return Ok(Some(version));
                 }
                 Err(e) => {
@@ -328,6 +339,33 @@ impl ModelRegistry {
             Some(e) => Err(e),
             None => Ok(None),
         }
+    }
+
+    /// Makes a loaded version the one serving in place of `serving`, and says so.
+    fn swap_in(&self, version: Arc<ModelVersion>, serving: Option<Arc<ModelVersion>>) {
+        let v = &version.descriptor.version;
+        if let Some(old) = &serving {
+            self.lifecycle.record(
+                &old.descriptor.version,
+                "retired",
+                Detail::reason(format!("version {v} serves instead")),
+            );
+        }
+        let why = match &serving {
+            Some(old) => format!("replaces version {}", old.descriptor.version),
+            None => "the first version that passes its checks".to_string(),
+        };
+        self.lifecycle.record(v, "serving", Detail::reason(why));
+        self.lock_served().push(version.stats.clone());
+        self.current.store(Some(version.clone()));
+        self.available.send_replace(true);
+        tracing::info!(
+            model = %version.descriptor.name,
+            from = %serving.map_or("none".to_string(), |s| s.descriptor.version.clone()),
+            to = %version.descriptor.version,
+            sha256 = %version.short_sha,
+            "model swapped"
+        );
     }
 
     /// Rolls the serving version back, if it is `expected`: it is withdrawn (never a candidate again, until the
@@ -347,6 +385,15 @@ impl ModelRegistry {
         let key = (serving.descriptor.version.clone(), serving.descriptor.sha256.clone());
         self.lifecycle
             .record(&serving.descriptor.version, "rolled_back", Detail::figures(figures));
+        // A version adopted by a promotion goes back to what the configuration says.
+        let adopted = {
+            let mut adopted = self.adopted.lock().unwrap_or_else(|p| p.into_inner());
+            if adopted.as_deref() == Some(serving.descriptor.version.as_str()) {
+                adopted.take()
+            } else {
+                None
+            }
+        };
         self.withdrawn
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -357,6 +404,9 @@ impl ModelRegistry {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .retain(|w| *w != key);
+            if adopted.is_some() {
+                *self.adopted.lock().unwrap_or_else(|p| p.into_inner()) = adopted.clone();
+            }
             self.lifecycle.record(
                 &serving.descriptor.version,
                 "rollback_failed",
@@ -372,6 +422,48 @@ impl ModelRegistry {
             ))),
             Err(e) => Err(restored(format!("no earlier version of `{}` loads: {e}", self.name()))),
         }
+    }
+
+    /// Whether this model's versions and `other`'s are the same: one name, from one folder or
+    /// one model topic.
+    pub fn same_versions_as(&self, other: &ModelRegistry) -> bool {
+        self.source.name == other.source.name
+            && self.source.folder == other.source.folder
+            && self.source.topic == other.source.topic
+    }
+
+    /// The descriptor of `version`: the one serving, or one of the candidates (the configured
+    /// pin aside).
+    pub fn descriptor_of(&self, version: &str) -> Option<ModelDescriptor> {
+        if let Some(current) = self.current().filter(|c| c.descriptor.version == version) {
+            return Some(current.descriptor.clone());
+        }
+        let published = self.published.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        candidates(&self.source, &published, Some(version)).0.into_iter().next()
+    }
+
+    /// Serves the version `descriptor` describes from now on, in place of the configuration's
+    /// pin or the newest: a promotion of the version another model of the scorer served and
+    /// was judged on. The serving version goes on when it does not load. Blocking.
+    pub fn adopt(&self, descriptor: ModelDescriptor, figures: serde_json::Value) -> Result<(), ModelError> {
+        let _swapping = self.swapping.lock().unwrap_or_else(|p| p.into_inner());
+        let v = descriptor.version.clone();
+        let serving = self.current();
+        let same = serving
+            .as_ref()
+            .is_some_and(|s| s.descriptor.version == v && s.descriptor.sha256.eq_ignore_ascii_case(&descriptor.sha256));
+        if !same {
+            self.lifecycle.saw(&v, &descriptor.sha256);
+            let sha = descriptor.sha256.clone();
+            let version = ModelVersion::load(descriptor, &self.expect, self.sessions).inspect_err(|e| {
+                self.lifecycle.record(&v, "rejected", Detail::reason(e.to_string()));
+            })?;
+            self.lifecycle.record(&v, "loaded", Detail::sha(&sha));
+            self.swap_in(Arc::new(version), serving);
+            self.lifecycle.record(&v, "promoted", Detail::figures(figures));
+        }
+        *self.adopted.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+        Ok(())
     }
 
     /// Watches the folder (or follows the model topic) and refreshes after each burst of

@@ -14,6 +14,15 @@ pub mod validator;
 
 use kind::KindConfig;
 
+/// Runs blocking work (a wait, a model loading) from inside a task without stalling the other
+/// tasks of a multi-threaded runtime.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 pub use crate::flow::Batch;
 pub use io::{Closed, Io};
 

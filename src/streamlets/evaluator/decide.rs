@@ -98,6 +98,10 @@ impl Evaluation {
             if let Some(gs) = serving_group {
                 for challenger in &arms.challengers {
                     let Some(serves) = current(challenger) else { continue };
+                    // The version that serves already (taken by a promotion) is no challenger.
+                    if current(&serving_model).as_ref() == Some(&serves) {
+                        continue;
+                    }
                     let version = serves.1.clone();
                     let Some(gc) = self.group(challenger, &serves) else {
                         continue;
@@ -116,7 +120,9 @@ impl Evaluation {
                         "metric": rule.metric.name(), "value": vc, "serving_value": vs, "by": rule.by,
                         "labelled": nc, "serving_labelled": ns, "from_model": serving_model, "evaluator": self.name,
                     });
-                    if let Err(reason) = serving.promote(challenger, figures) {
+                    // A promotion may load a version: the runtime's other tasks go on meanwhile.
+                    if let Err(reason) = crate::streamlets::blocking(|| serving.promote(challenger, &version, figures))
+                    {
                         tracing::error!(%scorer, model = %challenger, %reason, "promotion refused");
                         continue;
                     }

@@ -280,14 +280,6 @@ fn metadata_column(topic: &str, places: &[(i32, i64, Option<i64>)]) -> Column {
     ))
 }
 
-/// Runs a blocking wait without stalling the other tasks of a multi-threaded runtime.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
 /// The consumer's callbacks: on revoke, wait for what is in flight from the revoked
 /// partitions and commit what is done; on assign, start tracking.
 struct SourceContext {
@@ -333,7 +325,7 @@ impl ConsumerContext for SourceContext {
                 tracing::warn!(streamlet = %self.streamlet, topic = %self.offsets.topic, ?partitions, "partitions lost; what was not committed is read again");
                 return;
             }
-            let left = blocking(|| self.offsets.wait_settled(Some(&partitions), REVOKE_WAIT));
+            let left = crate::streamlets::blocking(|| self.offsets.wait_settled(Some(&partitions), REVOKE_WAIT));
             commit_done(consumer, &self.offsets, Some(&partitions), CommitMode::Sync);
             self.offsets.revoke(&partitions);
             tracing::info!(streamlet = %self.streamlet, topic = %self.offsets.topic, ?partitions, ranges_not_finished = left, "partitions revoked");

@@ -369,8 +369,12 @@ pub async fn restore(serving: &Arc<Serving>, decision: &Decision) -> Result<(), 
         "value": decision.value, "against": decision.against, "labelled": decision.labelled,
     });
     match decision.action.as_str() {
-        "promoted" if serving.arms().serving.as_deref() == Some(decision.model.as_str()) => Ok(()),
-        "promoted" => serving.promote(&decision.model, figures),
+        "promoted" => {
+            let (serving, model, version) = (serving.clone(), decision.model.clone(), decision.version.clone());
+            tokio::task::spawn_blocking(move || serving.promote(&model, &version, figures))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+        }
         "rolled_back" => {
             let (serving, model, version) = (serving.clone(), decision.model.clone(), decision.version.clone());
             tokio::task::spawn_blocking(move || {

@@ -86,44 +86,62 @@ impl Serving {
             .collect()
     }
 
-    /// Makes `model` the one serving: under a split it takes every record, under a shadow
-    /// strategy it answers as the primary. Only these two strategies have a challenger.
-    pub fn promote(&self, model: &str, figures: serde_json::Value) -> Result<(), String> {
+    /// Makes `model`'s `version` the one serving. When the model serving now has the same
+    /// versions (one name, one folder), it takes that version in its place, as a canary's
+    /// version becomes the primary's: the strategy stays as configured, so the challenger goes
+    /// on following new versions, each judged before it serves. Otherwise the roles change:
+    /// under a split `model` takes every record, under a shadow strategy it answers as the
+    /// primary. Only these two strategies have a challenger. Blocking (a version may load).
+    pub fn promote(&self, model: &str, version: &str, figures: serde_json::Value) -> Result<(), String> {
         let index = self
             .ids
             .iter()
             .position(|id| id == model)
             .ok_or_else(|| format!("the scorer has no model `{model}`"))?;
-        match &self.plan {
-            Plan::Split { .. } | Plan::Shadow { .. } => {
-                let before = self.arms().serving;
-                self.promoted.store(index, Ordering::Release);
-                // The model that served until now answers no more (a split) or only as it did.
-                if let Some(old) = before.and_then(|id| self.ids.iter().position(|i| *i == id)) {
-                    if old != index {
-                        if let Some(version) = self.registries[old].current() {
-                            self.registries[old].lifecycle().record(
-                                &version.descriptor.version,
-                                "retired",
-                                crate::models::lifecycle::Detail::reason(format!(
-                                    "`{model}` was promoted in its place"
-                                )),
-                            );
-                        }
-                    }
-                }
-                let registry = &self.registries[index];
-                if let Some(version) = registry.current() {
-                    registry.lifecycle().record(
-                        &version.descriptor.version,
-                        "promoted",
-                        crate::models::lifecycle::Detail::figures(figures),
-                    );
-                }
-                Ok(())
-            }
-            other => Err(format!("a {} strategy has no challenger to promote", other.name())),
+        if !matches!(self.plan, Plan::Split { .. } | Plan::Shadow { .. }) {
+            return Err(format!("a {} strategy has no challenger to promote", self.plan.name()));
         }
+        let before = self
+            .arms()
+            .serving
+            .and_then(|id| self.ids.iter().position(|i| *i == id));
+        if let Some(old) = before.filter(|old| *old != index) {
+            if self.registries[old].same_versions_as(&self.registries[index]) {
+                let descriptor = self.registries[index]
+                    .descriptor_of(version)
+                    .ok_or_else(|| format!("version {version} of `{model}` is no longer there"))?;
+                let mut figures = figures;
+                if let Some(f) = figures.as_object_mut() {
+                    f.insert("challenger".into(), model.into());
+                }
+                return self.registries[old]
+                    .adopt(descriptor, figures)
+                    .map_err(|e| e.to_string());
+            }
+        }
+        if before == Some(index) {
+            return Ok(());
+        }
+        self.promoted.store(index, Ordering::Release);
+        // The model that served until now answers no more (a split) or only as it did.
+        if let Some(old) = before {
+            if let Some(version) = self.registries[old].current() {
+                self.registries[old].lifecycle().record(
+                    &version.descriptor.version,
+                    "retired",
+                    crate::models::lifecycle::Detail::reason(format!("`{model}` was promoted in its place")),
+                );
+            }
+        }
+        let registry = &self.registries[index];
+        if let Some(version) = registry.current() {
+            registry.lifecycle().record(
+                &version.descriptor.version,
+                "promoted",
+                crate::models::lifecycle::Detail::figures(figures),
+            );
+        }
+        Ok(())
     }
 
     /// Rolls the version `model` serves back to the one before (`""` for a scorer of one
