@@ -436,3 +436,109 @@ streamlets:
     assert!(body["error"].as_str().unwrap_or("").contains("no trainer `nobody`"));
     served.finish();
 }
+
+/// `/api/history`: the last minutes as time series a chart draws. While records flow the
+/// rates get new points; a market shift makes a field's PSI cross its drawn threshold; the
+/// first rejected records turn the validator to warning, as a health event with its time.
+#[test]
+fn the_history_has_rates_drift_over_its_threshold_and_health_events() {
+    let dir = tempfile::tempdir().expect("dir");
+    let yaml = format!(
+        "pipeline: history
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, rate: 400, seed: 3, shift_after: 1500, invalid_ratio: 0.05 }}
+  check:
+    kind: validator
+    inputs: [listings]
+    schema: {schema}
+    profile:
+      path: {profile}
+      out_of_profile: tag
+      drift: {{ window: 300, every: 100 }}
+  ok:
+    kind: egress
+    inputs: [check.valid]
+    sink: {{ type: blackhole }}
+  bad:
+    kind: egress
+    inputs: [check.invalid, check.drift]
+    sink: {{ type: blackhole }}
+",
+        schema = root().join("schemas/records/listing.schema.json").display(),
+        profile = root()
+            .join("examples/house-prices/models/house-price-v2.profile.json")
+            .display(),
+    );
+    let served = Served::start(&yaml, None, dir.path());
+    let history = |s: &Served| s.json("/api/history").1;
+    let points = |h: &Value, pointer: &str| -> Vec<(f64, f64)> {
+        h.pointer(pointer)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|p| (p[0].as_f64().unwrap_or(0.0), p[1].as_f64().unwrap_or(0.0)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Records flow: the validator's rate gets points, near the source's 400 a second.
+    served.wait_for("three points of records/s", |s| {
+        points(&history(s), "/streamlets/check/in_per_s").len() >= 3
+    });
+    let before = points(&history(&served), "/streamlets/check/in_per_s");
+    served.wait_for("a new point", |s| {
+        points(&history(s), "/streamlets/check/in_per_s").len() > before.len()
+    });
+    let h = history(&served);
+    let rates = points(&h, "/streamlets/check/in_per_s");
+    assert!(
+        rates.windows(2).all(|w| w[0].0 < w[1].0),
+        "points in time order: {rates:?}"
+    );
+    assert!(rates.iter().any(|(_, v)| *v > 100.0), "{rates:?}");
+    assert!(!points(&h, "/edges/listings.out->check").is_empty(), "{:#}", h["edges"]);
+    // The shift: the living area's PSI crosses the threshold drawn beside it.
+    served.wait_for("the PSI over its threshold", |s| {
+        let h = history(s);
+        let threshold = h["drift"]["check sqft_living"]["psi_threshold"]
+            .as_f64()
+            .unwrap_or(f64::MAX);
+        points(&h, "/drift/check sqft_living/psi")
+            .iter()
+            .any(|(_, v)| *v > threshold)
+    });
+    let h = history(&served);
+    let psi = points(&h, "/drift/check sqft_living/psi");
+    assert!(
+        psi.first().is_some_and(|(_, v)| *v < 0.2),
+        "below it before the shift: {psi:?}"
+    );
+    // Health events: the validator turned warning when it first rejected records.
+    served.wait_for("records rejected", |s| {
+        s.handle
+            .status()
+            .streamlets
+            .iter()
+            .any(|st| st.name == "check" && st.outlets.iter().any(|o| o.port == "invalid" && o.records > 0))
+    });
+    served.wait_for("a health event", |s| {
+        history(s)["health_events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["streamlet"] == "check" && e["to"] == "warning"))
+    });
+    let h = history(&served);
+    let event = h["health_events"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["streamlet"] == "check"))
+        .cloned()
+        .expect("event");
+    assert_eq!(event["from"], "healthy");
+    assert!(event["at"].as_str().is_some_and(|a| a.ends_with('Z')), "{event}");
+    assert!(
+        event["reason"].as_str().is_some_and(|r| r.contains("error outlet")),
+        "{event}"
+    );
+    served.finish();
+}

@@ -593,6 +593,28 @@ fn the_retraining_demo_goes_from_drift_to_a_promoted_version_and_draws_it() {
         figures["value"].as_f64().unwrap_or(f64::MAX) + 5000.0 < figures["serving_value"].as_f64().unwrap_or(0.0),
         "{promoted:#}"
     );
+    // The chain in one audit trail, in the order it happened.
+    let trail = read_jsonl(&out.join("audit-trail.jsonl"));
+    let step = |what: &str, found: &dyn Fn(&Value) -> bool| {
+        trail
+            .iter()
+            .position(found)
+            .unwrap_or_else(|| panic!("no {what} in the trail: {trail:#?}"))
+    };
+    let chain = [
+        step("drift", &|r| r["type"] == "drift" && r["status"] == "drifting"),
+        step("run started", &|r| r["event"] == "started"),
+        step("version published", &|r| {
+            r["event"] == "published" && r["version"] == "3"
+        }),
+        step("shadow", &|r| {
+            r["arm"] == "candidate" && r["version"] == "3" && r["event"] == "serving"
+        }),
+        step("promotion", &|r| {
+            r["arm"] == "serving" && r["version"] == "3" && r["event"] == "promoted"
+        }),
+    ];
+    assert!(chain.windows(2).all(|w| w[0] < w[1]), "{chain:?}: {trail:#?}");
     // Every answer judged after the promotion is v3's.
     let judged = read_jsonl(&out.join("judged.jsonl"));
     assert!(judged.iter().any(|j| j["_model"]["version"] == "3"));

@@ -257,6 +257,19 @@ struct FieldWindow {
     expected: Vec<f64>,
     values: VecDeque<(Option<usize>, bool)>,
     drifting: bool,
+    /// The figures of the last evaluation.
+    last: Option<(f64, f64)>,
+}
+
+/// A field's drift figures at the last evaluation, with the thresholds they are held to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DriftGauge {
+    pub field: String,
+    pub psi: f64,
+    pub out_of_range_rate: f64,
+    pub drifting: bool,
+    pub psi_threshold: f64,
+    pub out_of_range_threshold: f64,
 }
 
 /// Drift of each profiled field over the last `window` records, evaluated every `every` records.
@@ -264,6 +277,8 @@ pub struct DriftMonitor {
     settings: DriftSettings,
     fields: Vec<FieldWindow>,
     seen: u64,
+    /// Evaluations so far.
+    evaluations: u64,
 }
 
 impl DriftMonitor {
@@ -277,12 +292,14 @@ impl DriftMonitor {
                 profile: p.clone(),
                 values: VecDeque::with_capacity(settings.window),
                 drifting: false,
+                last: None,
             })
             .collect();
         DriftMonitor {
             settings,
             fields,
             seen: 0,
+            evaluations: 0,
         }
     }
 
@@ -307,6 +324,7 @@ impl DriftMonitor {
             return Vec::new();
         }
         let mut events = Vec::new();
+        self.evaluations += 1;
         for f in &mut self.fields {
             let n = f.values.len() as f64;
             let mut counts = vec![0.0; f.expected.len()];
@@ -324,6 +342,7 @@ impl DriftMonitor {
             let rate = out_of_range / n;
             // Hysteresis: a field drifts above the thresholds and recovers only below half of
             // them, so a window hovering about a threshold does not flap between the two.
+            f.last = Some((index, rate));
             let scale = if f.drifting { 0.5 } else { 1.0 };
             let drifting =
                 index > self.settings.psi_threshold * scale || rate > self.settings.out_of_range_threshold * scale;
@@ -340,6 +359,29 @@ impl DriftMonitor {
             }
         }
         events
+    }
+
+    /// How many times the fields' drift was evaluated.
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations
+    }
+
+    /// Each field's figures at the last evaluation (none before the window first filled).
+    pub fn gauges(&self) -> Vec<DriftGauge> {
+        self.fields
+            .iter()
+            .filter_map(|f| {
+                let (psi, rate) = f.last?;
+                Some(DriftGauge {
+                    field: f.name.clone(),
+                    psi: (psi * 1e4).round() / 1e4,
+                    out_of_range_rate: (rate * 1e4).round() / 1e4,
+                    drifting: f.drifting,
+                    psi_threshold: self.settings.psi_threshold,
+                    out_of_range_threshold: self.settings.out_of_range_threshold,
+                })
+            })
+            .collect()
     }
 }
 

@@ -1,5 +1,5 @@
 //! The admin HTTP server: `/metrics`, `/health/live`, `/health/ready`, `/api/topology`,
-//! `/api/models`, and a live page of the running pipeline at `/`. It binds to 127.0.0.1 unless
+//! `/api/models`, `/api/history` (the last 15 minutes, sampled each second), and a live page of the running pipeline at `/`. It binds to 127.0.0.1 unless
 //! told otherwise; with a token, everything but the health endpoints asks for it.
 
 use std::net::SocketAddr;
@@ -25,6 +25,7 @@ pub const TOKEN_VARIABLE: &str = "SLUICE_ADMIN_TOKEN";
 
 struct Admin {
     handle: Handle,
+    history: super::history::Recorder,
     registry: prometheus_client::registry::Registry,
     /// The SHA-256 of the token, when there is one: requests are compared by digest, in
     /// constant time, so neither the token's content nor its length shows in response times.
@@ -159,6 +160,12 @@ async fn run_trainer(
     }
 }
 
+/// The last 15 minutes: time series per streamlet, edge, Kafka source, model version and
+/// drifting field, and the health events (`observe/history.rs`).
+async fn history(State(admin): State<Arc<Admin>>) -> impl IntoResponse {
+    Json(admin.history.snapshot())
+}
+
 async fn page() -> impl IntoResponse {
     Html(PAGE)
 }
@@ -190,9 +197,12 @@ pub async fn serve(
     token: Option<String>,
     stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
+    let recorder = super::history::Recorder::default();
+    tokio::spawn(recorder.clone().follow(handle.clone(), stop.clone()));
     let admin = Arc::new(Admin {
         registry: super::metrics::registry(handle.clone()),
         handle,
+        history: recorder,
         token: token.filter(|t| !t.is_empty()).as_deref().map(digest),
     });
     let app = Router::new()
@@ -202,6 +212,7 @@ pub async fn serve(
         .route("/health/ready", get(ready))
         .route("/api/topology", get(topology))
         .route("/api/models", get(models))
+        .route("/api/history", get(history))
         .route("/api/trainers/{name}/run", axum::routing::post(run_trainer))
         .layer(axum::middleware::from_fn_with_state(admin.clone(), authorize))
         .with_state(admin);

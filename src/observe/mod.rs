@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod diagnostics;
+pub mod history;
 pub mod logging;
 pub mod metrics;
 

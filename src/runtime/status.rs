@@ -118,6 +118,8 @@ pub struct StreamletStatus {
     pub counters: BTreeMap<String, u64>,
     /// For Kafka sources: messages not yet read, per topic and partition.
     pub lag: Vec<(String, i32, i64)>,
+    /// For validators watching drift: each field's figures at the last evaluation.
+    pub drift: Vec<crate::models::profile::DriftGauge>,
 }
 
 /// An edge and how full its channel is.
@@ -225,6 +227,7 @@ impl Handle {
                         history: view.counters.telemetry.model_history(),
                         counters: summary.counters,
                         lag: view.counters.telemetry.lag(),
+                        drift: view.counters.telemetry.drift(),
                     }
                 })
                 .collect(),

@@ -21,6 +21,7 @@ pub struct Telemetry {
     counters: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
     lag: Arc<Mutex<std::collections::BTreeMap<(String, i32), i64>>>,
     quality: Arc<Mutex<Option<QualitySummary>>>,
+    drift: Arc<Mutex<Vec<crate::models::profile::DriftGauge>>>,
 }
 
 impl Telemetry {
@@ -95,6 +96,16 @@ impl Telemetry {
     /// The figures of the models an evaluator judges, if this streamlet is one.
     pub fn quality(&self) -> Option<QualitySummary> {
         self.quality.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A validator's drift figures at its last evaluation.
+    pub fn set_drift(&self, gauges: Vec<crate::models::profile::DriftGauge>) {
+        *self.drift.lock().unwrap_or_else(|p| p.into_inner()) = gauges;
+    }
+
+    /// The drift figures of a validator watching drift (empty otherwise).
+    pub fn drift(&self) -> Vec<crate::models::profile::DriftGauge> {
+        self.drift.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Statistics of the strategy, if the streamlet serves with one.

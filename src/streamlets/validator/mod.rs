@@ -293,10 +293,16 @@ pub async fn run(ready: Ready, mut io: Io) -> Result<(), Stop> {
     let valid_out = io.outlets.get(ValidatorPort::Valid)?;
     let invalid_out = io.outlets.get(ValidatorPort::Invalid)?;
     let drift_out = io.outlets.find(ValidatorPort::Drift);
+    let mut evaluated = 0;
     while let Some(batch) = io.inlet.recv().await {
         let (mut valid, mut invalid) = schema.split(batch, &io.name);
         if let Some(check) = &mut profile {
             let events = check.apply(&mut valid, &mut invalid, &io.name);
+            // The figures are published when they change: at each evaluation.
+            if let Some(monitor) = check.drift.as_ref().filter(|m| m.evaluations() != evaluated) {
+                evaluated = monitor.evaluations();
+                io.telemetry.set_drift(monitor.gauges());
+            }
             for e in &events {
                 tracing::warn!(streamlet = %io.name, field = %e.field, status = e.status, psi = e.psi, out_of_range_rate = e.out_of_range_rate, records = e.records, "drift");
                 io.telemetry.count(
