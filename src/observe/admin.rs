@@ -62,12 +62,7 @@ pub fn health(status: &Status) -> (bool, Vec<StreamletHealth>) {
         .streamlets
         .iter()
         .map(|s| {
-            let rejected: u64 = s
-                .outlets
-                .iter()
-                .filter(|o| crate::streamlets::kind::carries_errors(&o.port))
-                .map(|o| o.records)
-                .sum();
+            let rejected = s.errors();
             let (level, reason) = if let Some(failure) = &s.failure {
                 ("critical", Some(format!("failed: {failure}")))
             } else if !s.running {

@@ -131,12 +131,7 @@ impl Recorder {
         h.keep_points = KEEP;
         let elapsed = previous.at.map(|p| (t - p).max(1e-3));
         for s in &status.streamlets {
-            let errors: u64 = s
-                .outlets
-                .iter()
-                .filter(|o| crate::streamlets::kind::carries_errors(&o.port))
-                .map(|o| o.records)
-                .sum();
+            let errors = s.errors();
             let out: u64 = s.outlets.iter().map(|o| o.records).sum::<u64>() - errors;
             let now_counts = (s.records_in, out, errors);
             let before = previous.counts.insert(s.name.clone(), now_counts);

@@ -122,6 +122,17 @@ pub struct StreamletStatus {
     pub drift: Vec<crate::models::profile::DriftGauge>,
 }
 
+impl StreamletStatus {
+    /// Records sent to its error outlets (`errors`, a validator's `invalid`).
+    pub fn errors(&self) -> u64 {
+        self.outlets
+            .iter()
+            .filter(|o| crate::streamlets::kind::carries_errors(&o.port))
+            .map(|o| o.records)
+            .sum()
+    }
+}
+
 /// An edge and how full its channel is.
 #[derive(Debug, Clone, Serialize)]
 pub struct EdgeStatus {

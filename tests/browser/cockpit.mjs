@@ -1,0 +1,40 @@
+// Loads sluice's admin page in Debian's headless Chromium and checks its charts as a person
+// watching would: a chart gets new points while records flow, a drifting field's PSI line
+// crosses its threshold, a model version swapped in while the page is open appears on the
+// scorer's timeline, and a streamlet turning warning is listed with its time.
+//   node tests/browser/cockpit.mjs http://127.0.0.1:9900/ screenshot.png
+import { chromium } from "playwright-core";
+
+const [url, screenshot] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  await page.goto(url);
+  const line = 'svg[data-chart="records-in"] path[data-series="check"]';
+  const points = () => page.$eval(line, p => Number(p.dataset.points)).catch(() => 0);
+  await page.waitForFunction(l => Number(document.querySelector(l)?.dataset.points || 0) >= 2, line, { timeout: 20000 });
+  const before = await points();
+  await page.waitForTimeout(2500);
+  const after = await points();
+  if (!(after > before)) throw new Error(`the records/s chart did not grow: ${before} then ${after} points`);
+  // v1 serves when the page opens; v2 arrives while it is open and appears on the timeline.
+  const v1 = await page.$$eval('svg[data-timeline="price"] circle[data-event="serving"]', cs => cs.map(c => c.dataset.version));
+  if (!v1.includes("1")) throw new Error(`the scorer's timeline shows no v1 serving: ${v1}`);
+  await page.waitForSelector('svg[data-timeline="price"] circle[data-event="serving"][data-version="2"]', { timeout: 30000 });
+  // The market shifts: the living area's PSI crosses the line drawn at its threshold.
+  await page.waitForSelector('svg[data-chart="drift check sqft_living"] path[data-crossed="true"]', { timeout: 40000 });
+  const threshold = await page.$eval('svg[data-chart="drift check sqft_living"] line.threshold', l => Number(l.dataset.threshold));
+  if (!(threshold > 0)) throw new Error(`no threshold drawn: ${threshold}`);
+  // The validator's rejects turned it to warning, listed with when.
+  const event = await page.waitForSelector('#health-events tr[data-streamlet="check"][data-to="warning"]', { timeout: 20000 });
+  const at = await event.$eval("td", td => td.textContent);
+  if (!/^\d{4}-\d\d-\d\dT/.test(at)) throw new Error(`the health event has no time: ${at}`);
+  if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+  console.log(JSON.stringify({ before, after, threshold, at }));
+} finally {
+  await browser.close();
+}
