@@ -499,6 +499,16 @@ streamlets:
     );
     assert!(rates.iter().any(|(_, v)| *v > 100.0), "{rates:?}");
     assert!(!points(&h, "/edges/listings.out->check").is_empty(), "{:#}", h["edges"]);
+    // The validator's time on a batch: a p99 at least its p50, both under a second.
+    let (p50, p99) = (
+        points(&h, "/streamlets/check/batch_ms_p50"),
+        points(&h, "/streamlets/check/batch_ms_p99"),
+    );
+    assert!(!p50.is_empty() && p50.len() == p99.len(), "{p50:?} {p99:?}");
+    assert!(
+        p50.iter().zip(&p99).all(|(a, b)| a.1 <= b.1 && b.1 < 1000.0),
+        "{p50:?} {p99:?}"
+    );
     // The shift: the living area's PSI crosses the threshold drawn beside it.
     served.wait_for("the PSI over its threshold", |s| {
         let h = history(s);

@@ -5,14 +5,62 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[test]
-fn the_page_shows_every_streamlet_and_live_counters() {
+/// Runs `sluice run --admin` on a free loopback port for `pipeline`, once the admin server
+/// answers: the process, and the page's address.
+fn serve(pipeline: &std::path::Path) -> (std::process::Child, String) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("a free port")
         .local_addr()
         .expect("addr")
         .port();
+    let sluice = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--admin", &format!("127.0.0.1:{port}")])
+        .arg(pipeline)
+        .current_dir(root)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sluice runs");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the admin server did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (sluice, format!("http://127.0.0.1:{port}/"))
+}
+
+/// Starts a browser script of tests/browser with its arguments.
+fn browse(script: &str, args: &[&std::ffi::OsStr]) -> std::process::Child {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    Command::new("node")
+        .arg(root.join("tests/browser").join(script))
+        .args(args)
+        .current_dir(root.join("tests/browser"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs (scripts/setup-browser.sh installs what the browser test needs)")
+}
+
+/// Stops sluice once the browser script ended, and says what the script said if it failed.
+fn finish(browser: std::process::Child, mut sluice: std::process::Child) {
+    let output = browser.wait_with_output().expect("node ends");
+    let _ = sluice.kill();
+    let _ = sluice.wait();
+    assert!(
+        output.status.success(),
+        "the browser test failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_page_shows_every_streamlet_and_live_counters() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().expect("temp dir");
     let pipeline = dir.path().join("p.yaml");
     std::fs::write(
@@ -58,37 +106,11 @@ streamlets:
         ),
     )
     .expect("write pipeline");
-    let mut sluice = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--admin", &format!("127.0.0.1:{port}")])
-        .arg(&pipeline)
-        .current_dir(root)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sluice runs");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the admin server did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = Command::new("node")
-        .arg(root.join("tests/browser/page.mjs"))
-        .arg(format!("http://127.0.0.1:{port}/"))
-        .arg("check,judged,listings,price,quality,rejected,sales,scored")
-        .arg(root.join("target/admin-page.png"))
-        .current_dir(root.join("tests/browser"))
-        .output();
-    let _ = sluice.kill();
-    let _ = sluice.wait();
-    let output = output.expect("node runs (scripts/setup-browser.sh installs what the browser test needs)");
-    assert!(
-        output.status.success(),
-        "the browser test failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (sluice, url) = serve(&pipeline);
+    let names = std::ffi::OsString::from("check,judged,listings,price,quality,rejected,sales,scored");
+    let screenshot = root.join("target/admin-page.png");
+    let browser = browse("page.mjs", &[url.as_ref(), &names, screenshot.as_os_str()]);
+    finish(browser, sluice);
 }
 
 /// The page as a cockpit: charts over time from `/api/history`, a model timeline, a drift
@@ -98,11 +120,6 @@ streamlets:
 #[test]
 fn the_cockpit_draws_what_changes_while_it_is_watched() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("addr")
-        .port();
     let dir = tempfile::tempdir().expect("temp dir");
     // The scorer's folder starts with v1 only.
     let models = dir.path().join("models");
@@ -152,30 +169,9 @@ streamlets:
         ),
     )
     .expect("write pipeline");
-    let mut sluice = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--admin", &format!("127.0.0.1:{port}")])
-        .arg(&pipeline)
-        .current_dir(root)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sluice runs");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the admin server did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let browser = Command::new("node")
-        .arg(root.join("tests/browser/cockpit.mjs"))
-        .arg(format!("http://127.0.0.1:{port}/"))
-        .arg(root.join("target/cockpit.png"))
-        .current_dir(root.join("tests/browser"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node runs (scripts/setup-browser.sh installs what the browser test needs)");
+    let (sluice, url) = serve(&pipeline);
+    let screenshot = root.join("target/cockpit.png");
+    let browser = browse("cockpit.mjs", &[url.as_ref(), screenshot.as_os_str()]);
     // While the page is open (it checks v1 first, then waits for v2), v2 arrives.
     std::thread::sleep(Duration::from_secs(6));
     std::fs::copy(
@@ -183,13 +179,5 @@ streamlets:
         models.join("house-price-v2.model.json"),
     )
     .expect("v2 arrives");
-    let output = browser.wait_with_output().expect("node ends");
-    let _ = sluice.kill();
-    let _ = sluice.wait();
-    assert!(
-        output.status.success(),
-        "the browser test failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    finish(browser, sluice);
 }

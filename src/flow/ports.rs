@@ -342,6 +342,8 @@ pub struct Inlet {
     pub received: Arc<Counter>,
     /// Seconds a streamlet spends on each batch it takes (from taking it to asking for the next).
     pub busy: Arc<Histogram>,
+    /// The same, in µs, since the history last took them (`observe/history.rs`).
+    pub recent: Arc<std::sync::Mutex<hdrhistogram::Histogram<u64>>>,
     batch_taken: Option<std::time::Instant>,
     retire: CancellationToken,
     handback: Handback,
@@ -364,11 +366,22 @@ impl Inlet {
             busy: Arc::new(Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(1e-5, 4.0, 10),
             )),
+            recent: Arc::new(std::sync::Mutex::new(batch_time_histogram())),
             batch_taken: None,
             retire,
             handback,
             in_hand,
         }
+    }
+
+    /// Notes how long the streamlet spent on a batch.
+    fn took(&self, spent: std::time::Duration) {
+        self.busy.observe(spent.as_secs_f64());
+        let micros = u64::try_from(spent.as_micros()).unwrap_or(u64::MAX);
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .saturating_record(micros.max(1));
     }
 
     /// The next batch, or `None` once every upstream has finished or the streamlet is retired.
@@ -387,7 +400,7 @@ impl Inlet {
     /// derived from it.
     pub async fn recv_acked(&mut self) -> Option<Envelope> {
         if let Some(taken) = self.batch_taken.take() {
-            self.busy.observe(taken.elapsed().as_secs_f64());
+            self.took(taken.elapsed());
         }
         std::mem::take(&mut *self.in_hand.lock().unwrap_or_else(|p| p.into_inner())).settle();
         let envelope = tokio::select! {
@@ -399,6 +412,11 @@ impl Inlet {
         self.batch_taken = Some(std::time::Instant::now());
         Some(envelope)
     }
+}
+
+/// A histogram of batch times in µs, from 1 µs to an hour, to 2 significant digits.
+pub fn batch_time_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds")
 }
 
 /// What an inlet holds at this moment, without waiting.
@@ -424,7 +442,7 @@ impl Inlet {
             Some(None) => Queued::Ended,
             Some(Some(envelope)) => {
                 if let Some(taken) = self.batch_taken.take() {
-                    self.busy.observe(taken.elapsed().as_secs_f64());
+                    self.took(taken.elapsed());
                 }
                 std::mem::take(&mut *self.in_hand.lock().unwrap_or_else(|p| p.into_inner())).settle();
                 self.received.add(envelope.records.len() as u64);

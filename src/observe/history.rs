@@ -1,7 +1,7 @@
 //! What changed over time: the last 15 minutes of a running pipeline, sampled every second
 //! and kept in the process (at most [`KEEP`] points a series, so memory is bounded whatever
 //! runs). The live page draws it and `/api/history` serves it: per streamlet records/s in and
-//! out and errors/s, per edge how full its channel is, per Kafka source its lag, per model
+//! out, errors/s and batch time p50/p99, per edge how full its channel is, per Kafka source its lag, per model
 //! version its records/s and mean latency, per validator watching drift each field's PSI and
 //! out-of-range rate with the thresholds, and health events (a streamlet turning warning or
 //! critical, and back).
@@ -45,6 +45,9 @@ pub struct StreamletSeries {
     pub in_per_s: Series,
     pub out_per_s: Series,
     pub errors_per_s: Series,
+    /// Time spent on a batch over the interval, ms (points only where batches were taken).
+    pub batch_ms_p50: Series,
+    pub batch_ms_p99: Series,
 }
 
 /// A model version's records/s and mean latency (µs) per interval.
@@ -122,8 +125,9 @@ impl Recorder {
         self.history.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Takes one sample of `status`, made at `now`.
-    pub fn sample(&self, status: &Status, now: SystemTime) {
+    /// Takes one sample of `status` and of the batch times since the last sample
+    /// (`(streamlet, p50 µs, p99 µs, batches)`), made at `now`.
+    pub fn sample(&self, status: &Status, batch_times: &[(String, u64, u64, u64)], now: SystemTime) {
         let t = unix_seconds(now);
         let mut previous = self.previous.lock().unwrap_or_else(|p| p.into_inner());
         let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
@@ -195,6 +199,12 @@ impl Recorder {
                 series.out_of_range_threshold = g.out_of_range_threshold;
             }
         }
+        for (name, p50, p99, batches) in batch_times {
+            if let (Some(series), true) = (h.streamlets.get_mut(name), *batches > 0) {
+                series.batch_ms_p50.push(t, *p50 as f64 / 1000.0);
+                series.batch_ms_p99.push(t, *p99 as f64 / 1000.0);
+            }
+        }
         for e in &status.edges {
             let fill = if e.capacity == 0 {
                 0.0
@@ -234,7 +244,7 @@ impl Recorder {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tick.tick() => self.sample(&handle.status(), SystemTime::now()),
+                _ = tick.tick() => self.sample(&handle.status(), &handle.take_batch_times(), SystemTime::now()),
             }
         }
     }

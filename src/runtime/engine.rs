@@ -152,6 +152,7 @@ impl Engine {
             kind: spec.kind.name(),
             received: inlet.received.clone(),
             busy: inlet.busy.clone(),
+            recent: inlet.recent.clone(),
             sent,
             telemetry: Telemetry::default(),
         };

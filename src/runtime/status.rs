@@ -69,6 +69,7 @@ pub(super) struct Counters {
     pub(super) kind: &'static str,
     pub(super) received: Arc<Counter>,
     pub(super) busy: Arc<prometheus_client::metrics::histogram::Histogram>,
+    pub(super) recent: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
     pub(super) sent: Vec<(String, bool, Arc<Counter>)>,
     pub(super) telemetry: Telemetry,
 }
@@ -267,6 +268,27 @@ impl Handle {
                 edges.sort_by(|a, b| (&a.from, &a.port, &a.to).cmp(&(&b.from, &b.port, &b.to)));
                 edges
             },
+        })
+    }
+
+    /// Each streamlet's batch times since the last call: (name, p50 µs, p99 µs, batches).
+    /// For the history, which alone calls it (each call starts the next interval).
+    pub fn take_batch_times(&self) -> Vec<(String, u64, u64, u64)> {
+        self.with(|s| {
+            s.instances
+                .iter()
+                .map(|(name, v)| {
+                    let mut h = v.counters.recent.lock().unwrap_or_else(|p| p.into_inner());
+                    let figures = (
+                        name.clone(),
+                        h.value_at_quantile(0.5),
+                        h.value_at_quantile(0.99),
+                        h.len(),
+                    );
+                    h.reset();
+                    figures
+                })
+                .collect()
         })
     }
 
