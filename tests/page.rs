@@ -151,7 +151,11 @@ streamlets:
       drift: {{ window: 300, every: 100 }}
   price:
     use: {def}
-    model: {{ name: house-price, folder: {models} }}
+    model: null
+    models:
+      newest: {{ name: house-price, folder: {models} }}
+      first: {{ name: house-price, folder: {models}, version: 1 }}
+    strategy: {{ shadow: {{ primary: newest, shadows: [first] }} }}
     inputs: [check.valid]
   scored:
     kind: egress

@@ -1,5 +1,6 @@
 //! The admin HTTP server: `/metrics`, `/health/live`, `/health/ready`, `/api/topology`,
-//! `/api/models`, `/api/history` (the last 15 minutes, sampled each second), and a live page of the running pipeline at `/`. It binds to 127.0.0.1 unless
+//! `/api/models`, `/api/history` (the last 15 minutes, sampled each second), `/api/cockpit`
+//! (both in one answer, what the page polls), and a live page of the running pipeline at `/`. It binds to 127.0.0.1 unless
 //! told otherwise; with a token, everything but the health endpoints asks for it.
 
 use std::net::SocketAddr;
@@ -161,6 +162,14 @@ async fn history(State(admin): State<Arc<Admin>>) -> impl IntoResponse {
     Json(admin.history.snapshot())
 }
 
+/// Everything the page draws, in one answer: what `/api/topology` says (the graph as it is
+/// now, its health) and what `/api/history` says (how it got there).
+async fn cockpit(State(admin): State<Arc<Admin>>) -> impl IntoResponse {
+    let status = admin.handle.status();
+    let (ready, health) = health(&status);
+    Json(json!({"ready": ready, "health": health, "status": status, "history": admin.history.snapshot()}))
+}
+
 async fn page() -> impl IntoResponse {
     Html(PAGE)
 }
@@ -208,6 +217,7 @@ pub async fn serve(
         .route("/api/topology", get(topology))
         .route("/api/models", get(models))
         .route("/api/history", get(history))
+        .route("/api/cockpit", get(cockpit))
         .route("/api/trainers/{name}/run", axum::routing::post(run_trainer))
         .layer(axum::middleware::from_fn_with_state(admin.clone(), authorize))
         .with_state(admin);

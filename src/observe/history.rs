@@ -160,27 +160,33 @@ impl Recorder {
                         .push(t, lag as f64);
                 }
             }
+            // A version served by several models of the scorer (two arms of one folder) is
+            // counted once, all its answers together.
+            let mut versions: BTreeMap<(&str, &str), (u64, u64, f64)> = BTreeMap::new();
             for m in &s.models {
-                let key = format!("{} {} {}", s.name, m.name, m.version);
-                let total_us = m.latency_us.mean * m.invocations as f64;
-                let before = previous
-                    .models
-                    .insert(key.clone(), (m.records, m.invocations, total_us));
+                let v = versions.entry((m.name.as_str(), m.version.as_str())).or_default();
+                v.0 += m.records;
+                v.1 += m.invocations;
+                v.2 += m.latency_us.mean * m.invocations as f64;
+            }
+            for ((name, version), (records, invocations, total_us)) in versions {
+                let key = format!("{} {name} {version}", s.name);
+                let before = previous.models.insert(key.clone(), (records, invocations, total_us));
                 let series = h.models.entry(key).or_insert_with(|| ModelSeries {
                     scorer: s.name.clone(),
-                    model: m.name.clone(),
-                    version: m.version.clone(),
+                    model: name.to_string(),
+                    version: version.to_string(),
                     ..ModelSeries::default()
                 });
-                if let (Some(dt), Some((records, invocations, total))) = (elapsed, before) {
+                if let (Some(dt), Some((records_before, invocations_before, total_before))) = (elapsed, before) {
                     series
                         .records_per_s
-                        .push(t, m.records.saturating_sub(records) as f64 / dt);
-                    let calls = m.invocations.saturating_sub(invocations);
+                        .push(t, records.saturating_sub(records_before) as f64 / dt);
+                    let calls = invocations.saturating_sub(invocations_before);
                     if calls > 0 {
                         series
                             .latency_us_mean
-                            .push(t, ((total_us - total) / calls as f64).max(0.0));
+                            .push(t, ((total_us - total_before) / calls as f64).max(0.0));
                     }
                 }
             }

@@ -1,7 +1,8 @@
 // Loads sluice's admin page in Debian's headless Chromium and checks its charts as a person
 // watching would: a chart gets new points while records flow, a drifting field's PSI line
 // crosses its threshold, a model version swapped in while the page is open appears on the
-// scorer's timeline, and a streamlet turning warning is listed with its time.
+// scorer's timeline, a streamlet turning warning is listed with its time, and the scorer's
+// strategy shows what each model answered and how its shadow compares.
 //   node tests/browser/cockpit.mjs http://127.0.0.1:9900/ screenshot.png
 import { chromium } from "playwright-core";
 
@@ -33,6 +34,13 @@ try {
   const event = await page.waitForSelector('#health-events tr[data-streamlet="check"][data-to="warning"]', { timeout: 20000 });
   const at = await event.$eval("td", td => td.textContent);
   if (!/^\d{4}-\d\d-\d\dT/.test(at)) throw new Error(`the health event has no time: ${at}`);
+  // The strategy's live figures: the primary answers every record, the shadow is compared.
+  const answered = await page.$$eval('table[data-strategy="price"] tr[data-model]',
+    rs => rs.map(r => [r.dataset.model, Number(r.children[1].textContent)]));
+  const newest = answered.find(([m]) => m === "newest");
+  if (!newest || !(newest[1] > 0)) throw new Error(`the strategy table shows ${JSON.stringify(answered)}`);
+  await page.waitForFunction(() => Number(document.querySelector('tr[data-shadow="first"]')?.dataset.compared || 0) > 0,
+    null, { timeout: 20000 });
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
   console.log(JSON.stringify({ before, after, threshold, at }));
 } finally {

@@ -47,6 +47,9 @@ try {
     document.querySelector('g[data-streamlet="quality"] text[data-quality]')?.dataset.quality || ""), null,
     { timeout: 20000 });
   const quality = await page.$eval('g[data-streamlet="quality"] text[data-quality]', t => t.dataset.quality);
+  // The evaluator's table gives each version it judges its figures over the window.
+  await page.waitForFunction(() => [...document.querySelectorAll('table[data-quality="quality"] tr[data-version]')]
+    .some(r => Number(r.dataset.labelled) > 0 && /^[\d,]+$/.test(r.children[2].textContent)), null, { timeout: 20000 });
   // The header bar spans the page, however wide the graph.
   const widths = await page.evaluate(() => [document.querySelector("header").getBoundingClientRect().width,
     document.documentElement.scrollWidth]);
