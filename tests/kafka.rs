@@ -66,6 +66,23 @@ streamlets:
         assert!(started.elapsed() < Duration::from_secs(30), "lag: {lag:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The history (what the page charts) keeps it as a series over the source's partitions.
+    let recorder = sluice::observe::history::Recorder::default();
+    for _ in 0..2 {
+        recorder.sample(
+            &run.handle.status(),
+            &run.handle.take_batch_times(),
+            std::time::SystemTime::now(),
+        );
+    }
+    let history = recorder.snapshot();
+    let lag: Vec<(f64, f64)> = history
+        .lag
+        .get("subscribe listings-raw")
+        .map(|s| s.points().copied().collect())
+        .unwrap_or_default();
+    assert_eq!(lag.len(), 2, "{:?}", history.lag.keys().collect::<Vec<_>>());
+    assert!(lag.iter().all(|(_, v)| *v == 0.0), "{lag:?}");
     let summary = run.finish();
     let records = read_jsonl(&out);
     let ids: BTreeSet<u64> = records.iter().map(|r| r["id"].as_u64().expect("id")).collect();

@@ -30,6 +30,10 @@ pub struct LifecycleEvent {
     /// What decided a promotion or a rollback.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub figures: Option<serde_json::Value>,
+    /// The strategy's id of the model whose version this is (set where a scorer reports its
+    /// models' histories together).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arm: Option<String>,
 }
 
 /// The events of one model, and a signal when there are new ones.
@@ -66,6 +70,7 @@ impl Lifecycle {
             reason: detail.reason,
             sha256: detail.sha256,
             figures: detail.figures,
+            arm: None,
         });
         self.latest.send_replace(seq);
     }

@@ -13,10 +13,14 @@ use crate::models::quality::{Decision, QualitySummary};
 use crate::models::strategy::{StrategyStats, StrategySummary};
 use crate::models::{ModelRegistry, ModelStatsSummary};
 
+/// A model a streamlet serves, with its strategy id.
+type ServedModel = (String, Arc<ModelRegistry>);
+
 /// What a streamlet reports beyond record counts, for the run summary and metrics.
 #[derive(Clone, Default)]
 pub struct Telemetry {
-    models: Arc<Mutex<Vec<Arc<ModelRegistry>>>>,
+    /// The models served, with the strategy's id of each (`""` for a scorer of one model).
+    models: Arc<Mutex<Vec<ServedModel>>>,
     strategy: Arc<Mutex<Option<Arc<StrategyStats>>>>,
     counters: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
     lag: Arc<Mutex<std::collections::BTreeMap<(String, i32), i64>>>,
@@ -59,8 +63,15 @@ impl Telemetry {
     }
 
     /// A model registry this streamlet serves from.
-    pub fn serve_models(&self, registry: Arc<ModelRegistry>) {
-        self.models.lock().unwrap_or_else(|p| p.into_inner()).push(registry);
+    pub fn serve_models(&self, arm: &str, registry: Arc<ModelRegistry>) {
+        self.models
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((arm.to_string(), registry));
+    }
+
+    fn registries(&self) -> Vec<ServedModel> {
+        self.models.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The statistics of the strategy this streamlet serves with.
@@ -70,22 +81,30 @@ impl Telemetry {
 
     /// Whether every model of this streamlet has a version serving (`None`: it serves no models).
     pub fn models_ready(&self) -> Option<bool> {
-        let registries = self.models.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        (!registries.is_empty()).then(|| registries.iter().all(|r| r.has_model()))
+        let registries = self.registries();
+        (!registries.is_empty()).then(|| registries.iter().all(|(_, r)| r.has_model()))
     }
 
-    /// The lifecycle events of this streamlet's models, oldest first.
+    /// The lifecycle events of this streamlet's models, oldest first, each with its model's
+    /// strategy id.
     pub fn model_history(&self) -> Vec<crate::models::lifecycle::LifecycleEvent> {
-        let registries = self.models.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let mut events: Vec<_> = registries.iter().flat_map(|r| r.lifecycle().history()).collect();
+        let mut events: Vec<_> = self
+            .registries()
+            .into_iter()
+            .flat_map(|(arm, r)| {
+                r.lifecycle().history().into_iter().map(move |mut e| {
+                    e.arm = (!arm.is_empty()).then(|| arm.clone());
+                    e
+                })
+            })
+            .collect();
         events.sort_by(|a, b| a.at.cmp(&b.at));
         events
     }
 
     /// Statistics of every model version that served in this streamlet.
     pub fn model_stats(&self) -> Vec<ModelStatsSummary> {
-        let registries = self.models.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        registries.iter().flat_map(|r| r.stats()).collect()
+        self.registries().iter().flat_map(|(_, r)| r.stats()).collect()
     }
 
     /// An evaluator's latest figures.

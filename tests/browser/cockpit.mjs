@@ -25,10 +25,21 @@ try {
   // v1 serves when the page opens; v2 arrives while it is open and appears on the timeline.
   const v1 = await page.$$eval('svg[data-timeline="price"] circle[data-event="serving"]', cs => cs.map(c => c.dataset.version));
   if (!v1.includes("1")) throw new Error(`the scorer's timeline shows no v1 serving: ${v1}`);
-  await page.waitForSelector('svg[data-timeline="price"] circle[data-event="serving"][data-version="2"]', { timeout: 30000 });
+  await page.waitForSelector('svg[data-timeline="price"] circle[data-event="serving"][data-version="2"][data-arm="newest"]',
+    { timeout: 30000 });
+  // The shadow pinned to v1 serves on: its band is still open; the primary's v1 band closed.
+  const bands = await page.$$eval('svg[data-timeline="price"] rect.span',
+    rs => rs.map(r => [r.dataset.arm, r.dataset.version, r.dataset.open]));
+  const open = b => bands.some(([a, v, o]) => a === b[0] && v === b[1] && o === String(b[2]));
+  if (!(open(["first", "1", true]) && open(["newest", "1", false]) && open(["newest", "2", true])))
+    throw new Error(`the timeline's bands: ${JSON.stringify(bands)}`);
   // The market shifts: the living area's PSI crosses the line drawn at its threshold.
   await page.waitForSelector('svg[data-chart="drift check sqft_living"] path[data-crossed="true"]', { timeout: 40000 });
   const threshold = await page.$eval('svg[data-chart="drift check sqft_living"] line.threshold', l => Number(l.dataset.threshold));
+  // Its out-of-range share has a chart of its own, with its own threshold.
+  const outside = await page.$eval('svg[data-chart="out-of-range check sqft_living"] line.threshold',
+    l => Number(l.dataset.threshold));
+  if (!(outside > 0 && outside !== threshold)) throw new Error(`the out-of-range threshold drawn is ${outside}`);
   if (!(threshold > 0)) throw new Error(`no threshold drawn: ${threshold}`);
   // The validator's rejects turned it to warning, listed with when.
   const event = await page.waitForSelector('#health-events tr[data-streamlet="check"][data-to="warning"]', { timeout: 20000 });

@@ -209,7 +209,6 @@ pub fn audit(model: &ModelVersion, strategy: &str, latency_us: u64) -> Map<Strin
 pub struct Ready {
     config: ScorerConfig,
     serving: Arc<Serving>,
-    registries: Vec<Arc<ModelRegistry>>,
     /// Stops watching the model folders when the scorer is dropped.
     _watching: DropGuard,
 }
@@ -253,7 +252,6 @@ pub async fn prepare(
         registry.clone().watch(watching.clone())?;
         models.push((id, registry));
     }
-    let registries = models.iter().map(|(_, r)| r.clone()).collect();
     let fingerprint = {
         use std::hash::Hasher;
         let mut hasher = twox_hash::XxHash64::with_seed(0);
@@ -264,7 +262,6 @@ pub async fn prepare(
     Ok(Ready {
         config: config.clone(),
         serving,
-        registries,
         _watching: watching.drop_guard(),
     })
 }
@@ -340,8 +337,8 @@ async fn serve(ready: Ready, io: &mut Io) -> Result<(), Stop> {
             }
         }
     }
-    for registry in &ready.registries {
-        io.telemetry.serve_models(registry.clone());
+    for (arm, registry) in ready.serving.registries() {
+        io.telemetry.serve_models(&arm, registry);
     }
     if let Some(stats) = ready.serving.stats() {
         io.telemetry.serve_strategy(stats);
