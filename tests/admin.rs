@@ -283,7 +283,14 @@ streamlets:
 fn a_token_protects_everything_but_health() {
     let dir = tempfile::tempdir().expect("dir");
     let served = Served::start(&listings("rate: 100"), Some("s3cret"), dir.path());
-    for path in ["/metrics", "/api/topology", "/api/models", "/"] {
+    for path in [
+        "/metrics",
+        "/api/topology",
+        "/api/models",
+        "/api/history",
+        "/api/cockpit",
+        "/",
+    ] {
         assert_eq!(served.get(path, None).0, 401, "{path} without the token");
         assert_eq!(served.get(path, Some("wrong")).0, 401, "{path} with a wrong token");
         assert_eq!(served.get(path, Some("s3cret")).0, 200, "{path} with the token");

@@ -36,6 +36,11 @@ impl Series {
     pub fn points(&self) -> impl Iterator<Item = &(f64, f64)> {
         self.0.iter()
     }
+
+    /// Whether its last point is before `t` (or it has none).
+    fn ended_before(&self, t: f64) -> bool {
+        self.0.back().is_none_or(|(last, _)| *last < t)
+    }
 }
 
 /// A streamlet's rates.
@@ -241,6 +246,15 @@ impl Recorder {
             }
         }
         previous.at = Some(t);
+        // What has had no point for the whole span kept (a version retired long ago, a
+        // streamlet a reload removed) goes: the series stay as few as what runs.
+        let horizon = t - EVERY.as_secs_f64() * KEEP as f64;
+        h.streamlets
+            .retain(|_, s| !s.in_per_s.ended_before(horizon) || !s.out_per_s.ended_before(horizon));
+        h.edges.retain(|_, s| !s.ended_before(horizon));
+        h.lag.retain(|_, s| !s.ended_before(horizon));
+        h.models.retain(|_, m| !m.records_per_s.ended_before(horizon));
+        h.drift.retain(|_, d| !d.psi.ended_before(horizon));
     }
 
     /// Samples `handle` every [`EVERY`] until `stop`.
@@ -253,5 +267,70 @@ impl Recorder {
                 _ = tick.tick() => self.sample(&handle.status(), &handle.take_batch_times(), SystemTime::now()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{OutletSummary, StreamletStatus};
+
+    fn status(streamlets: &[(&str, u64)]) -> Status {
+        Status {
+            streamlets: streamlets
+                .iter()
+                .map(|(name, n)| StreamletStatus {
+                    name: name.to_string(),
+                    kind: "merger".into(),
+                    instance: 1,
+                    running: true,
+                    failure: None,
+                    models_ready: None,
+                    records_in: *n,
+                    outlets: vec![OutletSummary {
+                        port: "out".into(),
+                        records: *n,
+                        discarded: false,
+                    }],
+                    models: Vec::new(),
+                    strategy: None,
+                    quality: None,
+                    history: Vec::new(),
+                    counters: Default::default(),
+                    lag: Vec::new(),
+                    drift: Vec::new(),
+                })
+                .collect(),
+            ..Status::default()
+        }
+    }
+
+    #[test]
+    fn rates_are_per_second_and_what_stopped_long_ago_goes() {
+        let recorder = Recorder::default();
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = |s: u64| start + Duration::from_secs(s);
+        recorder.sample(&status(&[("a", 0), ("gone", 0)]), &[], at(0));
+        recorder.sample(&status(&[("a", 500), ("gone", 10)]), &[], at(2));
+        let h = recorder.snapshot();
+        let rates: Vec<f64> = h.streamlets["a"].in_per_s.points().map(|p| p.1).collect();
+        assert_eq!(rates, [250.0]);
+        // `gone` is removed by a reload; the series lives on for the span kept, then goes.
+        for s in 3..=(KEEP as u64 + 2) {
+            recorder.sample(&status(&[("a", 500 + s)]), &[], at(s));
+        }
+        assert!(recorder.snapshot().streamlets.contains_key("gone"));
+        recorder.sample(&status(&[("a", 2000)]), &[], at(KEEP as u64 + 3));
+        let h = recorder.snapshot();
+        assert!(
+            !h.streamlets.contains_key("gone"),
+            "{:?}",
+            h.streamlets.keys().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            h.streamlets["a"].in_per_s.points().count(),
+            KEEP,
+            "at most KEEP points a series"
+        );
     }
 }
