@@ -802,3 +802,59 @@ fn a_version_that_arrives_after_a_promotion_is_a_shadow_first() {
     };
     assert!(by("candidate", "3") > 0 && by("serving", "3") == 0 && by("serving", "2") > 0);
 }
+
+/// A version taken by a promotion and then rolled back is not promoted again: the serving
+/// model goes back to its own version and stays there, though the challenger still serves
+/// the rolled-back one.
+#[test]
+fn a_version_rolled_back_after_its_promotion_is_not_promoted_again() {
+    let dir = tempfile::tempdir().expect("dir");
+    let models = copied_models(dir.path());
+    let scorer = format!(
+        r#"    model: null
+    models:
+      serving: {{ name: house-price, folder: {m}, version: "1" }}
+      candidate: {{ name: house-price, folder: {m} }}
+    strategy: {{ shadow: {{ primary: serving, shadows: [candidate], emit: true }} }}"#,
+        m = models.display()
+    );
+    // v2 beats v1 and is taken; then it is worse than the (impossible) limit and rolled back.
+    let rules = "    promote: { metric: mae, by: 5000, min_labelled: 100 }\n    rollback: { metric: mae, worse_than: 1000, min_labelled: 100 }";
+    let yaml = judged(dir.path(), 3000, &scorer, rules)
+        .replace("    inputs: [price, sales]", "    inputs: [price, price.shadow, sales]");
+    let summary = run_pipeline(dir.path(), &yaml);
+    let quality = quality_of(&summary, "quality");
+    let decisions: Vec<(String, String, String)> = quality["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .map(|d| {
+            let text = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+            (text("action"), text("model"), text("version"))
+        })
+        .collect();
+    let promotions = decisions.iter().filter(|d| d.0 == "promoted").count();
+    assert_eq!(promotions, 1, "{decisions:#?}");
+    assert!(
+        decisions.contains(&("rolled_back".into(), "serving".into(), "2".into())),
+        "{decisions:#?}"
+    );
+    // From the rollback on, the serving model answers with its own version 1.
+    let (events, _) = audit(dir.path());
+    let taken = events
+        .iter()
+        .filter(|e| e.0 == "serving" && e.1 == "2" && e.2 == "serving")
+        .count();
+    assert_eq!(taken, 1, "v2 was taken once: {events:?}");
+    let joined = read_jsonl(&dir.path().join("joined.jsonl"));
+    let tail: Vec<&Value> = joined
+        .iter()
+        .rev()
+        .filter(|r| r["_model"]["model"] == "serving")
+        .take(300)
+        .collect();
+    assert!(
+        !tail.is_empty() && tail.iter().all(|r| r["_model"]["version"] == "1"),
+        "the serving model answered with v2 again"
+    );
+}

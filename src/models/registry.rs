@@ -448,6 +448,18 @@ impl ModelRegistry {
     pub fn adopt(&self, descriptor: ModelDescriptor, figures: serde_json::Value) -> Result<(), ModelError> {
         let _swapping = self.swapping.lock().unwrap_or_else(|p| p.into_inner());
         let v = descriptor.version.clone();
+        let withdrawn = self
+            .withdrawn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(w, sha)| *w == v && sha.eq_ignore_ascii_case(&descriptor.sha256));
+        if withdrawn {
+            return Err(ModelError::Runtime(format!(
+                "version {v} of `{}` was rolled back: it is not taken again",
+                self.name()
+            )));
+        }
         let serving = self.current();
         let same = serving
             .as_ref()

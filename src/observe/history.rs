@@ -246,6 +246,20 @@ impl Recorder {
             }
         }
         previous.at = Some(t);
+        // What the previous sample saw of streamlets and versions no longer there goes.
+        let names: std::collections::HashSet<&str> = status.streamlets.iter().map(|s| s.name.as_str()).collect();
+        previous.counts.retain(|name, _| names.contains(name.as_str()));
+        previous.health.retain(|name, _| names.contains(name.as_str()));
+        let versions: std::collections::HashSet<String> = status
+            .streamlets
+            .iter()
+            .flat_map(|s| {
+                s.models
+                    .iter()
+                    .map(move |m| format!("{} {} {}", s.name, m.name, m.version))
+            })
+            .collect();
+        previous.models.retain(|key, _| versions.contains(key));
         // What has had no point for the whole span kept (a version retired long ago, a
         // streamlet a reload removed) goes: the series stay as few as what runs.
         let horizon = t - EVERY.as_secs_f64() * KEEP as f64;

@@ -98,8 +98,14 @@ impl Evaluation {
             if let Some(gs) = serving_group {
                 for challenger in &arms.challengers {
                     let Some(serves) = current(challenger) else { continue };
-                    // The version that serves already (taken by a promotion) is no challenger.
-                    if current(&serving_model).as_ref() == Some(&serves) {
+                    // The version that serves already (taken by a promotion) is no challenger, nor
+                    // one the serving model was rolled back from, nor one the scorer refused.
+                    let taken = (serving_model.clone(), serves.1.clone());
+                    let refused = (challenger.clone(), serves.1.clone());
+                    if current(&serving_model).as_ref() == Some(&serves)
+                        || self.rolled_back.contains(&taken)
+                        || self.refused.contains(&refused)
+                    {
                         continue;
                     }
                     let version = serves.1.clone();
@@ -124,6 +130,7 @@ impl Evaluation {
                     if let Err(reason) = crate::streamlets::blocking(|| serving.promote(challenger, &version, figures))
                     {
                         tracing::error!(%scorer, model = %challenger, %reason, "promotion refused");
+                        self.refused.insert(refused);
                         continue;
                     }
                     let decision = Decision {

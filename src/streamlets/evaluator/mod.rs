@@ -100,6 +100,8 @@ struct Evaluation {
     followed: bool,
     /// The (model, version) pairs a rollback was tried for: each is tried once.
     rolled_back: HashSet<(String, String)>,
+    /// Promotions the scorer refused (challenger, version): not asked again in this run.
+    refused: HashSet<(String, String)>,
 }
 
 /// A rollback a rule asks for: it loads a model version, so it runs off the evaluator's task.
@@ -181,6 +183,7 @@ impl Evaluation {
             index: HashMap::new(),
             decisions: Vec::new(),
             rolled_back: HashSet::new(),
+            refused: HashSet::new(),
             config,
         }
     }

@@ -182,7 +182,12 @@ fn to_topic(
     }
     let payload = message.to_string();
     let key = format!("{}-v{version}", registry.name());
-    crate::kafka::produce_one(&topic.settings, &topic.topic, &key, payload.as_bytes())
-        .map_err(|e| format!("cannot publish on the model topic `{}`: {e}", topic.topic))?;
+    if let Err(e) = crate::kafka::produce_one(&topic.settings, &topic.topic, &key, payload.as_bytes()) {
+        // Nothing was published: the file written for it goes, so the number stays free.
+        if let Some(file) = &location {
+            let _ = std::fs::remove_file(folder.join(file));
+        }
+        return Err(format!("cannot publish on the model topic `{}`: {e}", topic.topic));
+    }
     Ok(version)
 }
