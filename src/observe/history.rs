@@ -112,7 +112,7 @@ struct Previous {
     health: HashMap<String, &'static str>,
 }
 
-/// The history of one pipeline, filled by [`History::follow`].
+/// The history of one pipeline, filled by [`Recorder::follow`] (or [`Recorder::sample`] by hand).
 #[derive(Clone, Default)]
 pub struct Recorder {
     history: Arc<Mutex<History>>,
