@@ -9,8 +9,8 @@ pub mod ports;
 
 pub use batch::{Batch, BatchBuilder, Field};
 pub use column::{
-    each_valid, exact_integers_within, mark_lengths, mark_values, marked, Column, ColumnBuilder, Owned, Row, Typed,
-    Value,
+    each_valid, exact_integers_within, mark_lengths, mark_values, marked, Column, ColumnBuilder, Owned, Row,
+    TextColumn, Typed, Value,
 };
 
 #[cfg(test)]

@@ -261,3 +261,41 @@ fn marks_are_set_only_for_rows_with_a_value_that_fails() {
     column.mark_untyped(&mut missing);
     assert_eq!(missing, vec![false, true, false, false]);
 }
+
+#[test]
+fn a_text_column_reads_back_each_string_and_slices_and_joins_like_any_other() {
+    let mut texts = TextColumn::with_capacity(2, 4);
+    let values = ["", "Seattle", "Łódź ☃", "", "WA 98103"];
+    for v in values {
+        assert!(texts.push(v));
+    }
+    assert_eq!(texts.len(), values.len());
+    let column = texts.finish();
+    for (i, v) in values.iter().enumerate() {
+        assert_eq!(column.get(i), Value::Str(v));
+    }
+    let mut general = ColumnBuilder::default();
+    values.iter().for_each(|v| general.push_str(v));
+    let batch = Batch::new(
+        values.len(),
+        vec![Field {
+            name: "city".into(),
+            column,
+        }],
+    );
+    let same = Batch::new(
+        values.len(),
+        vec![Field {
+            name: "city".into(),
+            column: general.finish(),
+        }],
+    );
+    assert_eq!(text(&batch), text(&same));
+    assert_eq!(text(&batch.slice(1, 3)), text(&same.slice(1, 3)));
+    assert_eq!(
+        Batch::concat(&[batch.slice(2, 3), same.slice(0, 2)]).records(),
+        Batch::concat(&[same.slice(2, 3), batch.slice(0, 2)]).records()
+    );
+    // An empty one is a column of no rows.
+    assert_eq!(TextColumn::default().finish().len(), 0);
+}

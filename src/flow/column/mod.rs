@@ -12,7 +12,7 @@ use arrow_select::filter::FilterPredicate;
 mod builder;
 mod marks;
 
-pub use builder::{ColumnBuilder, Owned};
+pub use builder::{ColumnBuilder, Owned, TextColumn};
 pub use marks::{exact_integers_within, mark_lengths, mark_values, marked};
 
 use super::batch::{Batch, BatchBuilder};
