@@ -28,8 +28,20 @@ pub fn decode_object(text: &[u8]) -> Result<Fields<'_>, String> {
 /// `records`, as its next record; the reason when the text is not one, and then the batch
 /// leaves out whatever of it was read.
 pub fn decode_into(text: &[u8], records: &mut BatchBuilder) -> Result<(), String> {
+    // UTF-8 checked once for the whole text, not string by string as the parser of bytes
+    // does; text that is not UTF-8 is read as bytes, for the parser to say where it fails.
+    match std::str::from_utf8(text) {
+        Ok(checked) => decode_with(serde_json::Deserializer::from_str(checked), text, records),
+        Err(_) => decode_with(serde_json::Deserializer::from_slice(text), text, records),
+    }
+}
+
+fn decode_with<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    text: &[u8],
+    records: &mut BatchBuilder,
+) -> Result<(), String> {
     let mut repeated = false;
-    let mut de = serde_json::Deserializer::from_slice(text);
     let read = de.deserialize_any(Top {
         records: &mut *records,
         repeated: &mut repeated,

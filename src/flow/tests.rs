@@ -299,3 +299,27 @@ fn a_text_column_reads_back_each_string_and_slices_and_joins_like_any_other() {
     // An empty one is a column of no rows.
     assert_eq!(TextColumn::default().finish().len(), 0);
 }
+
+#[test]
+fn text_checked_once_for_utf8_reads_as_the_byte_parser_reads_it() {
+    let lines = [
+        r#"{"city":"Łódź ☃","note":"\u00e9\n\"q\"\\","n":1}"#,
+        r#"{"city":"Seattle","note":"\ud83d\ude00","n":2.5}"#,
+    ];
+    let batch = decoded(&lines);
+    assert_eq!(batch.record(0)["city"], json!("Łódź ☃"));
+    assert_eq!(batch.record(0)["note"], json!("é\n\"q\"\\"));
+    assert_eq!(batch.record(1)["note"], json!("😀"));
+    assert_eq!(
+        text(&batch),
+        lines.map(|l| serde_json::to_string(&serde_json::from_str::<J>(l).unwrap()).unwrap())
+    );
+    // Text that is not UTF-8 is refused, and the batch leaves it out.
+    let mut b = BatchBuilder::default();
+    decode_into(br#"{"n":3}"#, &mut b).expect("an object");
+    let bad = decode_into(b"{\"city\":\"\xff\xfe\",\"n\":4}", &mut b).expect_err("not UTF-8");
+    assert!(bad.starts_with("bad JSON"), "{bad}");
+    let b = b.finish();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b.record(0)["n"], json!(3));
+}
