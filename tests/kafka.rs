@@ -495,7 +495,7 @@ defaults:
 streamlets:
   listings:
     kind: ingress
-    source: {{ type: generator, count: 4000, rate: 800, seed: 6 }}
+    source: {{ type: generator, count: 4000, rate: 400, seed: 6 }}
   price:
     use: {scorer}
     model: {{ name: house-price, folder: {models}, version: "{version}" }}
