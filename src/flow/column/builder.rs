@@ -439,13 +439,20 @@ impl ColumnBuilder {
 /// Builds a column of strings, every row holding one: the text appended to one buffer and the
 /// offsets counted, with none of a general builder's per-value checks (for a producer that
 /// knows each value is a string, such as the generator).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TextColumn {
     text: String,
     offsets: Vec<i32>,
 }
 
+impl Default for TextColumn {
+    fn default() -> Self {
+        TextColumn::with_capacity(0, 0)
+    }
+}
+
 impl TextColumn {
+    /// Offsets always start with the 0 the first string starts at.
     pub fn with_capacity(rows: usize, bytes: usize) -> Self {
         let mut offsets = Vec::with_capacity(rows + 1);
         offsets.push(0);
@@ -459,9 +466,6 @@ impl TextColumn {
     /// outgrow the 32-bit offsets of an Arrow string array.
     #[inline(always)]
     pub fn push(&mut self, value: &str) -> bool {
-        if self.offsets.is_empty() {
-            self.offsets.push(0);
-        }
         match i32::try_from(self.text.len() + value.len()) {
             Ok(end) => {
                 self.text.push_str(value);
@@ -473,17 +477,14 @@ impl TextColumn {
     }
 
     pub fn len(&self) -> usize {
-        self.offsets.len().saturating_sub(1)
+        self.offsets.len() - 1
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    pub fn finish(mut self) -> Column {
-        if self.offsets.is_empty() {
-            self.offsets.push(0);
-        }
+    pub fn finish(self) -> Column {
         let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));
         let text = Buffer::from(self.text.into_bytes());
         // SAFETY: the offsets start at 0, never decrease (each is the text's length after a

@@ -190,6 +190,28 @@ const CHUNK: usize = 1 << 20;
 
 const STREETS: [&str; 6] = ["Pine", "Oak", "Cedar", "Maple", "Elm", "Lake"];
 
+/// An integer column whose rows broken `how` hold what `broken_value` pushes instead.
+fn ints_broken_at(
+    values: Vec<i64>,
+    broken: &[(usize, Broken)],
+    how: Broken,
+    broken_value: impl Fn(&mut ColumnBuilder),
+) -> Column {
+    let mut rows = broken.iter().filter(|(_, b)| *b == how).map(|(row, _)| *row).peekable();
+    if rows.peek().is_none() {
+        return Column::ints(values.into());
+    }
+    let mut column = ColumnBuilder::default();
+    for (row, v) in values.into_iter().enumerate() {
+        if rows.next_if_eq(&row).is_some() {
+            broken_value(&mut column);
+        } else {
+            column.push_int(v);
+        }
+    }
+    column.finish()
+}
+
 /// How a listing is broken, if it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Broken {
@@ -307,36 +329,13 @@ impl Listings {
 
     fn finish(self) -> Vec<Field> {
         let n = self.id.len();
-        let broken = |how: Broken| self.broken.iter().filter(move |(_, b)| *b == how).map(|(row, _)| *row);
         // Broken rows are few: their columns are built value by value, as a decoder would.
-        let bedrooms = if broken(Broken::BedroomsInWords).next().is_some() {
-            let mut column = ColumnBuilder::default();
-            let mut words = broken(Broken::BedroomsInWords).peekable();
-            for (row, &v) in self.bedrooms.iter().enumerate() {
-                if words.next_if_eq(&row).is_some() {
-                    column.push_str("three");
-                } else {
-                    column.push_int(v);
-                }
-            }
-            column.finish()
-        } else {
-            Column::ints(self.bedrooms.into())
-        };
-        let sqft_living = if broken(Broken::NoLivingArea).next().is_some() {
-            let mut column = ColumnBuilder::default();
-            let mut missing = broken(Broken::NoLivingArea).peekable();
-            for (row, &v) in self.sqft_living.iter().enumerate() {
-                if missing.next_if_eq(&row).is_some() {
-                    column.push_absent();
-                } else {
-                    column.push_int(v);
-                }
-            }
-            column.finish()
-        } else {
-            Column::ints(self.sqft_living.into())
-        };
+        let bedrooms = ints_broken_at(self.bedrooms, &self.broken, Broken::BedroomsInWords, |c| {
+            c.push_str("three")
+        });
+        let sqft_living = ints_broken_at(self.sqft_living, &self.broken, Broken::NoLivingArea, |c| {
+            c.push_absent()
+        });
         let columns = [
             Column::ints(self.id.into()),
             self.date.finish(),
