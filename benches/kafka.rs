@@ -7,7 +7,9 @@
 //! consumer asks the broker with the same `fetch.wait.max.ms` (100 ms). In each of several
 //! rounds each contender gets its own input topic holding the same records, and
 //! - throughput: reads N records already waiting, records/s from the first scored record out
-//!   to the last (the median of the rounds is reported);
+//!   to the last (the median of the rounds is reported), and over the same span the CPU per
+//!   record of the contender's process and of the whole machine (from `/proc`: a figure the
+//!   machine's speed moves less than the rate, and which says whose CPU the rate is bound by);
 //! - latency: then records are produced at a steady 1,000/s and then 10,000/s for 5 s each
 //!   while it runs; end-to-end latency per record, from just before it is produced to when it
 //!   is read from the output topic (p50, p99 and max over every round).
@@ -97,6 +99,23 @@ fn listings(first_id: u64, n: usize) -> Vec<Value> {
         .collect()
 }
 
+/// The `id` of a record written as JSON text, found without reading the rest of it: the
+/// watcher shares the two cores with the contender it times, so it must cost little. (Parsing
+/// each record into a `serde_json::Value` took a quarter to a third of the machine's CPU.)
+fn id_of(text: &[u8]) -> Option<u64> {
+    let mut from = 0;
+    while let Some(at) = memchr::memmem::find(&text[from..], b"\"id\"") {
+        let rest = text[from + at + 4..].trim_ascii_start();
+        if let Some(value) = rest.strip_prefix(b":") {
+            let digits = value.trim_ascii_start();
+            let end = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
+            return std::str::from_utf8(&digits[..end]).ok()?.parse().ok();
+        }
+        from += at + 4;
+    }
+    None
+}
+
 /// When each id first arrived in a topic, read by a thread from the beginning.
 struct Arrivals {
     seen: Arc<Mutex<HashMap<u64, Instant>>>,
@@ -126,10 +145,7 @@ impl Arrivals {
             while !st.load(Ordering::Relaxed) {
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
                     let now = Instant::now();
-                    let id = serde_json::from_slice::<Value>(m.payload().unwrap_or_default())
-                        .ok()
-                        .and_then(|v| v["id"].as_u64());
-                    if let Some(id) = id {
+                    if let Some(id) = id_of(m.payload().unwrap_or_default()) {
                         s.lock().unwrap().entry(id).or_insert(now);
                     }
                 }
@@ -146,7 +162,7 @@ impl Arrivals {
                 "{what}: {} of {n} records came out",
                 self.seen.lock().unwrap().len()
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -201,16 +217,75 @@ impl Figures {
     }
 }
 
-/// Runs one contender once: `n` records waiting for it, then the steady rates.
-fn measure(broker: &Broker, name: &str, n: usize, into: &mut Figures, start: impl FnOnce(&str, &str)) -> f64 {
+/// CPU time used so far: by one process (user and system, every thread), or by the whole
+/// machine (every CPU's busy time), read from `/proc`.
+fn cpu_of(pid: Option<u32>) -> Duration {
+    // The kernel counts both in USER_HZ ticks, 100 a second on Linux.
+    let ticks = |n: u64| Duration::from_millis(n * 10);
+    match pid {
+        Some(pid) => {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // After the command's name (in parentheses): state, then utime and stime are the
+            // 12th and 13th fields.
+            let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+            let fields: Vec<u64> = after
+                .split(' ')
+                .skip(11)
+                .take(2)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            ticks(fields.iter().sum())
+        }
+        None => {
+            let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+            let line = stat.lines().next().unwrap_or_default();
+            // user nice system idle iowait irq softirq steal: all but idle and iowait.
+            let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+            ticks(
+                v.iter()
+                    .take(8)
+                    .enumerate()
+                    .filter(|(i, _)| *i != 3 && *i != 4)
+                    .map(|(_, t)| t)
+                    .sum(),
+            )
+        }
+    }
+}
+
+/// One round of one contender's throughput.
+struct Throughput {
+    /// Records per second, from the first record out to the last.
+    rate: f64,
+    /// Over the same span, CPU microseconds per record: the contender's process, and the
+    /// whole machine (the contender, the broker, the benchmark's watcher, everything else).
+    own_us: f64,
+    machine_us: f64,
+}
+
+/// Runs one contender once: `n` records waiting for it, then the steady rates. `start`
+/// starts it and returns the id of the process doing the work, whose CPU is counted.
+fn measure(
+    broker: &Broker,
+    name: &str,
+    n: usize,
+    into: &mut Figures,
+    start: impl FnOnce(&str, &str) -> u32,
+) -> Throughput {
     let input = format!("{name}-in");
     let output = format!("{name}-out");
     broker.create_topic(&input, PARTITIONS);
     let producer = broker.producer();
     produce(&producer, &input, &listings(1, n));
     let arrivals = Arrivals::watch(broker, &output);
-    start(&input, &output);
+    let pid = start(&input, &output);
+    // CPU counted from the first record out to the last, the span the rate is taken over.
+    arrivals.wait_for(1, Duration::from_secs(900), name);
+    let (own, machine) = (cpu_of(Some(pid)), cpu_of(None));
     arrivals.wait_for(n, Duration::from_secs(900), name);
+    let per_record = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    let own_us = per_record(cpu_of(Some(pid)).saturating_sub(own));
+    let machine_us = per_record(cpu_of(None).saturating_sub(machine));
     let rate = {
         let seen = arrivals.seen.lock().unwrap();
         let first = seen.values().min().copied().expect("arrivals");
@@ -244,15 +319,21 @@ fn measure(broker: &Broker, name: &str, n: usize, into: &mut Figures, start: imp
             into.latency_ms[k].saturating_record(seen[id].duration_since(*at).as_millis().max(1) as u64);
         }
     }
-    rate
+    Throughput {
+        rate,
+        own_us,
+        machine_us,
+    }
 }
 
 /// (a) The transport's limit: every message produced again unchanged as soon as it is read,
 /// nothing parsed or scored; once a second the producer is flushed and the offsets read are
-/// committed (at-least-once, as sluice does).
-fn passthrough(broker: &Broker, input: &str, output: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+/// committed (at-least-once, as sluice does). It runs in a process of its own (this benchmark
+/// started again with `passthrough BROKERS INPUT OUTPUT`), as sluice and the peer do, so that
+/// its CPU is counted alone; it runs until killed.
+fn passthrough(brokers: &str, input: &str, output: &str) {
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &broker.address)
+        .set("bootstrap.servers", brokers)
         .set("group.id", format!("raw-passthrough-{input}"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -261,33 +342,30 @@ fn passthrough(broker: &Broker, input: &str, output: &str, stop: Arc<AtomicBool>
         .expect("consumer");
     consumer.subscribe(&[input]).expect("subscribe");
     let producer: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &broker.address)
+        .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .create()
         .expect("producer");
-    let output = output.to_string();
-    std::thread::spawn(move || {
-        let mut committed = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                let mut record = BaseRecord::<[u8], [u8]>::to(&output).payload(m.payload().unwrap_or_default());
-                if let Some(key) = m.key() {
-                    record = record.key(key);
-                }
-                while let Err((_, back)) = producer.send(record) {
-                    producer.poll(Duration::from_millis(1));
-                    record = back;
-                }
-                producer.poll(Duration::ZERO);
+    let mut committed = Instant::now();
+    loop {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let mut record = BaseRecord::<[u8], [u8]>::to(output).payload(m.payload().unwrap_or_default());
+            if let Some(key) = m.key() {
+                record = record.key(key);
             }
-            if committed.elapsed() >= Duration::from_secs(1) {
-                committed = Instant::now();
-                producer.flush(Duration::from_secs(30)).expect("flushed");
-                let _ = consumer.commit_consumer_state(CommitMode::Async);
+            while let Err((_, back)) = producer.send(record) {
+                producer.poll(Duration::from_millis(1));
+                record = back;
             }
+            producer.poll(Duration::ZERO);
         }
-    })
+        if committed.elapsed() >= Duration::from_secs(1) {
+            committed = Instant::now();
+            producer.flush(Duration::from_secs(30)).expect("flushed");
+            let _ = consumer.commit_consumer_state(CommitMode::Async);
+        }
+    }
 }
 
 fn sluice_pipeline(broker: &Broker, input: &str, output: &str) -> String {
@@ -330,11 +408,16 @@ streamlets:
     )
 }
 
-fn line(label: &str, rates: &[f64], f: &Figures) -> String {
+fn line(label: &str, rounds: &[Throughput], f: &Figures) -> String {
+    let of = |pick: fn(&Throughput) -> f64| rounds.iter().map(pick).collect::<Vec<_>>();
+    let rates = of(|t| t.rate);
     let mut text = format!(
-        "  {label:<34} {:>9.0} records/s (rounds: {})",
-        median(rates),
-        rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+        "  {label:<34} {:>9.0} records/s (rounds: {})\n  {:<34} CPU per record: its own {:.2} µs, the machine's {:.2} µs (medians)",
+        median(&rates),
+        rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
+        "",
+        median(&of(|t| t.own_us)),
+        median(&of(|t| t.machine_us)),
     );
     for (per_second, h) in LATENCY_RATES.iter().zip(&f.latency_ms) {
         text.push_str(&format!(
@@ -348,6 +431,10 @@ fn line(label: &str, rates: &[f64], f: &Figures) -> String {
     text
 }
 
+fn rates(rounds: &[Throughput]) -> Vec<f64> {
+    rounds.iter().map(|t| t.rate).collect()
+}
+
 fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
@@ -355,6 +442,12 @@ fn median(values: &[f64]) -> f64 {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, mode, brokers, input, output] = &args[..] {
+        if mode == "passthrough" {
+            return passthrough(brokers, input, output);
+        }
+    }
     let root = root();
     let benchmarking = std::env::args().any(|a| a == "--bench");
     let number = |name: &str, default: usize| -> usize {
@@ -382,20 +475,25 @@ fn main() {
     let (mut sluice_mib, mut peer_mib) = (0, 0);
     let mut summary = String::new();
     for round in 0..rounds {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut raw_thread = None;
+        let mut relay = None;
         raw_rates.push(measure(
             &broker,
             &format!("raw{round}"),
             n,
             &mut raw,
             |input, output| {
-                raw_thread = Some(passthrough(&broker, input, output, stop.clone()));
+                let child = Command::new(std::env::current_exe().expect("this benchmark"))
+                    .args(["passthrough", &broker.address, input, output])
+                    .spawn()
+                    .expect("the passthrough starts");
+                let pid = child.id();
+                relay = Some(child);
+                pid
             },
         ));
-        stop.store(true, Ordering::Relaxed);
-        if let Some(t) = raw_thread {
-            t.join().expect("passthrough");
+        if let Some(mut child) = relay {
+            let _ = child.kill();
+            let _ = child.wait();
         }
 
         // sluice runs as its own process, as the peer does, so their memory compares.
@@ -415,7 +513,9 @@ fn main() {
                     .stderr(std::fs::File::create(dir.path().join("sluice.log")).expect("log"))
                     .spawn()
                     .expect("sluice runs");
-                run = Some((PeakMemory::watch(child.id()), child));
+                let pid = child.id();
+                run = Some((PeakMemory::watch(pid), child));
+                pid
             },
         ));
         let (memory, mut child) = run.expect("sluice ran");
@@ -453,8 +553,10 @@ fn main() {
                     .stdout(Stdio::piped())
                     .spawn()
                     .expect("the Python peer starts");
-                memory = Some(PeakMemory::watch(started.id()));
+                let pid = started.id();
+                memory = Some(PeakMemory::watch(pid));
                 child = Some(started);
+                pid
             },
         ));
         peer_mib = peer_mib.max(memory.expect("the peer ran").mib());
@@ -476,8 +578,8 @@ fn main() {
     println!();
     println!(
         "  sluice / raw passthrough: {:.0}% of the throughput; sluice / Python peer: {:.1}x the throughput",
-        100.0 * median(&sluice_rates) / median(&raw_rates),
-        median(&sluice_rates) / median(&peer_rates)
+        100.0 * median(&rates(&sluice_rates)) / median(&rates(&raw_rates)),
+        median(&rates(&sluice_rates)) / median(&rates(&peer_rates))
     );
     for (k, per_second) in LATENCY_RATES.iter().enumerate() {
         println!(
