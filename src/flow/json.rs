@@ -7,8 +7,11 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use arrow_array::{Array, BooleanArray, StringArray};
+use arrow_buffer::NullBuffer;
+
 use super::batch::{Batch, BatchBuilder};
-use super::column::{ColumnBuilder, Owned, Row, Value};
+use super::column::{Column, ColumnBuilder, Owned, Row, Typed, Value};
 
 /// The fields of one JSON object, in the order they were written.
 pub type Fields<'a> = Vec<(Cow<'a, str>, Owned<'a>)>;
@@ -383,7 +386,7 @@ impl Keys {
             key.push(b':');
             own.push(key);
             nested.push(match f.column.typed() {
-                super::Typed::Object(fields, _) => Some(Keys::of(fields)),
+                Typed::Object(fields, _) => Some(Keys::of(fields)),
                 _ => None,
             });
         }
@@ -412,17 +415,114 @@ fn write_row_keyed(row: Row<'_>, keys: &Keys, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
+/// How the writer reads one column of a batch: a column whose values are all of its main type
+/// straight from its Arrow buffers, any other through [`Column::get`].
+enum Reader<'a> {
+    /// No record has the field.
+    Absent,
+    Ints(&'a [i64], Option<&'a NullBuffer>),
+    Floats(&'a [f64], Option<&'a NullBuffer>),
+    Bools(&'a BooleanArray),
+    Strs(&'a StringArray),
+    Any(&'a Column),
+}
+
+/// Writes the records of one batch as JSON objects: the keys written once, each column's
+/// kind decided once, not once a value.
+struct Writer<'a> {
+    keys: Keys,
+    readers: Vec<Reader<'a>>,
+}
+
+impl<'a> Writer<'a> {
+    fn of(batch: &'a Batch) -> Writer<'a> {
+        let readers = batch
+            .fields()
+            .iter()
+            .map(|f| match f.column.plain() {
+                // Plain: a slot without a value of the main type is a record without the field.
+                Some(Typed::Empty(_)) => Reader::Absent,
+                Some(Typed::Int(a)) => Reader::Ints(a.values(), a.nulls()),
+                Some(Typed::Float(a)) => Reader::Floats(a.values(), a.nulls()),
+                Some(Typed::Bool(a)) => Reader::Bools(a),
+                Some(Typed::Str(a)) => Reader::Strs(a),
+                _ => Reader::Any(&f.column),
+            })
+            .collect();
+        Writer {
+            keys: Keys::of(batch),
+            readers,
+        }
+    }
+
+    fn write(&self, row: usize, out: &mut Vec<u8>) {
+        fn has(nulls: Option<&NullBuffer>, row: usize) -> bool {
+            nulls.is_none_or(|n| n.is_valid(row))
+        }
+        out.push(b'{');
+        let mut first = true;
+        let mut key = |k: usize, out: &mut Vec<u8>| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(&self.keys.own[k]);
+        };
+        for (k, reader) in self.readers.iter().enumerate() {
+            match *reader {
+                Reader::Absent => {}
+                Reader::Ints(values, nulls) => {
+                    if has(nulls, row) {
+                        key(k, out);
+                        out.extend_from_slice(itoa::Buffer::new().format(values[row]).as_bytes());
+                    }
+                }
+                Reader::Floats(values, nulls) => {
+                    if has(nulls, row) {
+                        key(k, out);
+                        write_float_bytes(values[row], out);
+                    }
+                }
+                Reader::Bools(a) => {
+                    if a.is_valid(row) {
+                        key(k, out);
+                        out.extend_from_slice(if a.value(row) { b"true" } else { b"false" });
+                    }
+                }
+                Reader::Strs(a) => {
+                    if a.is_valid(row) {
+                        key(k, out);
+                        write_str(a.value(row), out);
+                    }
+                }
+                Reader::Any(column) => {
+                    let value = column.get(row);
+                    if value.is_present() {
+                        key(k, out);
+                        match (value, &self.keys.nested[k]) {
+                            (Value::Object(inner), Some(nested)) => write_row_keyed(inner, nested, out),
+                            _ => write_value_bytes(value, out),
+                        }
+                    }
+                }
+            }
+        }
+        out.push(b'}');
+    }
+}
+
 /// Writes every record of a batch, one JSON object per line.
 pub fn write_lines(batch: &Batch, out: &mut Vec<u8>) {
-    let keys = Keys::of(batch);
+    let writer = Writer::of(batch);
     for i in 0..batch.len() {
-        write_row_keyed(batch.row(i), &keys, out);
+        writer.write(i, out);
         out.push(b'\n');
     }
 }
 
 /// Every record of a batch as JSON text, all in one buffer: what a producer sends as one
-/// message each.
+/// message each. Filled again for each batch, it keeps its buffers.
+#[derive(Debug, Default)]
 pub struct RecordTexts {
     text: Vec<u8>,
     ends: Vec<usize>,
@@ -442,19 +542,17 @@ impl RecordTexts {
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
-}
 
-/// Every record of a batch as JSON text.
-pub fn record_texts(batch: &Batch) -> RecordTexts {
-    let keys = Keys::of(batch);
-    let mut text = Vec::with_capacity(256 * batch.len());
-    let ends = (0..batch.len())
-        .map(|i| {
-            write_row_keyed(batch.row(i), &keys, &mut text);
-            text.len()
-        })
-        .collect();
-    RecordTexts { text, ends }
+    /// The records of `batch` in place of what it held.
+    pub fn fill(&mut self, batch: &Batch) {
+        self.text.clear();
+        self.ends.clear();
+        let writer = Writer::of(batch);
+        for i in 0..batch.len() {
+            writer.write(i, &mut self.text);
+            self.ends.push(self.text.len());
+        }
+    }
 }
 
 /// Record `i` as JSON text.

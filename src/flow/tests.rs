@@ -323,3 +323,46 @@ fn text_checked_once_for_utf8_reads_as_the_byte_parser_reads_it() {
     assert_eq!(b.len(), 1);
     assert_eq!(b.record(0)["n"], json!(3));
 }
+
+#[test]
+fn records_written_a_column_kind_at_a_time_read_as_written_one_value_at_a_time() {
+    // Plain columns with gaps (ints, floats, bools, strings needing escapes), columns that are
+    // not plain (integers among fractions, a string among numbers, nulls, lists, objects), a
+    // column no record has, and slices (whose buffers start inside the arrays).
+    let lines = [
+        r#"{"id":1,"price":1.5,"ok":true,"city":"Kent","n":3,"geo":{"lat":1.5},"t":-1.25,"b":true}"#,
+        r#"{"id":2,"ok":false,"city":"a \"quoted\"\n\tline","n":2.5,"tags":[1,2],"t":0.1}"#,
+        r#"{"price":-0.25,"city":"Ünïcode ☃","n":"many","geo":null,"x":null,"b":false}"#,
+        r#"{"id":-4,"price":1e300,"ok":null,"n":-7,"geo":{"lon":2,"lat":3},"t":-3e-7}"#,
+        r#"{"id":5,"price":2,"city":" ","n":9007199254740993,"t":1e22,"b":true,"pad":" x "}"#,
+    ];
+    let mut batch = decoded(&lines);
+    for plain in ["id", "t", "b", "city"] {
+        assert!(
+            batch.column(plain).and_then(Column::plain).is_some(),
+            "{plain} is plain"
+        );
+    }
+    batch.set("nobody", Column::absent(batch.len()));
+    let general = |b: &Batch| -> Vec<String> {
+        (0..b.len())
+            .map(|i| String::from_utf8(json::record_text(b, i)).expect("UTF-8"))
+            .collect()
+    };
+    let mut texts = json::RecordTexts::default();
+    for (offset, len) in [(0, 5), (1, 3), (2, 3), (4, 1), (0, 0)] {
+        let part = batch.slice(offset, len);
+        let expected = general(&part);
+        assert_eq!(text(&part), expected, "rows {offset}..{}", offset + len);
+        // The same texts for a producer, in a buffer filled again for each batch.
+        texts.fill(&part);
+        let got: Vec<String> = (0..texts.len())
+            .map(|i| String::from_utf8(texts.get(i).to_vec()).expect("UTF-8"))
+            .collect();
+        assert_eq!(got, expected);
+        // And each is what serde_json writes for the record.
+        for (i, line) in got.iter().enumerate() {
+            assert_eq!(line, &J::Object(part.record(i)).to_string());
+        }
+    }
+}

@@ -209,6 +209,7 @@ async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
     let mut in_flight = futures::stream::FuturesOrdered::new();
     let mut input_open = true;
     let mut key = String::new();
+    let mut texts = crate::flow::json::RecordTexts::default();
     while input_open || !in_flight.is_empty() {
         tokio::select! {
             biased;
@@ -227,7 +228,7 @@ async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
                     continue;
                 }
                 let keys = config.key.as_deref().and_then(|k| records.column(k));
-                let texts = crate::flow::json::record_texts(&records);
+                texts.fill(&records);
                 let (delivery, done) = BatchDelivery::new(texts.len());
                 for i in 0..texts.len() {
                     let has_key = message_key(keys, i, &mut key);

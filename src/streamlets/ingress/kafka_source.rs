@@ -6,10 +6,11 @@
 
 use crate::streamlets::kind::SourcePort;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::statistics::Statistics;
@@ -74,6 +75,8 @@ pub struct Offsets {
     topic: String,
     state: Mutex<State>,
     settled: Condvar,
+    /// The state's epoch, readable without the lock (read once a message).
+    epoch: AtomicU64,
 }
 
 impl Offsets {
@@ -90,13 +93,14 @@ impl Offsets {
 
     /// The current epoch; read it when a message arrives.
     pub fn epoch(&self) -> u64 {
-        self.lock().epoch
+        self.epoch.load(Ordering::Acquire)
     }
 
     pub fn assign(&self, partitions: &[i32]) {
         let mut state = self.lock();
         state.epoch += 1;
         let epoch = state.epoch;
+        self.epoch.store(epoch, Ordering::Release);
         for &p in partitions {
             state.partitions.entry(p).or_insert(Partition {
                 assigned_at: epoch,
@@ -111,6 +115,7 @@ impl Offsets {
     pub fn revoke(&self, partitions: &[i32]) {
         let mut state = self.lock();
         state.epoch += 1;
+        self.epoch.store(state.epoch, Ordering::Release);
         for p in partitions {
             state.partitions.remove(p);
         }
@@ -385,6 +390,8 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
     let out = io.outlets.get(SourcePort::Out)?;
     let errors = io.outlets.get(SourcePort::Errors)?;
     let mut committed_at = Instant::now();
+    // One stream for the consumer's life: a message read costs no registration of a waker.
+    let mut incoming = consumer.stream();
     loop {
         if committed_at.elapsed() >= COMMIT_EVERY {
             committed_at = Instant::now();
@@ -394,23 +401,26 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
             biased;
             _ = io.stop_intake.cancelled() => break,
             _ = tokio::time::sleep(COMMIT_EVERY) => continue,
-            message = consumer.recv() => (message, offsets.epoch()),
+            message = incoming.next() => match message {
+                Some(message) => (message, offsets.epoch()),
+                None => break, // librdkafka's stream never ends
+            },
         };
         // What librdkafka has fetched already goes into this batch, without waiting for more;
         // only while downstream is busy do messages arriving meanwhile join it, up to the linger.
         let mut messages = vec![first];
         let linger_until = tokio::time::Instant::now() + io.linger;
         while messages.len() < io.batch_size {
-            if let Some(m) = consumer.recv().now_or_never() {
+            if let Some(Some(m)) = incoming.next().now_or_never() {
                 messages.push((m, offsets.epoch()));
                 continue;
             }
             if !out.congested() {
                 break;
             }
-            match tokio::time::timeout_at(linger_until, consumer.recv()).await {
-                Ok(m) => messages.push((m, offsets.epoch())),
-                Err(_) => break,
+            match tokio::time::timeout_at(linger_until, incoming.next()).await {
+                Ok(Some(m)) => messages.push((m, offsets.epoch())),
+                Ok(None) | Err(_) => break,
             }
         }
         // The offset range of each partition per epoch the messages were received at (a
