@@ -2,7 +2,8 @@
 //! fields and `_model`) side by side with raw ONNX Runtime on the same model, the same rows
 //! and the same batch sizes, in the same run.
 //!
-//!   cargo bench --bench scorer          (SLUICE_BENCH_RECORDS=N to change the size)
+//!   cargo bench --bench scorer          (SLUICE_BENCH_RECORDS=N to change the size,
+//!                                        SLUICE_BENCH_BATCHES=256 for one batch size)
 
 use std::path::Path;
 use std::time::Instant;
@@ -54,7 +55,14 @@ impl Figures {
 /// Rows per second of Python's onnxruntime on the rows in `rows` per batch size, from
 /// `benches/peer/raw_onnxruntime.py`; none when the Python packages are not installed
 /// (`make python-peer`, which `make bench` runs).
-fn python_reference(python: &Path, root: &Path, model: &Path, rows: &Path, width: usize) -> Vec<(usize, f64)> {
+fn python_reference(
+    python: &Path,
+    root: &Path,
+    model: &Path,
+    rows: &Path,
+    width: usize,
+    batches: &[usize],
+) -> Vec<(usize, f64)> {
     if !python.exists() {
         println!("  (Python's onnxruntime is not installed: run scripts/setup-python-peer.sh to compare with it)");
         return Vec::new();
@@ -64,7 +72,7 @@ fn python_reference(python: &Path, root: &Path, model: &Path, rows: &Path, width
         .arg(model)
         .arg(rows)
         .arg(width.to_string())
-        .args(["1", "32", "256"])
+        .args(batches.iter().map(|b| b.to_string()))
         .output()
         .expect("python runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -102,6 +110,16 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if benchmarking { 100_000 } else { 2_000 });
+    let batches: Vec<usize> = std::env::var("SLUICE_BENCH_BATCHES")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|b| b.trim().parse().ok())
+                .filter(|b| *b > 0)
+                .collect()
+        })
+        .filter(|b: &Vec<usize>| !b.is_empty())
+        .unwrap_or_else(|| vec![1, 32, 256]);
     let definition = std::fs::read_to_string(root.join("streamlets/house-price-gbm.yaml")).expect("scorer definition");
     let config: ScorerConfig = serde_yaml_ng::from_str(&definition).expect("scorer definition parses");
     let folder = root.join("examples/house-prices/models");
@@ -148,8 +166,8 @@ fn main() {
             model.descriptor.description.clone().unwrap_or_default()
         );
         let model_file = folder.join(format!("house-price-v{version}.onnx"));
-        let reference = python_reference(&python, root, &model_file, rows_file.path(), width);
-        for batch in [1usize, 32, 256] {
+        let reference = python_reference(&python, root, &model_file, rows_file.path(), width, &batches);
+        for &batch in &batches {
             // Raw ONNX Runtime: prepared rows in, the output tensor copied out.
             let mut measure_raw = || {
                 let mut raw_figures = Figures::new();

@@ -366,3 +366,14 @@ fn records_written_a_column_kind_at_a_time_read_as_written_one_value_at_a_time()
         }
     }
 }
+
+#[test]
+fn marked_rows_are_listed_in_order_and_none_when_nothing_is_marked() {
+    assert_eq!(marked(&[false; 300]).count(), 0);
+    assert_eq!(marked(&[]).count(), 0);
+    let mut marks = vec![false; 300];
+    for i in [0, 64, 65, 299] {
+        marks[i] = true;
+    }
+    assert_eq!(marked(&marks).collect::<Vec<_>>(), vec![0, 64, 65, 299]);
+}

@@ -58,5 +58,9 @@ pub fn exact_integers_within(lo: f64, hi: f64) -> (i64, i64) {
 
 /// The rows that `marks` sets, in order.
 pub fn marked(marks: &[bool]) -> impl Iterator<Item = usize> + '_ {
-    marks.iter().enumerate().filter_map(|(i, m)| m.then_some(i))
+    // Marks are rare: a pass without a branch (which the compiler vectorises) tells whether
+    // there is any, before a scan that looks at each.
+    let any = marks.iter().fold(false, |any, &m| any | m);
+    let scanned = if any { marks } else { &[] };
+    scanned.iter().enumerate().filter_map(|(i, m)| m.then_some(i))
 }
