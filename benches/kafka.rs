@@ -410,7 +410,7 @@ streamlets:
 
 fn line(label: &str, rounds: &[Throughput], f: &Figures) -> String {
     let of = |pick: fn(&Throughput) -> f64| rounds.iter().map(pick).collect::<Vec<_>>();
-    let rates = of(|t| t.rate);
+    let rates = rates(rounds);
     let mut text = format!(
         "  {label:<34} {:>9.0} records/s (rounds: {})\n  {:<34} CPU per record: its own {:.2} µs, the machine's {:.2} µs (medians)",
         median(&rates),

@@ -64,8 +64,6 @@ struct Partition {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Counts assignments and revocations.
-    epoch: u64,
     partitions: BTreeMap<i32, Partition>,
 }
 
@@ -75,7 +73,8 @@ pub struct Offsets {
     topic: String,
     state: Mutex<State>,
     settled: Condvar,
-    /// The state's epoch, readable without the lock (read once a message).
+    /// Counts assignments and revocations: changed only under the state's lock, read without
+    /// it (once a message).
     epoch: AtomicU64,
 }
 
@@ -98,9 +97,7 @@ impl Offsets {
 
     pub fn assign(&self, partitions: &[i32]) {
         let mut state = self.lock();
-        state.epoch += 1;
-        let epoch = state.epoch;
-        self.epoch.store(epoch, Ordering::Release);
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         for &p in partitions {
             state.partitions.entry(p).or_insert(Partition {
                 assigned_at: epoch,
@@ -114,8 +111,7 @@ impl Offsets {
 
     pub fn revoke(&self, partitions: &[i32]) {
         let mut state = self.lock();
-        state.epoch += 1;
-        self.epoch.store(state.epoch, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         for p in partitions {
             state.partitions.remove(p);
         }
