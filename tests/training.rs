@@ -4,7 +4,7 @@
 //! and scores. Without the training packages this test fails, it does not skip.
 
 mod common;
-use common::{copied_models, read_jsonl, root, run_pipeline};
+use common::{copied_models, read_jsonl, root, run_pipeline, Running};
 
 use serde_json::Value;
 
@@ -128,16 +128,19 @@ fn new_rows_start_a_run_whose_version_shadows_the_serving_one_with_its_lineage_a
     let dir = tempfile::tempdir().expect("dir");
     let models = copied_models(dir.path());
     let python = root().join(".venv-train/bin/python");
+    // The listings keep coming (for up to ten minutes) until the loop has gone round once: how
+    // long training and promotion take depends on the machine, so the run is stopped on what
+    // happened, not after a fixed number of records.
     let yaml = format!(
         r#"
 pipeline: loop
 streamlets:
   listings:
     kind: ingress
-    source: {{ type: generator, count: 24000, seed: 9, rate: 2000 }}
+    source: {{ type: generator, count: 1200000, seed: 9, rate: 2000 }}
   sales:
     kind: ingress
-    source: {{ type: generator, count: 24000, seed: 9, rate: 2000 }}
+    source: {{ type: generator, count: 1200000, seed: 9, rate: 2000 }}
   price:
     use: {root}/streamlets/house-price-gbm.yaml
     model: null
@@ -190,7 +193,26 @@ streamlets:
         dir = dir.path().display(),
         python = python.display()
     );
-    let summary = run_pipeline(dir.path(), &yaml);
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, &yaml).expect("write pipeline");
+    let running = Running::start(&file);
+    let audit_file = dir.path().join("audit.jsonl");
+    // Read while it is written: a line not yet whole is skipped.
+    let promoted_v3 = || {
+        std::fs::read_to_string(&audit_file)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                serde_json::from_str::<Value>(l)
+                    .is_ok_and(|r| r["arm"] == "serving" && r["version"] == "3" && r["event"] == "promoted")
+            })
+    };
+    let waited = std::time::Instant::now();
+    while !promoted_v3() && waited.elapsed() < std::time::Duration::from_secs(300) {
+        running.assert_running();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let summary = running.finish();
     let quality = summary
         .streamlets
         .iter()
