@@ -1,7 +1,8 @@
 //! The whole path, beside the model call it is built around: sluice pipelines that validate
 //! (schema and training profile), enrich and score (house-price v2) every record, against
-//! Python's onnxruntime scoring the same rows alone on one thread at batch 256, in the same
-//! run. Prints records/s (the median of the rounds), CPU time per record, peak memory, and the
+//! Python's onnxruntime scoring the same rows alone on one thread at batch 256, and in one
+//! process per core at once (what the machine's cores allow), the rounds taking turns in the
+//! same run. Prints records/s (the median of the rounds), CPU time per record, peak memory, and the
 //! instructions per record counted by `valgrind --tool=callgrind` on two small runs (their
 //! difference, so the start-up cost drops out): a figure the machine's noise does not move.
 //! The CPU per record is given twice: over the whole run, and net of start-up (the same
@@ -102,10 +103,10 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// Python's onnxruntime on the feature rows of the listings the pipelines score: rows/s.
-fn python_rows_per_second(records: u64, dir: &Path) -> Option<f64> {
-    let python = root().join(".venv/bin/python");
-    if !python.exists() {
+/// The feature rows of the listings the pipelines score, in a file for Python's onnxruntime
+/// (float32, row-major), and their width; none when Python's onnxruntime is not installed.
+fn write_rows(records: u64, dir: &Path) -> Option<(PathBuf, usize)> {
+    if !root().join(".venv/bin/python").exists() {
         println!("(Python's onnxruntime is not installed: run scripts/setup-python-peer.sh to compare with it)");
         return None;
     }
@@ -121,18 +122,44 @@ fn python_rows_per_second(records: u64, dir: &Path) -> Option<f64> {
     );
     let file = dir.join("rows.f32");
     std::fs::write(&file, rows.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).expect("rows");
-    let output = Command::new(python)
-        .arg(root().join("benches/peer/raw_onnxruntime.py"))
-        .arg(root().join("examples/house-prices/models/house-price-v2.onnx"))
-        .arg(&file)
-        .arg(features.width().to_string())
-        .arg("256")
-        .output()
-        .expect("python runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|l| l.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
+    Some((file, features.width()))
+}
+
+/// Python's onnxruntime scoring the rows in `processes` processes at once (one thread each,
+/// all measuring the same span), batch 256: rows/s of them all together.
+fn raw_rows_per_second((file, width): &(PathBuf, usize), processes: usize) -> f64 {
+    // Loading Python and the model takes about a second: all start measuring 3 s from now.
+    let start_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+        + 3.0;
+    let children: Vec<_> = (0..processes)
+        .map(|_| {
+            Command::new(root().join(".venv/bin/python"))
+                .arg(root().join("benches/peer/raw_onnxruntime.py"))
+                .arg(root().join("examples/house-prices/models/house-price-v2.onnx"))
+                .arg(file)
+                .arg(width.to_string())
+                .arg("256")
+                .env("SLUICE_START_AT", format!("{start_at:.3}"))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("python runs")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().expect("python runs");
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .find_map(|l| l.split_whitespace().nth(2).and_then(|v| v.parse::<f64>().ok()))
+                .expect("a rate")
+        })
+        .sum()
 }
 
 fn generator_pipeline(dir: &Path, name: &str, records: u64, sessions: usize) -> PathBuf {
@@ -192,18 +219,49 @@ fn main() {
     let d = file_pipeline("d", records);
     let d_startup = file_pipeline("d-startup", STARTUP_RECORDS);
 
-    let python = python_rows_per_second(records, dir.path());
-    let model_us = python.map(|rate| 1e6 / rate);
-    if let Some(rate) = python {
-        println!("raw ONNX Runtime (Python onnxruntime, 1 thread, batch 256, the same rows): {rate:.0} rows/s, {:.2} µs per row\n", 1e6 / rate);
-    }
+    let rows = write_rows(records, dir.path());
     let one = "C1: generator → validator → enricher → scorer (1 session) → blackhole".to_string();
     let all = format!("C: generator → validator → enricher → scorer ({cores} sessions) → blackhole");
     let file = format!("D: JSONL file → validator → enricher → scorer ({cores} sessions) → JSONL file");
-    for (label, pipeline, startup) in [(one, &c1, &c1_startup), (all, &c, &c_startup), (file, &d, &d_startup)] {
-        let runs: Vec<Run> = (0..rounds).map(|_| run_sluice(pipeline)).collect();
+    let pipelines = [(one, &c1, &c1_startup), (all, &c, &c_startup), (file, &d, &d_startup)];
+    // Rounds taking turns, so that the baselines and the pipelines meet the machine in the
+    // same moods: raw ONNX Runtime on one core, on every core at once, then each pipeline.
+    let (mut raw, mut ceiling) = (Vec::new(), Vec::new());
+    let mut runs: Vec<Vec<Run>> = pipelines.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        if let Some(rows) = &rows {
+            raw.push(raw_rows_per_second(rows, 1));
+            ceiling.push(raw_rows_per_second(rows, cores));
+        }
+        for ((_, pipeline, _), runs) in pipelines.iter().zip(&mut runs) {
+            runs.push(run_sluice(pipeline));
+        }
+    }
+    let rate_of = |run: &Run| records as f64 / run.seconds;
+    // Each round's ratio, and their median.
+    let ratio = |runs: &[Run], baseline: &[f64]| {
+        (!baseline.is_empty()).then(|| median(runs.iter().zip(baseline).map(|(r, b)| rate_of(r) / b).collect()))
+    };
+    let list = |rates: &[f64]| rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
+    let model_us = (!raw.is_empty()).then(|| 1e6 / median(raw.clone()));
+    if let Some(model_us) = model_us {
+        println!(
+            "raw ONNX Runtime (Python onnxruntime, 1 thread, batch 256, the same rows): {:.0} rows/s (rounds: {}), \
+             {model_us:.2} µs per row",
+            median(raw.clone()),
+            list(&raw)
+        );
+        println!(
+            "raw ONNX Runtime in {cores} processes at once (what {cores} cores allow): {:.0} rows/s (rounds: {}), \
+             {:.2}x one\n",
+            median(ceiling.clone()),
+            list(&ceiling),
+            median(ceiling.iter().zip(&raw).map(|(n, one)| n / one).collect())
+        );
+    }
+    for ((label, _, startup), runs) in pipelines.iter().zip(&runs) {
         let startup_cpu = median((0..rounds).map(|_| run_sluice(startup).cpu_seconds).collect());
-        let rates: Vec<f64> = runs.iter().map(|r| records as f64 / r.seconds).collect();
+        let rates: Vec<f64> = runs.iter().map(rate_of).collect();
         let rate = median(rates.clone());
         let cpu_us = median(runs.iter().map(|r| 1e6 * r.cpu_seconds / records as f64).collect());
         let net_us = median(
@@ -216,14 +274,15 @@ fn main() {
         println!(
             "  {rate:>10.0} records/s (rounds: {})   CPU {cpu_us:.2} µs per record ({net_us:.2} µs net of start-up, \
              {:.0} ms of CPU)   peak {peak:.1} MiB",
-            rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
+            list(&rates),
             1e3 * startup_cpu
         );
-        if let (Some(raw), Some(model_us)) = (python, model_us) {
+        if let (Some(vs_raw), Some(vs_all), Some(model_us)) = (ratio(runs, &raw), ratio(runs, &ceiling), model_us) {
             println!(
-                "  {:.2}x the raw single-thread rate; sluice's own CPU per record (all but the model call): {:.2} µs, \
+                "  {vs_raw:.2}x the raw single-thread rate, {:.0}% of what {cores} raw processes score at once \
+                 (medians of the rounds' ratios); sluice's own CPU per record (all but the model call): {:.2} µs, \
                  {:.2} µs net of start-up",
-                rate / raw,
+                100.0 * vs_all,
                 cpu_us - model_us,
                 net_us - model_us
             );

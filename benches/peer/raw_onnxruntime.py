@@ -4,8 +4,11 @@ thread, scoring the rows sluice's benchmark prepared (float32, row-major) in bat
 
     raw_onnxruntime.py MODEL.onnx ROWS.f32 WIDTH BATCH [BATCH...]
 
-Prints one line per batch size: `batch <n> <rows per second>`.
+Prints one line per batch size: `batch <n> <rows per second>`. With SLUICE_START_AT set (a
+Unix time in seconds), it starts measuring at that moment, after loading and warming up: so
+that several processes started together measure the same span.
 """
+import os
 import sys
 import time
 
@@ -22,9 +25,12 @@ def main():
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
+    start_at = float(os.environ.get("SLUICE_START_AT", "0"))
     for batch in batches:
         chunks = [rows[i : i + batch] for i in range(0, len(rows), batch)]
         session.run(None, {name: chunks[0]})  # warm-up
+        if start_at > time.time():
+            time.sleep(start_at - time.time())
         started = time.perf_counter()
         for chunk in chunks:
             session.run(None, {name: chunk})

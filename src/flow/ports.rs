@@ -419,40 +419,6 @@ pub fn batch_time_histogram() -> hdrhistogram::Histogram<u64> {
     hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds")
 }
 
-/// What an inlet holds at this moment, without waiting.
-pub enum Queued {
-    Batch(Envelope),
-    /// Nothing queued now; more may come.
-    Nothing,
-    /// Every upstream has finished, or the streamlet is retired.
-    Ended,
-}
-
-impl Inlet {
-    /// The next batch if one is queued now, without waiting: a streamlet that would rather go
-    /// with what it has than wait for more takes what is there. Like [`Inlet::recv_acked`],
-    /// it settles the batch in hand first.
-    pub fn try_recv_acked(&mut self) -> Queued {
-        use futures::FutureExt;
-        if self.retire.is_cancelled() {
-            return Queued::Ended;
-        }
-        match self.streams.next().now_or_never() {
-            None => Queued::Nothing,
-            Some(None) => Queued::Ended,
-            Some(Some(envelope)) => {
-                if let Some(taken) = self.batch_taken.take() {
-                    self.took(taken.elapsed());
-                }
-                std::mem::take(&mut *self.in_hand.lock().unwrap_or_else(|p| p.into_inner())).settle();
-                self.received.add(envelope.records.len() as u64);
-                self.batch_taken = Some(std::time::Instant::now());
-                Queued::Batch(envelope)
-            }
-        }
-    }
-}
-
 impl Drop for Inlet {
     /// The batch in hand, if any, was not finished: its acknowledgements are dropped unsettled.
     fn drop(&mut self) {

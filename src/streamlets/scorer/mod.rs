@@ -8,19 +8,17 @@ pub mod config;
 pub mod features;
 pub mod outputs;
 pub mod serving;
+mod sessions;
 
 use self::config::ScorerPort;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use arrow_array::BooleanArray;
-use futures::stream::{FuturesOrdered, StreamExt};
 use serde_json::{Map, Value};
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::io::{with_error, with_errors, Acks, Queued};
+use super::io::{with_error, with_errors};
 use super::{Batch, Io, Stop, StreamletError};
 use crate::flow::{Column, ColumnBuilder, Owned};
 use crate::models::config::OutputMapping;
@@ -387,7 +385,7 @@ async fn serve(ready: Ready, io: &mut Io) -> Result<(), Stop> {
             return Ok(());
         }
     }
-    score_stream(io, ready.serving.clone(), &ready.config).await
+    sessions::score_stream(io, ready.serving.clone(), &ready.config).await
 }
 
 /// Makes a decision made earlier hold in `serving`: a promotion (unless the model serves
@@ -420,135 +418,6 @@ pub async fn restore(serving: &Arc<Serving>, decision: &Decision) -> Result<(), 
             .unwrap_or_else(|e| Err(e.to_string()))
         }
         other => Err(format!("unknown decision `{other}`")),
-    }
-}
-
-/// Records waiting for a model batch: the batches they came in, joined only when taken.
-#[derive(Default)]
-struct Pending {
-    parts: std::collections::VecDeque<Batch>,
-    rows: usize,
-}
-
-impl Pending {
-    fn push(&mut self, batch: Batch) {
-        if !batch.is_empty() {
-            self.rows += batch.len();
-            self.parts.push_back(batch);
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.rows
-    }
-
-    fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
-    /// Up to `max` records, the oldest first.
-    fn take(&mut self, max: usize) -> Batch {
-        let mut taken = Vec::new();
-        let mut n = 0;
-        while n < max {
-            let Some(mut part) = self.parts.pop_front() else { break };
-            if n + part.len() > max {
-                let rest = part.split_off(max - n);
-                self.parts.push_front(rest);
-            }
-            n += part.len();
-            taken.push(part);
-        }
-        self.rows -= n;
-        Batch::concat(&taken)
-    }
-}
-
-/// Micro-batches the inlet and scores up to `sessions` batches at once, emitting in order.
-/// A batch never waits for records that are not there: as soon as a session is free it takes
-/// what is queued (up to `max_batch`) and goes; what arrives while every session is busy
-/// forms the next batch. Only with `max_wait_ms` set does a partial batch wait, at most that
-/// long after its first record, for more.
-async fn score_stream(io: &mut Io, serving: Arc<Serving>, config: &ScorerConfig) -> Result<(), Stop> {
-    let sessions = config.sessions.max(1);
-    let max_batch = config.batch.max_batch.max(1);
-    let max_wait = Duration::from_millis(config.batch.max_wait_ms);
-    let out = io.outlets.get(ScorerPort::Out)?;
-    let errors = io.outlets.get(ScorerPort::Errors)?;
-    let shadow = io.outlets.find(ScorerPort::Shadow);
-    // Records waiting for a model batch, and the acknowledgements of the batches they came in.
-    let mut pending = Pending::default();
-    let mut pending_acks = Acks::default();
-    let mut in_flight: FuturesOrdered<JoinHandle<(Scored, Acks)>> = FuturesOrdered::new();
-    let mut input_open = true;
-    // When a partial batch may wait no longer (with `max_wait_ms` only).
-    let mut fill_until: Option<Instant> = None;
-    let submit = |batch: Batch, acks: Acks, in_flight: &mut FuturesOrdered<JoinHandle<(Scored, Acks)>>| {
-        let serving = serving.clone();
-        in_flight.push_back(tokio::task::spawn_blocking(move || (serving.score(batch), acks)));
-    };
-    loop {
-        // A free session: top the batch up with what is queued now, without waiting.
-        while input_open && in_flight.len() < sessions && pending.len() < max_batch {
-            match io.inlet.try_recv_acked() {
-                Queued::Batch(batch) => {
-                    pending.push(batch.records);
-                    pending_acks.extend(batch.acks);
-                }
-                Queued::Nothing => break,
-                Queued::Ended => input_open = false,
-            }
-        }
-        if pending.is_empty() {
-            fill_until = None;
-        } else if fill_until.is_none() {
-            fill_until = Some(Instant::now() + max_wait);
-        }
-        let may_wait = !max_wait.is_zero() && input_open && fill_until.is_some_and(|t| t > Instant::now());
-        // Every free session takes a batch: full ones first, then what there is (unless a
-        // partial one may still wait to fill).
-        while !pending.is_empty() && in_flight.len() < sessions && (pending.len() >= max_batch || !may_wait) {
-            let batch = pending.take(max_batch);
-            // Records of one incoming batch may go in two model batches: each carries its acks.
-            let acks = if pending.is_empty() {
-                std::mem::take(&mut pending_acks)
-            } else {
-                pending_acks.clone()
-            };
-            submit(batch, acks, &mut in_flight);
-        }
-        let done = if !input_open || pending.len() >= max_batch {
-            // Nothing more to take in (the input ended, or a full batch waits for a session).
-            match in_flight.next().await {
-                Some(done) => Some(done),
-                None if pending.is_empty() && !input_open => return Ok(()),
-                None => None,
-            }
-        } else {
-            tokio::select! {
-                batch = io.inlet.recv_acked() => {
-                    match batch {
-                        Some(batch) => {
-                            pending.push(batch.records);
-                            pending_acks.extend(batch.acks);
-                        }
-                        None => input_open = false,
-                    }
-                    None
-                }
-                done = in_flight.next(), if !in_flight.is_empty() => done,
-                _ = tokio::time::sleep_until(fill_until.unwrap_or_else(Instant::now)), if may_wait => None,
-            }
-        };
-        if let Some(done) = done {
-            let (scored, acks) =
-                done.map_err(|e| StreamletError::Internal(format!("scoring stopped abnormally: {e}")))?;
-            out.send_acked(scored.out, acks.clone()).await?;
-            if let Some(shadow) = shadow {
-                shadow.send_acked(scored.shadow, acks.clone()).await?;
-            }
-            errors.send_acked(scored.errors, acks).await?;
-        }
     }
 }
 
