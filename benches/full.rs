@@ -5,6 +5,9 @@
 //! same run. Prints records/s (the median of the rounds), CPU time per record, peak memory, and the
 //! instructions per record counted by `valgrind --tool=callgrind` on two small runs (their
 //! difference, so the start-up cost drops out): a figure the machine's noise does not move.
+//! sluice's own CPU per record is the process's CPU time less its model calls' (which each
+//! scorer session counts on its own thread and logs in its model summary), so the model's
+//! cost is taken in the same run, not from the raw baseline's process.
 //! The CPU per record is given twice: over the whole run, and net of start-up (the same
 //! pipeline on 1,000 records, its CPU time subtracted): loading ONNX Runtime, compiling the
 //! schema and building sessions cost the same whatever the count.
@@ -32,10 +35,12 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// One run of a pipeline: its seconds (from its own log), CPU seconds, peak memory.
+/// One run of a pipeline: its seconds (from its own log), CPU seconds, the CPU seconds of its
+/// model calls (from its own log), peak memory.
 struct Run {
     seconds: f64,
     cpu_seconds: f64,
+    model_cpu_seconds: f64,
     peak_kib: u64,
 }
 
@@ -60,26 +65,37 @@ fn run_sluice(pipeline: &Path) -> Run {
         .output()
         .expect("sluice runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let finished = String::from_utf8_lossy(&output.stderr)
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stderr)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect();
+    let finished = lines
+        .iter()
         .find(|l| l["message"] == "finished")
         .expect("a finished line");
     Run {
         seconds: finished["elapsed_ms"].as_f64().unwrap_or(0.0) / 1000.0,
         cpu_seconds: children_cpu() - before,
+        model_cpu_seconds: lines
+            .iter()
+            .filter(|l| l["message"] == "model summary")
+            .filter_map(|l| l["cpu_us"].as_f64())
+            .sum::<f64>()
+            / 1e6,
         peak_kib: finished["peak_rss_kib"].as_u64().unwrap_or(0),
     }
 }
 
-/// Instructions of a `sluice run` of `pipeline` under callgrind.
-fn instructions(pipeline: &Path, dir: &Path) -> Option<u64> {
+/// Instructions of a `sluice run` of `pipeline` under callgrind, and the number of model
+/// calls its scorer made (the batches form as records arrive, so their sizes, and the count,
+/// move a little with how the threads interleave).
+fn instructions(pipeline: &Path, dir: &Path) -> Option<(u64, u64)> {
     let out = dir.join("callgrind.out");
     let output = Command::new("valgrind")
         .arg("--tool=callgrind")
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run"])
+        .args(["--log-format", "json", "run"])
         .arg(pipeline)
         .current_dir(root())
         .output()
@@ -91,11 +107,19 @@ fn instructions(pipeline: &Path, dir: &Path) -> Option<u64> {
         );
         return None;
     }
+    let calls = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "model summary")
+        .and_then(|l| l["invocations"].as_u64())
+        .unwrap_or(0);
     let text = std::fs::read_to_string(&out).ok()?;
-    text.lines()
+    let instructions = text
+        .lines()
         .find_map(|l| l.strip_prefix("summary: "))
         .or_else(|| text.lines().find_map(|l| l.strip_prefix("totals: ")))
-        .and_then(|n| n.trim().parse().ok())
+        .and_then(|n| n.trim().parse().ok())?;
+    Some((instructions, calls))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -270,6 +294,25 @@ fn main() {
                 .collect(),
         );
         let peak = runs.iter().map(|r| r.peak_kib).max().unwrap_or(0) as f64 / 1024.0;
+        // Everything but the model calls, their CPU time counted in the same process.
+        let own_us = median(
+            runs.iter()
+                .map(|r| 1e6 * (r.cpu_seconds - r.model_cpu_seconds) / records as f64)
+                .collect(),
+        );
+        let own_net_us = median(
+            runs.iter()
+                .map(|r| {
+                    1e6 * (r.cpu_seconds - r.model_cpu_seconds - startup_cpu)
+                        / records.saturating_sub(STARTUP_RECORDS).max(1) as f64
+                })
+                .collect(),
+        );
+        let model_in_run_us = median(
+            runs.iter()
+                .map(|r| 1e6 * r.model_cpu_seconds / records as f64)
+                .collect(),
+        );
         println!("{label}");
         println!(
             "  {rate:>10.0} records/s (rounds: {})   CPU {cpu_us:.2} µs per record ({net_us:.2} µs net of start-up, \
@@ -277,10 +320,14 @@ fn main() {
             list(&rates),
             1e3 * startup_cpu
         );
+        println!(
+            "  sluice's own CPU per record, all but the model calls (their CPU time counted in the same run: \
+             {model_in_run_us:.2} µs a record): {own_us:.2} µs, {own_net_us:.2} µs net of start-up"
+        );
         if let (Some(vs_raw), Some(vs_all), Some(model_us)) = (ratio(runs, &raw), ratio(runs, &ceiling), model_us) {
             println!(
                 "  {vs_raw:.2}x the raw single-thread rate, {:.0}% of what {cores} raw processes score at once \
-                 (medians of the rounds' ratios); sluice's own CPU per record (all but the model call): {:.2} µs, \
+                 (medians of the rounds' ratios); CPU per record less the raw call's: {:.2} µs, \
                  {:.2} µs net of start-up",
                 100.0 * vs_all,
                 cpu_us - model_us,
@@ -293,13 +340,18 @@ fn main() {
     if large > 0 {
         let a = generator_pipeline(dir.path(), "small", small, 1);
         let b = generator_pipeline(dir.path(), "large", large, 1);
-        if let (Some(i_small), Some(i_large)) = (instructions(&a, dir.path()), instructions(&b, dir.path())) {
+        if let (Some((i_small, c_small)), Some((i_large, c_large))) =
+            (instructions(&a, dir.path()), instructions(&b, dir.path()))
+        {
             println!(
-                "\nC1 under callgrind: {:.0} instructions per record ({} − {} instructions over {} records)",
+                "\nC1 under callgrind: {:.0} instructions per record ({} − {} instructions over {} records; \
+                 {:.0} and {:.0} records per model call)",
                 (i_large - i_small) as f64 / (large - small) as f64,
                 i_large,
                 i_small,
-                large - small
+                large - small,
+                small as f64 / c_small.max(1) as f64,
+                large as f64 / c_large.max(1) as f64,
             );
         }
     }

@@ -371,6 +371,7 @@ fn run(file: &Path, admin: Option<std::net::SocketAddr>, options: sluice::runtim
                             latency_us_mean = m.latency_us.mean,
                             latency_us_p99 = m.latency_us.p99,
                             latency_us_max = m.latency_us.max,
+                            cpu_us = m.cpu_us,
                             "model summary"
                         );
                     }

@@ -558,7 +558,7 @@ mod tests {
         for v in 1..=25u64 {
             let stats = Arc::new(ModelStats::new("m", &v.to_string(), "abc"));
             for _ in 0..v {
-                stats.record_call(2, 10 * v);
+                stats.record_call(2, 10 * v, 7 * v);
             }
             served.push(stats);
         }
@@ -572,6 +572,7 @@ mod tests {
         assert_eq!(summary.records, 2 * (1..=15).sum::<u64>());
         assert_eq!(summary.latency_us.min, 10);
         assert_eq!(summary.latency_us.max, 150);
+        assert_eq!(summary.cpu_us, (1..=15).map(|v| 7 * v * v).sum::<u64>());
         let kept: Vec<String> = served.recent.iter().map(|s| s.summary().version).collect();
         assert_eq!(kept, (16..=25).map(|v| v.to_string()).collect::<Vec<_>>());
     }

@@ -29,6 +29,9 @@ pub struct ModelStatsSummary {
     pub records: u64,
     pub errors: u64,
     pub latency_us: LatencySummary,
+    /// CPU time the calls took, in µs (ONNX Runtime runs each call on the calling thread,
+    /// with one intra-op thread): beside the process's CPU time, what the rest cost.
+    pub cpu_us: u64,
     /// Whether this version serves now (the one its registry swapped in last).
     pub serving: bool,
 }
@@ -39,6 +42,7 @@ struct Counts {
     records: u64,
     errors: u64,
     latency: Histogram<u64>,
+    cpu_us: u64,
 }
 
 /// Statistics of one model version, shared by everything that scores with it.
@@ -61,6 +65,7 @@ impl ModelStats {
                 invocations: 0,
                 records: 0,
                 errors: 0,
+                cpu_us: 0,
                 // 1 µs to 1 hour, 3 significant digits: cannot fail.
                 latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
             }),
@@ -71,11 +76,12 @@ impl ModelStats {
         self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// One inference call over `records` records that took `latency_us`.
-    pub fn record_call(&self, records: usize, latency_us: u64) {
+    /// One inference call over `records` records that took `latency_us`, and `cpu_us` of CPU.
+    pub fn record_call(&self, records: usize, latency_us: u64, cpu_us: u64) {
         let mut c = self.counts();
         c.invocations += 1;
         c.records += records as u64;
+        c.cpu_us += cpu_us;
         c.latency.saturating_record(latency_us.max(1));
     }
 
@@ -111,8 +117,19 @@ fn summarize(name: &str, version: &str, sha256: &str, since: SystemTime, c: &Cou
         records: c.records,
         errors: c.errors,
         latency_us,
+        cpu_us: c.cpu_us,
         serving: false,
     }
+}
+
+/// The CPU time this thread has used so far.
+pub fn thread_cpu() -> std::time::Duration {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given; this clock exists on Linux.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// The version label under which retired versions' statistics are folded together.
@@ -146,6 +163,7 @@ impl Retired {
         self.counts.invocations += c.invocations;
         self.counts.records += c.records;
         self.counts.errors += c.errors;
+        self.counts.cpu_us += c.cpu_us;
         // Both histograms have the same bounds, so adding cannot fail.
         let _ = self.counts.latency.add(&c.latency);
     }

@@ -214,10 +214,12 @@ impl ModelVersion {
     /// Returns the output tensors and the call's latency in microseconds.
     pub fn run(&self, rows: &[f32], n: usize) -> Result<(HashMap<String, Tensor>, u64), ModelError> {
         let started = Instant::now();
+        let cpu = super::stats::thread_cpu();
         match self.infer(rows, n) {
             Ok(outputs) => {
                 let latency_us = started.elapsed().as_micros() as u64;
-                self.stats.record_call(n, latency_us);
+                let cpu_us = super::stats::thread_cpu().saturating_sub(cpu).as_micros() as u64;
+                self.stats.record_call(n, latency_us, cpu_us);
                 Ok((outputs, latency_us))
             }
             Err(e) => {
