@@ -558,7 +558,7 @@ mod tests {
         for v in 1..=25u64 {
             let stats = Arc::new(ModelStats::new("m", &v.to_string(), "abc"));
             for _ in 0..v {
-                stats.record_call(2, 10 * v, 7 * v);
+                stats.record_call(2, 10 * v, 7_000 * v);
             }
             served.push(stats);
         }

@@ -29,8 +29,9 @@ pub struct ModelStatsSummary {
     pub records: u64,
     pub errors: u64,
     pub latency_us: LatencySummary,
-    /// CPU time the calls took, in µs (ONNX Runtime runs each call on the calling thread,
-    /// with one intra-op thread): beside the process's CPU time, what the rest cost.
+    /// CPU time the calls took, failed ones too, in µs: the input tensor's view, ONNX
+    /// Runtime's run (on the calling thread: one intra-op thread) and the copy of its outputs.
+    /// Beside the process's CPU time, it tells what everything else cost.
     pub cpu_us: u64,
     /// Whether this version serves now (the one its registry swapped in last).
     pub serving: bool,
@@ -42,7 +43,7 @@ struct Counts {
     records: u64,
     errors: u64,
     latency: Histogram<u64>,
-    cpu_us: u64,
+    cpu_ns: u64,
 }
 
 /// Statistics of one model version, shared by everything that scores with it.
@@ -65,7 +66,7 @@ impl ModelStats {
                 invocations: 0,
                 records: 0,
                 errors: 0,
-                cpu_us: 0,
+                cpu_ns: 0,
                 // 1 µs to 1 hour, 3 significant digits: cannot fail.
                 latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
             }),
@@ -76,18 +77,20 @@ impl ModelStats {
         self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// One inference call over `records` records that took `latency_us`, and `cpu_us` of CPU.
-    pub fn record_call(&self, records: usize, latency_us: u64, cpu_us: u64) {
+    /// One inference call over `records` records that took `latency_us`, and `cpu_ns` of CPU.
+    pub fn record_call(&self, records: usize, latency_us: u64, cpu_ns: u64) {
         let mut c = self.counts();
         c.invocations += 1;
         c.records += records as u64;
-        c.cpu_us += cpu_us;
+        c.cpu_ns += cpu_ns;
         c.latency.saturating_record(latency_us.max(1));
     }
 
-    /// Records this version failed to score.
-    pub fn record_errors(&self, records: usize) {
-        self.counts().errors += records as u64;
+    /// Records this version failed to score, in a call that took `cpu_ns` of CPU.
+    pub fn record_errors(&self, records: usize, cpu_ns: u64) {
+        let mut c = self.counts();
+        c.errors += records as u64;
+        c.cpu_ns += cpu_ns;
     }
 
     pub fn summary(&self) -> ModelStatsSummary {
@@ -117,12 +120,13 @@ fn summarize(name: &str, version: &str, sha256: &str, since: SystemTime, c: &Cou
         records: c.records,
         errors: c.errors,
         latency_us,
-        cpu_us: c.cpu_us,
+        cpu_us: c.cpu_ns / 1000,
         serving: false,
     }
 }
 
-/// The CPU time this thread has used so far.
+/// The CPU time this thread has used so far (a system call, twice a model call:
+/// `CLOCK_THREAD_CPUTIME_ID` has no fast path in the vDSO).
 pub fn thread_cpu() -> std::time::Duration {
     let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes the timespec it is given; this clock exists on Linux.
@@ -163,7 +167,7 @@ impl Retired {
         self.counts.invocations += c.invocations;
         self.counts.records += c.records;
         self.counts.errors += c.errors;
-        self.counts.cpu_us += c.cpu_us;
+        self.counts.cpu_ns += c.cpu_ns;
         // Both histograms have the same bounds, so adding cannot fail.
         let _ = self.counts.latency.add(&c.latency);
     }

@@ -213,17 +213,18 @@ impl ModelVersion {
     /// Scores `n` rows, counting the call (or the failure) in this version's statistics.
     /// Returns the output tensors and the call's latency in microseconds.
     pub fn run(&self, rows: &[f32], n: usize) -> Result<(HashMap<String, Tensor>, u64), ModelError> {
-        let started = Instant::now();
         let cpu = super::stats::thread_cpu();
-        match self.infer(rows, n) {
+        let started = Instant::now();
+        let result = self.infer(rows, n);
+        let latency_us = started.elapsed().as_micros() as u64;
+        let cpu_ns = super::stats::thread_cpu().saturating_sub(cpu).as_nanos() as u64;
+        match result {
             Ok(outputs) => {
-                let latency_us = started.elapsed().as_micros() as u64;
-                let cpu_us = super::stats::thread_cpu().saturating_sub(cpu).as_micros() as u64;
-                self.stats.record_call(n, latency_us, cpu_us);
+                self.stats.record_call(n, latency_us, cpu_ns);
                 Ok((outputs, latency_us))
             }
             Err(e) => {
-                self.stats.record_errors(n);
+                self.stats.record_errors(n, cpu_ns);
                 Err(e)
             }
         }

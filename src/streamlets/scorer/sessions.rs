@@ -8,12 +8,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use tokio::sync::{mpsc, Notify};
 
 use super::config::{ScorerConfig, ScorerPort};
 use super::serving::Serving;
 use super::{Scored, StreamletError};
-use crate::streamlets::io::Acks;
+use crate::streamlets::io::{Acks, Envelope};
 use crate::streamlets::{Batch, Io, Stop};
 
 /// Records waiting for a session: the batches they came in, joined only when taken.
@@ -39,8 +40,9 @@ impl Pending {
         self.rows == 0
     }
 
-    /// Up to `max` records, the oldest first.
-    fn take(&mut self, max: usize) -> Batch {
+    /// Up to `max` records, the oldest first, in the pieces they came in (joined by the
+    /// session that takes them, outside the lock).
+    fn take(&mut self, max: usize) -> Vec<Batch> {
         let mut taken = Vec::new();
         let mut n = 0;
         while n < max {
@@ -53,7 +55,7 @@ impl Pending {
             taken.push(part);
         }
         self.rows -= n;
-        Batch::concat(&taken)
+        taken
     }
 }
 
@@ -90,7 +92,7 @@ struct State {
 /// A batch a session took, with its number.
 struct Taken {
     seq: u64,
-    batch: Batch,
+    parts: Vec<Batch>,
     acks: Acks,
 }
 
@@ -125,14 +127,22 @@ impl Queue {
         self.lock().pending.len()
     }
 
-    /// Queues an incoming batch for the sessions.
-    fn add(&self, records: Batch, acks: Acks) {
+    /// Whether every batch taken was emitted and nothing is queued: a clean end.
+    fn drained(&self) -> bool {
+        let state = self.lock();
+        state.unsent == 0 && state.pending.is_empty()
+    }
+
+    /// Queues incoming batches for the sessions.
+    fn add(&self, batches: impl IntoIterator<Item = Envelope>) {
         let mut state = self.lock();
-        if state.pending.is_empty() {
-            state.since = Some(Instant::now());
+        for Envelope { records, acks } in batches {
+            if state.pending.is_empty() {
+                state.since = Some(Instant::now());
+            }
+            state.pending.push(records);
+            state.acks.extend(acks);
         }
-        state.pending.push(records);
-        state.acks.extend(acks);
         drop(state);
         self.work.notify_one();
     }
@@ -175,7 +185,7 @@ impl Queue {
                 None => self.work.wait(state).unwrap_or_else(|p| p.into_inner()),
             };
         }
-        let batch = state.pending.take(self.max_batch);
+        let parts = state.pending.take(self.max_batch);
         // Records of one incoming batch may go in two model batches: each carries its acks.
         let acks = if state.pending.is_empty() {
             state.since = None;
@@ -193,7 +203,7 @@ impl Queue {
             self.work.notify_one();
         }
         self.room.notify_one();
-        Some(Taken { seq, batch, acks })
+        Some(Taken { seq, parts, acks })
     }
 }
 
@@ -207,20 +217,24 @@ impl Drop for Abandon {
     }
 }
 
-/// A session: takes batches and scores them until the queue ends or the task goes.
+/// A session: takes batches and scores them until the queue ends or the task goes. A panic
+/// ends it with the panic's message sent in place of a result.
 fn session(queue: &Queue, serving: &Serving, done: &mpsc::UnboundedSender<Done>) {
-    while let Some(Taken { seq, batch, acks }) = queue.take() {
-        let result = catch_unwind(AssertUnwindSafe(|| serving.score(batch))).map_err(|panic| {
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "a panic".into())
-        });
-        let failed = result.is_err();
-        if done.send((seq, result.map(|scored| (scored, acks)))).is_err() || failed {
-            return;
+    let scoring = catch_unwind(AssertUnwindSafe(|| {
+        while let Some(Taken { seq, parts, acks }) = queue.take() {
+            let scored = serving.score(Batch::concat(&parts));
+            if done.send((seq, Ok((scored, acks)))).is_err() {
+                return;
+            }
         }
+    }));
+    if let Err(panic) = scoring {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic".into());
+        let _ = done.send((0, Err(message)));
     }
 }
 
@@ -242,12 +256,11 @@ pub(super) async fn score_stream(io: &mut Io, serving: Arc<Serving>, config: &Sc
     ));
     let _abandon = Abandon(queue.clone());
     let (done, mut results) = mpsc::unbounded_channel::<Done>();
-    for i in 0..sessions {
+    for _ in 0..sessions {
         let (queue, serving, done) = (queue.clone(), serving.clone(), done.clone());
-        std::thread::Builder::new()
-            .name(format!("sluice-{}-{i}", io.name))
-            .spawn(move || session(&queue, &serving, &done))
-            .map_err(|e| StreamletError::Internal(format!("cannot start a scoring session: {e}")))?;
+        // On the runtime's blocking threads: a runtime shutting down waits for them (for as
+        // long as it is told to), as it does for every blocking task.
+        drop(tokio::task::spawn_blocking(move || session(&queue, &serving, &done)));
     }
     // The sessions hold the only senders: the results end when the last session has.
     drop(done);
@@ -276,11 +289,36 @@ pub(super) async fn score_stream(io: &mut Io, serving: Arc<Serving>, config: &Sc
                 Some((_, Err(panic))) => {
                     return Err(StreamletError::Internal(format!("scoring stopped abnormally: {panic}")).into())
                 }
-                // Every session has ended: the input ended and all of it was scored and emitted.
-                None => return Ok(()),
+                // Every session has ended: after the input ended and all of it was scored and
+                // emitted, or else in a way no session reported.
+                None if !input_open && finished.is_empty() && queue.drained() => return Ok(()),
+                None => {
+                    return Err(StreamletError::Internal("the scoring sessions ended before the input".into()).into())
+                }
             },
             batch = io.inlet.recv_acked(), if room => match batch {
-                Some(batch) => queue.add(batch.records, batch.acks),
+                Some(first) => {
+                    // What else is queued now joins it, so that a free session takes it all.
+                    let mut arrived = vec![first];
+                    let mut queued = arrived[0].records.len() + queue.len();
+                    while queued < limit {
+                        match io.inlet.recv_acked().now_or_never() {
+                            Some(Some(next)) => {
+                                queued += next.records.len();
+                                arrived.push(next);
+                            }
+                            Some(None) => {
+                                input_open = false;
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    queue.add(arrived);
+                    if !input_open {
+                        queue.close();
+                    }
+                }
                 None => {
                     input_open = false;
                     queue.close();
@@ -303,6 +341,13 @@ mod tests {
         Batch::from_records(&maps)
     }
 
+    fn arrived(ids: std::ops::Range<u64>) -> [Envelope; 1] {
+        [Envelope {
+            records: records(ids),
+            acks: Acks::default(),
+        }]
+    }
+
     fn ids(batch: &Batch) -> Vec<u64> {
         batch
             .records()
@@ -316,7 +361,7 @@ mod tests {
         let (tx, rx) = std_mpsc::channel();
         let q = queue.clone();
         std::thread::spawn(move || {
-            let _ = tx.send(q.take().map(|t| (t.seq, ids(&t.batch))));
+            let _ = tx.send(q.take().map(|t| (t.seq, ids(&Batch::concat(&t.parts)))));
         });
         rx
     }
@@ -331,11 +376,11 @@ mod tests {
     #[test]
     fn a_free_session_takes_what_is_queued_now_up_to_the_batch_size_in_order() {
         let queue = Arc::new(Queue::new(4, Duration::ZERO, 8));
-        queue.add(records(0..3), Acks::default());
+        queue.add(arrived(0..3));
         // Three records, not four: nothing more is waited for.
         assert_eq!(take_within(&queue, LONG), Some(Some((0, vec![0, 1, 2]))));
-        queue.add(records(3..6), Acks::default());
-        queue.add(records(6..9), Acks::default());
+        queue.add(arrived(3..6));
+        queue.add(arrived(6..9));
         assert_eq!(take_within(&queue, LONG), Some(Some((1, vec![3, 4, 5, 6]))));
         assert_eq!(take_within(&queue, LONG), Some(Some((2, vec![7, 8]))));
         queue.close();
@@ -349,12 +394,12 @@ mod tests {
     #[test]
     fn with_max_wait_a_partial_batch_waits_to_fill_but_goes_when_full_or_closed() {
         let queue = Arc::new(Queue::new(4, Duration::from_secs(3600), 8));
-        queue.add(records(0..2), Acks::default());
+        queue.add(arrived(0..2));
         // Half a batch, with an hour to fill: a session waits ...
         let waiting = taker(&queue);
         assert!(waiting.recv_timeout(Duration::from_millis(300)).is_err());
         // ... and takes it once it is full.
-        queue.add(records(2..6), Acks::default());
+        queue.add(arrived(2..6));
         assert_eq!(waiting.recv_timeout(LONG).ok(), Some(Some((0, vec![0, 1, 2, 3]))));
         // Closed: the rest goes at once.
         queue.close();
@@ -364,14 +409,14 @@ mod tests {
     #[test]
     fn a_partial_batch_goes_when_its_wait_is_over() {
         let queue = Arc::new(Queue::new(100, Duration::from_millis(20), 8));
-        queue.add(records(0..3), Acks::default());
+        queue.add(arrived(0..3));
         assert_eq!(take_within(&queue, LONG), Some(Some((0, vec![0, 1, 2]))));
     }
 
     #[test]
     fn sessions_wait_while_a_window_of_batches_is_not_yet_emitted() {
         let queue = Arc::new(Queue::new(1, Duration::ZERO, 2));
-        queue.add(records(0..4), Acks::default());
+        queue.add(arrived(0..4));
         assert_eq!(take_within(&queue, LONG), Some(Some((0, vec![0]))));
         assert_eq!(take_within(&queue, LONG), Some(Some((1, vec![1]))));
         // Two taken, none emitted: the next waits ...
@@ -385,7 +430,7 @@ mod tests {
     #[test]
     fn sessions_end_when_the_task_goes_even_with_records_queued() {
         let queue = Arc::new(Queue::new(1, Duration::ZERO, 1));
-        queue.add(records(0..3), Acks::default());
+        queue.add(arrived(0..3));
         assert_eq!(take_within(&queue, LONG), Some(Some((0, vec![0]))));
         // A session waits for the window ...
         let rx = taker(&queue);
