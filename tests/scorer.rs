@@ -444,10 +444,12 @@ fn several_sessions_score_batches_at_once_and_keep_the_order() {
         .expect("price")
         .models[0];
     assert!(stats.invocations >= 200 / 7);
-    // The calls' CPU time is counted, and one thread's CPU time is no more than its wall time.
+    // The calls' CPU time is counted, and one thread's CPU time is no more than its wall time
+    // (give or take the clock readings around each call, and each call's latency counted in
+    // whole µs).
     let wall_us = stats.latency_us.mean * stats.invocations as f64;
     assert!(
-        stats.cpu_us > 0 && stats.cpu_us as f64 <= 1.01 * wall_us + stats.invocations as f64,
+        stats.cpu_us > 0 && stats.cpu_us as f64 <= 1.05 * wall_us + 10.0 * stats.invocations as f64,
         "cpu {} µs, wall {wall_us} µs",
         stats.cpu_us
     );
