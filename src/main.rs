@@ -63,6 +63,11 @@ enum Command {
         /// non-zero anyway, naming the streamlets still running ("60s", "2m", "500ms").
         #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
         shutdown_timeout: std::time::Duration,
+        /// Threads for the streamlets' async work (default: the cores the scorers' sessions
+        /// leave, at least one; TOKIO_WORKER_THREADS is honoured too). Scorer sessions and
+        /// Kafka clients have threads of their own.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
     },
     /// Print the pipeline JSON Schema (what `schemas/pipeline.schema.json` holds), for editors
     /// and other validators.
@@ -108,7 +113,13 @@ fn main() -> ExitCode {
             file,
             admin,
             shutdown_timeout,
-        } => run(&file, admin, sluice::runtime::RunOptions { shutdown_timeout }),
+            threads,
+        } => run(
+            &file,
+            admin,
+            threads.map(usize::from),
+            sluice::runtime::RunOptions { shutdown_timeout },
+        ),
         Command::Test { paths } => test(&paths),
         Command::Schema => {
             print!("{}", sluice::spec::schema::pipeline_schema_text());
@@ -303,12 +314,27 @@ fn test(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn run(file: &Path, admin: Option<std::net::SocketAddr>, options: sluice::runtime::RunOptions) -> ExitCode {
+fn run(
+    file: &Path,
+    admin: Option<std::net::SocketAddr>,
+    threads: Option<usize>,
+    options: sluice::runtime::RunOptions,
+) -> ExitCode {
     let topology = match load_or_report(file) {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Asked for, or tokio's own variable, or what the pipeline leaves free.
+    let threads = threads.or_else(|| {
+        std::env::var_os("TOKIO_WORKER_THREADS")
+            .is_none()
+            .then(|| topology.worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get())))
+    });
+    if let Some(n) = threads {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -318,7 +344,12 @@ fn run(file: &Path, admin: Option<std::net::SocketAddr>, options: sluice::runtim
     let code = runtime.block_on(async {
         let stop = CancellationToken::new();
         sluice::runtime::stop_on_signals(stop.clone());
-        tracing::info!(pipeline = %topology.name, streamlets = topology.graph.node_count(), "running");
+        tracing::info!(
+            pipeline = %topology.name,
+            streamlets = topology.graph.node_count(),
+            threads = tokio::runtime::Handle::current().metrics().num_workers(),
+            "running"
+        );
         let (handle, run) = sluice::runtime::run_file_with(file, topology, stop.clone(), options).await;
         if let Some(listen) = admin {
             let token = std::env::var(observe::admin::TOKEN_VARIABLE).ok();

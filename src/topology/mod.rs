@@ -198,6 +198,26 @@ pub fn carry_kafka_edges(topology: &mut Topology) {
 }
 
 impl Topology {
+    /// The threads the scorers' sessions score on, each busy on a core while its batch is
+    /// scored: the sum of every scorer's `sessions`.
+    pub fn scoring_threads(&self) -> usize {
+        self.graph
+            .node_weights()
+            .map(|node| match &node.spec.kind {
+                crate::streamlets::kind::KindConfig::Scorer(scorer) => scorer.sessions.max(1),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// How many threads the runtime's async workers get on a machine of `cores` cores: the
+    /// cores the scorers' sessions leave, at least one. The streamlets' async work is light
+    /// beside scoring (and librdkafka has threads of its own): a worker beyond the free cores
+    /// only adds wake-ups and hand-offs between cores.
+    pub fn worker_threads(&self, cores: usize) -> usize {
+        cores.saturating_sub(self.scoring_threads()).max(1)
+    }
+
     /// `base`, or `base-2`, `base-3`... : the first that names no streamlet yet. For the
     /// streamlets sluice adds (Kafka edges, pipeline tests), which must not take a user's name.
     pub fn unused_name(&self, base: String) -> String {
@@ -360,6 +380,50 @@ streamlets:
             assert_eq!(feeders.len(), 1, "{user}: {feeders:?}");
             assert!(feeders[0].starts_with("kafka-to-"), "{user}: {feeders:?}");
         }
+    }
+
+    #[test]
+    fn the_async_workers_get_the_cores_the_scorers_sessions_leave_and_at_least_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let root = env!("CARGO_MANIFEST_DIR");
+        let scorer = |name: &str, sessions: &str| {
+            format!(
+                "  {name}:
+    use: {root}/streamlets/house-price-gbm.yaml
+    model: {{ name: house-price, folder: {root}/examples/house-prices/models, version: \"2\" }}
+    inputs: [a]
+    discard: [out, errors]
+{sessions}"
+            )
+        };
+        let pipeline = |scorers: &str| {
+            let file = dir.path().join("p.yaml");
+            std::fs::write(
+                &file,
+                format!(
+                    "pipeline: threads
+streamlets:
+  a:
+    kind: ingress
+    source: {{ type: generator, count: 1 }}
+{scorers}  out:
+    kind: egress
+    inputs: [a]
+    sink: {{ type: blackhole }}
+"
+                ),
+            )
+            .expect("pipeline");
+            load(&file).expect("a valid pipeline")
+        };
+        let none = pipeline("");
+        assert_eq!(none.scoring_threads(), 0);
+        assert_eq!(none.worker_threads(2), 2);
+        let two = pipeline(&(scorer("one", "") + &scorer("two", "    sessions: 2\n")));
+        assert_eq!(two.scoring_threads(), 3);
+        assert_eq!(two.worker_threads(2), 1);
+        assert_eq!(two.worker_threads(8), 5);
+        assert_eq!(pipeline(&scorer("one", "")).worker_threads(2), 1);
     }
 
     #[test]
