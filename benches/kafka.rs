@@ -581,6 +581,19 @@ fn main() {
         100.0 * median(&rates(&sluice_rates)) / median(&rates(&raw_rates)),
         median(&rates(&sluice_rates)) / median(&rates(&peer_rates))
     );
+    // Each round's contenders ran one after the other, in the machine's same mood: the
+    // ratios within a round, and their median.
+    let paired =
+        |other: &[Throughput]| -> Vec<f64> { sluice_rates.iter().zip(other).map(|(s, o)| s.rate / o.rate).collect() };
+    let (vs_raw, vs_peer) = (paired(&raw_rates), paired(&peer_rates));
+    let list = |ratios: &[f64], show: fn(f64) -> String| ratios.iter().map(|r| show(*r)).collect::<Vec<_>>().join(", ");
+    println!(
+        "  within each round: {} of the passthrough (median {:.0}%), {} the peer (median {:.1}x)",
+        list(&vs_raw, |r| format!("{:.0}%", 100.0 * r)),
+        100.0 * median(&vs_raw),
+        list(&vs_peer, |r| format!("{r:.1}x")),
+        median(&vs_peer)
+    );
     for (k, per_second) in LATENCY_RATES.iter().enumerate() {
         println!(
             "  at {per_second}/s sluice adds {} ms at p50 and {} ms at p99 over the passthrough",

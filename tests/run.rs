@@ -447,3 +447,79 @@ fn a_stop_that_cannot_drain_ends_at_the_deadline_naming_what_is_stuck() {
     assert!(gave_up.contains("print"), "{gave_up}");
     assert!(logs.contains("did not drain within 2s"), "{logs}");
 }
+
+/// The `threads` of the `running` line of a `sluice run` of `pipeline` with `args` before the
+/// file, and the records it wrote to `out`.
+fn run_with_threads(pipeline: &std::path::Path, out: &std::path::Path, args: &[&str]) -> (u64, Vec<Value>) {
+    let output = sluice()
+        .args(["--log-format", "json", "run"])
+        .args(args)
+        .arg(pipeline)
+        .output()
+        .expect("sluice runs");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    let threads = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "running")
+        .and_then(|l| l["threads"].as_u64())
+        .unwrap_or_else(|| panic!("a running line with its threads: {log}"));
+    (threads, read_jsonl(out))
+}
+
+#[test]
+fn the_async_workers_get_the_cores_the_scorer_leaves_unless_told() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("scored.jsonl");
+    let pipeline = dir.path().join("p.yaml");
+    let root = root();
+    std::fs::write(
+        &pipeline,
+        format!(
+            "pipeline: threads
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: generator, count: 500, seed: 3 }}
+  price:
+    use: {root}/streamlets/house-price-gbm.yaml
+    model: {{ name: house-price, folder: {root}/examples/house-prices/models, version: \"2\" }}
+    inputs: [listings]
+    discard: [errors]
+  out:
+    kind: egress
+    inputs: [price]
+    sink: {{ type: file, path: {out} }}
+",
+            root = root.display(),
+            out = out.display()
+        ),
+    )
+    .expect("pipeline");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let (threads, scored) = run_with_threads(&pipeline, &out, &[]);
+    assert_eq!(
+        threads,
+        cores.saturating_sub(1).max(1),
+        "one scorer session leaves the other cores"
+    );
+    assert_eq!(scored.len(), 500);
+    let (threads, scored) = run_with_threads(&pipeline, &out, &["--threads", "3"]);
+    assert_eq!(threads, 3);
+    assert_eq!(scored.len(), 500);
+    assert!(scored
+        .iter()
+        .all(|r| r["_model"]["version"] == "2" && r["predicted_price"].is_number()));
+    let refused = sluice()
+        .args(["run", "--threads", "0"])
+        .arg(&pipeline)
+        .output()
+        .expect("sluice runs");
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
