@@ -63,9 +63,9 @@ enum Command {
         /// non-zero anyway, naming the streamlets still running ("60s", "2m", "500ms").
         #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
         shutdown_timeout: std::time::Duration,
-        /// Threads for the streamlets' async work (default: the cores the scorers' sessions
-        /// leave, at least one; TOKIO_WORKER_THREADS is honoured too). Scorer sessions and
-        /// Kafka clients have threads of their own.
+        /// Threads for the streamlets' async work. Without it, TOKIO_WORKER_THREADS if set,
+        /// else the cores the scorers leave (their sessions, or with a strategy their
+        /// models), at least one. Scorers and Kafka clients have threads of their own.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
     },
@@ -324,17 +324,31 @@ fn run(
         Ok(t) => t,
         Err(code) => return code,
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
     // Asked for, or tokio's own variable, or what the pipeline leaves free.
-    let threads = threads.or_else(|| {
-        std::env::var_os("TOKIO_WORKER_THREADS")
-            .is_none()
-            .then(|| topology.worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get())))
-    });
-    if let Some(n) = threads {
-        builder.worker_threads(n);
-    }
-    let runtime = match builder.enable_all().build() {
+    let threads = match threads {
+        Some(n) => n,
+        None => match std::env::var("TOKIO_WORKER_THREADS") {
+            Err(std::env::VarError::NotPresent) => {
+                topology.worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+            }
+            Ok(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    eprintln!("error: TOKIO_WORKER_THREADS must be a whole number of at least 1, not `{v}`");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            },
+            Err(e) => {
+                eprintln!("error: TOKIO_WORKER_THREADS: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -449,9 +449,20 @@ fn a_stop_that_cannot_drain_ends_at_the_deadline_naming_what_is_stuck() {
 }
 
 /// The `threads` of the `running` line of a `sluice run` of `pipeline` with `args` before the
-/// file, and the records it wrote to `out`.
-fn run_with_threads(pipeline: &std::path::Path, out: &std::path::Path, args: &[&str]) -> (u64, Vec<Value>) {
-    let output = sluice()
+/// file (and `TOKIO_WORKER_THREADS` set to `variable`, if any), and the records it wrote to
+/// `out`.
+fn run_with_threads(
+    pipeline: &std::path::Path,
+    out: &std::path::Path,
+    args: &[&str],
+    variable: Option<&str>,
+) -> (u64, Vec<Value>) {
+    let mut command = sluice();
+    command.env_remove("TOKIO_WORKER_THREADS").env("RUST_LOG", "info");
+    if let Some(v) = variable {
+        command.env("TOKIO_WORKER_THREADS", v);
+    }
+    let output = command
         .args(["--log-format", "json", "run"])
         .args(args)
         .arg(pipeline)
@@ -498,28 +509,40 @@ streamlets:
     )
     .expect("pipeline");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    let (threads, scored) = run_with_threads(&pipeline, &out, &[]);
+    let (threads, scored) = run_with_threads(&pipeline, &out, &[], None);
     assert_eq!(
         threads,
         cores.saturating_sub(1).max(1),
         "one scorer session leaves the other cores"
     );
     assert_eq!(scored.len(), 500);
-    let (threads, scored) = run_with_threads(&pipeline, &out, &["--threads", "3"]);
+    let (threads, scored) = run_with_threads(&pipeline, &out, &["--threads", "3"], None);
     assert_eq!(threads, 3);
     assert_eq!(scored.len(), 500);
     assert!(scored
         .iter()
         .all(|r| r["_model"]["version"] == "2" && r["predicted_price"].is_number()));
-    let refused = sluice()
-        .args(["run", "--threads", "0"])
-        .arg(&pipeline)
-        .output()
-        .expect("sluice runs");
-    assert_eq!(
-        refused.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
+    // tokio's own variable counts where no flag is given; the flag wins over it.
+    assert_eq!(run_with_threads(&pipeline, &out, &[], Some("3")).0, 3);
+    assert_eq!(run_with_threads(&pipeline, &out, &["--threads", "2"], Some("3")).0, 2);
+    for (args, variable) in [
+        (vec!["--threads", "0"], None),
+        (vec![], Some("0")),
+        (vec![], Some("many")),
+    ] {
+        let mut command = sluice();
+        command.env_remove("TOKIO_WORKER_THREADS");
+        if let Some(v) = variable {
+            command.env("TOKIO_WORKER_THREADS", v);
+        }
+        let refused = command
+            .arg("run")
+            .args(&args)
+            .arg(&pipeline)
+            .output()
+            .expect("sluice runs");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{args:?} {variable:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }

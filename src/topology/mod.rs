@@ -198,12 +198,16 @@ pub fn carry_kafka_edges(topology: &mut Topology) {
 }
 
 impl Topology {
-    /// The threads the scorers' sessions score on, each busy on a core while its batch is
-    /// scored: the sum of every scorer's `sessions`.
+    /// The threads the scorers score on, each busy on a core while it scores: a scorer's
+    /// sessions, or with a strategy its models (each model answers on a thread of its own,
+    /// while the sessions wait for the answers).
     pub fn scoring_threads(&self) -> usize {
         self.graph
             .node_weights()
             .map(|node| match &node.spec.kind {
+                crate::streamlets::kind::KindConfig::Scorer(scorer) if scorer.strategy.is_some() => {
+                    scorer.sources().len().max(1)
+                }
                 crate::streamlets::kind::KindConfig::Scorer(scorer) => scorer.sessions.max(1),
                 _ => 0,
             })
@@ -424,6 +428,23 @@ streamlets:
         assert_eq!(two.worker_threads(2), 1);
         assert_eq!(two.worker_threads(8), 5);
         assert_eq!(pipeline(&scorer("one", "")).worker_threads(2), 1);
+        // With a strategy each model answers on a thread of its own; the sessions wait.
+        let split = format!(
+            "  ab:
+    use: {root}/streamlets/house-price-gbm.yaml
+    model: null
+    models:
+      a: {{ name: house-price, folder: {root}/examples/house-prices/models, version: \"1\" }}
+      b: {{ name: house-price, folder: {root}/examples/house-prices/models, version: \"2\" }}
+      c: {{ name: house-price, folder: {root}/examples/house-prices/models, version: \"2\" }}
+    strategy: {{ split: {{ key: id, weights: {{ a: 50, b: 25, c: 25 }} }} }}
+    inputs: [a]
+    discard: [out, errors]
+    sessions: 4
+"
+        );
+        assert_eq!(pipeline(&split).scoring_threads(), 3);
+        assert_eq!(pipeline(&(split + &scorer("one", ""))).worker_threads(8), 4);
     }
 
     #[test]

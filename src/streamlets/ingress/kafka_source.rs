@@ -326,8 +326,13 @@ impl ConsumerContext for SourceContext {
                 tracing::warn!(streamlet = %self.streamlet, topic = %self.offsets.topic, ?partitions, "partitions lost; what was not committed is read again");
                 return;
             }
-            let left = crate::streamlets::blocking(|| self.offsets.wait_settled(Some(&partitions), REVOKE_WAIT));
-            commit_done(consumer, &self.offsets, Some(&partitions), CommitMode::Sync);
+            // Waiting, and a synchronous commit (up to the session timeout while a broker is
+            // away), must not hold the runtime's worker: it may be the only one.
+            let left = crate::streamlets::blocking(|| {
+                let left = self.offsets.wait_settled(Some(&partitions), REVOKE_WAIT);
+                commit_done(consumer, &self.offsets, Some(&partitions), CommitMode::Sync);
+                left
+            });
             self.offsets.revoke(&partitions);
             tracing::info!(streamlet = %self.streamlet, topic = %self.offsets.topic, ?partitions, ranges_not_finished = left, "partitions revoked");
         }
@@ -350,6 +355,27 @@ impl ConsumerContext for SourceContext {
 }
 
 type SourceConsumer = StreamConsumer<SourceContext>;
+
+/// The consumer, closed off the runtime's worker when dropped: closing leaves the group (a
+/// revoke, its synchronous commit) and waits for librdkafka, which may take the session
+/// timeout while a broker is away; the worker may be the runtime's only one.
+struct Closing(Option<SourceConsumer>);
+
+impl std::ops::Deref for Closing {
+    type Target = SourceConsumer;
+
+    fn deref(&self) -> &SourceConsumer {
+        self.0.as_ref().expect("the consumer is there until dropped")
+    }
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.0.take() {
+            crate::streamlets::blocking(move || drop(consumer));
+        }
+    }
+}
 
 /// Reads JSON records from a Kafka topic in batches, each carrying the acknowledgements of
 /// its offsets; commits what is done every second, on revoke and on stop.
@@ -374,10 +400,12 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
         streamlet: io.name.clone(),
         telemetry: io.telemetry.clone(),
     };
-    let consumer: SourceConsumer = client.create_with_context(context).map_err(|e| KafkaError::Client {
-        what: format!("Kafka consumer for `{}`", config.topic),
-        reason: e.to_string(),
-    })?;
+    let consumer = Closing(Some(client.create_with_context(context).map_err(|e| {
+        KafkaError::Client {
+            what: format!("Kafka consumer for `{}`", config.topic),
+            reason: e.to_string(),
+        }
+    })?));
     consumer.subscribe(&[&config.topic]).map_err(|e| KafkaError::Client {
         what: format!("cannot subscribe to `{}`", config.topic),
         reason: e.to_string(),
@@ -391,7 +419,7 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
     loop {
         if committed_at.elapsed() >= COMMIT_EVERY {
             committed_at = Instant::now();
-            commit_done(&consumer, &offsets, None, CommitMode::Async);
+            commit_done(&*consumer, &offsets, None, CommitMode::Async);
         }
         let first = tokio::select! {
             biased;
@@ -502,7 +530,7 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
     if left > 0 {
         tracing::warn!(streamlet = %io.name, topic = %config.topic, ranges = left, "stopping with records not written; their offsets are not committed");
     }
-    commit_done(&consumer, &offsets, None, CommitMode::Sync);
+    crate::streamlets::blocking(|| commit_done(&*consumer, &offsets, None, CommitMode::Sync));
     Ok(())
 }
 
