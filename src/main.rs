@@ -314,6 +314,23 @@ fn test(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
+/// The runtime's async workers when `--threads` is not given: tokio's own variable if set,
+/// else the cores the pipeline's scorers leave.
+fn worker_threads(topology: &topology::Topology) -> Result<usize, String> {
+    match std::env::var("TOKIO_WORKER_THREADS") {
+        Err(std::env::VarError::NotPresent) => {
+            Ok(topology.worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get())))
+        }
+        Err(e) => Err(format!("TOKIO_WORKER_THREADS: {e}")),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(format!(
+                "TOKIO_WORKER_THREADS must be a whole number of at least 1, not `{v}`"
+            )),
+        },
+    }
+}
+
 fn run(
     file: &Path,
     admin: Option<std::net::SocketAddr>,
@@ -324,25 +341,12 @@ fn run(
         Ok(t) => t,
         Err(code) => return code,
     };
-    // Asked for, or tokio's own variable, or what the pipeline leaves free.
-    let threads = match threads {
-        Some(n) => n,
-        None => match std::env::var("TOKIO_WORKER_THREADS") {
-            Err(std::env::VarError::NotPresent) => {
-                topology.worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
-            }
-            Ok(v) => match v.trim().parse::<usize>() {
-                Ok(n) if n >= 1 => n,
-                _ => {
-                    eprintln!("error: TOKIO_WORKER_THREADS must be a whole number of at least 1, not `{v}`");
-                    return ExitCode::from(EXIT_USAGE);
-                }
-            },
-            Err(e) => {
-                eprintln!("error: TOKIO_WORKER_THREADS: {e}");
-                return ExitCode::from(EXIT_USAGE);
-            }
-        },
+    let threads = match threads.map_or_else(|| worker_threads(&topology), Ok) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
