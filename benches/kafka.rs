@@ -49,8 +49,23 @@ const PARTITIONS: i32 = 4;
 /// The steady rates latency is measured at, records per second, each for this long.
 const LATENCY_RATES: [usize; 2] = [1_000, 10_000];
 const LATENCY_SECONDS: f64 = 5.0;
-/// Every consumer's `fetch.wait.max.ms` (tansu answers a fetch only at this deadline).
-const FETCH_WAIT_MS: u64 = 100;
+/// Every consumer's `fetch.queue.backoff.ms`, sluice's default: how long fetching pauses once
+/// librdkafka's local queue is full enough. librdkafka's own (1000 ms) lets the queue run dry
+/// for a consumer that reads faster than 100,000 messages a second.
+const FETCH_QUEUE_BACKOFF_MS: u64 = 10;
+
+/// Every consumer's `fetch.wait.max.ms`: 100 ms unless `SLUICE_BENCH_FETCH_WAIT_MS` says
+/// otherwise. tansu 0.6 answers a fetch only at this deadline, with at most 5 MiB (its cap,
+/// whatever the client asks), so no consumer reads faster than 5 MiB per deadline: about
+/// 170,000 of these records a second at 100 ms, whatever the contender does. A shorter wait
+/// lifts that ceiling, and then what bounds each contender is its own CPU and the broker's.
+fn fetch_wait_ms() -> u64 {
+    std::env::var("SLUICE_BENCH_FETCH_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|ms| *ms > 0)
+        .unwrap_or(100)
+}
 
 /// The house-price model's inputs as plain record fields, from the scorer definition: the
 /// Python peer reads numeric fields only, so a one-hot field's columns travel in the record
@@ -261,6 +276,9 @@ struct Throughput {
     /// whole machine (the contender, the broker, the benchmark's watcher, everything else).
     own_us: f64,
     machine_us: f64,
+    /// The longest time no record came out, between the first and the last: what a stall of
+    /// the contender or the transport costs a round.
+    pause_ms: f64,
 }
 
 /// Runs one contender once: `n` records waiting for it, then the steady rates. `start`
@@ -286,11 +304,13 @@ fn measure(
     let per_record = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     let own_us = per_record(cpu_of(Some(pid)).saturating_sub(own));
     let machine_us = per_record(cpu_of(None).saturating_sub(machine));
-    let rate = {
+    let (rate, pause_ms) = {
         let seen = arrivals.seen.lock().unwrap();
-        let first = seen.values().min().copied().expect("arrivals");
-        let last = seen.values().max().copied().expect("arrivals");
-        n as f64 / (last - first).as_secs_f64()
+        let mut times: Vec<Instant> = seen.values().copied().collect();
+        times.sort_unstable();
+        let (first, last) = (times[0], times[times.len() - 1]);
+        let pause = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+        (n as f64 / (last - first).as_secs_f64(), pause.as_secs_f64() * 1e3)
     };
     // Latency: records one by one at a steady rate, each timed from just before it is produced.
     let mut next_id = n as u64 + 1;
@@ -323,6 +343,7 @@ fn measure(
         rate,
         own_us,
         machine_us,
+        pause_ms,
     }
 }
 
@@ -337,7 +358,8 @@ fn passthrough(brokers: &str, input: &str, output: &str) {
         .set("group.id", format!("raw-passthrough-{input}"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string())
+        .set("fetch.wait.max.ms", fetch_wait_ms().to_string())
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string())
         .create()
         .expect("consumer");
     consumer.subscribe(&[input]).expect("subscribe");
@@ -403,7 +425,7 @@ streamlets:
         brokers = broker.address,
         models = root.join("examples/house-prices/models").display(),
         schema = root.join("schemas/records/listing.schema.json").display(),
-        fetch = FETCH_WAIT_MS,
+        fetch = fetch_wait_ms(),
         fields = features.join(", "),
     )
 }
@@ -412,9 +434,11 @@ fn line(label: &str, rounds: &[Throughput], f: &Figures) -> String {
     let of = |pick: fn(&Throughput) -> f64| rounds.iter().map(pick).collect::<Vec<_>>();
     let rates = rates(rounds);
     let mut text = format!(
-        "  {label:<34} {:>9.0} records/s (rounds: {})\n  {:<34} CPU per record: its own {:.2} µs, the machine's {:.2} µs (medians)",
+        "  {label:<34} {:>9.0} records/s (rounds: {})\n  {:<34} longest pause in the output: {} ms\n  {:<34} CPU per record: its own {:.2} µs, the machine's {:.2} µs (medians)",
         median(&rates),
         rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
+        "",
+        rounds.iter().map(|t| format!("{:.0}", t.pause_ms)).collect::<Vec<_>>().join(", "),
         "",
         median(&of(|t| t.own_us)),
         median(&of(|t| t.machine_us)),
@@ -466,8 +490,9 @@ fn main() {
     let broker = Broker::start_in_memory();
     println!(
         "Kafka → validator → house-price scorer → Kafka, tansu broker (in memory), {PARTITIONS} partitions, \
-         fetch.wait.max.ms {FETCH_WAIT_MS} for every consumer; {rounds} rounds of: {n} records waiting, then \
-         {LATENCY_SECONDS} s at each of {LATENCY_RATES:?} records/s for latency\n"
+         fetch.wait.max.ms {} and fetch.queue.backoff.ms {FETCH_QUEUE_BACKOFF_MS} for every consumer; {rounds} rounds of: {n} records waiting, then \
+         {LATENCY_SECONDS} s at each of {LATENCY_RATES:?} records/s for latency\n",
+        fetch_wait_ms()
     );
     let dir = tempfile::tempdir().expect("dir");
     let (mut raw, mut sluice, mut peer) = (Figures::new(), Figures::new(), Figures::new());
@@ -549,7 +574,8 @@ fn main() {
                     .args(["--features", &feature_names().join(",")])
                     .args(["--count", &total.to_string(), "--idle-timeout", "5"])
                     .args(["--group", &format!("python-peer-{input}")])
-                    .args(["--fetch-wait-ms", &FETCH_WAIT_MS.to_string()])
+                    .args(["--fetch-wait-ms", &fetch_wait_ms().to_string()])
+                    .args(["--fetch-queue-backoff-ms", &FETCH_QUEUE_BACKOFF_MS.to_string()])
                     .stdout(Stdio::piped())
                     .spawn()
                     .expect("the Python peer starts");

@@ -71,6 +71,32 @@ pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
+/// A consumer's configuration: [`client_config`], and sluice's own fetch defaults where the
+/// options do not set them.
+pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = client_config(settings);
+    for (option, default) in CONSUMER_DEFAULTS {
+        if !settings.options.contains_key(option) {
+            config.set(option, default);
+        }
+    }
+    config
+}
+
+/// What a consumer asks for unless the options say otherwise.
+const CONSUMER_DEFAULTS: [(&str, &str); 2] = [
+    // The longest a fetch waits for messages. Kafka answers a fetch as soon as a message
+    // arrives, but some Kafka-API brokers (tansu) answer only at the deadline, and each topic
+    // edge of a pipeline would add it to the latency; asking more often costs a real broker
+    // little.
+    ("fetch.wait.max.ms", "100"),
+    // How long fetching pauses once librdkafka's local queue holds `queued.min.messages`
+    // (100,000 messages, for all the partitions of a consumer). librdkafka's own 1000 ms let
+    // the queue run dry: a source reading 120,000 records a second stood still about a fifth
+    // of the time, every second or two.
+    ("fetch.queue.backoff.ms", "10"),
+];
+
 pub fn brokers(settings: &KafkaSettings) -> String {
     settings.brokers.clone().unwrap_or_else(|| DEFAULT_BROKERS.to_string())
 }
@@ -148,11 +174,10 @@ pub struct Replay {
 impl Replay {
     /// Assigns every partition of `topic` from its beginning. Blocking.
     pub fn open(settings: &KafkaSettings, topic: &str) -> Result<Replay, String> {
-        let mut config = client_config(settings);
+        let mut config = consumer_config(settings);
         config
             .set("group.id", format!("sluice-replay-{topic}"))
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "100");
+            .set("enable.auto.commit", "false");
         let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
@@ -213,5 +238,26 @@ impl Replay {
             Some(Err(e)) => tracing::warn!(topic = %self.topic, error = %e, "reading a topic"),
             None => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_gets_sluice_fetch_defaults_unless_its_options_set_them() {
+        let plain = consumer_config(&KafkaSettings::default());
+        assert_eq!(plain.get("fetch.wait.max.ms"), Some("100"));
+        assert_eq!(plain.get("fetch.queue.backoff.ms"), Some("10"));
+
+        let mut own = KafkaSettings::default();
+        own.options
+            .insert("fetch.queue.backoff.ms".into(), serde_json::json!(500));
+        own.options.insert("fetch.wait.max.ms".into(), serde_json::json!("20"));
+        let config = consumer_config(&own);
+        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("500"));
+        assert_eq!(config.get("fetch.wait.max.ms"), Some("20"));
+        assert_eq!(config.get("bootstrap.servers"), Some(DEFAULT_BROKERS));
     }
 }

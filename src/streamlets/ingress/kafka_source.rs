@@ -31,11 +31,6 @@ const COMMIT_EVERY: Duration = Duration::from_secs(1);
 const REVOKE_WAIT: Duration = Duration::from_secs(10);
 /// How long a stopping source waits for its records in flight to be written.
 const STOP_WAIT: Duration = Duration::from_secs(60);
-/// The longest a fetch waits for messages (librdkafka's `fetch.wait.max.ms`) unless the
-/// options say otherwise. Kafka answers a fetch as soon as a message arrives, but some
-/// Kafka-API brokers (tansu) answer only at the deadline, and each topic edge of a pipeline
-/// would add it to the latency; asking more often costs a real broker little.
-const FETCH_WAIT_MS: &str = "100";
 /// How often librdkafka reports its statistics, where the consumer lag comes from.
 const STATISTICS_EVERY_MS: &str = "1000";
 
@@ -381,10 +376,7 @@ impl Drop for Closing {
 /// its offsets; commits what is done every second, on revoke and on stop.
 pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: String, io: Io) -> Result<(), Stop> {
     let offsets = Offsets::new(&config.topic);
-    let mut client = kafka::client_config(&settings);
-    if !settings.options.contains_key("fetch.wait.max.ms") {
-        client.set("fetch.wait.max.ms", FETCH_WAIT_MS);
-    }
+    let mut client = kafka::consumer_config(&settings);
     if !settings.options.contains_key("statistics.interval.ms") {
         client.set("statistics.interval.ms", STATISTICS_EVERY_MS);
     }
