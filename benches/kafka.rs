@@ -4,7 +4,8 @@
 //! (`benches/peer/python_kafka_scorer.py`: confluent-kafka + onnxruntime + numpy).
 //!
 //! sluice runs Kafka → validator (the listing schema) → scorer (house-price v2) → Kafka. Every
-//! consumer asks the broker with the same `fetch.wait.max.ms` (100 ms). In each of several
+//! consumer asks the broker with the same `fetch.wait.max.ms` (100 ms) and
+//! `fetch.queue.backoff.ms` (10 ms, sluice's default). In each of several
 //! rounds each contender gets its own input topic holding the same records, and
 //! - throughput: reads N records already waiting, records/s from the first scored record out
 //!   to the last (the median of the rounds is reported), and over the same span the CPU per
@@ -14,7 +15,15 @@
 //!   while it runs; end-to-end latency per record, from just before it is produced to when it
 //!   is read from the output topic (p50, p99 and max over every round).
 //!
-//!   cargo bench --bench kafka    (SLUICE_BENCH_RECORDS=N, SLUICE_BENCH_ROUNDS=R to change them)
+//! Each round also prints the longest time no record came out: a stall shows there.
+//!
+//!   cargo bench --bench kafka    (SLUICE_BENCH_RECORDS=N, SLUICE_BENCH_ROUNDS=R to change them;
+//!                                 SLUICE_BENCH_FETCH_WAIT_MS, SLUICE_BENCH_FETCH_QUEUE_BACKOFF_MS
+//!                                 to give every consumer other fetch settings)
+//!
+//! At the default 100 ms, tansu's cap of 5 MiB per fetch bounds the passthrough and sluice
+//! alike (about 170,000 records/s); at 10 ms each contender is bound by its own CPU and the
+//! broker's.
 //!
 //! `make bench` installs the broker and the peer's Python packages first.
 
@@ -49,10 +58,16 @@ const PARTITIONS: i32 = 4;
 /// The steady rates latency is measured at, records per second, each for this long.
 const LATENCY_RATES: [usize; 2] = [1_000, 10_000];
 const LATENCY_SECONDS: f64 = 5.0;
-/// Every consumer's `fetch.queue.backoff.ms`, sluice's default: how long fetching pauses once
-/// librdkafka's local queue is full enough. librdkafka's own (1000 ms) lets the queue run dry
+/// Every consumer's `fetch.queue.backoff.ms`: sluice's default (10 ms) unless
+/// `SLUICE_BENCH_FETCH_QUEUE_BACKOFF_MS` says otherwise. How long fetching pauses once
+/// librdkafka's local queue is full enough; librdkafka's own (1000 ms) lets the queue run dry
 /// for a consumer that reads faster than 100,000 messages a second.
-const FETCH_QUEUE_BACKOFF_MS: u64 = 10;
+fn fetch_queue_backoff_ms() -> u64 {
+    std::env::var("SLUICE_BENCH_FETCH_QUEUE_BACKOFF_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+}
 
 /// Every consumer's `fetch.wait.max.ms`: 100 ms unless `SLUICE_BENCH_FETCH_WAIT_MS` says
 /// otherwise. tansu 0.6 answers a fetch only at this deadline, with at most 5 MiB (its cap,
@@ -359,7 +374,7 @@ fn passthrough(brokers: &str, input: &str, output: &str) {
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", fetch_wait_ms().to_string())
-        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string())
+        .set("fetch.queue.backoff.ms", fetch_queue_backoff_ms().to_string())
         .create()
         .expect("consumer");
     consumer.subscribe(&[input]).expect("subscribe");
@@ -401,7 +416,7 @@ defaults:
 streamlets:
   listings:
     kind: ingress
-    source: {{ type: kafka, topic: {input}, options: {{ fetch.wait.max.ms: "{fetch}" }} }}
+    source: {{ type: kafka, topic: {input}, options: {{ fetch.wait.max.ms: "{fetch}", fetch.queue.backoff.ms: "{backoff}" }} }}
   check:
     kind: validator
     inputs: [listings]
@@ -426,6 +441,7 @@ streamlets:
         models = root.join("examples/house-prices/models").display(),
         schema = root.join("schemas/records/listing.schema.json").display(),
         fetch = fetch_wait_ms(),
+        backoff = fetch_queue_backoff_ms(),
         fields = features.join(", "),
     )
 }
@@ -490,9 +506,10 @@ fn main() {
     let broker = Broker::start_in_memory();
     println!(
         "Kafka → validator → house-price scorer → Kafka, tansu broker (in memory), {PARTITIONS} partitions, \
-         fetch.wait.max.ms {} and fetch.queue.backoff.ms {FETCH_QUEUE_BACKOFF_MS} for every consumer; {rounds} rounds of: {n} records waiting, then \
+         fetch.wait.max.ms {} and fetch.queue.backoff.ms {} for every consumer; {rounds} rounds of: {n} records waiting, then \
          {LATENCY_SECONDS} s at each of {LATENCY_RATES:?} records/s for latency\n",
-        fetch_wait_ms()
+        fetch_wait_ms(),
+        fetch_queue_backoff_ms()
     );
     let dir = tempfile::tempdir().expect("dir");
     let (mut raw, mut sluice, mut peer) = (Figures::new(), Figures::new(), Figures::new());
@@ -575,7 +592,7 @@ fn main() {
                     .args(["--count", &total.to_string(), "--idle-timeout", "5"])
                     .args(["--group", &format!("python-peer-{input}")])
                     .args(["--fetch-wait-ms", &fetch_wait_ms().to_string()])
-                    .args(["--fetch-queue-backoff-ms", &FETCH_QUEUE_BACKOFF_MS.to_string()])
+                    .args(["--fetch-queue-backoff-ms", &fetch_queue_backoff_ms().to_string()])
                     .stdout(Stdio::piped())
                     .spawn()
                     .expect("the Python peer starts");
