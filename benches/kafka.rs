@@ -19,7 +19,8 @@
 //!
 //!   cargo bench --bench kafka    (SLUICE_BENCH_RECORDS=N, SLUICE_BENCH_ROUNDS=R to change them;
 //!                                 SLUICE_BENCH_FETCH_WAIT_MS, SLUICE_BENCH_FETCH_QUEUE_BACKOFF_MS
-//!                                 to give every consumer other fetch settings)
+//!                                 to give every consumer other fetch settings;
+//!                                 SLUICE_BENCH_SLUICE=bare to run sluice as Kafka → Kafka only)
 //!
 //! At the default 100 ms, tansu's cap of 5 MiB per fetch bounds the passthrough and sluice
 //! alike (about 170,000 records/s); at 10 ms each contender is bound by its own CPU and the
@@ -63,10 +64,7 @@ const LATENCY_SECONDS: f64 = 5.0;
 /// librdkafka's local queue is full enough; librdkafka's own (1000 ms) lets the queue run dry
 /// for a consumer that reads faster than 100,000 messages a second.
 fn fetch_queue_backoff_ms() -> u64 {
-    std::env::var("SLUICE_BENCH_FETCH_QUEUE_BACKOFF_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10)
+    env_ms("SLUICE_BENCH_FETCH_QUEUE_BACKOFF_MS").unwrap_or(10)
 }
 
 /// Every consumer's `fetch.wait.max.ms`: 100 ms unless `SLUICE_BENCH_FETCH_WAIT_MS` says
@@ -75,11 +73,17 @@ fn fetch_queue_backoff_ms() -> u64 {
 /// 170,000 of these records a second at 100 ms, whatever the contender does. A shorter wait
 /// lifts that ceiling, and then what bounds each contender is its own CPU and the broker's.
 fn fetch_wait_ms() -> u64 {
-    std::env::var("SLUICE_BENCH_FETCH_WAIT_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|ms| *ms > 0)
-        .unwrap_or(100)
+    env_ms("SLUICE_BENCH_FETCH_WAIT_MS").unwrap_or(100)
+}
+
+/// A number of milliseconds from the environment; a value that is not one stops the benchmark.
+fn env_ms(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value}: not a number of milliseconds")),
+    )
 }
 
 /// The house-price model's inputs as plain record fields, from the scorer definition: the
@@ -160,6 +164,7 @@ impl Arrivals {
             .set("group.id", format!("bench-watch-{topic}"))
             .set("enable.auto.commit", "false")
             .set("fetch.wait.max.ms", "10")
+            .set("fetch.queue.backoff.ms", "10")
             .create()
             .expect("consumer");
         let mut list = TopicPartitionList::new();
@@ -406,6 +411,9 @@ fn passthrough(brokers: &str, input: &str, output: &str) {
 }
 
 fn sluice_pipeline(broker: &Broker, input: &str, output: &str) -> String {
+    if std::env::var("SLUICE_BENCH_SLUICE").as_deref() == Ok("bare") {
+        return bare_pipeline(broker, input, output);
+    }
     let root = root();
     let features: Vec<String> = feature_names();
     format!(
@@ -443,6 +451,34 @@ streamlets:
         fetch = fetch_wait_ms(),
         backoff = fetch_queue_backoff_ms(),
         fields = features.join(", "),
+    )
+}
+
+/// With `SLUICE_BENCH_SLUICE=bare`, sluice runs Kafka → Kafka only (records decoded into
+/// columns and written back as text, nothing validated or scored): what its transport and
+/// JSON cost beside the raw passthrough's.
+fn bare_pipeline(broker: &Broker, input: &str, output: &str) -> String {
+    format!(
+        r#"
+pipeline: bench
+defaults:
+  kafka: {{ brokers: "{brokers}" }}
+streamlets:
+  listings:
+    kind: ingress
+    source: {{ type: kafka, topic: {input}, options: {{ fetch.wait.max.ms: "{fetch}", fetch.queue.backoff.ms: "{backoff}" }} }}
+  publish:
+    kind: egress
+    inputs: [listings]
+    sink: {{ type: kafka, topic: {output}, key: id }}
+  failed:
+    kind: egress
+    inputs: [listings.errors]
+    sink: {{ type: blackhole }}
+"#,
+        brokers = broker.address,
+        fetch = fetch_wait_ms(),
+        backoff = fetch_queue_backoff_ms(),
     )
 }
 
@@ -613,7 +649,15 @@ fn main() {
     println!("{}", line("(a) raw rdkafka passthrough", &raw_rates, &raw));
     println!(
         "{}",
-        line("sluice: Kafka → validator → scorer → Kafka", &sluice_rates, &sluice)
+        line(
+            if std::env::var("SLUICE_BENCH_SLUICE").as_deref() == Ok("bare") {
+                "sluice, bare: Kafka → Kafka"
+            } else {
+                "sluice: Kafka → validator → scorer → Kafka"
+            },
+            &sluice_rates,
+            &sluice
+        )
     );
     println!("  {:<34} peak RSS {sluice_mib} MiB", "");
     println!("{}", line("(b) Python peer (confluent-kafka)", &peer_rates, &peer));

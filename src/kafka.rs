@@ -90,10 +90,11 @@ const CONSUMER_DEFAULTS: [(&str, &str); 2] = [
     // edge of a pipeline would add it to the latency; asking more often costs a real broker
     // little.
     ("fetch.wait.max.ms", "100"),
-    // How long fetching pauses once librdkafka's local queue holds `queued.min.messages`
-    // (100,000 messages, for all the partitions of a consumer). librdkafka's own 1000 ms let
-    // the queue run dry: a source reading 120,000 records a second stood still about a fifth
-    // of the time, every second or two.
+    // How long a partition's fetching pauses when librdkafka's local queue is at one of its
+    // limits (`queued.min.messages`, 100,000 messages, or `queued.max.messages.kbytes`, 64 MiB;
+    // the queue counts every partition of the consumer) before it looks again. librdkafka's
+    // own 1000 ms let the queue run dry under a source reading 120,000 records a second: it
+    // stood still about 0.3 s every 1.5 to 2.5 s.
     ("fetch.queue.backoff.ms", "10"),
 ];
 
@@ -172,13 +173,19 @@ pub struct Replay {
 }
 
 impl Replay {
-    /// Assigns every partition of `topic` from its beginning. Blocking.
-    pub fn open(settings: &KafkaSettings, topic: &str) -> Result<Replay, String> {
+    /// The consumer's configuration: the settings with sluice's consumer defaults, its own
+    /// group, no commits.
+    fn config(settings: &KafkaSettings, topic: &str) -> ClientConfig {
         let mut config = consumer_config(settings);
         config
             .set("group.id", format!("sluice-replay-{topic}"))
             .set("enable.auto.commit", "false");
-        let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
+        config
+    }
+
+    /// Assigns every partition of `topic` from its beginning. Blocking.
+    pub fn open(settings: &KafkaSettings, topic: &str) -> Result<Replay, String> {
+        let consumer: BaseConsumer = Replay::config(settings, topic).create().map_err(|e| e.to_string())?;
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
             .map_err(|e| e.to_string())?;
@@ -259,5 +266,13 @@ mod tests {
         assert_eq!(config.get("fetch.queue.backoff.ms"), Some("500"));
         assert_eq!(config.get("fetch.wait.max.ms"), Some("20"));
         assert_eq!(config.get("bootstrap.servers"), Some(DEFAULT_BROKERS));
+
+        // A table's or model topic's replay: the same defaults, the same way over them.
+        let replay = Replay::config(&KafkaSettings::default(), "prices");
+        assert_eq!(replay.get("fetch.queue.backoff.ms"), Some("10"));
+        assert_eq!(replay.get("group.id"), Some("sluice-replay-prices"));
+        let replay = Replay::config(&own, "prices");
+        assert_eq!(replay.get("fetch.wait.max.ms"), Some("20"));
+        assert_eq!(replay.get("fetch.queue.backoff.ms"), Some("500"));
     }
 }

@@ -372,21 +372,28 @@ impl Drop for Closing {
     }
 }
 
-/// Reads JSON records from a Kafka topic in batches, each carrying the acknowledgements of
-/// its offsets; commits what is done every second, on revoke and on stop.
-pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: String, io: Io) -> Result<(), Stop> {
-    let offsets = Offsets::new(&config.topic);
-    let mut client = kafka::consumer_config(&settings);
+/// The source's consumer configuration: the settings with sluice's consumer defaults and
+/// statistics, in `group`, committing only by itself, starting where `config` says.
+fn client_config(config: &KafkaSourceConfig, settings: &KafkaSettings, group: &str) -> rdkafka::ClientConfig {
+    let mut client = kafka::consumer_config(settings);
     if !settings.options.contains_key("statistics.interval.ms") {
         client.set("statistics.interval.ms", STATISTICS_EVERY_MS);
     }
-    client.set("group.id", &group).set("enable.auto.commit", "false").set(
+    client.set("group.id", group).set("enable.auto.commit", "false").set(
         "auto.offset.reset",
         match config.start {
             StartFrom::Earliest => "earliest",
             StartFrom::Latest => "latest",
         },
     );
+    client
+}
+
+/// Reads JSON records from a Kafka topic in batches, each carrying the acknowledgements of
+/// its offsets; commits what is done every second, on revoke and on stop.
+pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: String, io: Io) -> Result<(), Stop> {
+    let offsets = Offsets::new(&config.topic);
+    let client = client_config(&config, &settings, &group);
     let context = SourceContext {
         offsets: offsets.clone(),
         streamlet: io.name.clone(),
@@ -529,6 +536,25 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_consumer_gets_sluice_fetch_defaults_statistics_and_its_group_unless_options_say_otherwise() {
+        let config: KafkaSourceConfig = serde_yaml_ng::from_str("topic: t\nstart: latest").expect("config");
+        let client = client_config(&config, &KafkaSettings::default(), "p.s");
+        assert_eq!(client.get("fetch.queue.backoff.ms"), Some("10"));
+        assert_eq!(client.get("fetch.wait.max.ms"), Some("100"));
+        assert_eq!(client.get("statistics.interval.ms"), Some(STATISTICS_EVERY_MS));
+        assert_eq!(client.get("group.id"), Some("p.s"));
+        assert_eq!(client.get("enable.auto.commit"), Some("false"));
+        assert_eq!(client.get("auto.offset.reset"), Some("latest"));
+
+        let own: KafkaSettings =
+            serde_yaml_ng::from_str("options: { fetch.queue.backoff.ms: 1000, statistics.interval.ms: 5000 }")
+                .expect("settings");
+        let client = client_config(&config, &own, "p.s");
+        assert_eq!(client.get("fetch.queue.backoff.ms"), Some("1000"));
+        assert_eq!(client.get("statistics.interval.ms"), Some("5000"));
+    }
 
     #[test]
     fn commits_only_below_what_is_unfinished() {
