@@ -411,7 +411,7 @@ fn passthrough(brokers: &str, input: &str, output: &str) {
 }
 
 fn sluice_pipeline(broker: &Broker, input: &str, output: &str) -> String {
-    if std::env::var("SLUICE_BENCH_SLUICE").as_deref() == Ok("bare") {
+    if bare() {
         return bare_pipeline(broker, input, output);
     }
     let root = root();
@@ -452,6 +452,11 @@ streamlets:
         backoff = fetch_queue_backoff_ms(),
         fields = features.join(", "),
     )
+}
+
+/// Whether sluice runs bare (`SLUICE_BENCH_SLUICE=bare`).
+fn bare() -> bool {
+    std::env::var("SLUICE_BENCH_SLUICE").as_deref() == Ok("bare")
 }
 
 /// With `SLUICE_BENCH_SLUICE=bare`, sluice runs Kafka → Kafka only (records decoded into
@@ -541,9 +546,10 @@ fn main() {
     // half a minute now and then, and the group coordinator dropped the consumer.
     let broker = Broker::start_in_memory();
     println!(
-        "Kafka → validator → house-price scorer → Kafka, tansu broker (in memory), {PARTITIONS} partitions, \
+        "Kafka → {} → Kafka, tansu broker (in memory), {PARTITIONS} partitions, \
          fetch.wait.max.ms {} and fetch.queue.backoff.ms {} for every consumer; {rounds} rounds of: {n} records waiting, then \
          {LATENCY_SECONDS} s at each of {LATENCY_RATES:?} records/s for latency\n",
+        if bare() { "(sluice: nothing)" } else { "validator → house-price scorer" },
         fetch_wait_ms(),
         fetch_queue_backoff_ms()
     );
@@ -650,7 +656,7 @@ fn main() {
     println!(
         "{}",
         line(
-            if std::env::var("SLUICE_BENCH_SLUICE").as_deref() == Ok("bare") {
+            if bare() {
                 "sluice, bare: Kafka → Kafka"
             } else {
                 "sluice: Kafka → validator → scorer → Kafka"
