@@ -410,21 +410,17 @@ fn passthrough(brokers: &str, input: &str, output: &str) {
     }
 }
 
+/// sluice's pipeline: Kafka → validator → scorer → Kafka, or with `SLUICE_BENCH_SLUICE=bare`
+/// Kafka → Kafka only (records decoded into columns and written back as text, nothing
+/// validated or scored: what its transport and JSON cost beside the raw passthrough's).
 fn sluice_pipeline(broker: &Broker, input: &str, output: &str) -> String {
-    if bare() {
-        return bare_pipeline(broker, input, output);
-    }
     let root = root();
-    let features: Vec<String> = feature_names();
-    format!(
-        r#"
-pipeline: bench
-defaults:
-  kafka: {{ brokers: "{brokers}" }}
-streamlets:
-  listings:
-    kind: ingress
-    source: {{ type: kafka, topic: {input}, options: {{ fetch.wait.max.ms: "{fetch}", fetch.queue.backoff.ms: "{backoff}" }} }}
+    let (middle, published, failed) = if bare() {
+        (String::new(), "listings", "listings.errors")
+    } else {
+        (
+            format!(
+                r#"
   check:
     kind: validator
     inputs: [listings]
@@ -435,34 +431,15 @@ streamlets:
     model: {{ name: house-price, folder: {models}, version: "2" }}
     features: {{ input: features, fields: [{fields}] }}
     outputs: [{{ tensor: variable, field: prediction }}]
-    batch: {{ max_batch: 256 }}
-  publish:
-    kind: egress
-    inputs: [price]
-    sink: {{ type: kafka, topic: {output}, key: id }}
-  failed:
-    kind: egress
-    inputs: [listings.errors, check.invalid, price.errors]
-    sink: {{ type: blackhole }}
-"#,
-        brokers = broker.address,
-        models = root.join("examples/house-prices/models").display(),
-        schema = root.join("schemas/records/listing.schema.json").display(),
-        fetch = fetch_wait_ms(),
-        backoff = fetch_queue_backoff_ms(),
-        fields = features.join(", "),
-    )
-}
-
-/// Whether sluice runs bare (`SLUICE_BENCH_SLUICE=bare`).
-fn bare() -> bool {
-    std::env::var("SLUICE_BENCH_SLUICE").as_deref() == Ok("bare")
-}
-
-/// With `SLUICE_BENCH_SLUICE=bare`, sluice runs Kafka → Kafka only (records decoded into
-/// columns and written back as text, nothing validated or scored): what its transport and
-/// JSON cost beside the raw passthrough's.
-fn bare_pipeline(broker: &Broker, input: &str, output: &str) -> String {
+    batch: {{ max_batch: 256 }}"#,
+                models = root.join("examples/house-prices/models").display(),
+                schema = root.join("schemas/records/listing.schema.json").display(),
+                fields = feature_names().join(", "),
+            ),
+            "price",
+            "listings.errors, check.invalid, price.errors",
+        )
+    };
     format!(
         r#"
 pipeline: bench
@@ -471,20 +448,25 @@ defaults:
 streamlets:
   listings:
     kind: ingress
-    source: {{ type: kafka, topic: {input}, options: {{ fetch.wait.max.ms: "{fetch}", fetch.queue.backoff.ms: "{backoff}" }} }}
+    source: {{ type: kafka, topic: {input}, options: {{ fetch.wait.max.ms: "{fetch}", fetch.queue.backoff.ms: "{backoff}" }} }}{middle}
   publish:
     kind: egress
-    inputs: [listings]
+    inputs: [{published}]
     sink: {{ type: kafka, topic: {output}, key: id }}
   failed:
     kind: egress
-    inputs: [listings.errors]
+    inputs: [{failed}]
     sink: {{ type: blackhole }}
 "#,
         brokers = broker.address,
         fetch = fetch_wait_ms(),
         backoff = fetch_queue_backoff_ms(),
     )
+}
+
+/// Whether sluice runs bare (`SLUICE_BENCH_SLUICE=bare`).
+fn bare() -> bool {
+    std::env::var("SLUICE_BENCH_SLUICE").as_deref() == Ok("bare")
 }
 
 fn line(label: &str, rounds: &[Throughput], f: &Figures) -> String {
