@@ -215,9 +215,9 @@ impl Topology {
     }
 
     /// How many threads the runtime's async workers get on a machine of `cores` cores: the
-    /// cores the scorers leave ([`scoring_threads`](Self::scoring_threads)), at least one. The streamlets' async work is light
-    /// beside scoring (and librdkafka has threads of its own): a worker beyond the free cores
-    /// only adds wake-ups and hand-offs between cores.
+    /// cores the scorers leave ([`scoring_threads`](Self::scoring_threads)), at least one.
+    /// The streamlets' async work is light beside scoring (and librdkafka has threads of its
+    /// own): a worker beyond the free cores only adds wake-ups and hand-offs between cores.
     pub fn worker_threads(&self, cores: usize) -> usize {
         cores.saturating_sub(self.scoring_threads()).max(1)
     }
