@@ -20,7 +20,8 @@
 //!   cargo bench --bench kafka    (SLUICE_BENCH_RECORDS=N, SLUICE_BENCH_ROUNDS=R to change them;
 //!                                 SLUICE_BENCH_FETCH_WAIT_MS, SLUICE_BENCH_FETCH_QUEUE_BACKOFF_MS
 //!                                 to give every consumer other fetch settings;
-//!                                 SLUICE_BENCH_SLUICE=bare to run sluice as Kafka → Kafka only)
+//!                                 SLUICE_BENCH_SLUICE=bare to run sluice as Kafka → Kafka only;
+//!                                 SLUICE_BENCH_BINARY=path to run another build of sluice)
 //!
 //! At the default 100 ms, tansu's cap of 5 MiB per fetch bounds the passthrough and sluice
 //! alike (about 170,000 records/s); at 10 ms each contender is bound by its own CPU and the
@@ -464,6 +465,12 @@ streamlets:
     )
 }
 
+/// The sluice that runs: this build's, or another build's (`SLUICE_BENCH_BINARY`), to compare two
+/// builds in the same hour.
+fn sluice_binary() -> String {
+    std::env::var("SLUICE_BENCH_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").to_string())
+}
+
 /// Whether sluice runs bare (`SLUICE_BENCH_SLUICE=bare`).
 fn bare() -> bool {
     std::env::var("SLUICE_BENCH_SLUICE").as_deref() == Ok("bare")
@@ -572,7 +579,7 @@ fn main() {
             |input, output| {
                 let file = dir.path().join("bench.yaml");
                 std::fs::write(&file, sluice_pipeline(&broker, input, output)).expect("pipeline");
-                let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+                let child = Command::new(sluice_binary())
                     .arg("run")
                     .arg(&file)
                     .stdout(Stdio::null())

@@ -162,6 +162,15 @@ impl Consumers {
         self.0.load().iter().any(|(_, tx)| tx.capacity() == 0)
     }
 
+    /// Returns once every consumer's channel has room for a batch (at once when none is
+    /// full, or a channel is closed: the send that follows says so).
+    pub async fn room(&self) {
+        for (_, tx) in self.0.load_full().iter() {
+            // The slot is given back at once: this only waits for it.
+            let _ = tx.reserve().await;
+        }
+    }
+
     /// Batches waiting in each edge's channel, and how many it holds.
     pub fn fill(&self) -> Vec<(EdgeId, usize, usize)> {
         self.0
@@ -209,6 +218,12 @@ impl Outlet {
     /// source may then let its batch grow rather than wait with a small one.
     pub fn congested(&self) -> bool {
         self.consumers.congested()
+    }
+
+    /// Returns once downstream has room again: a source that let its batch grow while
+    /// downstream was busy sends it then, rather than at the end of its linger.
+    pub async fn room(&self) {
+        self.consumers.room().await
     }
 
     /// Sends records derived from the batch in hand (see [`Inlet::recv`]) to every consumer,

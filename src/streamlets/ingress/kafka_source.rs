@@ -389,6 +389,44 @@ fn client_config(config: &KafkaSourceConfig, settings: &KafkaSettings, group: &s
     client
 }
 
+/// A batch of messages, `first` and what follows it: what librdkafka has fetched already
+/// joins without waiting for more; only while downstream is busy (`out` congested) do
+/// messages arriving meanwhile join it too, until downstream has room again or the linger is
+/// over. At most `most`; each message with the epoch it was received at.
+async fn gather<M, S>(
+    first: (M, u64),
+    incoming: &mut S,
+    epoch: impl Fn() -> u64,
+    out: &crate::flow::ports::Outlet,
+    most: usize,
+    linger: Duration,
+) -> Vec<(M, u64)>
+where
+    S: futures::Stream<Item = M> + Unpin,
+{
+    let mut messages = vec![first];
+    let linger_until = tokio::time::Instant::now() + linger;
+    while messages.len() < most {
+        if let Some(Some(m)) = incoming.next().now_or_never() {
+            messages.push((m, epoch()));
+            continue;
+        }
+        if !out.congested() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            message = incoming.next() => match message {
+                Some(m) => messages.push((m, epoch())),
+                None => break,
+            },
+            _ = out.room() => break,
+            _ = tokio::time::sleep_until(linger_until) => break,
+        }
+    }
+    messages
+}
+
 /// Reads JSON records from a Kafka topic in batches, each carrying the acknowledgements of
 /// its offsets; commits what is done every second, on revoke and on stop.
 pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: String, io: Io) -> Result<(), Stop> {
@@ -429,23 +467,7 @@ pub async fn consume(config: KafkaSourceConfig, settings: KafkaSettings, group: 
                 None => break, // librdkafka's stream never ends
             },
         };
-        // What librdkafka has fetched already goes into this batch, without waiting for more;
-        // only while downstream is busy do messages arriving meanwhile join it, up to the linger.
-        let mut messages = vec![first];
-        let linger_until = tokio::time::Instant::now() + io.linger;
-        while messages.len() < io.batch_size {
-            if let Some(Some(m)) = incoming.next().now_or_never() {
-                messages.push((m, offsets.epoch()));
-                continue;
-            }
-            if !out.congested() {
-                break;
-            }
-            match tokio::time::timeout_at(linger_until, incoming.next()).await {
-                Ok(Some(m)) => messages.push((m, offsets.epoch())),
-                Ok(None) | Err(_) => break,
-            }
-        }
+        let messages = gather(first, &mut incoming, || offsets.epoch(), out, io.batch_size, io.linger).await;
         // The offset range of each partition per epoch the messages were received at (a
         // rebalance during the batch separates an old assignment's messages from a new one's).
         let mut ranges: BTreeMap<(i32, u64), (i64, i64)> = BTreeMap::new();
@@ -554,6 +576,78 @@ mod tests {
         let client = client_config(&config, &own, "p.s");
         assert_eq!(client.get("fetch.queue.backoff.ms"), Some("1000"));
         assert_eq!(client.get("statistics.interval.ms"), Some("5000"));
+    }
+
+    /// An outlet with one consumer whose channel holds one batch, and that channel.
+    fn outlet() -> (
+        crate::flow::ports::Outlet,
+        tokio::sync::mpsc::Receiver<crate::flow::ports::Envelope>,
+    ) {
+        use crate::flow::ports::{Consumers, Outlet, Unconsumed};
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let consumers = Arc::new(Consumers::new(vec![(0, tx)]));
+        (
+            Outlet::new("s", "out", Unconsumed::Log, consumers, Default::default()),
+            rx,
+        )
+    }
+
+    fn one_record() -> Batch {
+        let serde_json::Value::Object(record) = serde_json::json!({"a": 1}) else {
+            unreachable!()
+        };
+        Batch::from_records(&[record])
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[tokio::test(start_paused = true)]
+    async fn with_downstream_idle_a_batch_is_what_was_fetched_already() {
+        let (out, _rx) = outlet();
+        let (tx, mut incoming) = futures::channel::mpsc::unbounded();
+        for i in 1..=4 {
+            tx.unbounded_send(i).unwrap();
+        }
+        let started = tokio::time::Instant::now();
+        // At most `most`, the rest left for the next batch.
+        let batch = gather((0, 7), &mut incoming, || 7, &out, 2, HOUR).await;
+        assert_eq!(batch, vec![(0, 7), (1, 7)]);
+        let batch = gather((9, 8), &mut incoming, || 8, &out, 100, HOUR).await;
+        assert_eq!(batch, vec![(9, 8), (2, 8), (3, 8), (4, 8)]);
+        assert_eq!(tokio::time::Instant::now(), started, "nothing waited");
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_downstream_busy_a_batch_grows_until_downstream_has_room() {
+        let (out, mut rx) = outlet();
+        out.send_acked(one_record(), Acks::default()).await.unwrap();
+        assert!(out.congested());
+        let (tx, mut incoming) = futures::channel::mpsc::unbounded();
+        tx.unbounded_send(1).unwrap();
+        let started = tokio::time::Instant::now();
+        let gathering = tokio::spawn(async move { gather((0, 0), &mut incoming, || 0, &out, 100, HOUR).await });
+        // Messages arriving while downstream is busy join the batch...
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        tx.unbounded_send(2).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!gathering.is_finished());
+        // ...and it goes as soon as downstream takes what it held, not at the end of the linger.
+        rx.recv().await.expect("the batch downstream held");
+        let batch = gathering.await.unwrap();
+        assert_eq!(batch.iter().map(|(m, _)| *m).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert!(tokio::time::Instant::now() - started < HOUR);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_downstream_busy_for_good_a_batch_goes_at_the_end_of_the_linger() {
+        let (out, _rx) = outlet();
+        out.send_acked(one_record(), Acks::default()).await.unwrap();
+        let (_tx, mut incoming) = futures::channel::mpsc::unbounded::<i32>();
+        let started = tokio::time::Instant::now();
+        let batch = gather((0, 0), &mut incoming, || 0, &out, 100, Duration::from_millis(100)).await;
+        assert_eq!(batch, vec![(0, 0)]);
+        assert_eq!(tokio::time::Instant::now() - started, Duration::from_millis(100));
     }
 
     #[test]
