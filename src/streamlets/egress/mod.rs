@@ -188,10 +188,13 @@ fn message_key(column: Option<&crate::flow::Column>, row: usize, key: &mut Strin
     true
 }
 
-/// Batches a Kafka sink has sent and not yet seen acknowledged by the broker.
-const BATCHES_IN_FLIGHT: usize = 8;
+/// Records a Kafka sink has sent and not yet seen acknowledged by the broker, at most (a batch
+/// is sent whole: one more batch goes while fewer are in flight). Counted in records, not
+/// batches: the window must hold what arrives while the broker answers (150,000 records/s
+/// for 100 ms, say), whether batches are full or hold what one small fetch brought.
+const RECORDS_IN_FLIGHT: usize = 16_384;
 
-/// Produces every record of every batch. Up to [`BATCHES_IN_FLIGHT`] batches wait for the
+/// Produces every record of every batch. Up to [`RECORDS_IN_FLIGHT`] records wait for the
 /// broker's acknowledgement at once; a batch is done (its source offsets may be committed)
 /// once every one of its messages is acknowledged. The producer is idempotent: its retries
 /// never duplicate, and a partition keeps the order records were sent in.
@@ -207,18 +210,20 @@ async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
         reason,
     };
     let mut in_flight = futures::stream::FuturesOrdered::new();
+    let mut records_in_flight = 0;
     let mut input_open = true;
     let mut key = String::new();
     let mut texts = crate::flow::json::RecordTexts::default();
     while input_open || !in_flight.is_empty() {
         tokio::select! {
             biased;
-            Some((delivered, acks)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((delivered, acks, records)) = in_flight.next(), if !in_flight.is_empty() => {
                 let delivered: Result<(), String> = delivered;
                 delivered.map_err(failed)?;
                 Acks::settle(acks);
+                records_in_flight -= records;
             }
-            envelope = io.inlet.recv_acked(), if input_open && in_flight.len() < BATCHES_IN_FLIGHT => {
+            envelope = io.inlet.recv_acked(), if input_open && records_in_flight < RECORDS_IN_FLIGHT => {
                 let Some(Envelope { records, acks }) = envelope else {
                     input_open = false;
                     continue;
@@ -247,11 +252,13 @@ async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
                         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                     }
                 }
+                let records = texts.len();
+                records_in_flight += records;
                 in_flight.push_back(async move {
                     let delivered = done
                         .await
                         .unwrap_or_else(|_| Err("the producer stopped before the broker answered".into()));
-                    (delivered, acks)
+                    (delivered, acks, records)
                 });
             }
         }
