@@ -13,7 +13,7 @@
 //!   machine's speed moves less than the rate, and which says whose CPU the rate is bound by);
 //! - latency: then records are produced at a steady 1,000/s and then 10,000/s for 5 s each
 //!   while it runs; end-to-end latency per record, from just before it is produced to when it
-//!   is read from the output topic (p50, p99 and max over every round).
+//!   is read from the output topic (p50, p99 and max over every round, and each round's p99).
 //!
 //! Each round also prints the longest time no record came out: a stall shows there.
 //!
@@ -300,6 +300,8 @@ struct Throughput {
     /// The longest time no record came out, between the first and the last: what a stall of
     /// the contender or the transport costs a round.
     pause_ms: f64,
+    /// Per latency rate, this round's p99 in milliseconds: one round's backlog shows here.
+    p99_ms: Vec<u64>,
 }
 
 /// Runs one contender once: `n` records waiting for it, then the steady rates. `start`
@@ -336,6 +338,7 @@ fn measure(
     // Latency: records one by one at a steady rate, each timed from just before it is produced.
     let mut next_id = n as u64 + 1;
     let mut expected = n;
+    let mut p99_ms = Vec::new();
     for (k, per_second) in LATENCY_RATES.iter().enumerate() {
         let m = (*per_second as f64 * LATENCY_SECONDS) as usize;
         let mut sent = HashMap::new();
@@ -356,15 +359,20 @@ fn measure(
         expected += m;
         arrivals.wait_for(expected, Duration::from_secs(300), name);
         let seen = arrivals.seen.lock().unwrap();
+        let mut this_round = Histogram::<u64>::new_with_bounds(1, 600_000, 3).expect("histogram");
         for (id, at) in &sent {
-            into.latency_ms[k].saturating_record(seen[id].duration_since(*at).as_millis().max(1) as u64);
+            let ms = seen[id].duration_since(*at).as_millis().max(1) as u64;
+            into.latency_ms[k].saturating_record(ms);
+            this_round.saturating_record(ms);
         }
+        p99_ms.push(this_round.value_at_quantile(0.99));
     }
     Throughput {
         rate,
         own_us,
         machine_us,
         pause_ms,
+        p99_ms,
     }
 }
 
@@ -543,13 +551,18 @@ fn line(label: &str, rounds: &[Throughput], f: &Figures) -> String {
         median(&of(|t| t.own_us)),
         median(&of(|t| t.machine_us)),
     );
-    for (per_second, h) in LATENCY_RATES.iter().zip(&f.latency_ms) {
+    for (k, (per_second, h)) in LATENCY_RATES.iter().zip(&f.latency_ms).enumerate() {
         text.push_str(&format!(
-            "\n  {:<34} at {per_second:>6}/s latency p50 {:>5} ms  p99 {:>5} ms  max {:>5} ms",
+            "\n  {:<34} at {per_second:>6}/s latency p50 {:>5} ms  p99 {:>5} ms  max {:>5} ms  (p99 a round: {} ms)",
             "",
             h.value_at_quantile(0.5),
             h.value_at_quantile(0.99),
-            h.max()
+            h.max(),
+            rounds
+                .iter()
+                .map(|t| t.p99_ms[k].to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     text
