@@ -419,10 +419,13 @@ fn passthrough(brokers: &str, input: &str, output: &str) {
                 producer.poll(Duration::from_millis(1));
                 record = back;
             }
-            producer.poll(Duration::ZERO);
         }
+        // Delivery reports, also while no input comes.
+        producer.poll(Duration::ZERO);
         if committed.elapsed() >= Duration::from_secs(1) {
             committed = Instant::now();
+            // Every partition in `read` has an entry in `pending` (`sent` comes first); an
+            // empty set means all read was delivered. One member per group: no rebalance.
             let mut list = TopicPartitionList::new();
             let pending = producer.context().pending.lock().unwrap();
             for (&partition, &after) in &read {

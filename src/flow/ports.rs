@@ -162,10 +162,18 @@ impl Consumers {
         self.0.load().iter().any(|(_, tx)| tx.capacity() == 0)
     }
 
-    /// Returns once every consumer's channel has room for a batch (at once when none is
-    /// full, or a channel is closed: the send that follows says so).
+    /// Waits for room in each channel that is full now, one after another (a closed one
+    /// counts as room: the send that follows says so). It may wait as long as a consumer
+    /// takes: callers bound it.
     pub async fn room(&self) {
-        for (_, tx) in self.0.load_full().iter() {
+        let full: Vec<mpsc::Sender<Envelope>> = self
+            .0
+            .load()
+            .iter()
+            .filter(|(_, tx)| tx.capacity() == 0)
+            .map(|(_, tx)| tx.clone())
+            .collect();
+        for tx in full {
             // The slot is given back at once: this only waits for it.
             let _ = tx.reserve().await;
         }
@@ -221,7 +229,8 @@ impl Outlet {
     }
 
     /// Returns once downstream has room again: a source that let its batch grow while
-    /// downstream was busy sends it then, rather than at the end of its linger.
+    /// downstream was busy sends it then, rather than at the end of its linger (which bounds
+    /// the wait).
     pub async fn room(&self) {
         self.consumers.room().await
     }

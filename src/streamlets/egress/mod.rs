@@ -193,9 +193,11 @@ fn message_key(column: Option<&crate::flow::Column>, row: usize, key: &mut Strin
 /// batches: the window must hold what arrives while the broker answers (150,000 records/s
 /// for 100 ms, say), whether batches are full or hold what one small fetch brought.
 const RECORDS_IN_FLIGHT: usize = 16_384;
+/// Batches in flight there may always be, however large (`batch_size` goes up to 65,536).
+const BATCHES_IN_FLIGHT: usize = 8;
 
-/// Produces every record of every batch. Up to [`RECORDS_IN_FLIGHT`] records wait for the
-/// broker's acknowledgement at once; a batch is done (its source offsets may be committed)
+/// Produces every record of every batch. Up to [`RECORDS_IN_FLIGHT`] records (or
+/// [`BATCHES_IN_FLIGHT`] batches, whichever is more) wait for the broker's acknowledgement at once; a batch is done (its source offsets may be committed)
 /// once every one of its messages is acknowledged. The producer is idempotent: its retries
 /// never duplicate, and a partition keeps the order records were sent in.
 async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
@@ -217,13 +219,14 @@ async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
     while input_open || !in_flight.is_empty() {
         tokio::select! {
             biased;
-            Some((delivered, acks, records)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((delivered, acks, count)) = in_flight.next(), if !in_flight.is_empty() => {
                 let delivered: Result<(), String> = delivered;
                 delivered.map_err(failed)?;
                 Acks::settle(acks);
-                records_in_flight -= records;
+                records_in_flight -= count;
             }
-            envelope = io.inlet.recv_acked(), if input_open && records_in_flight < RECORDS_IN_FLIGHT => {
+            envelope = io.inlet.recv_acked(),
+                if input_open && (records_in_flight < RECORDS_IN_FLIGHT || in_flight.len() < BATCHES_IN_FLIGHT) => {
                 let Some(Envelope { records, acks }) = envelope else {
                     input_open = false;
                     continue;
@@ -252,13 +255,13 @@ async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
                         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                     }
                 }
-                let records = texts.len();
-                records_in_flight += records;
+                let count = texts.len();
+                records_in_flight += count;
                 in_flight.push_back(async move {
                     let delivered = done
                         .await
                         .unwrap_or_else(|_| Err("the producer stopped before the broker answered".into()));
-                    (delivered, acks, records)
+                    (delivered, acks, count)
                 });
             }
         }

@@ -599,33 +599,37 @@ mod tests {
         Batch::from_records(&[record])
     }
 
+    /// A linger no test waits out: a gathering still waiting after [`BOUND`] waited for it.
     const HOUR: Duration = Duration::from_secs(3600);
+    const BOUND: Duration = Duration::from_secs(60);
 
-    #[tokio::test(start_paused = true)]
+    async fn within_bound<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(BOUND, f).await.expect("it waited for the linger")
+    }
+
+    #[tokio::test]
     async fn with_downstream_idle_a_batch_is_what_was_fetched_already() {
         let (out, _rx) = outlet();
         let (tx, mut incoming) = futures::channel::mpsc::unbounded();
         for i in 1..=4 {
             tx.unbounded_send(i).unwrap();
         }
-        let started = tokio::time::Instant::now();
         // At most `most`, the rest left for the next batch.
-        let batch = gather((0, 7), &mut incoming, || 7, &out, 2, HOUR).await;
+        let batch = within_bound(gather((0, 7), &mut incoming, || 7, &out, 2, HOUR)).await;
         assert_eq!(batch, vec![(0, 7), (1, 7)]);
-        let batch = gather((9, 8), &mut incoming, || 8, &out, 100, HOUR).await;
+        // The stream is still open (`tx` lives): nothing more is waited for.
+        let batch = within_bound(gather((9, 8), &mut incoming, || 8, &out, 100, HOUR)).await;
         assert_eq!(batch, vec![(9, 8), (2, 8), (3, 8), (4, 8)]);
-        assert_eq!(tokio::time::Instant::now(), started, "nothing waited");
         drop(tx);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn with_downstream_busy_a_batch_grows_until_downstream_has_room() {
         let (out, mut rx) = outlet();
         out.send_acked(one_record(), Acks::default()).await.unwrap();
         assert!(out.congested());
         let (tx, mut incoming) = futures::channel::mpsc::unbounded();
         tx.unbounded_send(1).unwrap();
-        let started = tokio::time::Instant::now();
         let gathering = tokio::spawn(async move { gather((0, 0), &mut incoming, || 0, &out, 100, HOUR).await });
         // Messages arriving while downstream is busy join the batch...
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -634,20 +638,48 @@ mod tests {
         assert!(!gathering.is_finished());
         // ...and it goes as soon as downstream takes what it held, not at the end of the linger.
         rx.recv().await.expect("the batch downstream held");
-        let batch = gathering.await.unwrap();
+        let batch = within_bound(gathering).await.unwrap();
         assert_eq!(batch.iter().map(|(m, _)| *m).collect::<Vec<_>>(), vec![0, 1, 2]);
-        assert!(tokio::time::Instant::now() - started < HOUR);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn with_downstream_busy_for_good_a_batch_goes_at_the_end_of_the_linger() {
+    #[tokio::test]
+    async fn with_downstream_busy_for_good_a_batch_goes_at_the_end_of_the_linger_or_of_the_stream() {
         let (out, _rx) = outlet();
         out.send_acked(one_record(), Acks::default()).await.unwrap();
-        let (_tx, mut incoming) = futures::channel::mpsc::unbounded::<i32>();
-        let started = tokio::time::Instant::now();
-        let batch = gather((0, 0), &mut incoming, || 0, &out, 100, Duration::from_millis(100)).await;
+        let (tx, mut incoming) = futures::channel::mpsc::unbounded::<i32>();
+        let linger = Duration::from_millis(100);
+        let started = std::time::Instant::now();
+        let batch = within_bound(gather((0, 0), &mut incoming, || 0, &out, 100, linger)).await;
         assert_eq!(batch, vec![(0, 0)]);
-        assert_eq!(tokio::time::Instant::now() - started, Duration::from_millis(100));
+        assert!(started.elapsed() >= linger, "it waited the linger");
+        drop(tx);
+        let batch = within_bound(gather((1, 0), &mut incoming, || 0, &out, 100, HOUR)).await;
+        assert_eq!(batch, vec![(1, 0)]);
+    }
+
+    #[tokio::test]
+    async fn room_waits_only_for_full_channels_and_not_for_closed_ones() {
+        use crate::flow::ports::Consumers;
+        let (full_tx, mut full_rx) = tokio::sync::mpsc::channel(1);
+        let (closed_tx, closed_rx) = tokio::sync::mpsc::channel(1);
+        let (free_tx, _free_rx) = tokio::sync::mpsc::channel(1);
+        let envelope = || crate::flow::ports::Envelope {
+            records: one_record(),
+            acks: Acks::default(),
+        };
+        full_tx.send(envelope()).await.unwrap();
+        closed_tx.send(envelope()).await.unwrap();
+        drop(closed_rx);
+        let consumers = Arc::new(Consumers::new(vec![(0, full_tx), (1, closed_tx), (2, free_tx)]));
+        let waiting = tokio::spawn({
+            let consumers = consumers.clone();
+            async move { consumers.room().await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!waiting.is_finished(), "the full channel has no room yet");
+        full_rx.recv().await.expect("what it held");
+        within_bound(waiting).await.unwrap();
+        within_bound(Consumers::default().room()).await;
     }
 
     #[test]
