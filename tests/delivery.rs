@@ -184,16 +184,17 @@ fn a_process_killed_mid_stream_loses_nothing_when_it_is_restarted() {
     let mut first = Sluice::start(&file, dir.path(), "first");
     first.wait_published(1500, Duration::from_secs(120));
     first.kill();
-    // What the killed process had committed: its successor starts there.
+    // Restarted once the broker has noticed the killed member gone (its session timed out):
+    // tansu, unlike Kafka, leaves a newcomer without partitions when it joins before that.
+    std::thread::sleep(Duration::from_secs(12));
+    // What the killed process had committed: its successor starts there. Read now, not at the
+    // kill: a commit the process had written to its socket just before still reaches the broker.
     let at_kill = commits(&broker, "crash");
     let (listings_committed, edge_committed) = (&at_kill[0], &at_kill[1]);
     assert!(
         listings_committed.values().sum::<i64>() > 0,
         "nothing was committed in the seconds before the kill: {at_kill:?}"
     );
-    // Restarted once the broker has noticed the killed member gone (its session timed out):
-    // tansu, unlike Kafka, leaves a newcomer without partitions when it joins before that.
-    std::thread::sleep(Duration::from_secs(12));
     let second = Sluice::start(&file, dir.path(), "second");
     producing.join().expect("produced");
     let scored = read_all_scored(&broker, n, "crash", &|| second.log_text());
@@ -216,10 +217,11 @@ fn a_process_killed_mid_stream_loses_nothing_when_it_is_restarted() {
         || {
             format!(
                 "the restarted process read {} listings ({listings_past} lie past the commits) and {} edge records \
-                 ({} lie past the commits); commits at the kill: {at_kill:?}",
+                 ({} lie past the commits); commits at the kill: {at_kill:?}; its log:\n{}",
                 second.sent("listings", "out"),
                 second.sent(EDGE_SOURCE, "out"),
-                past(edge_committed, &edge_topic("crash"))
+                past(edge_committed, &edge_topic("crash")),
+                second.log_text()
             )
         },
     );
