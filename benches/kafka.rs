@@ -1,4 +1,4 @@
-//! Kafka → scorer → Kafka. sluice side by side, on the same broker, records and model, with
+//! Kafka → scorer → Kafka. sluice side by side, on the same broker build, records and model, with
 //! (a) a raw rdkafka consume → produce passthrough (what the transport allows; no parsing, no
 //! scoring) and (b) the Python service a team would write by hand
 //! (`benches/peer/python_kafka_scorer.py`: confluent-kafka + onnxruntime + numpy).
@@ -6,7 +6,9 @@
 //! sluice runs Kafka → validator (the listing schema) → scorer (house-price v2) → Kafka. Every
 //! consumer asks the broker with the same `fetch.wait.max.ms` (100 ms) and
 //! `fetch.queue.backoff.ms` (10 ms, sluice's default). In each of several
-//! rounds each contender gets its own input topic holding the same records, and
+//! rounds each contender gets a fresh broker of its own (a broker shared by all was slower for
+//! whoever ran later; `SLUICE_BENCH_SHARED_BROKER=1` shares one, to compare) and on it an input
+//! topic holding the same records, and
 //! - throughput: reads N records already waiting, records/s from the first scored record out
 //!   to the last (the median of the rounds is reported), and over the same span the CPU per
 //!   record of the contender's process and of the whole machine (from `/proc`: a figure the
@@ -15,12 +17,15 @@
 //!   while it runs; end-to-end latency per record, from just before it is produced to when it
 //!   is read from the output topic (p50, p99 and max over every round, and each round's p99).
 //!
-//! Each round also prints the longest time no record came out: a stall shows there.
+//! Each round also prints the longest time no record came out, and its worst 100 ms windows of
+//! latency (when in the run each was): a stall shows there.
 //!
 //!   cargo bench --bench kafka    (SLUICE_BENCH_RECORDS=N, SLUICE_BENCH_ROUNDS=R to change them;
 //!                                 SLUICE_BENCH_FETCH_WAIT_MS, SLUICE_BENCH_FETCH_QUEUE_BACKOFF_MS
 //!                                 to give every consumer other fetch settings;
-//!                                 SLUICE_BENCH_SLUICE=bare to run sluice as Kafka → Kafka only;
+//!                                 SLUICE_BENCH_SLUICE=bare to run sluice as Kafka → Kafka only,
+//!                                 =passthrough to run the passthrough in sluice's place (A/A:
+//!                                 the figures the noise alone gives);
 //!                                 SLUICE_BENCH_BINARY=path to run another build of sluice)
 //!
 //! At the default 100 ms, tansu's cap of 5 MiB per fetch bounds the passthrough and sluice
@@ -360,12 +365,29 @@ fn measure(
         arrivals.wait_for(expected, Duration::from_secs(300), name);
         let seen = arrivals.seen.lock().unwrap();
         let mut this_round = Histogram::<u64>::new_with_bounds(1, 600_000, 3).expect("histogram");
+        // The highest latency of the records sent in each 100 ms: a stall shows as a window.
+        let mut windows: BTreeMap<u64, u64> = BTreeMap::new();
         for (id, at) in &sent {
             let ms = seen[id].duration_since(*at).as_millis().max(1) as u64;
             into.latency_ms[k].saturating_record(ms);
             this_round.saturating_record(ms);
+            let window = windows
+                .entry(at.duration_since(started).as_millis() as u64 / 100)
+                .or_default();
+            *window = (*window).max(ms);
         }
         p99_ms.push(this_round.value_at_quantile(0.99));
+        let mut worst: Vec<(u64, u64)> = windows.into_iter().collect();
+        worst.sort_unstable_by_key(|(window, ms)| (std::cmp::Reverse(*ms), *window));
+        let worst: Vec<String> = worst
+            .iter()
+            .take(WORST_WINDOWS)
+            .map(|(window, ms)| format!("{ms} ms at {:.1} s", *window as f64 / 10.0))
+            .collect();
+        println!(
+            "  {name} at {per_second}/s, the worst 100 ms windows: {}",
+            worst.join(", ")
+        );
     }
     Throughput {
         rate,
@@ -375,6 +397,10 @@ fn measure(
         p99_ms,
     }
 }
+
+/// How many of a latency run's worst 100 ms windows (by the highest latency of a record sent
+/// in it) each round prints.
+const WORST_WINDOWS: usize = 5;
 
 /// (a) The transport's limit: every message produced again unchanged as soon as it is read,
 /// nothing parsed or scored. It keeps sluice's guarantee (at-least-once) without ever waiting
@@ -476,6 +502,40 @@ impl rdkafka::producer::ProducerContext for Delivered {
     }
 }
 
+/// A broker of its own for one contender's run. In memory: under this load the SQLite storage
+/// answered an offset commit only after half a minute now and then, and the group coordinator
+/// dropped the consumer. Not shared: tansu keeps every record in memory and slows as they
+/// accumulate, so on one broker for all a contender run later in the round met a slower broker
+/// than one run earlier (the fixed order passthrough, sluice, peer favoured the passthrough).
+/// With `SLUICE_BENCH_SHARED_BROKER=1`, one broker for all, as before, to compare.
+fn fresh_broker(shared: &Option<Broker>) -> BrokerRef<'_> {
+    match shared {
+        Some(broker) => BrokerRef::Shared(broker),
+        None => BrokerRef::Own(Box::new(Broker::start_in_memory())),
+    }
+}
+
+/// Whether every contender shares one broker (`SLUICE_BENCH_SHARED_BROKER=1`).
+fn shared_broker() -> bool {
+    std::env::var("SLUICE_BENCH_SHARED_BROKER").as_deref() == Ok("1")
+}
+
+/// A contender's broker: its own, stopped when dropped, or the shared one.
+enum BrokerRef<'a> {
+    Own(Box<Broker>),
+    Shared(&'a Broker),
+}
+
+impl std::ops::Deref for BrokerRef<'_> {
+    type Target = Broker;
+    fn deref(&self) -> &Broker {
+        match self {
+            BrokerRef::Own(broker) => broker,
+            BrokerRef::Shared(broker) => broker,
+        }
+    }
+}
+
 /// sluice's pipeline: Kafka → validator → scorer → Kafka, or with `SLUICE_BENCH_SLUICE=bare`
 /// Kafka → Kafka only (records decoded into columns and written back as text, nothing
 /// validated or scored: what its transport and JSON cost beside the raw passthrough's).
@@ -534,6 +594,12 @@ streamlets:
 /// builds in the same hour.
 fn sluice_binary() -> String {
     std::env::var("SLUICE_BENCH_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").to_string())
+}
+
+/// Whether the passthrough runs in sluice's place too (`SLUICE_BENCH_SLUICE=passthrough`): an
+/// A/A run, whose "sluice adds" figures are what the benchmark's noise alone gives.
+fn twice() -> bool {
+    std::env::var("SLUICE_BENCH_SLUICE").as_deref() == Ok("passthrough")
 }
 
 /// Whether sluice runs bare (`SLUICE_BENCH_SLUICE=bare`).
@@ -601,14 +667,22 @@ fn main() {
         "{} is missing: run scripts/setup-python-peer.sh (make bench does)",
         python.display()
     );
-    // In memory: under this load the SQLite storage answered an offset commit only after
-    // half a minute now and then, and the group coordinator dropped the consumer.
-    let broker = Broker::start_in_memory();
     println!(
-        "Kafka → {} → Kafka, tansu broker (in memory), {PARTITIONS} partitions, \
+        "Kafka → {} → Kafka, {}, {PARTITIONS} partitions, \
          fetch.wait.max.ms {} and fetch.queue.backoff.ms {} for every consumer; {rounds} rounds of: {n} records waiting, then \
          {LATENCY_SECONDS} s at each of {LATENCY_RATES:?} records/s for latency\n",
-        if bare() { "(sluice: nothing)" } else { "validator → house-price scorer" },
+        if twice() {
+            "(the passthrough, twice)"
+        } else if bare() {
+            "(sluice: nothing)"
+        } else {
+            "validator → house-price scorer"
+        },
+        if shared_broker() {
+            "one tansu broker (in memory) shared by every contender"
+        } else {
+            "a fresh tansu broker (in memory) for each contender in each round"
+        },
         fetch_wait_ms(),
         fetch_queue_backoff_ms()
     );
@@ -617,7 +691,9 @@ fn main() {
     let (mut raw_rates, mut sluice_rates, mut peer_rates) = (Vec::new(), Vec::new(), Vec::new());
     let (mut sluice_mib, mut peer_mib) = (0, 0);
     let mut summary = String::new();
+    let shared = shared_broker().then(Broker::start_in_memory);
     for round in 0..rounds {
+        let broker = fresh_broker(&shared);
         let mut relay = None;
         raw_rates.push(measure(
             &broker,
@@ -639,7 +715,10 @@ fn main() {
             let _ = child.wait();
         }
 
+        drop(broker);
+
         // sluice runs as its own process, as the peer does, so their memory compares.
+        let broker = fresh_broker(&shared);
         let mut run = None;
         sluice_rates.push(measure(
             &broker,
@@ -647,6 +726,16 @@ fn main() {
             n,
             &mut sluice,
             |input, output| {
+                if twice() {
+                    // The passthrough again, in sluice's place: what the two differ by is noise.
+                    let child = Command::new(std::env::current_exe().expect("this benchmark"))
+                        .args(["passthrough", &broker.address, input, output])
+                        .spawn()
+                        .expect("the passthrough starts");
+                    let pid = child.id();
+                    run = Some((PeakMemory::watch(pid), child));
+                    return pid;
+                }
                 let file = dir.path().join("bench.yaml");
                 std::fs::write(&file, sluice_pipeline(&broker, input, output)).expect("pipeline");
                 let child = Command::new(sluice_binary())
@@ -663,15 +752,23 @@ fn main() {
         ));
         let (memory, mut child) = run.expect("sluice ran");
         sluice_mib = sluice_mib.max(memory.mib());
-        let stopped = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(
-            stopped.success() && child.wait().expect("exit").success(),
-            "sluice did not stop cleanly"
-        );
+        if twice() {
+            let _ = child.kill();
+            let _ = child.wait();
+        } else {
+            let stopped = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(
+                stopped.success() && child.wait().expect("exit").success(),
+                "sluice did not stop cleanly"
+            );
+        }
 
+        drop(broker);
+
+        let broker = fresh_broker(&shared);
         let mut child = None;
         let mut memory = None;
         let total = n + LATENCY_RATES
@@ -715,7 +812,9 @@ fn main() {
     println!(
         "{}",
         line(
-            if bare() {
+            if twice() {
+                "the passthrough again (A/A)"
+            } else if bare() {
                 "sluice, bare: Kafka → Kafka"
             } else {
                 "sluice: Kafka → validator → scorer → Kafka"
