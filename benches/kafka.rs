@@ -160,6 +160,8 @@ fn id_of(text: &[u8]) -> Option<u64> {
 struct Arrivals {
     seen: Arc<Mutex<HashMap<u64, Instant>>>,
     stop: Arc<AtomicBool>,
+    /// The reading thread, joined on drop: its consumer closes before the broker stops.
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Arrivals {
@@ -182,7 +184,7 @@ impl Arrivals {
         let seen = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (seen.clone(), stop.clone());
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
                     let now = Instant::now();
@@ -192,7 +194,11 @@ impl Arrivals {
                 }
             }
         });
-        Arrivals { seen, stop }
+        Arrivals {
+            seen,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     fn wait_for(&self, n: usize, timeout: Duration, what: &str) {
@@ -211,6 +217,9 @@ impl Arrivals {
 impl Drop for Arrivals {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -184,11 +184,12 @@ fn a_process_killed_mid_stream_loses_nothing_when_it_is_restarted() {
     let mut first = Sluice::start(&file, dir.path(), "first");
     first.wait_published(1500, Duration::from_secs(120));
     first.kill();
+    let right_after_kill = commits(&broker, "crash");
     // Restarted once the broker has noticed the killed member gone (its session timed out):
     // tansu, unlike Kafka, leaves a newcomer without partitions when it joins before that.
     std::thread::sleep(Duration::from_secs(12));
-    // What the killed process had committed: its successor starts there. Read now, not at the
-    // kill: a commit the process had written to its socket just before still reaches the broker.
+    // What the killed process had committed: its successor starts there. Read again now: a
+    // commit the process had sent just before the kill may still have reached the broker.
     let at_kill = commits(&broker, "crash");
     let (listings_committed, edge_committed) = (&at_kill[0], &at_kill[1]);
     assert!(
@@ -217,7 +218,8 @@ fn a_process_killed_mid_stream_loses_nothing_when_it_is_restarted() {
         || {
             format!(
                 "the restarted process read {} listings ({listings_past} lie past the commits) and {} edge records \
-                 ({} lie past the commits); commits at the kill: {at_kill:?}; its log:\n{}",
+                 ({} lie past the commits); commits before it started: {at_kill:?}, right after the kill: \
+                 {right_after_kill:?}; its log:\n{}",
                 second.sent("listings", "out"),
                 second.sent(EDGE_SOURCE, "out"),
                 past(edge_committed, &edge_topic("crash")),
