@@ -17,8 +17,9 @@
 //!   while it runs; end-to-end latency per record, from just before it is produced to when it
 //!   is read from the output topic (p50, p99 and max over every round, and each round's p99).
 //!
-//! Each round also prints the longest time no record came out, and its worst 100 ms windows of
-//! latency (when in the run each was): a stall shows there.
+//! The summary gives each round's longest time no record came out, and each latency run prints
+//! its worst 100 ms windows (the highest latency of a record sent in each, and when): a stall
+//! shows in both.
 //!
 //!   cargo bench --bench kafka    (SLUICE_BENCH_RECORDS=N, SLUICE_BENCH_ROUNDS=R to change them;
 //!                                 SLUICE_BENCH_FETCH_WAIT_MS, SLUICE_BENCH_FETCH_QUEUE_BACKOFF_MS
@@ -374,7 +375,8 @@ fn measure(
         arrivals.wait_for(expected, Duration::from_secs(300), name);
         let seen = arrivals.seen.lock().unwrap();
         let mut this_round = Histogram::<u64>::new_with_bounds(1, 600_000, 3).expect("histogram");
-        // The highest latency of the records sent in each 100 ms: a stall shows as a window.
+        // The highest latency of the records sent in each 100 ms: a stall shows as a run of
+        // adjacent windows.
         let mut windows: BTreeMap<u64, u64> = BTreeMap::new();
         for (id, at) in &sent {
             let ms = seen[id].duration_since(*at).as_millis().max(1) as u64;
@@ -509,6 +511,15 @@ impl rdkafka::producer::ProducerContext for Delivered {
             }
         }
     }
+}
+
+/// The passthrough as a process of its own: this benchmark started again with `passthrough
+/// BROKERS INPUT OUTPUT`.
+fn start_passthrough(broker: &Broker, input: &str, output: &str) -> std::process::Child {
+    Command::new(std::env::current_exe().expect("this benchmark"))
+        .args(["passthrough", &broker.address, input, output])
+        .spawn()
+        .expect("the passthrough starts")
 }
 
 /// A broker of its own for one contender's run. In memory: under this load the SQLite storage
@@ -710,10 +721,7 @@ fn main() {
             n,
             &mut raw,
             |input, output| {
-                let child = Command::new(std::env::current_exe().expect("this benchmark"))
-                    .args(["passthrough", &broker.address, input, output])
-                    .spawn()
-                    .expect("the passthrough starts");
+                let child = start_passthrough(&broker, input, output);
                 let pid = child.id();
                 relay = Some(child);
                 pid
@@ -737,10 +745,7 @@ fn main() {
             |input, output| {
                 if twice() {
                     // The passthrough again, in sluice's place: what the two differ by is noise.
-                    let child = Command::new(std::env::current_exe().expect("this benchmark"))
-                        .args(["passthrough", &broker.address, input, output])
-                        .spawn()
-                        .expect("the passthrough starts");
+                    let child = start_passthrough(&broker, input, output);
                     let pid = child.id();
                     run = Some((PeakMemory::watch(pid), child));
                     return pid;

@@ -190,11 +190,11 @@ fn a_process_killed_mid_stream_loses_nothing_when_it_is_restarted() {
     std::thread::sleep(Duration::from_secs(12));
     // What the killed process had committed: its successor starts there. Read again now: a
     // commit the process had sent just before the kill may still have reached the broker.
-    let at_kill = commits(&broker, "crash");
-    let (listings_committed, edge_committed) = (&at_kill[0], &at_kill[1]);
+    let before_restart = commits(&broker, "crash");
+    let (listings_committed, edge_committed) = (&before_restart[0], &before_restart[1]);
     assert!(
         listings_committed.values().sum::<i64>() > 0,
-        "nothing was committed in the seconds before the kill: {at_kill:?}"
+        "nothing was committed in the seconds before the kill: {before_restart:?}"
     );
     let second = Sluice::start(&file, dir.path(), "second");
     producing.join().expect("produced");
@@ -218,7 +218,7 @@ fn a_process_killed_mid_stream_loses_nothing_when_it_is_restarted() {
         || {
             format!(
                 "the restarted process read {} listings ({listings_past} lie past the commits) and {} edge records \
-                 ({} lie past the commits); commits before it started: {at_kill:?}, right after the kill: \
+                 ({} lie past the commits); commits before it started: {before_restart:?}, right after the kill: \
                  {right_after_kill:?}; its log:\n{}",
                 second.sent("listings", "out"),
                 second.sent(EDGE_SOURCE, "out"),

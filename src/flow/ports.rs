@@ -481,4 +481,42 @@ mod tests {
             .to_string();
         assert!(error.contains("`invalid`") && error.contains("valid"), "{error}");
     }
+
+    fn envelope() -> Envelope {
+        let serde_json::Value::Object(record) = serde_json::json!({"a": 1}) else {
+            unreachable!()
+        };
+        Envelope {
+            records: Batch::from_records(&[record]),
+            acks: Acks::default(),
+        }
+    }
+
+    /// Long enough that a wait for room which never ends is told from one that ends.
+    const BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn room_waits_only_for_full_channels_and_not_for_closed_ones() {
+        let (full_tx, mut full_rx) = mpsc::channel(1);
+        let (closed_tx, closed_rx) = mpsc::channel(1);
+        let (free_tx, _free_rx) = mpsc::channel(1);
+        full_tx.send(envelope()).await.unwrap();
+        closed_tx.send(envelope()).await.unwrap();
+        drop(closed_rx);
+        let consumers = Arc::new(Consumers::new(vec![(0, full_tx), (1, closed_tx), (2, free_tx)]));
+        let waiting = tokio::spawn({
+            let consumers = consumers.clone();
+            async move { consumers.room().await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        assert!(!waiting.is_finished(), "the full channel has no room yet");
+        full_rx.recv().await.expect("what it held");
+        tokio::time::timeout(BOUND, waiting)
+            .await
+            .expect("room once the full channel was read")
+            .unwrap();
+        tokio::time::timeout(BOUND, Consumers::default().room())
+            .await
+            .expect("no consumer: room at once");
+    }
 }

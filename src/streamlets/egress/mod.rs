@@ -199,8 +199,8 @@ const BATCHES_IN_FLIGHT: usize = 8;
 /// Produces every record of every batch. Up to [`RECORDS_IN_FLIGHT`] records (or
 /// [`BATCHES_IN_FLIGHT`] batches, whichever is more) wait for the broker's acknowledgement at
 /// once; a batch is done (its source offsets may be committed) once every one of its messages
-/// is acknowledged. The producer is idempotent: its retries
-/// never duplicate, and a partition keeps the order records were sent in.
+/// is acknowledged. The producer is idempotent: its retries never duplicate, and a partition
+/// keeps the order records were sent in.
 async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
     let KafkaSink {
         producer,

@@ -657,31 +657,6 @@ mod tests {
         assert_eq!(batch, vec![(1, 0)]);
     }
 
-    #[tokio::test]
-    async fn room_waits_only_for_full_channels_and_not_for_closed_ones() {
-        use crate::flow::ports::Consumers;
-        let (full_tx, mut full_rx) = tokio::sync::mpsc::channel(1);
-        let (closed_tx, closed_rx) = tokio::sync::mpsc::channel(1);
-        let (free_tx, _free_rx) = tokio::sync::mpsc::channel(1);
-        let envelope = || crate::flow::ports::Envelope {
-            records: one_record(),
-            acks: Acks::default(),
-        };
-        full_tx.send(envelope()).await.unwrap();
-        closed_tx.send(envelope()).await.unwrap();
-        drop(closed_rx);
-        let consumers = Arc::new(Consumers::new(vec![(0, full_tx), (1, closed_tx), (2, free_tx)]));
-        let waiting = tokio::spawn({
-            let consumers = consumers.clone();
-            async move { consumers.room().await }
-        });
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        assert!(!waiting.is_finished(), "the full channel has no room yet");
-        full_rx.recv().await.expect("what it held");
-        within_bound(waiting).await.unwrap();
-        within_bound(Consumers::default().room()).await;
-    }
-
     #[test]
     fn commits_only_below_what_is_unfinished() {
         let offsets = Offsets::new("t");
