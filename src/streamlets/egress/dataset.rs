@@ -5,6 +5,10 @@
 //! A shard is written as `shard-NNNNNN.jsonl.partial` and renamed when full (or when the
 //! egress stops); only complete shards are in the manifest, which is replaced whole each time
 //! (written beside, then renamed), so a reader never sees half a shard or half a manifest.
+//! The folder itself is the lock between the sink and a reader that copies the shards (a
+//! training run): the sink drops shards and writes the manifest holding it exclusively, a
+//! reader reads the manifest and copies what it lists holding it shared ([`hold`]), so no
+//! shard it lists goes while it copies.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -253,8 +257,12 @@ impl Dataset {
             self.written.push(open.last_at);
             self.manifest.written += open.rows;
         }
+        std::fs::create_dir_all(&self.dir)?;
+        let held = lock(&self.dir, Hold::Exclusive)?;
         self.bound(SystemTime::now())?;
-        self.write_manifest()
+        self.write_manifest()?;
+        drop(held);
+        Ok(())
     }
 
     /// Drops the oldest shards beyond `max_rows` rows, and those last written before
@@ -303,6 +311,29 @@ impl Dataset {
     }
 }
 
+enum Hold {
+    Shared,
+    Exclusive,
+}
+
+/// The folder, locked (`flock(2)` on the folder itself: advisory, between processes too);
+/// unlocked when the handle drops.
+fn lock(dir: &Path, hold: Hold) -> std::io::Result<std::fs::File> {
+    let folder = std::fs::File::open(dir)?;
+    match hold {
+        Hold::Shared => folder.lock_shared()?,
+        Hold::Exclusive => folder.lock()?,
+    }
+    Ok(folder)
+}
+
+/// The dataset folder held for reading: while the handle lives, the sink drops no shard and
+/// writes no manifest, so every shard the manifest lists stays. Blocks while the sink holds
+/// it (dropping shards and writing a manifest: a moment); hold it no longer than a copy takes.
+pub fn hold(dir: &Path) -> std::io::Result<std::fs::File> {
+    lock(dir, Hold::Shared)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -330,6 +361,27 @@ mod tests {
         (from..=to)
             .flat_map(|i| format!("{{\"id\":{i}}}\n").into_bytes())
             .collect()
+    }
+
+    #[test]
+    fn a_reader_holding_the_folder_waits_while_the_sink_holds_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let released = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sink = lock(dir.path(), Hold::Exclusive).expect("the sink holds the folder");
+        let flag = released.clone();
+        let sink = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(sink);
+        });
+        let held = hold(dir.path()).expect("held");
+        assert!(
+            released.load(std::sync::atomic::Ordering::SeqCst),
+            "the reader got the folder while the sink held it"
+        );
+        let second = hold(dir.path()).expect("readers share the folder");
+        drop((held, second));
+        sink.join().expect("sink");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::task::JoinHandle;
 
 use self::config::{TrainerConfig, TrainerPort};
-use super::egress::dataset::{Manifest, MANIFEST};
+use super::egress::dataset::{hold, Manifest, MANIFEST};
 use super::{Batch, Io, Stop};
 
 /// How often the dataset's manifest is read for the triggers.
@@ -114,13 +114,22 @@ fn snapshot(dataset: &Path, manifest: &Manifest, into: &Path) -> std::io::Result
         }
         let (from, to) = (dataset.join(&shard.file), into.join(&shard.file));
         if std::fs::hard_link(&from, &to).is_err() {
-            std::fs::copy(&from, &to)?;
+            std::fs::copy(&from, &to).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", from.display())))?;
         }
     }
     std::fs::write(
         into.join(MANIFEST),
         serde_json::to_vec_pretty(manifest).unwrap_or_default(),
     )
+}
+
+/// The run's copy of the dataset, as its manifest says now, read and copied holding the
+/// folder (the sink's rolling bound drops no shard meanwhile). The manifest copied. Blocking.
+fn prepare(dataset: &Path, into: &Path) -> std::io::Result<Manifest> {
+    let _held = hold(dataset)?;
+    let manifest = read_manifest(dataset).ok_or_else(|| std::io::Error::other("the dataset has no manifest"))?;
+    snapshot(dataset, &manifest, into)?;
+    Ok(manifest)
 }
 
 /// The command's process group: killed whole when the run ends, however it ends (its exit,
@@ -371,22 +380,9 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
                 .map_or(0, |d| d.as_secs())
         ));
         let (dataset, output) = (folder.join("dataset"), folder.join("output"));
-        let (source, copy, out_dir, listed) = (
-            config.dataset.clone(),
-            dataset.clone(),
-            output.clone(),
-            manifest.clone(),
-        );
+        let (source, copy, out_dir) = (config.dataset.clone(), dataset.clone(), output.clone());
         let prepared = tokio::task::spawn_blocking(move || {
-            // A shard the rolling bound removed meanwhile: once more, with the manifest now.
-            let first = snapshot(&source, &listed, &copy);
-            let done = match first {
-                Err(_) => read_manifest(&source)
-                    .ok_or_else(|| std::io::Error::other("the dataset's manifest went away"))
-                    .and_then(|m| snapshot(&source, &m, &copy).map(|_| m)),
-                Ok(()) => Ok(listed),
-            };
-            done.and_then(|m| std::fs::create_dir_all(&out_dir).map(|_| m))
+            prepare(&source, &copy).and_then(|m| std::fs::create_dir_all(&out_dir).map(|_| m))
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
@@ -570,6 +566,85 @@ mod tests {
             written: n,
             ..Manifest::default()
         }
+    }
+
+    fn dataset(dir: &Path, shard_rows: u64, max_rows: u64) -> super::super::egress::dataset::Dataset {
+        super::super::egress::dataset::Dataset::open(&super::super::egress::config::DatasetSinkConfig {
+            path: dir.to_path_buf(),
+            shard_rows,
+            max_rows: Some(max_rows),
+            max_age: None,
+            source_field: "_kafka".into(),
+        })
+        .expect("open the dataset")
+    }
+
+    fn copied(into: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(into)
+            .expect("the copy")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with("shard-"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_run_copies_the_dataset_as_its_manifest_says_now() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = dir.path().join("dataset");
+        let mut d = dataset(&source, 2, 4);
+        d.append(b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n{\"a\":4}\n", SystemTime::now())
+            .expect("append");
+        // The sink writes on after the run was decided: its rolling bound drops shard 1.
+        d.append(b"{\"a\":5}\n{\"a\":6}\n", SystemTime::now()).expect("append");
+        let into = dir.path().join("copy");
+        let copied_manifest = prepare(&source, &into).expect("prepared");
+        assert_eq!(copied_manifest, *d.manifest());
+        assert_eq!(copied(&into), ["shard-000002.jsonl", "shard-000003.jsonl"]);
+        let on_disk: Manifest =
+            serde_json::from_slice(&std::fs::read(into.join(MANIFEST)).expect("manifest")).expect("json");
+        assert_eq!(on_disk, *d.manifest(), "the copy's manifest lists what it holds");
+    }
+
+    #[test]
+    fn a_listed_shard_that_is_not_there_fails_the_run_saying_which() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = dir.path().join("dataset");
+        let mut d = dataset(&source, 2, 4);
+        d.append(b"{\"a\":1}\n{\"a\":2}\n", SystemTime::now()).expect("append");
+        std::fs::remove_file(source.join("shard-000001.jsonl")).expect("removed by hand");
+        let e = prepare(&source, &dir.path().join("copy")).expect_err("a shard is missing");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("shard-000001.jsonl"), "{e}");
+    }
+
+    #[test]
+    fn a_run_copies_a_whole_dataset_while_its_sink_rolls_it_fast() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = dir.path().join("dataset");
+        let mut d = dataset(&source, 5, 40);
+        d.append(&b"{\"a\":1}\n".repeat(40), SystemTime::now()).expect("append");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writing = stop.clone();
+        let writer = std::thread::spawn(move || {
+            while !writing.load(std::sync::atomic::Ordering::Relaxed) {
+                d.append(&b"{\"a\":1}\n".repeat(5), SystemTime::now()).expect("append");
+            }
+        });
+        for round in 0..100 {
+            let into = dir.path().join(format!("copy-{round}"));
+            let m = prepare(&source, &into).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let names: Vec<String> = m.shards.iter().map(|s| s.file.clone()).collect();
+            assert_eq!(
+                copied(&into),
+                names,
+                "round {round}: the copy holds what its manifest lists"
+            );
+            assert_eq!(m.rows, 40);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().expect("writer");
     }
 
     #[test]
