@@ -157,16 +157,38 @@ fn id_of(text: &[u8]) -> Option<u64> {
     None
 }
 
+/// When a record first arrived in the output topic.
+#[derive(Clone, Copy)]
+struct Arrival {
+    at: Instant,
+    /// The same moment on the wall clock, in milliseconds since the epoch.
+    wall_ms: i64,
+    /// The message's timestamp: when the contender's producer took it (librdkafka and
+    /// confluent-kafka stamp a message when it is handed to them), on the same wall clock.
+    stamped_ms: Option<i64>,
+}
+
+/// Milliseconds since the epoch, now.
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// When each id first arrived in a topic, read by a thread from the beginning.
 struct Arrivals {
-    seen: Arc<Mutex<HashMap<u64, Instant>>>,
+    seen: Arc<Mutex<HashMap<u64, Arrival>>>,
     stop: Arc<AtomicBool>,
     /// The reading thread, joined on drop: its consumer closes before the broker stops.
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Arrivals {
-    fn watch(broker: &Broker, topic: &str) -> Arrivals {
+    /// Watches `topic`, where `expected` records will arrive: the map of arrivals is made that
+    /// large at once. (Grown as records came, it was rehashed 2.4 s into the run at 10,000/s,
+    /// at 229,376 records, and the watcher read nothing meanwhile: every contender showed a
+    /// spike there, up to 190 ms.)
+    fn watch(broker: &Broker, topic: &str, expected: usize) -> Arrivals {
         broker.create_topic(topic, PARTITIONS);
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &broker.address)
@@ -182,15 +204,19 @@ impl Arrivals {
                 .expect("partition");
         }
         consumer.assign(&list).expect("assign");
-        let seen = Arc::new(Mutex::new(HashMap::new()));
+        let seen = Arc::new(Mutex::new(HashMap::with_capacity(expected)));
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (seen.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
-                    let now = Instant::now();
+                    let arrival = Arrival {
+                        at: Instant::now(),
+                        wall_ms: wall_ms(),
+                        stamped_ms: m.timestamp().to_millis(),
+                    };
                     if let Some(id) = id_of(m.payload().unwrap_or_default()) {
-                        s.lock().unwrap().entry(id).or_insert(now);
+                        s.lock().unwrap().entry(id).or_insert(arrival);
                     }
                 }
             }
@@ -333,7 +359,11 @@ fn measure(
     broker.create_topic(&input, PARTITIONS);
     let producer = broker.producer();
     produce(&producer, &input, &listings(1, n));
-    let arrivals = Arrivals::watch(broker, &output);
+    let latency_records: usize = LATENCY_RATES
+        .iter()
+        .map(|r| (*r as f64 * LATENCY_SECONDS) as usize)
+        .sum();
+    let arrivals = Arrivals::watch(broker, &output, n + latency_records);
     let pid = start(&input, &output);
     // CPU counted from the first record out to the last, the span the rate is taken over.
     arrivals.wait_for(1, Duration::from_secs(900), name);
@@ -344,7 +374,7 @@ fn measure(
     let machine_us = per_record(cpu_of(None).saturating_sub(machine));
     let (rate, pause_ms) = {
         let seen = arrivals.seen.lock().unwrap();
-        let mut times: Vec<Instant> = seen.values().copied().collect();
+        let mut times: Vec<Instant> = seen.values().map(|a| a.at).collect();
         times.sort_unstable();
         let (first, last) = (times[0], times[times.len() - 1]);
         let pause = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
@@ -356,14 +386,14 @@ fn measure(
     let mut p99_ms = Vec::new();
     for (k, per_second) in LATENCY_RATES.iter().enumerate() {
         let m = (*per_second as f64 * LATENCY_SECONDS) as usize;
-        let mut sent = HashMap::new();
+        let mut sent = HashMap::with_capacity(m);
         let started = Instant::now();
         for (i, record) in listings(next_id, m).iter().enumerate() {
             let due = started + Duration::from_secs_f64(i as f64 / *per_second as f64);
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
             let key = record["id"].to_string();
             let payload = record.to_string();
-            sent.insert(record["id"].as_u64().expect("id"), Instant::now());
+            sent.insert(record["id"].as_u64().expect("id"), (Instant::now(), wall_ms()));
             while let Err((_, _)) = producer.send(BaseRecord::to(&input).key(&key).payload(&payload)) {
                 producer.poll(Duration::from_millis(1));
             }
@@ -378,8 +408,21 @@ fn measure(
         // The highest latency of the records sent in each 100 ms: a stall shows as a run of
         // adjacent windows.
         let mut windows: BTreeMap<u64, u64> = BTreeMap::new();
-        for (id, at) in &sent {
-            let ms = seen[id].duration_since(*at).as_millis().max(1) as u64;
+        // The same latency in two halves, by the output message's timestamp: until the
+        // contender's producer took the record (the bench's producer, the broker, the
+        // contender's fetch and its own work) and from then until it was read (the contender's
+        // producer, the broker, the watcher's fetch). Milliseconds, on the wall clock.
+        let mut halves = [
+            Histogram::<u64>::new_with_bounds(1, 600_000, 3).expect("histogram"),
+            Histogram::<u64>::new_with_bounds(1, 600_000, 3).expect("histogram"),
+        ];
+        for (id, (at, sent_ms)) in &sent {
+            let arrival = seen[id];
+            if let Some(stamped) = arrival.stamped_ms {
+                halves[0].saturating_record((stamped - sent_ms).max(0) as u64);
+                halves[1].saturating_record((arrival.wall_ms - stamped).max(0) as u64);
+            }
+            let ms = arrival.at.duration_since(*at).as_millis().max(1) as u64;
             into.latency_ms[k].saturating_record(ms);
             this_round.saturating_record(ms);
             let window = windows
@@ -388,6 +431,17 @@ fn measure(
             *window = (*window).max(ms);
         }
         p99_ms.push(this_round.value_at_quantile(0.99));
+        let [until, after] = &halves;
+        println!(
+            "  {name} at {per_second}/s, p50 / p99 until its producer took a record {} / {} ms, from then until it \
+             was read {} / {} ms (all: {} / {} ms)",
+            until.value_at_quantile(0.5),
+            until.value_at_quantile(0.99),
+            after.value_at_quantile(0.5),
+            after.value_at_quantile(0.99),
+            this_round.value_at_quantile(0.5),
+            this_round.value_at_quantile(0.99),
+        );
         let mut worst: Vec<(u64, u64)> = windows.into_iter().collect();
         worst.sort_unstable_by_key(|(window, ms)| (std::cmp::Reverse(*ms), *window));
         let worst: Vec<String> = worst
