@@ -19,7 +19,8 @@
 //!
 //! The summary gives each round's longest time no record came out, and each latency run prints
 //! its worst 100 ms windows (the highest latency of a record sent in each, and when): a stall
-//! shows in both.
+//! shows in both. Each latency run also splits its latency at the output message's timestamp
+//! (when the contender's producer took the record): until then, and from then until read.
 //!
 //!   cargo bench --bench kafka    (SLUICE_BENCH_RECORDS=N, SLUICE_BENCH_ROUNDS=R to change them;
 //!                                 SLUICE_BENCH_FETCH_WAIT_MS, SLUICE_BENCH_FETCH_QUEUE_BACKOFF_MS
