@@ -165,7 +165,8 @@ struct Arrival {
     /// The same moment on the wall clock, in milliseconds since the epoch.
     wall_ms: i64,
     /// The message's timestamp: when the contender's producer took it (librdkafka and
-    /// confluent-kafka stamp a message when it is handed to them), on the same wall clock.
+    /// confluent-kafka stamp a message when it is handed to them, and tansu keeps the
+    /// producer's time), on the same wall clock.
     stamped_ms: Option<i64>,
 }
 
@@ -188,7 +189,7 @@ impl Arrivals {
     /// Watches `topic`, where `expected` records will arrive: the map of arrivals is made that
     /// large at once. (Grown as records came, it was rehashed 2.4 s into the run at 10,000/s,
     /// at 229,376 records, and the watcher read nothing meanwhile: every contender showed a
-    /// spike there, up to 190 ms.)
+    /// spike there, up to 193 ms.)
     fn watch(broker: &Broker, topic: &str, expected: usize) -> Arrivals {
         broker.create_topic(topic, PARTITIONS);
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()

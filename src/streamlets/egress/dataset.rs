@@ -304,7 +304,6 @@ impl Dataset {
             widen(&mut sources, &r.topic, r.partition, r.first, r.last, r.rows);
         }
         m.sources = sources.into_values().collect();
-        std::fs::create_dir_all(&self.dir)?;
         let partial = self.dir.join(format!("{MANIFEST}.partial"));
         std::fs::write(&partial, serde_json::to_vec_pretty(&*m).unwrap_or_default())?;
         std::fs::rename(partial, self.dir.join(MANIFEST))
@@ -316,20 +315,32 @@ enum Hold {
     Exclusive,
 }
 
-/// The folder, locked (`flock(2)` on the folder itself: advisory, between processes too);
-/// unlocked when the handle drops.
+/// The folder, locked (`flock(2)` on the folder itself: advisory, between the processes of
+/// one host; on NFS it does not reach other hosts); unlocked when the handle drops. Where the
+/// file system has no locks, unlocked, said once: a reader may then find a listed shard gone.
 fn lock(dir: &Path, hold: Hold) -> std::io::Result<std::fs::File> {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let folder = std::fs::File::open(dir)?;
-    match hold {
-        Hold::Shared => folder.lock_shared()?,
-        Hold::Exclusive => folder.lock()?,
+    let locked = match hold {
+        Hold::Shared => folder.lock_shared(),
+        Hold::Exclusive => folder.lock(),
+    };
+    match locked {
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported || e.raw_os_error() == Some(libc::ENOLCK) => {
+            if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(folder = %dir.display(), error = %e, "the dataset's folder cannot be locked here: a training run may find a shard the sink dropped meanwhile, and fail");
+            }
+        }
+        Err(e) => return Err(e),
+        Ok(()) => {}
     }
     Ok(folder)
 }
 
 /// The dataset folder held for reading: while the handle lives, the sink drops no shard and
 /// writes no manifest, so every shard the manifest lists stays. Blocks while the sink holds
-/// it (dropping shards and writing a manifest: a moment); hold it no longer than a copy takes.
+/// it (dropping shards and writing a manifest: a moment), and the sink waits while a reader
+/// holds it: hold it to read the manifest and link or open the shards, never to copy them.
 pub fn hold(dir: &Path) -> std::io::Result<std::fs::File> {
     lock(dir, Hold::Shared)
 }
@@ -382,6 +393,30 @@ mod tests {
         let second = hold(dir.path()).expect("readers share the folder");
         drop((held, second));
         sink.join().expect("sink");
+    }
+
+    #[test]
+    fn the_sink_drops_no_shard_while_a_reader_holds_the_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = Dataset::open(&config(dir.path(), 2, Some(2))).expect("open");
+        d.append(&lines(1, 3), SystemTime::now()).expect("append"); // shard 1, and one row open
+        let held = hold(dir.path()).expect("held");
+        let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = closed.clone();
+        let sink = std::thread::spawn(move || {
+            d.close().expect("close"); // completes shard 2, and the bound drops shard 1
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !closed.load(std::sync::atomic::Ordering::SeqCst),
+            "the sink went on while the folder was held"
+        );
+        assert!(dir.path().join("shard-000001.jsonl").exists());
+        drop(held);
+        sink.join().expect("sink");
+        assert!(closed.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(!dir.path().join("shard-000001.jsonl").exists(), "dropped once let go");
     }
 
     #[test]

@@ -100,10 +100,13 @@ fn read_manifest(dataset: &Path) -> Option<Manifest> {
     serde_json::from_str(&std::fs::read_to_string(dataset.join(MANIFEST)).ok()?).ok()
 }
 
-/// The run's own copy of the dataset: the manifest and the shards it lists, linked where the
-/// file system allows it. Blocking.
-fn snapshot(dataset: &Path, manifest: &Manifest, into: &Path) -> std::io::Result<()> {
+/// Links each shard `manifest` lists into `into`; a shard that cannot be linked (the copy is
+/// on another file system) is opened instead, to be copied by [`copy`]: an open file stays
+/// readable when the sink removes it. What is done while the dataset's folder is held: quick.
+fn link(dataset: &Path, manifest: &Manifest, into: &Path) -> std::io::Result<Vec<(std::fs::File, PathBuf)>> {
     std::fs::create_dir_all(into)?;
+    let named = |from: &Path, e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", from.display()));
+    let mut unlinked = Vec::new();
     for shard in &manifest.shards {
         // A shard is a plain file of the folder, whatever the manifest says.
         let plain = Path::new(&shard.file)
@@ -114,8 +117,17 @@ fn snapshot(dataset: &Path, manifest: &Manifest, into: &Path) -> std::io::Result
         }
         let (from, to) = (dataset.join(&shard.file), into.join(&shard.file));
         if std::fs::hard_link(&from, &to).is_err() {
-            std::fs::copy(&from, &to).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", from.display())))?;
+            unlinked.push((std::fs::File::open(&from).map_err(|e| named(&from, e))?, to));
         }
+    }
+    Ok(unlinked)
+}
+
+/// Copies the shards [`link`] opened, and writes the manifest: after the folder is let go,
+/// so that a long copy holds up no sink.
+fn copy(unlinked: Vec<(std::fs::File, PathBuf)>, manifest: &Manifest, into: &Path) -> std::io::Result<()> {
+    for (mut from, to) in unlinked {
+        std::io::copy(&mut from, &mut std::fs::File::create(&to)?)?;
     }
     std::fs::write(
         into.join(MANIFEST),
@@ -123,12 +135,15 @@ fn snapshot(dataset: &Path, manifest: &Manifest, into: &Path) -> std::io::Result
     )
 }
 
-/// The run's copy of the dataset, as its manifest says now, read and copied holding the
-/// folder (the sink's rolling bound drops no shard meanwhile). The manifest copied. Blocking.
+/// The run's copy of the dataset, as its manifest says now: the manifest read and its shards
+/// linked (or opened) holding the folder, so that the sink's rolling bound drops none of them
+/// meanwhile. The manifest copied. Blocking.
 fn prepare(dataset: &Path, into: &Path) -> std::io::Result<Manifest> {
-    let _held = hold(dataset)?;
+    let held = hold(dataset)?;
     let manifest = read_manifest(dataset).ok_or_else(|| std::io::Error::other("the dataset has no manifest"))?;
-    snapshot(dataset, &manifest, into)?;
+    let unlinked = link(dataset, &manifest, into)?;
+    drop(held);
+    copy(unlinked, &manifest, into)?;
     Ok(manifest)
 }
 
@@ -380,9 +395,18 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
                 .map_or(0, |d| d.as_secs())
         ));
         let (dataset, output) = (folder.join("dataset"), folder.join("output"));
-        let (source, copy, out_dir) = (config.dataset.clone(), dataset.clone(), output.clone());
+        let (source, copy_into, out_dir, min_rows) =
+            (config.dataset.clone(), dataset.clone(), output.clone(), config.min_rows);
         let prepared = tokio::task::spawn_blocking(move || {
-            prepare(&source, &copy).and_then(|m| std::fs::create_dir_all(&out_dir).map(|_| m))
+            let m = prepare(&source, &copy_into)?;
+            // The bounds may have dropped shards since the rows were counted.
+            if m.rows < min_rows {
+                return Err(std::io::Error::other(format!(
+                    "the dataset holds {} rows now, fewer than min_rows ({min_rows})",
+                    m.rows
+                )));
+            }
+            std::fs::create_dir_all(&out_dir).map(|_| m)
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
@@ -627,6 +651,14 @@ mod tests {
         d.append(&b"{\"a\":1}\n".repeat(40), SystemTime::now()).expect("append");
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writing = stop.clone();
+        // The writer stops however the test ends: a failed round must not leave it writing.
+        struct Stopping(std::sync::Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Stopping {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let stopping = Stopping(stop.clone());
         let writer = std::thread::spawn(move || {
             while !writing.load(std::sync::atomic::Ordering::Relaxed) {
                 d.append(&b"{\"a\":1}\n".repeat(5), SystemTime::now()).expect("append");
@@ -643,8 +675,49 @@ mod tests {
             );
             assert_eq!(m.rows, 40);
         }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(stopping);
         writer.join().expect("writer");
+    }
+
+    #[test]
+    fn a_run_on_another_file_system_copies_the_shards_it_cannot_link() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let elsewhere = tempfile::tempdir_in("/dev/shm").expect("a folder in /dev/shm");
+        let device = |p: &Path| std::fs::metadata(p).expect("metadata").dev();
+        assert_ne!(
+            device(dir.path()),
+            device(elsewhere.path()),
+            "this test needs /dev/shm on a file system of its own"
+        );
+        let source = dir.path().join("dataset");
+        let mut d = dataset(&source, 2, 4);
+        d.append(b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n", SystemTime::now())
+            .expect("append");
+        let into = elsewhere.path().join("copy");
+        let m = prepare(&source, &into).expect("prepared");
+        assert_eq!(m.rows, 2);
+        assert_eq!(copied(&into), ["shard-000001.jsonl"]);
+        assert_eq!(
+            std::fs::read(into.join("shard-000001.jsonl")).expect("copied"),
+            b"{\"a\":1}\n{\"a\":2}\n"
+        );
+        // The sink is not held up once the shards are open: it drops shard 1 meanwhile.
+        let opened = {
+            let held = hold(&source).expect("held");
+            let manifest = read_manifest(&source).expect("manifest");
+            let opened = link(&source, &manifest, &elsewhere.path().join("again")).expect("opened");
+            drop(held);
+            (opened, manifest)
+        };
+        d.append(b"{\"a\":4}\n{\"a\":5}\n{\"a\":6}\n", SystemTime::now())
+            .expect("the sink goes on");
+        assert!(!source.join("shard-000001.jsonl").exists(), "the bound dropped shard 1");
+        copy(opened.0, &opened.1, &elsewhere.path().join("again")).expect("copied from the open files");
+        assert_eq!(
+            std::fs::read(elsewhere.path().join("again/shard-000001.jsonl")).expect("copied"),
+            b"{\"a\":1}\n{\"a\":2}\n"
+        );
     }
 
     #[test]
@@ -690,7 +763,7 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_takes_plain_shard_names_only() {
+    fn a_run_copies_plain_shard_names_only() {
         let dir = tempfile::tempdir().expect("dir");
         let manifest = Manifest {
             shards: vec![crate::streamlets::egress::dataset::Shard {
@@ -703,7 +776,7 @@ mod tests {
             }],
             ..Manifest::default()
         };
-        let refused = snapshot(dir.path(), &manifest, &dir.path().join("copy")).expect_err("refused");
+        let refused = link(dir.path(), &manifest, &dir.path().join("copy")).expect_err("refused");
         assert!(refused.to_string().contains("not a shard's name"), "{refused}");
     }
 }
