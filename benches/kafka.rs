@@ -28,7 +28,9 @@
 //!                                 SLUICE_BENCH_SLUICE=bare to run sluice as Kafka → Kafka only,
 //!                                 =passthrough to run the passthrough in sluice's place (A/A:
 //!                                 the figures the noise alone gives);
-//!                                 SLUICE_BENCH_BINARY=path to run another build of sluice)
+//!                                 SLUICE_BENCH_BINARY=path to run another build of sluice;
+//!                                 SLUICE_BENCH_BINARY_B=path to run a second one right after
+//!                                 sluice in every round, compared with it round by round)
 //!
 //! At the default 100 ms, tansu's cap of 5 MiB per fetch bounds the passthrough and sluice
 //! alike (about 170,000 records/s); at 10 ms each contender is bound by its own CPU and the
@@ -672,6 +674,44 @@ fn sluice_binary() -> String {
     std::env::var("SLUICE_BENCH_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").to_string())
 }
 
+/// Another build of sluice (or a script that starts one with other settings) that runs as a
+/// contender of its own right after sluice in every round (`SLUICE_BENCH_BINARY_B`): two
+/// builds compared in the same rounds, the machine's mood shared.
+fn sluice_b_binary() -> Option<String> {
+    std::env::var("SLUICE_BENCH_BINARY_B").ok().filter(|b| !b.is_empty())
+}
+
+/// `sluice run` of the benchmark's pipeline from `binary`, its stderr into `log`.
+fn start_sluice(
+    binary: &str,
+    broker: &Broker,
+    input: &str,
+    output: &str,
+    dir: &std::path::Path,
+) -> std::process::Child {
+    let file = dir.join(format!("{input}.yaml"));
+    std::fs::write(&file, sluice_pipeline(broker, input, output)).expect("pipeline");
+    Command::new(binary)
+        .arg("run")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("{input}.log"))).expect("log"))
+        .spawn()
+        .expect("sluice runs")
+}
+
+/// Stops a sluice with SIGTERM; it must end cleanly.
+fn stop_sluice(mut child: std::process::Child) {
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(
+        stopped.success() && child.wait().expect("exit").success(),
+        "sluice did not stop cleanly"
+    );
+}
+
 /// Whether the passthrough runs in sluice's place too (`SLUICE_BENCH_SLUICE=passthrough`): an
 /// A/A run, whose "sluice adds" figures are what the benchmark's noise alone gives.
 fn twice() -> bool {
@@ -766,6 +806,8 @@ fn main() {
     let (mut raw, mut sluice, mut peer) = (Figures::new(), Figures::new(), Figures::new());
     let (mut raw_rates, mut sluice_rates, mut peer_rates) = (Vec::new(), Vec::new(), Vec::new());
     let (mut sluice_mib, mut peer_mib) = (0, 0);
+    // The second build, when `SLUICE_BENCH_BINARY_B` names one.
+    let (mut b, mut b_rates, mut b_mib) = (Figures::new(), Vec::new(), 0);
     let mut summary = String::new();
     let shared = shared_broker().then(Broker::start_in_memory);
     for round in 0..rounds {
@@ -806,15 +848,7 @@ fn main() {
                     run = Some((PeakMemory::watch(pid), child));
                     return pid;
                 }
-                let file = dir.path().join("bench.yaml");
-                std::fs::write(&file, sluice_pipeline(&broker, input, output)).expect("pipeline");
-                let child = Command::new(sluice_binary())
-                    .arg("run")
-                    .arg(&file)
-                    .stdout(Stdio::null())
-                    .stderr(std::fs::File::create(dir.path().join("sluice.log")).expect("log"))
-                    .spawn()
-                    .expect("sluice runs");
+                let child = start_sluice(&sluice_binary(), &broker, input, output, dir.path());
                 let pid = child.id();
                 run = Some((PeakMemory::watch(pid), child));
                 pid
@@ -826,17 +860,31 @@ fn main() {
             let _ = child.kill();
             let _ = child.wait();
         } else {
-            let stopped = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()
-                .expect("kill");
-            assert!(
-                stopped.success() && child.wait().expect("exit").success(),
-                "sluice did not stop cleanly"
-            );
+            stop_sluice(child);
         }
 
         drop(broker);
+
+        if let Some(binary) = sluice_b_binary() {
+            let broker = fresh_broker(&shared);
+            let mut run = None;
+            b_rates.push(measure(
+                &broker,
+                &format!("sluiceB{round}"),
+                n,
+                &mut b,
+                |input, output| {
+                    let child = start_sluice(&binary, &broker, input, output, dir.path());
+                    let pid = child.id();
+                    run = Some((PeakMemory::watch(pid), child));
+                    pid
+                },
+            ));
+            let (memory, child) = run.expect("sluice B ran");
+            b_mib = b_mib.max(memory.mib());
+            stop_sluice(child);
+            drop(broker);
+        }
 
         let broker = fresh_broker(&shared);
         let mut child = None;
@@ -921,6 +969,35 @@ fn main() {
             sluice.latency_ms[k].value_at_quantile(0.5) as i64 - raw.latency_ms[k].value_at_quantile(0.5) as i64,
             sluice.latency_ms[k].value_at_quantile(0.99) as i64 - raw.latency_ms[k].value_at_quantile(0.99) as i64
         );
+    }
+    if let Some(binary) = sluice_b_binary() {
+        println!();
+        println!("{}", line(&format!("sluice B: {binary}"), &b_rates, &b));
+        println!("  {:<34} peak RSS {b_mib} MiB", "");
+        let within: Vec<f64> = b_rates
+            .iter()
+            .zip(&sluice_rates)
+            .map(|(b, a)| b.rate / a.rate)
+            .collect();
+        let own: Vec<f64> = b_rates
+            .iter()
+            .zip(&sluice_rates)
+            .map(|(b, a)| b.own_us / a.own_us)
+            .collect();
+        println!(
+            "  B / sluice within each round: {} of the throughput (median {:.0}%), {} of the own CPU a record (median {:.0}%)",
+            list(&within, |r| format!("{:.0}%", 100.0 * r)),
+            100.0 * median(&within),
+            list(&own, |r| format!("{:.0}%", 100.0 * r)),
+            100.0 * median(&own)
+        );
+        for (k, per_second) in LATENCY_RATES.iter().enumerate() {
+            println!(
+                "  at {per_second}/s B adds {} ms at p50 and {} ms at p99 over sluice",
+                b.latency_ms[k].value_at_quantile(0.5) as i64 - sluice.latency_ms[k].value_at_quantile(0.5) as i64,
+                b.latency_ms[k].value_at_quantile(0.99) as i64 - sluice.latency_ms[k].value_at_quantile(0.99) as i64
+            );
+        }
     }
     println!("  the peer's own summary (last round): {summary}");
 }

@@ -292,6 +292,10 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
     // A drift event waiting for `new_rows` more rows: its trigger, and the rows written when
     // it came.
     let mut waiting: Option<(Trigger, u64)> = None;
+    // The rows written when the last drift-started run fired: the change's later events (other
+    // fields crossing their threshold as the shift goes on) belong to it for `new_rows` more
+    // rows. Forgotten when that run fails.
+    let mut answered: Option<u64> = None;
     loop {
         let mut trigger = None;
         tokio::select! {
@@ -309,6 +313,9 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
                 let ended = ended.unwrap_or_else(|e| Ended::Failed(format!("the run stopped abnormally: {e}")));
                 let folder = run.folder.clone();
                 let record = finish(&config, &io, &run, ended).await;
+                if run.trigger.kind == "drift" && record.get("event").and_then(Value::as_str) != Some("published") {
+                    answered = None; // the change is not answered: its next event starts a run
+                }
                 drop(run);
                 let runs = runs.clone();
                 let _ = tokio::task::spawn_blocking(move || tidy(&runs, &folder)).await;
@@ -343,7 +350,13 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
         if let Some(wait) = config.when.on_drift.filter(|w| w.new_rows > 0) {
             // A drift event while a run goes on is used up as any trigger then is (skipped).
             if running.is_none() {
-                trigger = after_drift(trigger, &mut waiting, wait.new_rows, manifest.as_ref(), &io.name);
+                trigger = after_drift(
+                    trigger,
+                    (&mut waiting, &mut answered),
+                    wait.new_rows,
+                    manifest.as_ref(),
+                    &io.name,
+                );
             }
         }
         if trigger.is_none() {
@@ -470,11 +483,12 @@ fn below_floor(config: &TrainerConfig, io: &Io, floored: &mut std::collections::
 }
 
 /// A drift event waits for `new_rows` more rows in the dataset (those after the change); the
-/// events that come while it waits belong to the same change. The trigger, once they are in
-/// (or any other trigger that came meanwhile).
+/// events that come while it waits belong to the same change, and so do those in the
+/// `new_rows` rows after its run fired (`answered`: the rows written then). The trigger, once
+/// they are in (or any other trigger that came meanwhile).
 fn after_drift(
     trigger: Option<Trigger>,
-    waiting: &mut Option<(Trigger, u64)>,
+    (waiting, answered): (&mut Option<(Trigger, u64)>, &mut Option<u64>),
     new_rows: u64,
     manifest: Option<&Manifest>,
     streamlet: &str,
@@ -482,7 +496,11 @@ fn after_drift(
     let written = manifest.map_or(0, |m| m.written);
     let mut trigger = trigger;
     if let Some(drift) = trigger.take_if(|t| t.kind == "drift") {
-        if waiting.is_none() {
+        // A dataset begun anew (fewer rows written than then) ends the change too.
+        let same_change = answered.is_some_and(|at| (at..at.saturating_add(new_rows)).contains(&written));
+        if same_change {
+            tracing::info!(%streamlet, new_rows, "drift: the same change as the last run's, within new_rows of it; no run");
+        } else if waiting.is_none() {
             tracing::info!(%streamlet, new_rows, "drift: a training run starts once the dataset has the new rows");
             *waiting = Some((drift, written));
         }
@@ -491,6 +509,7 @@ fn after_drift(
         *since = (*since).min(written); // a dataset begun anew counts from its start
         if trigger.is_none() && written >= since.saturating_add(new_rows) {
             let (drift, since) = waiting.take()?;
+            *answered = Some(written);
             return Some(Trigger {
                 kind: "drift",
                 figures: json!({"drift": drift.figures, "new_rows": written - since, "waited_for": new_rows}),
@@ -722,11 +741,25 @@ mod tests {
 
     #[test]
     fn a_drift_event_waits_for_the_new_rows_and_those_of_the_same_change_start_nothing_more() {
-        let mut waiting = None;
-        assert!(after_drift(drift("sqft_living"), &mut waiting, 100, Some(&written(500)), "t").is_none());
-        assert!(after_drift(drift("sqft_lot"), &mut waiting, 100, Some(&written(550)), "t").is_none());
-        assert!(after_drift(None, &mut waiting, 100, Some(&written(599)), "t").is_none());
-        let fired = after_drift(None, &mut waiting, 100, Some(&written(600)), "t").expect("fired");
+        let (mut waiting, mut answered) = (None, None);
+        assert!(after_drift(
+            drift("sqft_living"),
+            (&mut waiting, &mut answered),
+            100,
+            Some(&written(500)),
+            "t"
+        )
+        .is_none());
+        assert!(after_drift(
+            drift("sqft_lot"),
+            (&mut waiting, &mut answered),
+            100,
+            Some(&written(550)),
+            "t"
+        )
+        .is_none());
+        assert!(after_drift(None, (&mut waiting, &mut answered), 100, Some(&written(599)), "t").is_none());
+        let fired = after_drift(None, (&mut waiting, &mut answered), 100, Some(&written(600)), "t").expect("fired");
         assert_eq!(fired.kind, "drift");
         assert_eq!(
             fired.figures["drift"]["field"], "sqft_living",
@@ -734,20 +767,46 @@ mod tests {
         );
         assert_eq!(fired.figures["new_rows"], 100);
         assert!(waiting.is_none());
+        assert_eq!(answered, Some(600));
+        // Events of the same change after its run fired start nothing, for new_rows rows.
+        assert!(after_drift(
+            drift("sqft_lot"),
+            (&mut waiting, &mut answered),
+            100,
+            Some(&written(650)),
+            "t"
+        )
+        .is_none());
+        assert!(waiting.is_none(), "not a new change");
+        // Past them, a drift event is a new change.
+        assert!(after_drift(
+            drift("view"),
+            (&mut waiting, &mut answered),
+            100,
+            Some(&written(700)),
+            "t"
+        )
+        .is_none());
+        assert!(waiting.is_some(), "a new change waits for its rows");
+        // A dataset begun anew ends the change too.
+        let (mut waiting, mut answered) = (None, Some(600));
+        assert!(after_drift(drift("x"), (&mut waiting, &mut answered), 100, Some(&written(20)), "t").is_none());
+        assert!(waiting.is_some());
         // Another trigger meanwhile goes through; the drift waits on.
-        let mut waiting = None;
-        assert!(after_drift(drift("a"), &mut waiting, 100, Some(&written(50)), "t").is_none());
+        let (mut waiting, mut answered) = (None, None);
+        assert!(after_drift(drift("a"), (&mut waiting, &mut answered), 100, Some(&written(50)), "t").is_none());
         let other = Trigger {
             kind: "manual",
             figures: json!({}),
         };
-        let through = after_drift(Some(other), &mut waiting, 100, Some(&written(10)), "t").expect("through");
+        let through =
+            after_drift(Some(other), (&mut waiting, &mut answered), 100, Some(&written(10)), "t").expect("through");
         assert_eq!(through.kind, "manual");
         assert!(waiting.is_some());
         // A dataset begun anew counts from its start.
-        assert!(after_drift(None, &mut waiting, 100, Some(&written(5)), "t").is_none());
-        assert!(after_drift(None, &mut waiting, 100, Some(&written(104)), "t").is_none());
-        assert!(after_drift(None, &mut waiting, 100, Some(&written(105)), "t").is_some());
+        assert!(after_drift(None, (&mut waiting, &mut answered), 100, Some(&written(5)), "t").is_none());
+        assert!(after_drift(None, (&mut waiting, &mut answered), 100, Some(&written(104)), "t").is_none());
+        assert!(after_drift(None, (&mut waiting, &mut answered), 100, Some(&written(105)), "t").is_some());
     }
 
     #[test]
