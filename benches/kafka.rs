@@ -674,7 +674,8 @@ fn sluice_binary() -> String {
     std::env::var("SLUICE_BENCH_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").to_string())
 }
 
-/// Another build of sluice (or a script that starts one with other settings) that runs as a
+/// Another build of sluice (or a script that `exec`s one with other settings: the process
+/// measured and stopped is the one started) that runs as a
 /// contender of its own right after sluice in every round (`SLUICE_BENCH_BINARY_B`): two
 /// builds compared in the same rounds, the machine's mood shared.
 fn sluice_b_binary() -> Option<String> {

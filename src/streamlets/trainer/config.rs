@@ -58,8 +58,9 @@ pub struct When {
 }
 
 /// What a drift event starts: a run once this many rows more reached the dataset (0: at once).
-/// Drift events while one waits, and in the as many rows after its run started (unless that
-/// run failed), belong to the same change and start nothing more.
+/// Drift events while one waits, and those within this many rows after its run started
+/// (unless that run failed or did not start), belong to the same change and start nothing
+/// more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OnDrift {
     pub new_rows: u64,

@@ -390,6 +390,9 @@ pub async fn run(config: TrainerConfig, mut io: Io) -> Result<(), Stop> {
             rows_base = m.written;
         }
         let Some(manifest) = manifest.filter(|m| m.rows >= config.min_rows) else {
+            if trigger.kind == "drift" {
+                answered = None; // no run answers the change
+            }
             tracing::info!(streamlet = %io.name, trigger = trigger.kind, min_rows = config.min_rows, "training not started: the dataset has too few rows");
             continue;
         };
@@ -497,6 +500,9 @@ fn after_drift(
     let mut trigger = trigger;
     if let Some(drift) = trigger.take_if(|t| t.kind == "drift") {
         // A dataset begun anew (fewer rows written than then) ends the change too.
+        if answered.is_some_and(|at| written < at) {
+            *answered = None;
+        }
         let same_change = answered.is_some_and(|at| (at..at.saturating_add(new_rows)).contains(&written));
         if same_change {
             tracing::info!(%streamlet, new_rows, "drift: the same change as the last run's, within new_rows of it; no run");
@@ -791,6 +797,13 @@ mod tests {
         // A dataset begun anew ends the change too.
         let (mut waiting, mut answered) = (None, Some(600));
         assert!(after_drift(drift("x"), (&mut waiting, &mut answered), 100, Some(&written(20)), "t").is_none());
+        assert!(waiting.is_some());
+        assert_eq!(
+            answered, None,
+            "and is forgotten, also once the new dataset grows past it"
+        );
+        let mut waiting = None;
+        assert!(after_drift(drift("y"), (&mut waiting, &mut answered), 100, Some(&written(650)), "t").is_none());
         assert!(waiting.is_some());
         // Another trigger meanwhile goes through; the drift waits on.
         let (mut waiting, mut answered) = (None, None);
