@@ -7,8 +7,8 @@
 //! (written beside, then renamed), so a reader never sees half a shard or half a manifest.
 //! The folder itself is the lock between the sink and a reader that copies the shards (a
 //! training run): the sink drops shards and writes the manifest holding it exclusively, a
-//! reader reads the manifest and copies what it lists holding it shared ([`hold`]), so no
-//! shard it lists goes while it copies.
+//! reader reads the manifest and links or opens what it lists holding it shared ([`hold`]),
+//! so no shard it lists goes before the reader has it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -258,11 +258,9 @@ impl Dataset {
             self.manifest.written += open.rows;
         }
         std::fs::create_dir_all(&self.dir)?;
-        let held = lock(&self.dir, Hold::Exclusive)?;
+        let _held = lock(&self.dir, Hold::Exclusive)?;
         self.bound(SystemTime::now())?;
-        self.write_manifest()?;
-        drop(held);
-        Ok(())
+        self.write_manifest()
     }
 
     /// Drops the oldest shards beyond `max_rows` rows, and those last written before
