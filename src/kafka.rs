@@ -57,8 +57,10 @@ pub enum KafkaError {
 /// The brokers used when neither the pipeline nor the streamlet names any.
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 
-/// A client configuration: brokers, then every pass-through property.
+/// A client configuration: brokers, then every pass-through property. (librdkafka allocates
+/// with the C heap: tuned first, see [`crate::c_heap`].)
 pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
+    crate::c_heap::tune();
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers(settings));
     for (key, value) in &settings.options {

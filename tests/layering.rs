@@ -6,6 +6,7 @@ use std::path::Path;
 
 /// Each room and its level, lowest first.
 const LEVELS: &[(&str, usize)] = &[
+    ("c_heap", 0),
     ("flow", 0),
     ("formats", 1),
     ("kafka", 1),

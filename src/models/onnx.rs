@@ -53,38 +53,13 @@ pub fn locate() -> Result<PathBuf, ModelError> {
     })
 }
 
-/// The C allocator ONNX Runtime uses (glibc's malloc; sluice's own memory is mimalloc's).
-/// glibc gives each thread that allocates an arena of its own, up to 8 per core, and keeps
-/// what was freed in it: sessions built and dropped on many threads, one per model swap, made
-/// the process grow by about 20 MiB per 1,000 swaps that way (`cargo bench --bench swaps`).
-/// Two arenas, and memory handed back when a version is released, keep it flat.
-mod c_heap {
-    /// Limits the arenas; before any ONNX Runtime allocation.
-    pub fn limit_arenas() {
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: mallopt only sets a tunable of the allocator.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
-
-    /// Hands freed memory at the top of the arenas back to the system.
-    pub fn release_free() {
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: malloc_trim only returns free pages; it touches no live allocation.
-        unsafe {
-            libc::malloc_trim(0);
-        }
-    }
-}
-
 /// A model version's sessions were released, or a new one was loaded: give back the memory
 /// that was freed. glibc's (ONNX Runtime's) and this thread's share of mimalloc's (sluice's own:
 /// model bytes, descriptors read, the test inference). mimalloc keeps freed pages for a
 /// thread until that thread allocates again, and the blocking threads that load models and
 /// drop old ones may sit idle for a long time: 1,000 swaps kept about 12 MiB so.
 pub fn released() {
-    c_heap::release_free();
+    crate::c_heap::release_free();
     // SAFETY: mi_collect only returns this thread's free memory to the system.
     unsafe { libmimalloc_sys::mi_collect(true) };
 }
@@ -92,7 +67,7 @@ pub fn released() {
 /// The process-wide ONNX Runtime environment, loading the library on first use.
 pub fn environment() -> Result<&'static Environment, ModelError> {
     let env = ENVIRONMENT.get_or_init(|| {
-        c_heap::limit_arenas();
+        crate::c_heap::tune();
         let path = locate().map_err(|e| e.to_string())?;
         let builder =
             ort::init_from(&path).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
