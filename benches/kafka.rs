@@ -30,7 +30,9 @@
 //!                                 the figures the noise alone gives);
 //!                                 SLUICE_BENCH_BINARY=path to run another build of sluice;
 //!                                 SLUICE_BENCH_BINARY_B=path to run a second one right after
-//!                                 sluice in every round, compared with it round by round)
+//!                                 sluice in every round, compared with it round by round;
+//!                                 SLUICE_BENCH_WARM_MIB=N to touch N MiB of fresh memory before
+//!                                 each broker starts, 1,024 by default, 0 for none)
 //!
 //! At the default 100 ms, tansu's cap of 5 MiB per fetch bounds the passthrough and sluice
 //! alike (about 170,000 records/s); at 10 ms each contender is bound by its own CPU and the
@@ -587,10 +589,50 @@ fn start_passthrough(broker: &Broker, input: &str, output: &str) -> std::process
 /// than one run earlier (the fixed order passthrough, sluice, peer favoured the passthrough).
 /// With `SLUICE_BENCH_SHARED_BROKER=1`, one broker for all, as before, to compare.
 fn fresh_broker(shared: &Option<Broker>) -> BrokerRef<'_> {
+    warm_memory();
     match shared {
         Some(broker) => BrokerRef::Shared(broker),
         None => BrokerRef::Own(Box::new(Broker::start_in_memory())),
     }
+}
+
+/// Touches and frees `SLUICE_BENCH_WARM_MIB` (1,024 by default) of fresh memory before each
+/// contender's broker starts, and prints what a page cost. This machine is a virtual one whose
+/// memory, once free for some seconds, is handed back to the host: the next first touch of such
+/// a page costs 10–30 µs instead of about 2 (a fresh broker's storage, 200,000 records, is
+/// hundreds of MiB of such pages). Pages freed a moment ago are not yet handed back: warmed so,
+/// every contender's broker and process start on warm pages, whatever ran before them.
+fn warm_memory() {
+    let mib: usize = std::env::var("SLUICE_BENCH_WARM_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    if mib == 0 {
+        return;
+    }
+    let (bytes, page) = (mib << 20, 4096);
+    let started = Instant::now();
+    // SAFETY: an anonymous private mapping this function alone uses, written within its length
+    // and unmapped before it returns.
+    unsafe {
+        let base = libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if base == libc::MAP_FAILED {
+            return;
+        }
+        for offset in (0..bytes).step_by(page) {
+            std::ptr::write_volatile((base as *mut u8).add(offset), 1);
+        }
+        libc::munmap(base, bytes);
+    }
+    let per_page = started.elapsed().as_secs_f64() * 1e6 / (bytes / page) as f64;
+    println!("  warmed {mib} MiB of memory before the next broker: {per_page:.1} µs a page");
 }
 
 /// Whether every contender shares one broker (`SLUICE_BENCH_SHARED_BROKER=1`).
