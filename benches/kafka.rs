@@ -32,7 +32,9 @@
 //!                                 SLUICE_BENCH_BINARY_B=path to run a second one right after
 //!                                 sluice in every round, compared with it round by round;
 //!                                 SLUICE_BENCH_WARM_MIB=N to touch N MiB of fresh memory before
-//!                                 each broker starts, 1,024 by default, 0 for none)
+//!                                 each broker starts, 1,024 by default, 0 for none;
+//!                                 SLUICE_BENCH_BROKER_TUNABLES=... the brokers' GLIBC_TUNABLES,
+//!                                 freed memory kept for reuse by default, empty for glibc's own)
 //!
 //! At the default 100 ms, tansu's cap of 5 MiB per fetch bounds the passthrough and sluice
 //! alike (about 170,000 records/s); at 10 ms each contender is bound by its own CPU and the
@@ -483,6 +485,9 @@ const WORST_WINDOWS: usize = 5;
 /// BROKERS INPUT OUTPUT`), as sluice and the peer do, so that its CPU is counted alone; it runs
 /// until killed.
 fn passthrough(brokers: &str, input: &str, output: &str) {
+    // librdkafka's heap set as sluice sets its own, so that neither gets an allocator the other
+    // has not.
+    sluice::c_heap::keep_freed();
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("raw-passthrough-{input}"))
@@ -589,32 +594,35 @@ fn start_passthrough(broker: &Broker, input: &str, output: &str) -> std::process
 /// than one run earlier (the fixed order passthrough, sluice, peer favoured the passthrough).
 /// With `SLUICE_BENCH_SHARED_BROKER=1`, one broker for all, as before, to compare.
 fn fresh_broker(shared: &Option<Broker>) -> BrokerRef<'_> {
-    warm_memory();
     match shared {
         Some(broker) => BrokerRef::Shared(broker),
-        None => BrokerRef::Own(Box::new(Broker::start_in_memory())),
+        None => {
+            warm_memory();
+            BrokerRef::Own(Box::new(Broker::start_in_memory()))
+        }
     }
 }
 
 /// Touches and frees `SLUICE_BENCH_WARM_MIB` (1,024 by default) of fresh memory before each
 /// contender's broker starts, and prints what a page cost. This machine is a virtual one whose
-/// memory, once free for some seconds, is handed back to the host: the next first touch of such
-/// a page costs 10–30 µs instead of about 2 (a fresh broker's storage, 200,000 records, is
-/// hundreds of MiB of such pages). Pages freed a moment ago are not yet handed back: warmed so,
-/// every contender's broker and process start on warm pages, whatever ran before them.
+/// free memory is handed back to the host after a while: a first touch of such a page costs
+/// 10–30 µs instead of about 2, and a fresh broker's storage of 200,000 records is hundreds of
+/// MiB of pages. The figure printed says how cold the machine's memory was before the run; the
+/// touch makes the pages just freed the next ones handed out, warm for some seconds.
 fn warm_memory() {
     let mib: usize = std::env::var("SLUICE_BENCH_WARM_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
-    if mib == 0 {
+    let Some(bytes) = mib.checked_mul(1 << 20).filter(|b| *b > 0) else {
         return;
-    }
-    let (bytes, page) = (mib << 20, 4096);
+    };
+    // SAFETY: sysconf only reads a constant of the system.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     let started = Instant::now();
     // SAFETY: an anonymous private mapping this function alone uses, written within its length
     // and unmapped before it returns.
-    unsafe {
+    let touched = unsafe {
         let base = libc::mmap(
             std::ptr::null_mut(),
             bytes,
@@ -624,14 +632,17 @@ fn warm_memory() {
             0,
         );
         if base == libc::MAP_FAILED {
+            println!("  (could not map {mib} MiB to warm: {})", std::io::Error::last_os_error());
             return;
         }
         for offset in (0..bytes).step_by(page) {
             std::ptr::write_volatile((base as *mut u8).add(offset), 1);
         }
+        let touched = started.elapsed();
         libc::munmap(base, bytes);
-    }
-    let per_page = started.elapsed().as_secs_f64() * 1e6 / (bytes / page) as f64;
+        touched
+    };
+    let per_page = touched.as_secs_f64() * 1e6 / (bytes / page) as f64;
     println!("  warmed {mib} MiB of memory before the next broker: {per_page:.1} µs a page");
 }
 

@@ -1,52 +1,83 @@
 //! The C allocator (glibc's malloc) that ONNX Runtime and librdkafka use; sluice's own memory is
-//! mimalloc's. Two settings, made once per process before either library allocates:
+//! mimalloc's.
 //!
-//! - **Two arenas.** glibc gives each thread that allocates an arena of its own, up to 8 per
-//!   core, and keeps what was freed in it: sessions built and dropped on many threads, one per
-//!   model swap, made the process grow by about 20 MiB per 1,000 swaps that way (`cargo bench
-//!   --bench swaps`). Two arenas, and memory handed back when a model version is released
-//!   ([`release_free`]), keep it flat.
-//! - **Freed memory kept for reuse.** By default glibc hands the free top of an arena back to
-//!   the system once it passes 128 KiB (or twice the largest block it has mapped on its own),
-//!   and maps blocks larger than that afresh each time. librdkafka reads each fetch response into
-//!   a new buffer of a few hundred KiB and frees it soon after: every response then costs the
-//!   kernel fresh zeroed pages. On the Kafka path (10 ms fetches) the kernel's page zeroing was
-//!   7.5% of all of sluice's samples; with the thresholds below 2.9%, and the process scored 9%
-//!   more records a second on 12% less CPU a record (`cargo bench --bench kafka`, the two
-//!   settings in the same rounds). Blocks of 32 MiB and more (a large model's weights) are still
-//!   mapped on their own and handed back when freed; up to 128 MiB free at the top of an arena
-//!   is kept, and [`release_free`] hands it back when a model version is released.
+//! - **Freed memory kept for reuse** ([`keep_freed`], at start-up). By default glibc's
+//!   thresholds move with the program: freeing a block it had mapped on its own raises its mmap
+//!   threshold to that block's size and its trim threshold to twice that, and the free top of an
+//!   arena beyond the trim threshold goes back to the system. librdkafka reads each fetch
+//!   response into a buffer of up to a few MiB and frees it soon after, so the top of its arena
+//!   kept going back and coming again: the kernel zeroing fresh pages (`clear_page_erms`) was
+//!   7.5% of the full Kafka pipeline's samples, and 2.9% with fixed thresholds. With them sluice
+//!   scored 9–14% more records a second on 12–19% less CPU a record (`cargo bench --bench kafka`,
+//!   the settings taking turns in the same rounds). Fixed thresholds: blocks from 32 MiB up are
+//!   mapped on their own when the arena has no free room for them, and up to 32 MiB free at the
+//!   top of an arena (or of one of a second arena's heaps, which are at most 64 MiB each) is kept.
+//! - **Two arenas** ([`limit_arenas`], before ONNX Runtime's first allocation). glibc gives each
+//!   thread that allocates an arena of its own, up to 8 per core, and keeps what was freed in it:
+//!   sessions built and dropped on many threads, one per model swap, made the process grow by
+//!   about 20 MiB per 1,000 swaps that way (`cargo bench --bench swaps`). Two arenas, and memory
+//!   handed back when a model version is released ([`release_free`]), keep it flat.
 //!
-//! `GLIBC_TUNABLES` keeps the last word: a threshold it sets is left as it is.
+//! The user keeps the last word: a setting named in `GLIBC_TUNABLES`, or in glibc's older
+//! variables (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`), is left
+//! as it is.
 
 use std::sync::Once;
 
-/// Blocks this large or larger are mapped on their own (glibc's largest dynamic threshold).
-const MMAP_THRESHOLD: i32 = 32 << 20;
-/// Free memory at the top of an arena up to this much is kept for reuse.
-const TRIM_THRESHOLD: i32 = 128 << 20;
+/// Blocks this large or larger are mapped on their own: glibc's largest mmap threshold (32 MiB
+/// on 64-bit systems, 16 MiB on 32-bit ones).
+const MMAP_THRESHOLD: usize = 4 * 1024 * 1024 * std::mem::size_of::<usize>();
+/// Free memory at the top of an arena up to this much is kept for reuse: below a second
+/// arena's heap size (64 MiB), so that such a heap shrinks too.
+const TRIM_THRESHOLD: usize = 32 << 20;
 
-/// Sets the arenas and thresholds, once; before the first allocation of either C library.
-pub fn tune() {
-    static TUNED: Once = Once::new();
-    TUNED.call_once(|| {
-        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-        let set_by_user = |name: &str| tunables.contains(&format!("glibc.malloc.{name}="));
+/// Whether the user set glibc's tunable `name` (`glibc.malloc.<name>` in `GLIBC_TUNABLES`) or
+/// its older variable `legacy`.
+fn set_by_user(name: &str, legacy: &str) -> bool {
+    let tunables = std::env::var_os("GLIBC_TUNABLES").unwrap_or_default();
+    std::env::var_os(legacy).is_some() || named_in(&tunables.to_string_lossy(), name)
+}
+
+/// Whether `tunables` (`GLIBC_TUNABLES`' text: `name=value` pairs between colons) sets
+/// `glibc.malloc.<name>`.
+fn named_in(tunables: &str, name: &str) -> bool {
+    let full = format!("glibc.malloc.{name}");
+    tunables
+        .split(':')
+        .any(|setting| setting.split_once('=').is_some_and(|(key, _)| key == full))
+}
+
+/// Sets one setting with `mallopt` unless the user did; says so when glibc refuses it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set(option: libc::c_int, value: usize, name: &str, legacy: &str) {
+    if set_by_user(name, legacy) {
+        return;
+    }
+    let value = libc::c_int::try_from(value).unwrap_or(libc::c_int::MAX);
+    // SAFETY: mallopt only sets a tunable of the allocator; it touches no allocation.
+    if unsafe { libc::mallopt(option, value) } == 0 {
+        tracing::debug!(setting = name, value, "glibc's malloc refused a setting");
+    }
+}
+
+/// Fixes glibc's mmap and trim thresholds, once; at start-up, before librdkafka allocates.
+pub fn keep_freed() {
+    static DONE: Once = Once::new();
+    DONE.call_once(|| {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: mallopt only sets tunables of the allocator; it touches no allocation.
-        unsafe {
-            if !set_by_user("arena_max") {
-                libc::mallopt(libc::M_ARENA_MAX, 2);
-            }
-            if !set_by_user("mmap_threshold") {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-            }
-            if !set_by_user("trim_threshold") {
-                libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
-            }
+        {
+            set(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD, "mmap_threshold", "MALLOC_MMAP_THRESHOLD_");
+            set(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD, "trim_threshold", "MALLOC_TRIM_THRESHOLD_");
         }
-        #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-        let _ = set_by_user;
+    });
+}
+
+/// Limits glibc to two arenas, once; before ONNX Runtime's first allocation.
+pub fn limit_arenas() {
+    static DONE: Once = Once::new();
+    DONE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        set(libc::M_ARENA_MAX, 2, "arena_max", "MALLOC_ARENA_MAX");
     });
 }
 
@@ -61,23 +92,22 @@ pub fn release_free() {
 
 #[cfg(test)]
 mod tests {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    use super::{named_in, set_by_user};
+
     #[test]
-    fn a_block_under_the_threshold_comes_from_the_arena_not_a_mapping_of_its_own() {
-        super::tune();
-        // glibc marks a block it mapped on its own in the size word before it (bit 1,
-        // IS_MMAPPED). Without the thresholds a 1 MiB block is mapped afresh (the default
-        // threshold is 128 KiB); with them it comes from the arena and is kept for reuse.
-        let size = 1 << 20;
-        // SAFETY: malloc and free of a block this test owns; the word read lies in the chunk
-        // header glibc puts before every block it hands out.
-        let mapped = unsafe {
-            let block = libc::malloc(size);
-            assert!(!block.is_null());
-            let mapped = *(block as *const usize).sub(1) & 2 != 0;
-            libc::free(block);
-            mapped
-        };
-        assert!(!mapped, "a 1 MiB block was mapped on its own");
+    fn a_setting_named_in_glibc_tunables_is_the_users() {
+        let tunables = "glibc.malloc.arena_max=4:glibc.malloc.trim_threshold=1048576";
+        assert!(named_in(tunables, "trim_threshold"));
+        assert!(named_in(tunables, "arena_max"));
+        assert!(!named_in(tunables, "mmap_threshold"));
+        assert!(!named_in("glibc.malloc.mmap_threshold_x=1", "mmap_threshold"), "a longer name");
+        assert!(!named_in("", "arena_max"));
+    }
+
+    #[test]
+    fn a_setting_whose_older_variable_is_set_is_the_users() {
+        // PATH stands for a variable that is set; the test's environment is not changed.
+        assert!(set_by_user("no_such_setting", "PATH"));
+        assert!(!set_by_user("no_such_setting", "SLUICE_NO_SUCH_VARIABLE"));
     }
 }

@@ -96,7 +96,7 @@ const EXIT_PROBLEMS: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    sluice::c_heap::tune();
+    sluice::c_heap::keep_freed();
     let cli = Cli::parse();
     // Commands whose output is a report log only warnings unless RUST_LOG says otherwise.
     let quiet = matches!(

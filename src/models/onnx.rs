@@ -67,7 +67,7 @@ pub fn released() {
 /// The process-wide ONNX Runtime environment, loading the library on first use.
 pub fn environment() -> Result<&'static Environment, ModelError> {
     let env = ENVIRONMENT.get_or_init(|| {
-        crate::c_heap::tune();
+        crate::c_heap::limit_arenas();
         let path = locate().map_err(|e| e.to_string())?;
         let builder =
             ort::init_from(&path).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;

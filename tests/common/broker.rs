@@ -25,6 +25,13 @@ const STORAGE: &str = "sqlite://tansu.db";
 /// batch skips the rest of that batch (see `STORAGE`'s tests in tests/delivery.rs), so only for
 /// a benchmark whose consumers read from the start and are never moved.
 const MEMORY: &str = "memory://tansu/";
+/// glibc's malloc settings of an in-memory broker (a benchmark's) unless
+/// `SLUICE_BENCH_BROKER_TUNABLES` says otherwise (empty for glibc's own): freed memory kept for
+/// reuse, as sluice keeps its own (`src/c_heap.rs`). With glibc's defaults tansu handed its
+/// fetch buffers back and had them zeroed anew (`clear_page_erms` in tansu's threads, 9% of the
+/// machine's samples in one run), and on this virtual machine a page handed back may cost
+/// 10–30 µs to touch again: the broker's speed, every contender's bound, moved with the host's.
+const MEMORY_TUNABLES: &str = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=33554432";
 
 /// A running tansu broker, killed when dropped.
 pub struct Broker {
@@ -118,7 +125,14 @@ impl Broker {
         assert!(self.child.is_none(), "the broker is running");
         let url = format!("tcp://{}", self.address);
         let advertised = format!("tcp://{}", self.advertised);
-        let child = Command::new(tansu())
+        let mut command = Command::new(tansu());
+        if self.storage == MEMORY {
+            let tunables = std::env::var("SLUICE_BENCH_BROKER_TUNABLES").unwrap_or_else(|_| MEMORY_TUNABLES.into());
+            if !tunables.is_empty() {
+                command.env("GLIBC_TUNABLES", tunables);
+            }
+        }
+        let child = command
             .args([
                 "broker",
                 "--listener-url",
