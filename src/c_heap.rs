@@ -7,11 +7,12 @@
 //!   arena beyond the trim threshold goes back to the system. librdkafka reads each fetch
 //!   response into a buffer of up to a few MiB and frees it soon after, so the top of its arena
 //!   kept going back and coming again: the kernel zeroing fresh pages (`clear_page_erms`) was
-//!   7.5% of the full Kafka pipeline's samples, and 2.9% with fixed thresholds. With them sluice
-//!   scored 9–14% more records a second on 12–19% less CPU a record (`cargo bench --bench kafka`,
-//!   the settings taking turns in the same rounds). Fixed thresholds: blocks from 32 MiB up are
-//!   mapped on their own when the arena has no free room for them, and up to 32 MiB free at the
-//!   top of an arena (or of one of a second arena's heaps, which are at most 64 MiB each) is kept.
+//!   7.5% of the full Kafka pipeline's samples, and 2.9% with thresholds fixed (at 32 and 128
+//!   MiB in that profile). What that is worth in records a second is within this machine's
+//!   noise: four A/B runs of `cargo bench --bench kafka` disagreed (README, session 17). With
+//!   the thresholds fixed, blocks from 32 MiB up are mapped on their own when the arena has no
+//!   free room for them, and up to 32 MiB free at the top of an arena (or of one of a second
+//!   arena's heaps, which are at most 64 MiB each) is kept.
 //! - **Two arenas** ([`limit_arenas`], before ONNX Runtime's first allocation). glibc gives each
 //!   thread that allocates an arena of its own, up to 8 per core, and keeps what was freed in it:
 //!   sessions built and dropped on many threads, one per model swap, made the process grow by
