@@ -632,7 +632,10 @@ fn warm_memory() {
             0,
         );
         if base == libc::MAP_FAILED {
-            println!("  (could not map {mib} MiB to warm: {})", std::io::Error::last_os_error());
+            println!(
+                "  (could not map {mib} MiB to warm: {})",
+                std::io::Error::last_os_error()
+            );
             return;
         }
         for offset in (0..bytes).step_by(page) {

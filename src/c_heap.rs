@@ -67,8 +67,18 @@ pub fn keep_freed() {
     DONE.call_once(|| {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         {
-            set(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD, "mmap_threshold", "MALLOC_MMAP_THRESHOLD_");
-            set(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD, "trim_threshold", "MALLOC_TRIM_THRESHOLD_");
+            set(
+                libc::M_MMAP_THRESHOLD,
+                MMAP_THRESHOLD,
+                "mmap_threshold",
+                "MALLOC_MMAP_THRESHOLD_",
+            );
+            set(
+                libc::M_TRIM_THRESHOLD,
+                TRIM_THRESHOLD,
+                "trim_threshold",
+                "MALLOC_TRIM_THRESHOLD_",
+            );
         }
     });
 }
@@ -101,7 +111,10 @@ mod tests {
         assert!(named_in(tunables, "trim_threshold"));
         assert!(named_in(tunables, "arena_max"));
         assert!(!named_in(tunables, "mmap_threshold"));
-        assert!(!named_in("glibc.malloc.mmap_threshold_x=1", "mmap_threshold"), "a longer name");
+        assert!(
+            !named_in("glibc.malloc.mmap_threshold_x=1", "mmap_threshold"),
+            "a longer name"
+        );
         assert!(!named_in("", "arena_max"));
     }
 
