@@ -12,7 +12,8 @@
 //! - throughput: reads N records already waiting, records/s from the first scored record out
 //!   to the last (the median of the rounds is reported), and over the same span the CPU per
 //!   record of the contender's process and of the whole machine (from `/proc`: a figure the
-//!   machine's speed moves less than the rate, and which says whose CPU the rate is bound by);
+//!   machine's speed moves less than the rate, and which says whose CPU the rate is bound by),
+//!   and the page faults per record of both (an allocator handing memory back shows there);
 //! - latency: then records are produced at a steady 1,000/s and then 10,000/s for 5 s each
 //!   while it runs; end-to-end latency per record, from just before it is produced to when it
 //!   is read from the output topic (p50, p99 and max over every round, and each round's p99).
@@ -29,8 +30,9 @@
 //!                                 =passthrough to run the passthrough in sluice's place (A/A:
 //!                                 the figures the noise alone gives);
 //!                                 SLUICE_BENCH_BINARY=path to run another build of sluice;
-//!                                 SLUICE_BENCH_BINARY_B=path to run a second one right after
-//!                                 sluice in every round, compared with it round by round;
+//!                                 SLUICE_BENCH_BINARY_B=path to run a second one beside
+//!                                 sluice in every round (after it, then before it, in turn),
+//!                                 compared with it round by round;
 //!                                 SLUICE_BENCH_WARM_MIB=N to touch N MiB of fresh memory before
 //!                                 each broker starts, 1,024 by default, 0 for none;
 //!                                 SLUICE_BENCH_BROKER_TUNABLES=... the brokers' GLIBC_TUNABLES,
@@ -338,6 +340,28 @@ fn cpu_of(pid: Option<u32>) -> Duration {
     }
 }
 
+/// Page faults so far (minor and major): by one process (every thread), or by the whole
+/// machine. A fault on a fresh page has the kernel zero it first, at a cost that swings with
+/// how cold this machine's memory is: faults a record show an allocator handing memory back
+/// and taking it again.
+fn faults_of(pid: Option<u32>) -> u64 {
+    match pid {
+        Some(pid) => {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // After the command's name: minflt is the 8th field, majflt the 10th.
+            let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+            let field = |k: usize| after.split(' ').nth(k).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+            field(7) + field(9)
+        }
+        None => std::fs::read_to_string("/proc/vmstat")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("pgfault "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0),
+    }
+}
+
 /// One round of one contender's throughput.
 struct Throughput {
     /// Records per second, from the first record out to the last.
@@ -346,6 +370,9 @@ struct Throughput {
     /// whole machine (the contender, the broker, the benchmark's watcher, everything else).
     own_us: f64,
     machine_us: f64,
+    /// Over the same span, page faults per record: the contender's process, the machine.
+    own_faults: f64,
+    machine_faults: f64,
     /// The longest time no record came out, between the first and the last: what a stall of
     /// the contender or the transport costs a round.
     pause_ms: f64,
@@ -376,10 +403,14 @@ fn measure(
     // CPU counted from the first record out to the last, the span the rate is taken over.
     arrivals.wait_for(1, Duration::from_secs(900), name);
     let (own, machine) = (cpu_of(Some(pid)), cpu_of(None));
+    let (own_faulted, machine_faulted) = (faults_of(Some(pid)), faults_of(None));
     arrivals.wait_for(n, Duration::from_secs(900), name);
     let per_record = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     let own_us = per_record(cpu_of(Some(pid)).saturating_sub(own));
     let machine_us = per_record(cpu_of(None).saturating_sub(machine));
+    let faults = |now: u64, then: u64| now.saturating_sub(then) as f64 / n as f64;
+    let own_faults = faults(faults_of(Some(pid)), own_faulted);
+    let machine_faults = faults(faults_of(None), machine_faulted);
     let (rate, pause_ms) = {
         let seen = arrivals.seen.lock().unwrap();
         let mut times: Vec<Instant> = seen.values().map(|a| a.at).collect();
@@ -466,6 +497,8 @@ fn measure(
         rate,
         own_us,
         machine_us,
+        own_faults,
+        machine_faults,
         pause_ms,
         p99_ms,
     }
@@ -731,9 +764,9 @@ fn sluice_binary() -> String {
 }
 
 /// Another build of sluice (or a script that `exec`s one with other settings: the process
-/// measured and stopped is the one started) that runs as a
-/// contender of its own right after sluice in every round (`SLUICE_BENCH_BINARY_B`): two
-/// builds compared in the same rounds, the machine's mood shared.
+/// measured and stopped is the one started) that runs as a contender of its own beside sluice
+/// in every round, right after it in even rounds and right before it in odd ones
+/// (`SLUICE_BENCH_BINARY_B`): two builds compared in the same rounds, the machine's mood shared.
 fn sluice_b_binary() -> Option<String> {
     std::env::var("SLUICE_BENCH_BINARY_B").ok().filter(|b| !b.is_empty())
 }
@@ -755,6 +788,30 @@ fn start_sluice(
         .stderr(std::fs::File::create(dir.join(format!("{input}.log"))).expect("log"))
         .spawn()
         .expect("sluice runs")
+}
+
+/// A contender's process, killed if the benchmark unwinds (a failed assertion in `measure`,
+/// say) before it is stopped: no contender outlives the benchmark.
+struct Running(Option<std::process::Child>);
+
+impl Running {
+    fn new(child: std::process::Child) -> Running {
+        Running(Some(child))
+    }
+
+    /// The process, to stop or wait for as the benchmark means to.
+    fn take(mut self) -> std::process::Child {
+        self.0.take().expect("the process is there until taken")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Stops a sluice with SIGTERM; it must end cleanly.
@@ -784,7 +841,7 @@ fn line(label: &str, rounds: &[Throughput], f: &Figures) -> String {
     let of = |pick: fn(&Throughput) -> f64| rounds.iter().map(pick).collect::<Vec<_>>();
     let rates = rates(rounds);
     let mut text = format!(
-        "  {label:<34} {:>9.0} records/s (rounds: {})\n  {:<34} longest pause in the output: {} ms\n  {:<34} CPU per record: its own {:.2} µs, the machine's {:.2} µs (medians)",
+        "  {label:<34} {:>9.0} records/s (rounds: {})\n  {:<34} longest pause in the output: {} ms\n  {:<34} CPU per record: its own {:.2} µs, the machine's {:.2} µs (medians)\n  {:<34} page faults per record: its own {:.3}, the machine's {:.3} (medians)",
         median(&rates),
         rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
         "",
@@ -792,6 +849,9 @@ fn line(label: &str, rounds: &[Throughput], f: &Figures) -> String {
         "",
         median(&of(|t| t.own_us)),
         median(&of(|t| t.machine_us)),
+        "",
+        median(&of(|t| t.own_faults)),
+        median(&of(|t| t.machine_faults)),
     );
     for (k, (per_second, h)) in LATENCY_RATES.iter().zip(&f.latency_ms).enumerate() {
         text.push_str(&format!(
@@ -878,51 +938,47 @@ fn main() {
             |input, output| {
                 let child = start_passthrough(&broker, input, output);
                 let pid = child.id();
-                relay = Some(child);
+                relay = Some(Running::new(child));
                 pid
             },
         ));
-        if let Some(mut child) = relay {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        // Killed: it never ends by itself.
+        drop(relay);
 
         drop(broker);
 
         // sluice runs as its own process, as the peer does, so their memory compares.
-        let broker = fresh_broker(&shared);
-        let mut run = None;
-        sluice_rates.push(measure(
-            &broker,
-            &format!("sluice{round}"),
-            n,
-            &mut sluice,
-            |input, output| {
-                if twice() {
-                    // The passthrough again, in sluice's place: what the two differ by is noise.
-                    let child = start_passthrough(&broker, input, output);
+        let mut run_a = || {
+            let broker = fresh_broker(&shared);
+            let mut run = None;
+            sluice_rates.push(measure(
+                &broker,
+                &format!("sluice{round}"),
+                n,
+                &mut sluice,
+                |input, output| {
+                    if twice() {
+                        // The passthrough again, in sluice's place: what the two differ by is noise.
+                        let child = start_passthrough(&broker, input, output);
+                        let pid = child.id();
+                        run = Some((PeakMemory::watch(pid), Running::new(child)));
+                        return pid;
+                    }
+                    let child = start_sluice(&sluice_binary(), &broker, input, output, dir.path());
                     let pid = child.id();
-                    run = Some((PeakMemory::watch(pid), child));
-                    return pid;
-                }
-                let child = start_sluice(&sluice_binary(), &broker, input, output, dir.path());
-                let pid = child.id();
-                run = Some((PeakMemory::watch(pid), child));
-                pid
-            },
-        ));
-        let (memory, mut child) = run.expect("sluice ran");
-        sluice_mib = sluice_mib.max(memory.mib());
-        if twice() {
-            let _ = child.kill();
-            let _ = child.wait();
-        } else {
-            stop_sluice(child);
-        }
-
-        drop(broker);
-
-        if let Some(binary) = sluice_b_binary() {
+                    run = Some((PeakMemory::watch(pid), Running::new(child)));
+                    pid
+                },
+            ));
+            let (memory, running) = run.expect("sluice ran");
+            sluice_mib = sluice_mib.max(memory.mib());
+            if twice() {
+                drop(running);
+            } else {
+                stop_sluice(running.take());
+            }
+        };
+        let mut run_b = |binary: &str| {
             let broker = fresh_broker(&shared);
             let mut run = None;
             b_rates.push(measure(
@@ -931,16 +987,28 @@ fn main() {
                 n,
                 &mut b,
                 |input, output| {
-                    let child = start_sluice(&binary, &broker, input, output, dir.path());
+                    let child = start_sluice(binary, &broker, input, output, dir.path());
                     let pid = child.id();
-                    run = Some((PeakMemory::watch(pid), child));
+                    run = Some((PeakMemory::watch(pid), Running::new(child)));
                     pid
                 },
             ));
-            let (memory, child) = run.expect("sluice B ran");
+            let (memory, running) = run.expect("sluice B ran");
             b_mib = b_mib.max(memory.mib());
-            stop_sluice(child);
-            drop(broker);
+            stop_sluice(running.take());
+        };
+        // With a second build, the two take turns at going first: whatever the machine does
+        // to the one that runs right after the passthrough falls on each in turn.
+        match sluice_b_binary() {
+            Some(binary) if round % 2 == 1 => {
+                run_b(&binary);
+                run_a();
+            }
+            Some(binary) => {
+                run_a();
+                run_b(&binary);
+            }
+            None => run_a(),
         }
 
         let broker = fresh_broker(&shared);
@@ -971,13 +1039,14 @@ fn main() {
                     .expect("the Python peer starts");
                 let pid = started.id();
                 memory = Some(PeakMemory::watch(pid));
-                child = Some(started);
+                child = Some(Running::new(started));
                 pid
             },
         ));
         peer_mib = peer_mib.max(memory.expect("the peer ran").mib());
         summary = child
             .expect("peer")
+            .take()
             .wait_with_output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_default();
