@@ -518,9 +518,12 @@ const WORST_WINDOWS: usize = 5;
 /// BROKERS INPUT OUTPUT`), as sluice and the peer do, so that its CPU is counted alone; it runs
 /// until killed.
 fn passthrough(brokers: &str, input: &str, output: &str) {
-    // librdkafka's heap set as sluice sets its own, so that neither gets an allocator the other
-    // has not.
-    sluice::c_heap::keep_freed();
+    // librdkafka allocates from mimalloc's heap here as in sluice (`src/c_heap.rs`), so that
+    // neither gets an allocator the other has not.
+    assert!(
+        sluice::c_heap::serves_malloc(64),
+        "the passthrough's malloc is not mimalloc's"
+    );
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("raw-passthrough-{input}"))

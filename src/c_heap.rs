@@ -1,127 +1,56 @@
-//! The C allocator (glibc's malloc) that ONNX Runtime and librdkafka use; sluice's own memory is
-//! mimalloc's.
+//! The C heap is mimalloc's too. librdkafka and ONNX Runtime allocate with `malloc` and `free`;
+//! sluice is built with mimalloc defining them (libmimalloc-sys's `override` feature: the
+//! definitions are linked into the executable, which exports them, so librdkafka linked in,
+//! ONNX Runtime loaded at run time and libc itself all bind to them). One heap serves the
+//! whole process, the one sluice's own Rust code uses; glibc's malloc serves nothing, and its
+//! tunables (`GLIBC_TUNABLES`, `MALLOC_ARENA_MAX`, ...) change nothing in sluice.
 //!
-//! - **Freed memory kept for reuse** ([`keep_freed`], at start-up). By default glibc's
-//!   thresholds move with the program: freeing a block it had mapped on its own raises its mmap
-//!   threshold to that block's size and its trim threshold to twice that, and the free top of an
-//!   arena beyond the trim threshold goes back to the system. librdkafka reads each fetch
-//!   response into a buffer of up to a few MiB and frees it soon after, so the top of its arena
-//!   kept going back and coming again: the kernel zeroing fresh pages (`clear_page_erms`) was
-//!   7.5% of the full Kafka pipeline's samples, and 2.9% with thresholds fixed (at 32 and 128
-//!   MiB in that profile). What that is worth in records a second is within this machine's
-//!   noise: four A/B runs of `cargo bench --bench kafka` disagreed (README, session 17). With
-//!   the thresholds fixed, blocks from 32 MiB up are mapped on their own when the arena has no
-//!   free room for them, and up to 32 MiB free at the top of an arena (or of one of a second
-//!   arena's heaps, which are at most 64 MiB each) is kept.
-//! - **Two arenas** ([`limit_arenas`], before ONNX Runtime's first allocation). glibc gives each
-//!   thread that allocates an arena of its own, up to 8 per core, and keeps what was freed in it:
-//!   sessions built and dropped on many threads, one per model swap, made the process grow by
-//!   about 20 MiB per 1,000 swaps that way (`cargo bench --bench swaps`). Two arenas, and memory
-//!   handed back when a model version is released ([`release_free`]), keep it flat.
+//! Why: librdkafka allocates each message it is given (payload, key and two lineage headers:
+//! five blocks) on the thread that produces it, and frees it on the thread that serves its
+//! delivery report. glibc gives each of those threads its own cache and arena, so every such
+//! block went through its slow path and its arena's lock on both threads: glibc's allocator
+//! took 9% of bare sluice's samples with the headers on and 2–3% without them (`perf`,
+//! Kafka → Kafka). mimalloc hands a block freed by another thread back to its owner's
+//! page without a lock. In the same rounds of `cargo bench --bench kafka` (README, session 19)
+//! bare sluice used 68% of the CPU a record it used with glibc's malloc for the C libraries.
 //!
-//! The user keeps the last word: a setting named in `GLIBC_TUNABLES`, or in glibc's older
-//! variables (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`), is left
-//! as it is.
+//! Before this, sluice tuned glibc's malloc instead (fixed mmap and trim thresholds, two
+//! arenas once ONNX Runtime started, a trim after a model version was released), to keep its
+//! memory flat across model swaps and its fetch buffers from being handed back and zeroed anew;
+//! `cargo bench --bench swaps` stays flat with mimalloc alone.
 
-use std::sync::Once;
-
-/// Blocks this large or larger are mapped on their own: glibc's largest mmap threshold (32 MiB
-/// on 64-bit systems, 16 MiB on 32-bit ones).
-const MMAP_THRESHOLD: usize = 4 * 1024 * 1024 * std::mem::size_of::<usize>();
-/// Free memory at the top of an arena up to this much is kept for reuse: below a second
-/// arena's heap size (64 MiB), so that such a heap shrinks too.
-const TRIM_THRESHOLD: usize = 32 << 20;
-
-/// Whether the user set glibc's tunable `name` (`glibc.malloc.<name>` in `GLIBC_TUNABLES`) or
-/// its older variable `legacy`.
-fn set_by_user(name: &str, legacy: &str) -> bool {
-    let tunables = std::env::var_os("GLIBC_TUNABLES").unwrap_or_default();
-    std::env::var_os(legacy).is_some() || named_in(&tunables.to_string_lossy(), name)
-}
-
-/// Whether `tunables` (`GLIBC_TUNABLES`' text: `name=value` pairs between colons) sets
-/// `glibc.malloc.<name>`.
-fn named_in(tunables: &str, name: &str) -> bool {
-    let full = format!("glibc.malloc.{name}");
-    tunables
-        .split(':')
-        .any(|setting| setting.split_once('=').is_some_and(|(key, _)| key == full))
-}
-
-/// Sets one setting with `mallopt` unless the user did; says so when glibc refuses it.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn set(option: libc::c_int, value: usize, name: &str, legacy: &str) {
-    if set_by_user(name, legacy) {
-        return;
-    }
-    let value = libc::c_int::try_from(value).unwrap_or(libc::c_int::MAX);
-    // SAFETY: mallopt only sets a tunable of the allocator; it touches no allocation.
-    if unsafe { libc::mallopt(option, value) } == 0 {
-        tracing::debug!(setting = name, value, "glibc's malloc refused a setting");
-    }
-}
-
-/// Fixes glibc's mmap and trim thresholds, once; at start-up, before librdkafka allocates.
-pub fn keep_freed() {
-    static DONE: Once = Once::new();
-    DONE.call_once(|| {
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        {
-            set(
-                libc::M_MMAP_THRESHOLD,
-                MMAP_THRESHOLD,
-                "mmap_threshold",
-                "MALLOC_MMAP_THRESHOLD_",
-            );
-            set(
-                libc::M_TRIM_THRESHOLD,
-                TRIM_THRESHOLD,
-                "trim_threshold",
-                "MALLOC_TRIM_THRESHOLD_",
-            );
-        }
-    });
-}
-
-/// Limits glibc to two arenas, once; before ONNX Runtime's first allocation.
-pub fn limit_arenas() {
-    static DONE: Once = Once::new();
-    DONE.call_once(|| {
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        set(libc::M_ARENA_MAX, 2, "arena_max", "MALLOC_ARENA_MAX");
-    });
-}
-
-/// Hands freed memory in the arenas back to the system (after a model version is released).
+/// Hands the calling thread's freed memory back to the system: mimalloc keeps freed pages for
+/// a thread until that thread allocates again, and the blocking threads that load models and
+/// drop old ones may then sit idle for a long time (1,000 swaps kept about 12 MiB so).
 pub fn release_free() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages; it touches no live allocation.
+    // SAFETY: mi_collect only returns this thread's free memory to the system.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
+/// Whether a block of `size` bytes from the C library's `malloc` comes from mimalloc's heap.
+pub fn serves_malloc(size: usize) -> bool {
+    // SAFETY: malloc and free of a block this function owns; mi_is_in_heap_region only compares
+    // an address with mimalloc's own regions.
     unsafe {
-        libc::malloc_trim(0);
+        let block = libc::malloc(size);
+        if block.is_null() {
+            return false;
+        }
+        let ours = libmimalloc_sys::mi_is_in_heap_region(block);
+        libc::free(block);
+        ours
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{named_in, set_by_user};
-
     #[test]
-    fn a_setting_named_in_glibc_tunables_is_the_users() {
-        let tunables = "glibc.malloc.arena_max=4:glibc.malloc.trim_threshold=1048576";
-        assert!(named_in(tunables, "trim_threshold"));
-        assert!(named_in(tunables, "arena_max"));
-        assert!(!named_in(tunables, "mmap_threshold"));
-        assert!(
-            !named_in("glibc.malloc.mmap_threshold_x=1", "mmap_threshold"),
-            "a longer name"
-        );
-        assert!(!named_in("", "arena_max"));
-    }
-
-    #[test]
-    fn a_setting_whose_older_variable_is_set_is_the_users() {
-        // PATH stands for a variable that is set; the test's environment is not changed.
-        assert!(set_by_user("no_such_setting", "PATH"));
-        assert!(!set_by_user("no_such_setting", "SLUICE_NO_SUCH_VARIABLE"));
+    fn a_block_from_the_c_librarys_malloc_is_mimallocs() {
+        for size in [16, 4096, 1 << 20, 64 << 20] {
+            assert!(
+                super::serves_malloc(size),
+                "a block of {size} bytes from malloc is not mimalloc's: the C libraries would allocate from another heap"
+            );
+        }
     }
 }

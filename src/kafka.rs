@@ -58,9 +58,8 @@ pub enum KafkaError {
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 
 /// A client configuration: brokers, then every pass-through property. (librdkafka allocates
-/// with the C heap: tuned first, see [`crate::c_heap`].)
+/// from mimalloc's heap, see [`crate::c_heap`].)
 pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
-    crate::c_heap::keep_freed();
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers(settings));
     for (key, value) in &settings.options {

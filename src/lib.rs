@@ -1,7 +1,7 @@
 //! sluice: machine-learning pipelines on streams, described in one YAML file.
 //!
 //! Data and imports flow one way through the modules: `flow` (records, batches,
-//! acknowledgements, ports) and `c_heap` (the C libraries' allocator) → `formats`, `kafka`,
+//! acknowledgements, ports) and `c_heap` (the C libraries' heap: mimalloc's) → `formats`, `kafka`,
 //! `problem`, `watch` → `models` → `streamlets` (one room per kind) → `spec` (YAML → typed spec
 //! with positions) → `topology` (verified graph, reload diff) → `runtime` (tasks and channels)
 //! → `observe`, `testing` and the CLI. No module imports one above it.

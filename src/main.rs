@@ -88,7 +88,8 @@ enum GraphFormat {
 }
 
 /// Records are many small allocations made on one thread and freed on another:
-/// mimalloc handles that far better than the system allocator.
+/// mimalloc handles that far better than the system allocator. It serves the C libraries'
+/// `malloc` too (`src/c_heap.rs`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -96,7 +97,6 @@ const EXIT_PROBLEMS: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    sluice::c_heap::keep_freed();
     let cli = Cli::parse();
     // Commands whose output is a report log only warnings unless RUST_LOG says otherwise.
     let quiet = matches!(

@@ -54,20 +54,15 @@ pub fn locate() -> Result<PathBuf, ModelError> {
 }
 
 /// A model version's sessions were released, or a new one was loaded: give back the memory
-/// that was freed. glibc's (ONNX Runtime's) and this thread's share of mimalloc's (sluice's own:
-/// model bytes, descriptors read, the test inference). mimalloc keeps freed pages for a
-/// thread until that thread allocates again, and the blocking threads that load models and
-/// drop old ones may sit idle for a long time: 1,000 swaps kept about 12 MiB so.
+/// this thread freed (ONNX Runtime's and sluice's own: model bytes, descriptors read, the test
+/// inference), see [`crate::c_heap::release_free`].
 pub fn released() {
     crate::c_heap::release_free();
-    // SAFETY: mi_collect only returns this thread's free memory to the system.
-    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 /// The process-wide ONNX Runtime environment, loading the library on first use.
 pub fn environment() -> Result<&'static Environment, ModelError> {
     let env = ENVIRONMENT.get_or_init(|| {
-        crate::c_heap::limit_arenas();
         let path = locate().map_err(|e| e.to_string())?;
         let builder =
             ort::init_from(&path).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;

@@ -27,10 +27,11 @@ const STORAGE: &str = "sqlite://tansu.db";
 const MEMORY: &str = "memory://tansu/";
 /// glibc's malloc settings of an in-memory broker (a benchmark's) unless
 /// `SLUICE_BENCH_BROKER_TUNABLES` says otherwise (empty for glibc's own): freed memory kept for
-/// reuse, as sluice keeps its own (`src/c_heap.rs`). With glibc's defaults tansu handed its
-/// fetch buffers back and had them zeroed anew (`clear_page_erms` in tansu's threads, 9% of the
-/// machine's samples in one run), and on this virtual machine a page handed back may cost
-/// 10–30 µs to touch again: the broker's speed, every contender's bound, moved with the host's.
+/// reuse (sluice and the passthrough allocate from mimalloc, C libraries included:
+/// `src/c_heap.rs`). With glibc's defaults tansu handed its fetch buffers back and had them
+/// zeroed anew (`clear_page_erms` in tansu's threads, 9% of the machine's samples in one run),
+/// and on this virtual machine a page handed back may cost 10–30 µs to touch again: the
+/// broker's speed, every contender's bound, moved with the host's.
 const MEMORY_TUNABLES: &str = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=33554432";
 
 /// A running tansu broker, killed when dropped.
