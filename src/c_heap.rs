@@ -10,9 +10,15 @@
 //! delivery report. glibc gives each of those threads its own cache and arena, so every such
 //! block went through its slow path and its arena's lock on both threads: glibc's allocator
 //! took 9% of bare sluice's samples with the headers on and 2–3% without them (`perf`,
-//! Kafka → Kafka). mimalloc hands a block freed by another thread back to its owner's
-//! page without a lock. In the same rounds of `cargo bench --bench kafka` (README, session 19)
-//! bare sluice used 68% of the CPU a record it used with glibc's malloc for the C libraries.
+//! Kafka → Kafka). mimalloc hands a block freed by another thread back to its owner's page
+//! without a lock. In the same rounds of `cargo bench --bench kafka` (README, session 19) the
+//! full Kafka pipeline ran 117% of the throughput it had with glibc's malloc for the C
+//! libraries (median of 12 rounds), at 84% of its own CPU a record.
+//!
+//! mimalloc asks for no transparent huge pages (libmimalloc-sys's `no_thp`): with them the
+//! kernel zeroed 2 MiB pages over and over (`clear_page_erms`, 3–14% of sluice's samples), and
+//! resident memory was rounded up to them (the full in-memory pipeline peaked at 74 MiB,
+//! against 50 without).
 //!
 //! Before this, sluice tuned glibc's malloc instead (fixed mmap and trim thresholds, two
 //! arenas once ONNX Runtime started, a trim after a model version was released), to keep its
