@@ -5,8 +5,8 @@
 //! whole process, the one sluice's own Rust code uses; glibc's malloc serves nothing, and its
 //! tunables (`GLIBC_TUNABLES`, `MALLOC_ARENA_MAX`, ...) change nothing in sluice.
 //!
-//! Why: librdkafka allocates each message it is given (payload, key and two lineage headers:
-//! five blocks) on the thread that produces it, and frees it on the thread that serves its
+//! Why: librdkafka allocates each message it is given (one block for the payload and key, four
+//! for the two lineage headers) on the thread that produces it, and frees it on the thread that serves its
 //! delivery report. glibc gives each of those threads its own cache and arena, so every such
 //! block went through its slow path and its arena's lock on both threads: glibc's allocator
 //! took 9% of bare sluice's samples with the headers on and 2–3% without them (`perf`,
@@ -25,9 +25,11 @@
 //! memory flat across model swaps and its fetch buffers from being handed back and zeroed anew;
 //! `cargo bench --bench swaps` stays flat with mimalloc alone.
 
-/// Hands the calling thread's freed memory back to the system: mimalloc keeps freed pages for
-/// a thread until that thread allocates again, and the blocking threads that load models and
-/// drop old ones may then sit idle for a long time (1,000 swaps kept about 12 MiB so).
+/// Hands the calling thread's freed memory back to the system; called once a model version's
+/// sessions are released or a new one is loaded (ONNX Runtime's memory and sluice's own: model
+/// bytes, descriptors read, the test inference). mimalloc keeps freed pages for a thread until
+/// that thread allocates again, and the blocking threads that load models and drop old ones
+/// may then sit idle for a long time (1,000 swaps kept about 12 MiB so).
 pub fn release_free() {
     // SAFETY: mi_collect only returns this thread's free memory to the system.
     unsafe { libmimalloc_sys::mi_collect(true) };

@@ -53,13 +53,6 @@ pub fn locate() -> Result<PathBuf, ModelError> {
     })
 }
 
-/// A model version's sessions were released, or a new one was loaded: give back the memory
-/// this thread freed (ONNX Runtime's and sluice's own: model bytes, descriptors read, the test
-/// inference), see [`crate::c_heap::release_free`].
-pub fn released() {
-    crate::c_heap::release_free();
-}
-
 /// The process-wide ONNX Runtime environment, loading the library on first use.
 pub fn environment() -> Result<&'static Environment, ModelError> {
     let env = ENVIRONMENT.get_or_init(|| {

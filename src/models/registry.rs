@@ -497,7 +497,7 @@ impl ModelRegistry {
                 let registry = self.clone();
                 let refreshed = tokio::task::spawn_blocking(move || {
                     let refreshed = registry.refresh();
-                    crate::models::onnx::released();
+                    crate::c_heap::release_free();
                     refreshed
                 });
                 match refreshed.await {
@@ -527,7 +527,7 @@ impl ModelRegistry {
             if let Err(e) = self.refresh() {
                 tracing::error!(reason = %e, "model rejected; the serving version goes on");
             }
-            crate::models::onnx::released();
+            crate::c_heap::release_free();
         }
     }
 

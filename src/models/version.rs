@@ -57,7 +57,7 @@ impl Drop for ModelVersion {
     /// The version's last batch is done: its sessions go, and the memory they held goes back.
     fn drop(&mut self) {
         self.sessions.clear();
-        onnx::released();
+        crate::c_heap::release_free();
     }
 }
 
