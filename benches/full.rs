@@ -4,7 +4,8 @@
 //! process per core at once (what the machine's cores allow), the rounds taking turns in the
 //! same run. Prints records/s (the median of the rounds), CPU time per record, peak memory, and the
 //! instructions per record counted by `valgrind --tool=callgrind` on two small runs (their
-//! difference, so the start-up cost drops out): a figure the machine's noise does not move.
+//! difference, so the start-up cost drops out) of C1 and of D: a figure the machine's noise
+//! does not move.
 //! sluice's own CPU per record is the process's CPU time less its model calls' (which each
 //! scorer session counts on its own thread and logs in its model summary), so the model's
 //! cost is taken in the same run, not from the raw baseline's process.
@@ -335,16 +336,23 @@ fn main() {
             );
         }
     }
-    // Instructions per record: the difference of two small runs, start-up cancelled out.
+    // Instructions per record: the difference of two small runs, start-up cancelled out. C1
+    // (no JSON), and D (JSON lines read and written, where records are decoded and encoded).
     let (small, large) = if benchmarking { (10_000, 30_000) } else { (0, 0) };
-    if large > 0 {
-        let a = generator_pipeline(dir.path(), "small", small, 1);
-        let b = generator_pipeline(dir.path(), "large", large, 1);
+    let counted = [
+        (
+            "C1",
+            generator_pipeline(dir.path(), "small", small, 1),
+            generator_pipeline(dir.path(), "large", large, 1),
+        ),
+        ("D", file_pipeline("d-small", small), file_pipeline("d-large", large)),
+    ];
+    for (label, a, b) in counted.iter().filter(|_| large > 0) {
         if let (Some((i_small, c_small)), Some((i_large, c_large))) =
-            (instructions(&a, dir.path()), instructions(&b, dir.path()))
+            (instructions(a, dir.path()), instructions(b, dir.path()))
         {
             println!(
-                "\nC1 under callgrind: {:.0} instructions per record ({} − {} instructions over {} records; \
+                "\n{label} under callgrind: {:.0} instructions per record ({} − {} instructions over {} records; \
                  {:.0} and {:.0} records per model call)",
                 (i_large - i_small) as f64 / (large - small) as f64,
                 i_large,

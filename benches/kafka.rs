@@ -340,6 +340,59 @@ fn cpu_of(pid: Option<u32>) -> Duration {
     }
 }
 
+/// CPU time used so far by each thread of a process: its name (`name#k` for the k-th of that
+/// name, by thread id, when several share it) and ticks, by thread id.
+fn threads_of(pid: u32) -> BTreeMap<u32, (String, u64)> {
+    let mut threads = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return threads;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some((head, after)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let name = head.split_once(" (").map_or("", |(_, n)| n).to_string();
+        let ticks: u64 = after
+            .split(' ')
+            .skip(11)
+            .take(2)
+            .filter_map(|f| f.parse::<u64>().ok())
+            .sum();
+        threads.insert(tid, (name, ticks));
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (name, _) in threads.values_mut() {
+        let k = seen.entry(name.clone()).or_default();
+        *k += 1;
+        if *k > 1 {
+            name.push_str(&format!("#{k}"));
+        }
+    }
+    threads
+}
+
+/// Where a process's CPU went between two readings of [`threads_of`]: the threads that took at
+/// least 0.05 µs a record, the costliest first, as `name µs`.
+fn threads_per_record(then: &BTreeMap<u32, (String, u64)>, now: &BTreeMap<u32, (String, u64)>, n: usize) -> String {
+    let mut used: Vec<(f64, &str)> = now
+        .iter()
+        .map(|(tid, (name, ticks))| {
+            let before = then.get(tid).map_or(0, |(_, t)| *t);
+            (ticks.saturating_sub(before) as f64 * 1e4 / n as f64, name.as_str())
+        })
+        .filter(|(us, _)| *us >= 0.05)
+        .collect();
+    used.sort_by(|a, b| b.0.total_cmp(&a.0));
+    used.iter()
+        .map(|(us, name)| format!("{name} {us:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Page faults so far (minor and major): by one process (every thread), or by the whole
 /// machine. A fault on a fresh page has the kernel zero it first, at a cost that swings with
 /// how cold this machine's memory is: faults a record show an allocator handing memory back
@@ -404,7 +457,12 @@ fn measure(
     arrivals.wait_for(1, Duration::from_secs(900), name);
     let (own, machine) = (cpu_of(Some(pid)), cpu_of(None));
     let (own_faulted, machine_faulted) = (faults_of(Some(pid)), faults_of(None));
+    let threads = threads_of(pid);
     arrivals.wait_for(n, Duration::from_secs(900), name);
+    println!(
+        "  {name}: CPU µs a record by thread: {}",
+        threads_per_record(&threads, &threads_of(pid), n)
+    );
     let per_record = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     let own_us = per_record(cpu_of(Some(pid)).saturating_sub(own));
     let machine_us = per_record(cpu_of(None).saturating_sub(machine));

@@ -5,7 +5,8 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use arrow_array::{Array, BooleanArray, UInt32Array};
+use arrow_array::{Array, BooleanArray, StringArray, UInt32Array};
+use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_select::filter::{FilterBuilder, FilterPredicate};
 
 use super::column::{Column, ColumnBuilder, Owned, Row};
@@ -23,6 +24,58 @@ pub struct Field {
 pub struct Batch {
     rows: usize,
     fields: Vec<Field>,
+    /// The JSON text records were read from, while their fields from it are unchanged.
+    source: Option<Source>,
+}
+
+/// Each record's own JSON text (null for a record not read from one), and the fields that were
+/// read from those texts: a record's text holds exactly its values of these fields, so a
+/// writer copies the text and adds only the other fields. Any change to one of these fields
+/// drops the texts; row operations (filter, take, slice, concat) carry them along.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    pub(crate) texts: Column,
+    pub(crate) decoded: Arc<[Arc<str>]>,
+}
+
+impl Source {
+    pub(crate) fn reads(&self, name: &str) -> bool {
+        self.decoded.iter().any(|d| &**d == name)
+    }
+
+    /// The texts of batches joined: a part without texts gives its rows none (they are written
+    /// from their columns). They are kept only while no part with texts has, as a field of its
+    /// own making, a field another part read from its texts: a writer copying that part's
+    /// texts would leave the field out.
+    fn concat(parts: &[&Batch]) -> Option<Source> {
+        let mut decoded: Vec<Arc<str>> = Vec::new();
+        for s in parts.iter().filter_map(|p| p.source.as_ref()) {
+            for name in s.decoded.iter() {
+                if !decoded.contains(name) {
+                    decoded.push(name.clone());
+                }
+            }
+        }
+        if decoded.is_empty() {
+            return None;
+        }
+        let made_where_read = parts.iter().any(|p| {
+            p.source
+                .as_ref()
+                .is_some_and(|s| p.fields.iter().any(|f| !s.reads(&f.name) && decoded.contains(&f.name)))
+        });
+        if made_where_read {
+            return None;
+        }
+        let pieces: Vec<(Option<&Column>, usize)> = parts
+            .iter()
+            .map(|p| (p.source.as_ref().map(|s| &s.texts), p.rows))
+            .collect();
+        Some(Source {
+            texts: Column::concat(&pieces),
+            decoded: decoded.into(),
+        })
+    }
 }
 
 impl Batch {
@@ -31,13 +84,18 @@ impl Batch {
         Batch {
             rows,
             fields: Vec::new(),
+            source: None,
         }
     }
 
     /// A batch of the given columns, which must all have `rows` rows.
     pub fn new(rows: usize, fields: Vec<Field>) -> Batch {
         debug_assert!(fields.iter().all(|f| f.column.len() == rows));
-        Batch { rows, fields }
+        Batch {
+            rows,
+            fields,
+            source: None,
+        }
     }
 
     /// The records as JSON objects.
@@ -82,9 +140,22 @@ impl Batch {
         (0..self.rows).map(|i| self.record(i)).collect()
     }
 
+    /// The records' own texts and the fields read from them, while those are unchanged.
+    pub(crate) fn source(&self) -> Option<&Source> {
+        self.source.as_ref()
+    }
+
+    /// A field read from the records' texts changes: the texts no longer say what they hold.
+    fn changing(&mut self, name: &str) {
+        if self.source.as_ref().is_some_and(|s| s.reads(name)) {
+            self.source = None;
+        }
+    }
+
     /// Sets a field of every record (replacing the field if the batch has it).
     pub fn set(&mut self, name: &str, column: Column) {
         debug_assert_eq!(column.len(), self.rows);
+        self.changing(name);
         match self.fields.iter_mut().find(|f| &*f.name == name) {
             Some(f) => f.column = column,
             None => self.fields.push(Field {
@@ -111,6 +182,7 @@ impl Batch {
     /// Removes a field from every record.
     pub fn remove(&mut self, name: &str) -> Option<Column> {
         let at = self.fields.iter().position(|f| &*f.name == name)?;
+        self.changing(name);
         Some(self.fields.remove(at).column)
     }
 
@@ -127,16 +199,25 @@ impl Batch {
     }
 
     pub(crate) fn filter_with(&self, predicate: &FilterPredicate) -> Batch {
+        self.each_column(predicate.count(), |c| c.filter(predicate))
+    }
+
+    /// The batch of `rows` records whose every column (and text) is `f` of this one's.
+    fn each_column(&self, rows: usize, f: impl Fn(&Column) -> Column) -> Batch {
         Batch {
-            rows: predicate.count(),
+            rows,
             fields: self
                 .fields
                 .iter()
-                .map(|f| Field {
-                    name: f.name.clone(),
-                    column: f.column.filter(predicate),
+                .map(|field| Field {
+                    name: field.name.clone(),
+                    column: f(&field.column),
                 })
                 .collect(),
+            source: self.source.as_ref().map(|s| Source {
+                texts: f(&s.texts),
+                decoded: s.decoded.clone(),
+            }),
         }
     }
 
@@ -152,17 +233,7 @@ impl Batch {
 
     /// The records at `indices`, in that order.
     pub fn take(&self, indices: &UInt32Array) -> Batch {
-        Batch {
-            rows: indices.len(),
-            fields: self
-                .fields
-                .iter()
-                .map(|f| Field {
-                    name: f.name.clone(),
-                    column: f.column.take(indices),
-                })
-                .collect(),
-        }
+        self.each_column(indices.len(), |c| c.take(indices))
     }
 
     /// The records at the given positions, in that order.
@@ -176,17 +247,7 @@ impl Batch {
 
     /// `len` records from `offset`, without copying.
     pub fn slice(&self, offset: usize, len: usize) -> Batch {
-        Batch {
-            rows: len,
-            fields: self
-                .fields
-                .iter()
-                .map(|f| Field {
-                    name: f.name.clone(),
-                    column: f.column.slice(offset, len),
-                })
-                .collect(),
-        }
+        self.each_column(len, |c| c.slice(offset, len))
     }
 
     /// Splits off the records from `at` on.
@@ -237,7 +298,11 @@ impl Batch {
                 }
             })
             .collect();
-        Batch { rows, fields }
+        Batch {
+            rows,
+            fields,
+            source: Source::concat(&parts),
+        }
     }
 
     /// Adds the records of `other` after these.
@@ -272,6 +337,10 @@ pub struct BatchBuilder {
     abandoned: Vec<usize>,
     /// The column of each field of the record being added.
     at: Vec<usize>,
+    /// The texts of the records read whole from one ([`keep_text`](Self::keep_text)), one
+    /// after the other, and per such record its row and where its text ends.
+    texts: String,
+    kept: Vec<(usize, usize)>,
 }
 
 /// Past this many fields, a batch builder is full, however few records it holds: records
@@ -379,6 +448,23 @@ impl BatchBuilder {
         self.end_row();
     }
 
+    /// Keeps `text` as the JSON text of the record added last, which a decoder read from it
+    /// with each field once: a writer may copy it rather than write the record's fields again.
+    /// Text with a line break (pretty-printed) is not kept: written out, a record is one line.
+    pub fn keep_text(&mut self, text: &str) {
+        let Some(row) = self.rows.checked_sub(1) else { return };
+        let text = text.trim_ascii();
+        let whole = text.starts_with('{') && text.ends_with('}');
+        if !whole
+            || memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_some()
+            || self.kept.last().is_some_and(|k| k.0 == row)
+        {
+            return;
+        }
+        self.texts.push_str(text);
+        self.kept.push((row, self.texts.len()));
+    }
+
     /// One record from a JSON object.
     pub fn push_record(&mut self, record: &serde_json::Map<String, serde_json::Value>) {
         for (name, value) in record {
@@ -390,6 +476,10 @@ impl BatchBuilder {
     }
 
     pub fn finish(self) -> Batch {
+        let source = (!self.kept.is_empty()).then(|| Source {
+            texts: Column::strings(texts_array(self.rows, self.texts, &self.kept)),
+            decoded: self.columns.iter().map(|(name, _)| name.clone()).collect(),
+        });
         let batch = Batch {
             rows: self.rows,
             fields: self
@@ -400,6 +490,7 @@ impl BatchBuilder {
                     column: c.finish(),
                 })
                 .collect(),
+            source,
         };
         if self.abandoned.is_empty() {
             return batch;
@@ -409,5 +500,35 @@ impl BatchBuilder {
             keep[row] = false;
         }
         batch.filter(&BooleanArray::from(keep))
+    }
+}
+
+/// `rows` texts from `texts`, where `kept` says (row, end) in order; null in the other rows.
+fn texts_array(rows: usize, texts: String, kept: &[(usize, usize)]) -> StringArray {
+    let mut offsets = Vec::with_capacity(rows + 1);
+    let mut valid = vec![false; rows];
+    let (mut start, mut next) = (0usize, kept.iter().peekable());
+    offsets.push(0i32);
+    for (row, valid) in valid.iter_mut().enumerate() {
+        if let Some(&(_, end)) = next.next_if(|(r, _)| *r == row) {
+            start = end;
+            *valid = true;
+        }
+        offsets.push(i32::try_from(start).unwrap_or(i32::MAX));
+    }
+    if start > i32::MAX as usize {
+        // More text than one Arrow string array holds: not kept.
+        return StringArray::new_null(rows);
+    }
+    let nulls = NullBuffer::from(valid);
+    // SAFETY: the offsets count up from 0 to the text's length, each at the end of a whole
+    // `str` pushed onto `texts` (or repeating the one before, for a row without text): every
+    // slice is whole UTF-8, which `new` would check again at a cost per byte.
+    unsafe {
+        StringArray::new_unchecked(
+            OffsetBuffer::new(ScalarBuffer::from(offsets)),
+            Buffer::from(texts.into_bytes()),
+            (nulls.null_count() > 0).then_some(nulls),
+        )
     }
 }

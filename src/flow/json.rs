@@ -3,6 +3,7 @@
 //! JSON, byte for byte as `serde_json` writes them.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -28,30 +29,39 @@ pub fn decode_object(text: &[u8]) -> Result<Fields<'_>, String> {
 }
 
 /// Reads one JSON object (surrounding whitespace allowed) straight into the columns of
-/// `records`, as its next record; the reason when the text is not one, and then the batch
+/// `records`, as its next record, and keeps its text for writing it out again (see
+/// [`BatchBuilder::keep_text`]); the reason when the text is not one, and then the batch
 /// leaves out whatever of it was read.
 pub fn decode_into(text: &[u8], records: &mut BatchBuilder) -> Result<(), String> {
     // UTF-8 checked once for the whole text, not string by string as the parser of bytes
     // does; text that is not UTF-8 is read as bytes, for the parser to say where it fails.
     match std::str::from_utf8(text) {
-        Ok(checked) => decode_with(serde_json::Deserializer::from_str(checked), text, records),
-        Err(_) => decode_with(serde_json::Deserializer::from_slice(text), text, records),
+        Ok(checked) => {
+            if decode_with(serde_json::Deserializer::from_str(checked), text, records)? {
+                records.keep_text(checked);
+            }
+            Ok(())
+        }
+        Err(_) => decode_with(serde_json::Deserializer::from_slice(text), text, records).map(|_| ()),
     }
 }
 
+/// Whether the record's text says exactly what was read (no key given twice anywhere in it):
+/// a key given twice among the fields read into columns has the record read again the
+/// general way; one inside a value kept whole only leaves its text out.
 fn decode_with<'de, R: serde_json::de::Read<'de>>(
     mut de: serde_json::Deserializer<R>,
     text: &[u8],
     records: &mut BatchBuilder,
-) -> Result<(), String> {
-    let mut repeated = false;
+) -> Result<bool, String> {
+    let repeated = Cell::new(false);
     let read = de.deserialize_any(Top {
         records: &mut *records,
-        repeated: &mut repeated,
+        repeated: &repeated,
     });
     match read {
         Ok(None) => match de.end() {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(!repeated.get()),
             Err(e) => {
                 records.abandon_last();
                 Err(format!("bad JSON: {e}"))
@@ -63,10 +73,10 @@ fn decode_with<'de, R: serde_json::de::Read<'de>>(
             Err(e) => Err(format!("bad JSON: {e}")),
         },
         // A key given twice: read the record again the general way (its last value counts).
-        Err(_) if repeated => {
+        Err(_) if repeated.get() => {
             let fields = decode_object(text)?;
             records.push_fields(&fields);
-            Ok(())
+            Ok(false)
         }
         Err(e) => Err(format!("bad JSON: {e}")),
     }
@@ -75,7 +85,7 @@ fn decode_with<'de, R: serde_json::de::Read<'de>>(
 /// The top of a record's text: an object goes into the batch (`None`); anything else is named.
 struct Top<'b> {
     records: &'b mut BatchBuilder,
-    repeated: &'b mut bool,
+    repeated: &'b Cell<bool>,
 }
 
 impl<'de> Visitor<'de> for Top<'_> {
@@ -125,17 +135,14 @@ impl<'de> Visitor<'de> for Top<'_> {
 fn fields_into<'de, A: MapAccess<'de>>(
     mut map: A,
     records: &mut BatchBuilder,
-    repeated: &mut bool,
+    repeated: &Cell<bool>,
 ) -> Result<(), A::Error> {
     while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
         let Some(column) = records.field(&key) else {
-            *repeated = true;
+            repeated.set(true);
             return Err(de::Error::custom("a key given twice"));
         };
-        map.next_value_seed(Into {
-            column,
-            repeated: &mut *repeated,
-        })?;
+        map.next_value_seed(Into { column, repeated })?;
     }
     Ok(())
 }
@@ -143,7 +150,7 @@ fn fields_into<'de, A: MapAccess<'de>>(
 /// One value, into its column.
 struct Into<'c> {
     column: &'c mut ColumnBuilder,
-    repeated: &'c mut bool,
+    repeated: &'c Cell<bool>,
 }
 
 impl<'de> DeserializeSeed<'de> for Into<'_> {
@@ -190,14 +197,14 @@ impl<'de> Visitor<'de> for Into<'_> {
         self.visit_unit()
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        let list = serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+        let list = Noted(self.repeated).visit_seq(seq)?;
         self.column.push_owned(&Owned::Json(list.to_string()));
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         let Some(nested) = self.column.nested_rows() else {
             // Not an object column (or one as wide as they get): the object as a whole.
-            let object = OwnedVisitor.visit_map(map)?;
+            let object = OwnedVisitor(self.repeated).visit_map(map)?;
             self.column.push_owned(&object);
             return Ok(());
         };
@@ -246,13 +253,14 @@ impl<'de> Deserialize<'de> for Key<'de> {
 
 impl<'de> Deserialize<'de> for Owned<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(OwnedVisitor)
+        d.deserialize_any(OwnedVisitor(&Cell::new(false)))
     }
 }
 
-struct OwnedVisitor;
+/// Reads a value as [`Owned`], setting the flag when an object in it gives a key twice.
+struct OwnedVisitor<'r>(&'r Cell<bool>);
 
-impl<'de> Visitor<'de> for OwnedVisitor {
+impl<'de> Visitor<'de> for OwnedVisitor<'_> {
     type Value = Owned<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -286,28 +294,106 @@ impl<'de> Visitor<'de> for OwnedVisitor {
         Ok(Owned::Null)
     }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Owned<'de>, D::Error> {
-        Owned::deserialize(d)
+        d.deserialize_any(self)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Owned<'de>, A::Error> {
         let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16));
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let value = map.next_value_seed(OwnedSeed)?;
+            let value = map.next_value_seed(OwnedSeed(self.0))?;
             fields.push((key, value));
+        }
+        if !self.0.get() && gives_a_key_twice(&fields) {
+            self.0.set(true);
         }
         Ok(Owned::Object(fields))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Owned<'de>, A::Error> {
-        let list = serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
-        Ok(Owned::Json(list.to_string()))
+        Ok(Owned::Json(Noted(self.0).visit_seq(seq)?.to_string()))
     }
 }
 
-struct OwnedSeed;
+/// Whether an object's fields name a key twice.
+fn gives_a_key_twice(fields: &[(Cow<'_, str>, Owned<'_>)]) -> bool {
+    if fields.len() <= 16 {
+        return fields
+            .iter()
+            .enumerate()
+            .any(|(i, (k, _))| fields[..i].iter().any(|(earlier, _)| earlier == k));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(fields.len());
+    !fields.iter().all(|(k, _)| seen.insert(k.as_ref()))
+}
 
-impl<'de> DeserializeSeed<'de> for OwnedSeed {
+struct OwnedSeed<'r>(&'r Cell<bool>);
+
+impl<'de> DeserializeSeed<'de> for OwnedSeed<'_> {
     type Value = Owned<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Owned<'de>, D::Error> {
-        Owned::deserialize(d)
+        d.deserialize_any(OwnedVisitor(self.0))
+    }
+}
+
+/// Reads a value as serde_json does (of a key given twice the last value counts), setting the
+/// flag when an object in it gives a key twice.
+#[derive(Clone, Copy)]
+struct Noted<'r>(&'r Cell<bool>);
+
+impl<'de> DeserializeSeed<'de> for Noted<'_> {
+    type Value = serde_json::Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<serde_json::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Noted<'_> {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<serde_json::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<serde_json::Value, A::Error> {
+        let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(value) = seq.next_element_seed(self)? {
+            list.push(value);
+        }
+        Ok(serde_json::Value::Array(list))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<serde_json::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let value = map.next_value_seed(self)?;
+            if object.insert(key.into_owned(), value).is_some() {
+                self.0.set(true);
+            }
+        }
+        Ok(serde_json::Value::Object(object))
     }
 }
 
@@ -428,10 +514,15 @@ enum Reader<'a> {
 }
 
 /// Writes the records of one batch as JSON objects: the keys written once, each column's
-/// kind decided once, not once a value.
+/// kind decided once, not once a value. A record read from JSON text whose fields from it are
+/// unchanged is that text, with the fields added since before its closing brace.
 struct Writer<'a> {
     keys: Keys,
     readers: Vec<Reader<'a>>,
+    /// The records' own texts, where they have them.
+    texts: Option<&'a StringArray>,
+    /// The fields that are not in those texts.
+    added: Vec<usize>,
 }
 
 impl<'a> Writer<'a> {
@@ -449,56 +540,91 @@ impl<'a> Writer<'a> {
                 _ => Reader::Any(&f.column),
             })
             .collect();
+        let (texts, added) = match batch.source() {
+            Some(source) => match source.texts.typed() {
+                Typed::Str(texts) => (
+                    Some(texts),
+                    (0..batch.fields().len())
+                        .filter(|&k| !source.reads(&batch.fields()[k].name))
+                        .collect(),
+                ),
+                _ => (None, Vec::new()),
+            },
+            None => (None, Vec::new()),
+        };
         Writer {
             keys: Keys::of(batch),
             readers,
+            texts,
+            added,
         }
     }
 
     fn write(&self, row: usize, out: &mut Vec<u8>) {
-        fn has(nulls: Option<&NullBuffer>, row: usize) -> bool {
-            nulls.is_none_or(|n| n.is_valid(row))
+        if let Some(text) = self.texts.filter(|t| t.is_valid(row)).map(|t| t.value(row).as_bytes()) {
+            // `{...}`, kept only whole: all but the closing brace, then the fields added since.
+            if let Some(open) = text.strip_suffix(b"}").filter(|o| o.starts_with(b"{")) {
+                out.extend_from_slice(open);
+                let mut first = open[1..].trim_ascii().is_empty();
+                for &k in &self.added {
+                    self.field(k, row, &mut first, out);
+                }
+                out.push(b'}');
+                return;
+            }
         }
         out.push(b'{');
         let mut first = true;
-        let mut key = |k: usize, out: &mut Vec<u8>| {
-            if !first {
+        for k in 0..self.readers.len() {
+            self.field(k, row, &mut first, out);
+        }
+        out.push(b'}');
+    }
+
+    /// Writes field `k` of record `row` if the record has it, after a comma unless `first`.
+    #[inline]
+    fn field(&self, k: usize, row: usize, first: &mut bool, out: &mut Vec<u8>) {
+        fn has(nulls: Option<&NullBuffer>, row: usize) -> bool {
+            nulls.is_none_or(|n| n.is_valid(row))
+        }
+        let key = |k: usize, out: &mut Vec<u8>, first: &mut bool| {
+            if !*first {
                 out.push(b',');
             }
-            first = false;
+            *first = false;
             out.extend_from_slice(&self.keys.own[k]);
         };
-        for (k, reader) in self.readers.iter().enumerate() {
-            match *reader {
+        {
+            match self.readers[k] {
                 Reader::Absent => {}
                 Reader::Ints(values, nulls) => {
                     if has(nulls, row) {
-                        key(k, out);
+                        key(k, out, first);
                         out.extend_from_slice(itoa::Buffer::new().format(values[row]).as_bytes());
                     }
                 }
                 Reader::Floats(values, nulls) => {
                     if has(nulls, row) {
-                        key(k, out);
+                        key(k, out, first);
                         write_float_bytes(values[row], out);
                     }
                 }
                 Reader::Bools(a) => {
                     if a.is_valid(row) {
-                        key(k, out);
+                        key(k, out, first);
                         out.extend_from_slice(if a.value(row) { b"true" } else { b"false" });
                     }
                 }
                 Reader::Strs(a) => {
                     if a.is_valid(row) {
-                        key(k, out);
+                        key(k, out, first);
                         write_str(a.value(row), out);
                     }
                 }
                 Reader::Any(column) => {
                     let value = column.get(row);
                     if value.is_present() {
-                        key(k, out);
+                        key(k, out, first);
                         match (value, &self.keys.nested[k]) {
                             (Value::Object(inner), Some(nested)) => write_row_keyed(inner, nested, out),
                             _ => write_value_bytes(value, out),
@@ -507,7 +633,6 @@ impl<'a> Writer<'a> {
                 }
             }
         }
-        out.push(b'}');
     }
 }
 

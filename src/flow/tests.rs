@@ -31,6 +31,11 @@ fn text(batch: &Batch) -> Vec<String> {
         .collect()
 }
 
+/// The records written from their columns: the same batch without the texts it was read from.
+fn columns_text(batch: &Batch) -> Vec<String> {
+    text(&Batch::new(batch.len(), batch.fields().to_vec()))
+}
+
 /// Lines whose records differ in every way a stream's records do.
 const MIXED: &[&str] = &[
     r#"{"id":1,"price":350000.5,"city":"Kent","tags":["a","b"],"geo":{"lat":47.1,"lon":-122.2},"ok":true}"#,
@@ -47,8 +52,10 @@ fn heterogeneous_records_read_back_exactly_as_written() {
         let expected: J = serde_json::from_str(line).expect("JSON");
         assert_eq!(J::Object(batch.record(i)), expected, "record {i}");
     }
-    // Written back, each line is what serde_json writes for the same object.
-    let written = text(&batch);
+    // Nothing changed: written back, each record is its own text.
+    assert_eq!(text(&batch), MIXED);
+    // Written from its columns, each line is what serde_json writes for the same object.
+    let written = columns_text(&batch);
     for (line, out) in MIXED.iter().zip(&written) {
         let expected: J = serde_json::from_str(line).expect("JSON");
         assert_eq!(out, &expected.to_string());
@@ -81,8 +88,10 @@ fn integers_and_fractions_in_one_field_keep_their_values() {
 fn records_listing_their_fields_in_another_order_keep_every_value() {
     let batch = decoded(&[r#"{"a":1,"b":2}"#, r#"{"b":3,"a":4}"#]);
     assert_eq!(J::Object(batch.record(1)), json!({"a": 4, "b": 3}));
-    // One batch writes its fields in one order: the first record's.
-    assert_eq!(text(&batch)[1], r#"{"a":4,"b":3}"#);
+    // Written from its columns, one batch writes its fields in one order: the first record's.
+    assert_eq!(columns_text(&batch)[1], r#"{"a":4,"b":3}"#);
+    // Unchanged, each record is its own text.
+    assert_eq!(text(&batch)[1], r#"{"b":3,"a":4}"#);
 }
 
 #[test]
@@ -193,7 +202,8 @@ fn a_whole_float_beside_integers_stays_a_float_and_an_integer_an_integer() {
 #[test]
 fn a_nested_object_kept_as_text_keeps_the_last_value_of_a_repeated_key() {
     let batch = decoded(&[r#"{"geo":"x"}"#, r#"{"geo":{"a":1,"b":0,"a":2}}"#]);
-    assert_eq!(text(&batch)[1], r#"{"geo":{"a":2,"b":0}}"#);
+    // A record with a key given twice is written from its columns, never as its text.
+    assert_eq!(text(&batch), vec![r#"{"geo":"x"}"#, r#"{"geo":{"a":2,"b":0}}"#]);
 }
 
 #[test]
@@ -311,9 +321,10 @@ fn text_checked_once_for_utf8_reads_as_the_byte_parser_reads_it() {
     assert_eq!(batch.record(0)["note"], json!("é\n\"q\"\\"));
     assert_eq!(batch.record(1)["note"], json!("😀"));
     assert_eq!(
-        text(&batch),
+        columns_text(&batch),
         lines.map(|l| serde_json::to_string(&serde_json::from_str::<J>(l).unwrap()).unwrap())
     );
+    assert_eq!(text(&batch), lines);
     // Text that is not UTF-8 is refused, and the batch leaves it out.
     let mut b = BatchBuilder::default();
     decode_into(br#"{"n":3}"#, &mut b).expect("an object");
@@ -336,7 +347,9 @@ fn records_written_a_column_kind_at_a_time_read_as_written_one_value_at_a_time()
         r#"{"id":-4,"price":1e300,"ok":null,"n":-7,"geo":{"lon":2,"lat":3},"t":-3e-7}"#,
         r#"{"id":5,"price":2,"city":" ","n":9007199254740993,"t":1e22,"b":true,"pad":" x "}"#,
     ];
-    let mut batch = decoded(&lines);
+    let batch = decoded(&lines);
+    // This is about the writer of columns: the texts the records were read from go.
+    let mut batch = Batch::new(batch.len(), batch.fields().to_vec());
     for plain in ["id", "t", "b", "city"] {
         assert!(
             batch.column(plain).and_then(Column::plain).is_some(),
@@ -376,4 +389,178 @@ fn marked_rows_are_listed_in_order_and_none_when_nothing_is_marked() {
         marks[i] = true;
     }
     assert_eq!(marked(&marks).collect::<Vec<_>>(), vec![0, 64, 65, 299]);
+}
+
+/// Each record's text as written, read back: it must say exactly what the batch holds.
+fn written_reads_as_held(batch: &Batch, what: &str) {
+    let lines = text(batch);
+    assert_eq!(lines.len(), batch.len(), "{what}: one line a record");
+    for (i, line) in lines.iter().enumerate() {
+        let read: J = serde_json::from_str(line).unwrap_or_else(|e| panic!("{what}: row {i}: {e}: {line}"));
+        assert_eq!(read, J::Object(batch.record(i)), "{what}: row {i}: {line}");
+    }
+}
+
+#[test]
+fn a_record_read_from_text_is_written_as_that_text_with_the_fields_added_since() {
+    let lines = [
+        r#"{"a": 1, "b" : "x y",  "n":1.50}"#,
+        r#"  { }  "#,
+        r#"{"big":123456789012345678901234567890}"#,
+    ];
+    let mut batch = decoded(&lines);
+    // Unchanged: the text itself, spaces and number spelling included.
+    assert_eq!(
+        text(&batch),
+        vec![lines[0], "{ }", r#"{"big":123456789012345678901234567890}"#]
+    );
+    batch.set("p", Column::ints(vec![7, 8, 9].into()));
+    batch.set(
+        "_model",
+        Column::same(&Owned::Object(vec![("v".into(), Owned::Str("2".into()))]), 3),
+    );
+    assert_eq!(
+        text(&batch),
+        vec![
+            r#"{"a": 1, "b" : "x y",  "n":1.50,"p":7,"_model":{"v":"2"}}"#,
+            r#"{ "p":8,"_model":{"v":"2"}}"#,
+            r#"{"big":123456789012345678901234567890,"p":9,"_model":{"v":"2"}}"#,
+        ]
+    );
+    written_reads_as_held(&batch, "fields added");
+    // A field added and then taken away again is not written.
+    batch.remove("p");
+    assert_eq!(
+        text(&batch)[0],
+        r#"{"a": 1, "b" : "x y",  "n":1.50,"_model":{"v":"2"}}"#
+    );
+}
+
+#[test]
+fn a_field_read_from_the_text_that_changes_has_the_records_written_from_their_columns() {
+    let lines = [r#"{"a": 1, "b": 2}"#, r#"{"a": 3}"#];
+    let mut set = decoded(&lines);
+    set.set("a", Column::ints(vec![10, 30].into()));
+    assert_eq!(text(&set), vec![r#"{"a":10,"b":2}"#, r#"{"a":30}"#]);
+    let mut removed = decoded(&lines);
+    removed.remove("b");
+    assert_eq!(text(&removed), vec![r#"{"a":1}"#, r#"{"a":3}"#]);
+    let mut overlaid = decoded(&lines);
+    overlaid.overlay("b", Column::ints(vec![None, Some(5)].into()));
+    assert_eq!(text(&overlaid), vec![r#"{"a":1,"b":2}"#, r#"{"a":3,"b":5}"#]);
+    // A field only another record gave is still one read from the texts.
+    let mut other = decoded(&lines);
+    other.set("b", Column::ints(vec![None, Some(4)].into()));
+    assert_eq!(text(&other), vec![r#"{"a":1}"#, r#"{"a":3,"b":4}"#]);
+    // Joined: one part read `b` from its texts, the other set it itself.
+    let read = decoded(&[r#"{"a": 5, "b": 6}"#]);
+    let mut made = decoded(&[r#"{"a": 7}"#]);
+    made.set("b", Column::ints(vec![8].into()));
+    let joined = Batch::concat(&[read.clone(), made.clone()]);
+    assert_eq!(text(&joined), vec![r#"{"a":5,"b":6}"#, r#"{"a":7,"b":8}"#]);
+    let joined = Batch::concat(&[made, read]);
+    assert_eq!(text(&joined), vec![r#"{"a":7,"b":8}"#, r#"{"a":5,"b":6}"#]);
+}
+
+#[test]
+fn text_that_is_not_one_line_or_gives_a_key_twice_is_not_copied() {
+    let batch = decoded(&[
+        "{\n  \"a\": 1,\r\n  \"b\": [1, 2]\n}",
+        r#"{"l":[{"k":1,"k":2}],"m":3}"#,
+        r#"{"o":{"p":1,"p":2}}"#,
+    ]);
+    assert_eq!(
+        text(&batch),
+        vec![r#"{"a":1,"b":[1,2]}"#, r#"{"l":[{"k":2}],"m":3}"#, r#"{"o":{"p":2}}"#]
+    );
+    written_reads_as_held(&batch, "not copied");
+}
+
+#[test]
+fn records_keep_their_texts_through_filters_picks_slices_and_joins() {
+    // A small generator of the same sequence every run.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let shapes: [fn(usize) -> String; 4] = [
+        |i| format!(r#"{{"id": {i}, "city": "c{i}", "x": {}.5}}"#, i % 3),
+        |i| format!(r#"{{"city":"d{i}","id":{i},"tags":[{i}],"geo":{{"lat":{i}}}}}"#),
+        |i| format!(r#"{{"id":"s{i}"}}"#),
+        |i| format!(r#"{{"p":{i},"id":{i}}}"#),
+    ];
+    for round in 0..200 {
+        let mut batches: Vec<Batch> = (0..3)
+            .map(|_| {
+                let n = 1 + next(6);
+                let lines: Vec<String> = (0..n).map(|i| shapes[next(4)](round * 100 + i)).collect();
+                decoded(&lines.iter().map(String::as_str).collect::<Vec<_>>())
+            })
+            .collect();
+        // A batch that never had texts.
+        batches.push(Batch::from_records(&[json!({"id": 99, "p": "made"})
+            .as_object()
+            .unwrap()
+            .clone()]));
+        let mut ops = Vec::new();
+        for _ in 0..6 {
+            let k = next(batches.len());
+            let b = &mut batches[k];
+            let n = b.len();
+            match next(7) {
+                0 => {
+                    ops.push(format!("{k}: set p"));
+                    b.set("p", Column::ints((0..n as i64).collect::<Vec<_>>().into()));
+                }
+                1 => {
+                    ops.push(format!("{k}: set id"));
+                    b.set("id", Column::repeated("new", n));
+                }
+                2 => {
+                    ops.push(format!("{k}: remove city"));
+                    b.remove("city");
+                }
+                3 => {
+                    let keep: Vec<bool> = (0..n).map(|_| next(2) == 0).collect();
+                    ops.push(format!("{k}: filter {keep:?}"));
+                    *b = b.filter(&BooleanArray::from(keep));
+                }
+                4 if n > 0 => {
+                    let (at, len) = (next(n), next(n));
+                    let len = len.min(n - at);
+                    ops.push(format!("{k}: slice {at} {len}"));
+                    *b = b.slice(at, len);
+                }
+                5 if n > 0 => {
+                    let rows: Vec<usize> = (0..next(2 * n)).map(|_| next(n)).collect();
+                    ops.push(format!("{k}: pick {rows:?}"));
+                    *b = b.pick(&rows);
+                }
+                _ => {
+                    let j = next(batches.len());
+                    ops.push(format!("{k}: join {j}"));
+                    batches[k] = Batch::concat(&[batches[k].clone(), batches[j].clone()]);
+                }
+            }
+            for (i, b) in batches.iter().enumerate() {
+                written_reads_as_held(b, &format!("round {round}, batch {i} after {ops:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_producers_texts_are_the_lines_written() {
+    let mut batch = decoded(MIXED);
+    batch.set("p", Column::ints((0..4).collect::<Vec<i64>>().into()));
+    let mut texts = json::RecordTexts::default();
+    texts.fill(&batch);
+    let got: Vec<String> = (0..texts.len())
+        .map(|i| String::from_utf8(texts.get(i).to_vec()).expect("UTF-8"))
+        .collect();
+    assert_eq!(got, text(&batch));
+    assert!(got[0].starts_with(MIXED[0].strip_suffix('}').unwrap()), "{}", got[0]);
 }
