@@ -31,6 +31,10 @@ streamlets:
     kind: egress
     inputs: [listings]
     sink: {{ type: kafka, topic: listings-raw, key: id, partitions: 3 }}
+  plain:
+    kind: egress
+    inputs: [listings]
+    sink: {{ type: kafka, topic: listings-plain, lineage_headers: false }}
   subscribe:
     kind: ingress
     source: {{ type: kafka, topic: listings-raw, partitions: 3 }}
@@ -94,13 +98,7 @@ streamlets:
     // The messages carry the pipeline and streamlet that produced them, and the key.
     let consumer = broker.consumer("test-headers");
     consumer.subscribe(&["listings-raw"]).expect("subscribe");
-    let started = Instant::now();
-    let message = loop {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
-            break m;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "no message to look at");
-    };
+    let message = first_message(&consumer);
     let headers = message.headers().expect("headers");
     let found: Vec<(String, String)> = headers
         .iter()
@@ -124,6 +122,26 @@ streamlets:
         message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
         Some(payload["id"].to_string())
     );
+
+    // A sink told to leave them off sends the records alone.
+    let consumer = broker.consumer("test-no-headers");
+    consumer.subscribe(&["listings-plain"]).expect("subscribe");
+    let message = first_message(&consumer);
+    assert_eq!(message.headers().map_or(0, |h| h.count()), 0);
+    let payload: Value = serde_json::from_slice(message.payload().expect("payload")).expect("JSON payload");
+    assert!(payload["id"].is_u64(), "{payload}");
+    assert_eq!(message.key(), None);
+}
+
+/// The first message the consumer reads (waiting up to a minute for one).
+fn first_message(consumer: &rdkafka::consumer::BaseConsumer) -> rdkafka::message::BorrowedMessage<'_> {
+    let started = Instant::now();
+    loop {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+            return m;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no message to look at");
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use arrow_array::{Array, BooleanArray, StringArray, UInt32Array};
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_select::filter::{FilterBuilder, FilterPredicate};
 
-use super::column::{Column, ColumnBuilder, Owned, Row};
+use super::column::{Column, ColumnBuilder, Owned, Row, Typed};
 
 /// A named column of a batch.
 #[derive(Debug, Clone)]
@@ -64,7 +64,16 @@ impl Source {
                 .as_ref()
                 .is_some_and(|s| p.fields.iter().any(|f| !s.reads(&f.name) && decoded.contains(&f.name)))
         });
-        if made_where_read {
+        // Joined, the texts must still fit one Arrow string array (2 GiB of text).
+        let text_bytes: usize = parts
+            .iter()
+            .filter_map(|p| p.source.as_ref())
+            .map(|s| match s.texts.typed() {
+                Typed::Str(texts) => texts.value_data().len(),
+                _ => 0,
+            })
+            .sum();
+        if made_where_read || text_bytes > i32::MAX as usize {
             return None;
         }
         let pieces: Vec<(Option<&Column>, usize)> = parts

@@ -1,6 +1,7 @@
 //! Records as JSON text: one object read by `serde_json` straight into the columns of a batch
 //! builder (or, the general way, into a list of its fields), and batch records written back as
-//! JSON, byte for byte as `serde_json` writes them.
+//! JSON: a record whose fields from the text it was read from are unchanged as that text with
+//! the fields added since, any other byte for byte as `serde_json` writes it.
 
 use std::borrow::Cow;
 use std::cell::Cell;

@@ -141,6 +141,7 @@ pub fn carry_kafka_edges(topology: &mut Topology) {
                         settings: KafkaSettings::default(),
                         partitions: kafka.partitions,
                         replication: 1,
+                        lineage_headers: true,
                     }),
                 })),
             });

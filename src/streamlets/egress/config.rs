@@ -11,6 +11,10 @@ fn one() -> i32 {
     1
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// Records to a Kafka topic, as JSON payloads.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct KafkaSinkConfig {
@@ -25,6 +29,10 @@ pub struct KafkaSinkConfig {
     pub partitions: i32,
     #[serde(default = "one")]
     pub replication: i32,
+    /// Whether each message names the pipeline and streamlet that produced it in headers
+    /// (`sluice-pipeline`, `sluice-streamlet`).
+    #[serde(default = "yes")]
+    pub lineage_headers: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

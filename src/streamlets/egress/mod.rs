@@ -124,7 +124,8 @@ impl ProducerContext for Deliveries {
 pub struct KafkaSink {
     producer: ThreadedProducer<Deliveries>,
     config: KafkaSinkConfig,
-    headers: OwnedHeaders,
+    /// What each message carries in its headers, if anything.
+    headers: Option<OwnedHeaders>,
 }
 
 /// Opens the sink. A file is truncated unless `append` says otherwise, or the egress replaces a
@@ -156,15 +157,17 @@ pub async fn prepare(config: &EgressConfig, ctx: &Prepare) -> Result<Ready, Stre
                     what: format!("Kafka producer for `{}`", k.topic),
                     reason: e.to_string(),
                 })?;
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "sluice-pipeline",
-                    value: Some(ctx.pipeline.as_str()),
-                })
-                .insert(Header {
-                    key: "sluice-streamlet",
-                    value: Some(ctx.name.as_str()),
-                });
+            let headers = k.lineage_headers.then(|| {
+                OwnedHeaders::new()
+                    .insert(Header {
+                        key: "sluice-pipeline",
+                        value: Some(ctx.pipeline.as_str()),
+                    })
+                    .insert(Header {
+                        key: "sluice-streamlet",
+                        value: Some(ctx.name.as_str()),
+                    })
+            });
             Ready::Kafka(Box::new(KafkaSink {
                 producer,
                 config: k.clone(),
@@ -241,9 +244,10 @@ async fn produce(sink: KafkaSink, mut io: Io) -> Result<(), Stop> {
                 let (delivery, done) = BatchDelivery::new(texts.len());
                 for i in 0..texts.len() {
                     let has_key = message_key(keys, i, &mut key);
-                    let mut record = BaseRecord::with_opaque_to(&topic, delivery.clone())
-                        .payload(texts.get(i))
-                        .headers(headers.clone());
+                    let mut record = BaseRecord::with_opaque_to(&topic, delivery.clone()).payload(texts.get(i));
+                    if let Some(headers) = &headers {
+                        record = record.headers(headers.clone());
+                    }
                     if has_key {
                         record = record.key(key.as_str());
                     }
