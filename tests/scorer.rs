@@ -85,6 +85,47 @@ fn predictions_match_python_onnxruntime_for_both_versions() {
 }
 
 #[test]
+fn a_scored_record_is_the_text_it_came_in_as_with_its_prediction_and_audit_after() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The listings written with spaces after every comma and colon, as some producers do.
+    let spaced: Vec<String> = std::fs::read_to_string(root().join("examples/house-prices/expected-predictions.jsonl"))
+        .expect("listings")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let Value::Object(record) = serde_json::from_str::<Value>(l).expect("JSON") else {
+                panic!("not an object: {l}")
+            };
+            let fields: Vec<String> = record
+                .iter()
+                .map(|(k, v)| format!("{}: {v}", Value::from(k.as_str())))
+                .collect();
+            format!("{{{}}}", fields.join(", "))
+        })
+        .collect();
+    let input = dir.path().join("spaced.jsonl");
+    std::fs::write(&input, spaced.join("\n") + "\n").expect("input");
+    let model = format!(
+        "{{ name: house-price, folder: {}, version: \"2\" }}",
+        root().join("examples/house-prices/models").display()
+    );
+    let summary = run_pipeline(dir.path(), &house_prices_pipeline(&input, &model));
+    assert_eq!(summary.records_out("price", "errors"), Some(0));
+    let scored = std::fs::read_to_string(dir.path().join("out/scored.jsonl")).expect("scored");
+    let lines: Vec<&str> = scored.lines().collect();
+    assert_eq!(lines.len(), spaced.len());
+    for (line, input) in lines.iter().zip(&spaced) {
+        // The input's own text up to its closing brace, then what the scorer added.
+        let rest = line
+            .strip_prefix(input.strip_suffix('}').expect("an object"))
+            .unwrap_or_else(|| panic!("not the input's text:\n{line}\n{input}"));
+        assert!(rest.starts_with(r#","predicted_price":"#), "{rest}");
+        let record: Value = serde_json::from_str(line).expect("JSON");
+        assert_eq!(record["_model"]["version"], "2");
+    }
+}
+
+#[test]
 fn classifier_labels_and_probabilities_match_python() {
     let dir = tempfile::tempdir().expect("temp dir");
     let summary = run_pipeline(
