@@ -42,16 +42,24 @@ streamlets:
     )
 }
 
+/// The house-price model from the examples' folder: `version`, or the latest.
+fn house_price_model(version: Option<&str>) -> String {
+    let folder = root().join("examples/house-prices/models");
+    match version {
+        Some(v) => format!(
+            "{{ name: house-price, folder: {}, version: \"{v}\" }}",
+            folder.display()
+        ),
+        None => format!("{{ name: house-price, folder: {} }}", folder.display()),
+    }
+}
+
 #[test]
 fn predictions_match_python_onnxruntime_for_both_versions() {
     let input = root().join("examples/house-prices/expected-predictions.jsonl");
-    let models = root().join("examples/house-prices/models");
     for version in ["1", "2"] {
         let dir = tempfile::tempdir().expect("temp dir");
-        let model = format!(
-            "{{ name: house-price, folder: {}, version: \"{version}\" }}",
-            models.display()
-        );
+        let model = house_price_model(Some(version));
         let summary = run_pipeline(dir.path(), &house_prices_pipeline(&input, &model));
         assert_eq!(summary.records_out("price", "errors"), Some(0));
         let stats = &summary
@@ -105,10 +113,7 @@ fn a_scored_record_is_the_text_it_came_in_as_with_its_prediction_and_audit_after
         .collect();
     let input = dir.path().join("spaced.jsonl");
     std::fs::write(&input, spaced.join("\n") + "\n").expect("input");
-    let model = format!(
-        "{{ name: house-price, folder: {}, version: \"2\" }}",
-        root().join("examples/house-prices/models").display()
-    );
+    let model = house_price_model(Some("2"));
     let summary = run_pipeline(dir.path(), &house_prices_pipeline(&input, &model));
     assert_eq!(summary.records_out("price", "errors"), Some(0));
     let scored = std::fs::read_to_string(dir.path().join("out/scored.jsonl")).expect("scored");
@@ -182,10 +187,7 @@ fn records_that_cannot_become_features_go_to_errors_with_the_reason() {
     ];
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, lines.join("\n") + "\n").expect("write input");
-    let model = format!(
-        "{{ name: house-price, folder: {} }}",
-        root().join("examples/house-prices/models").display()
-    );
+    let model = house_price_model(None);
     let summary = run_pipeline(dir.path(), &house_prices_pipeline(&input, &model));
     assert_eq!(summary.records_out("price", "out"), Some(2));
     let scored: Vec<u64> = read_jsonl(&dir.path().join("out/scored.jsonl"))

@@ -514,6 +514,10 @@ impl BatchBuilder {
 
 /// `rows` texts from `texts`, where `kept` says (row, end) in order; null in the other rows.
 fn texts_array(rows: usize, texts: String, kept: &[(usize, usize)]) -> StringArray {
+    if i32::try_from(texts.len()).is_err() {
+        // More text than one Arrow string array holds: not kept.
+        return StringArray::new_null(rows);
+    }
     let mut offsets = Vec::with_capacity(rows + 1);
     let mut valid = vec![false; rows];
     let (mut start, mut next) = (0usize, kept.iter().peekable());
@@ -523,11 +527,8 @@ fn texts_array(rows: usize, texts: String, kept: &[(usize, usize)]) -> StringArr
             start = end;
             *valid = true;
         }
-        offsets.push(i32::try_from(start).unwrap_or(i32::MAX));
-    }
-    if start > i32::MAX as usize {
-        // More text than one Arrow string array holds: not kept.
-        return StringArray::new_null(rows);
+        // Within the text's length, checked above.
+        offsets.push(start as i32);
     }
     let nulls = NullBuffer::from(valid);
     // SAFETY: the offsets count up from 0 to the text's length, each at the end of a whole

@@ -545,8 +545,12 @@ impl<'a> Writer<'a> {
             Some(source) => match source.texts.typed() {
                 Typed::Str(texts) => (
                     Some(texts),
-                    (0..batch.fields().len())
-                        .filter(|&k| !source.reads(&batch.fields()[k].name))
+                    batch
+                        .fields()
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, f)| !source.reads(&f.name))
+                        .map(|(k, _)| k)
                         .collect(),
                 ),
                 _ => (None, Vec::new()),
@@ -588,48 +592,46 @@ impl<'a> Writer<'a> {
         fn has(nulls: Option<&NullBuffer>, row: usize) -> bool {
             nulls.is_none_or(|n| n.is_valid(row))
         }
-        let key = |k: usize, out: &mut Vec<u8>, first: &mut bool| {
+        let key = |out: &mut Vec<u8>, first: &mut bool| {
             if !*first {
                 out.push(b',');
             }
             *first = false;
             out.extend_from_slice(&self.keys.own[k]);
         };
-        {
-            match self.readers[k] {
-                Reader::Absent => {}
-                Reader::Ints(values, nulls) => {
-                    if has(nulls, row) {
-                        key(k, out, first);
-                        out.extend_from_slice(itoa::Buffer::new().format(values[row]).as_bytes());
-                    }
+        match self.readers[k] {
+            Reader::Absent => {}
+            Reader::Ints(values, nulls) => {
+                if has(nulls, row) {
+                    key(out, first);
+                    out.extend_from_slice(itoa::Buffer::new().format(values[row]).as_bytes());
                 }
-                Reader::Floats(values, nulls) => {
-                    if has(nulls, row) {
-                        key(k, out, first);
-                        write_float_bytes(values[row], out);
-                    }
+            }
+            Reader::Floats(values, nulls) => {
+                if has(nulls, row) {
+                    key(out, first);
+                    write_float_bytes(values[row], out);
                 }
-                Reader::Bools(a) => {
-                    if a.is_valid(row) {
-                        key(k, out, first);
-                        out.extend_from_slice(if a.value(row) { b"true" } else { b"false" });
-                    }
+            }
+            Reader::Bools(a) => {
+                if a.is_valid(row) {
+                    key(out, first);
+                    out.extend_from_slice(if a.value(row) { b"true" } else { b"false" });
                 }
-                Reader::Strs(a) => {
-                    if a.is_valid(row) {
-                        key(k, out, first);
-                        write_str(a.value(row), out);
-                    }
+            }
+            Reader::Strs(a) => {
+                if a.is_valid(row) {
+                    key(out, first);
+                    write_str(a.value(row), out);
                 }
-                Reader::Any(column) => {
-                    let value = column.get(row);
-                    if value.is_present() {
-                        key(k, out, first);
-                        match (value, &self.keys.nested[k]) {
-                            (Value::Object(inner), Some(nested)) => write_row_keyed(inner, nested, out),
-                            _ => write_value_bytes(value, out),
-                        }
+            }
+            Reader::Any(column) => {
+                let value = column.get(row);
+                if value.is_present() {
+                    key(out, first);
+                    match (value, &self.keys.nested[k]) {
+                        (Value::Object(inner), Some(nested)) => write_row_keyed(inner, nested, out),
+                        _ => write_value_bytes(value, out),
                     }
                 }
             }
