@@ -137,3 +137,43 @@ streamlets:
     run_pipeline(dir.path(), &yaml);
     assert_eq!(read_jsonl(&dir.path().join("kept.jsonl")), records);
 }
+
+#[test]
+fn a_byte_order_mark_before_the_first_line_is_not_part_of_the_first_record() {
+    let dir = tempfile::tempdir().expect("dir");
+    let input = dir.path().join("in.jsonl");
+    // As PowerShell's `Out-File -Encoding utf8` writes it: the mark, then CRLF lines. A mark
+    // later in the file is the text of a line, and makes that line malformed.
+    let mut text = b"\xef\xbb\xbf".to_vec();
+    text.extend_from_slice(b"{\"id\":1}\r\n{\"id\":2}\r\n\xef\xbb\xbf{\"id\":3}\r\n");
+    std::fs::write(&input, text).expect("input");
+    let yaml = format!(
+        r#"
+pipeline: marked
+streamlets:
+  lines:
+    kind: ingress
+    source: {{ type: file, path: {input} }}
+  kept:
+    kind: egress
+    inputs: [lines]
+    sink: {{ type: file, path: {kept} }}
+  failed:
+    kind: egress
+    inputs: [lines.errors]
+    sink: {{ type: file, path: {failed} }}
+"#,
+        input = input.display(),
+        kept = dir.path().join("kept.jsonl").display(),
+        failed = dir.path().join("failed.jsonl").display(),
+    );
+    run_pipeline(dir.path(), &yaml);
+    assert_eq!(
+        read_jsonl(&dir.path().join("kept.jsonl")),
+        vec![json!({"id": 1}), json!({"id": 2})]
+    );
+    let failed = read_jsonl(&dir.path().join("failed.jsonl"));
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["_error"]["line"], json!(3));
+    assert_eq!(failed[0]["_raw"], json!("\u{feff}{\"id\":3}"));
+}

@@ -58,7 +58,11 @@ pub fn read_json_line(line: &[u8], number: u64, records: &mut BatchBuilder) -> R
     let malformed = |reason: String| Malformed {
         line: number,
         reason,
-        raw: line.strip_suffix(b"\n").unwrap_or(line).to_vec(),
+        // The line without its ending, `\n` or `\r\n`.
+        raw: line
+            .strip_suffix(b"\n")
+            .map_or(line, |l| l.strip_suffix(b"\r").unwrap_or(l))
+            .to_vec(),
     };
     // The parser checks the text's UTF-8 as it goes; the reason says so when that is what failed.
     decode_into(trimmed, records).map_err(|reason| match std::str::from_utf8(trimmed) {

@@ -29,6 +29,9 @@ impl Pieces {
     }
 }
 
+/// The UTF-8 encoding of U+FEFF, the byte order mark.
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
 /// What the reader hands over at a time.
 pub struct Parsed {
     pub records: Batch,
@@ -90,7 +93,13 @@ impl TextReader {
                 break;
             }
             number += 1;
-            if let Err(bad) = read_json_line(&line, number, &mut chunk.records) {
+            // A UTF-8 byte order mark before the first line (as some Windows tools write) is
+            // not part of the first record.
+            let text = match number {
+                1 => line.strip_prefix(UTF8_BOM).unwrap_or(&line),
+                _ => &line,
+            };
+            if let Err(bad) = read_json_line(text, number, &mut chunk.records) {
                 chunk.malformed.push(bad);
             }
             let full = chunk.len() >= self.chunk || chunk.records.is_wide();
