@@ -931,6 +931,24 @@ fn line(label: &str, rounds: &[Throughput], f: &Figures) -> String {
     text
 }
 
+/// What the throughput target (65% of the passthrough) asks of the machine's CPU: with every
+/// core busy, the CPU a record there may be at that rate, what the rest of the machine (the
+/// broker, the watcher) took of it a record while sluice ran, and so what would be left for
+/// sluice's own process, beside what it took (medians of the rounds).
+fn target_budget(raw: &[Throughput], sluice: &[Throughput]) -> String {
+    const SHARE: f64 = 0.65;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let rate = SHARE * median(&rates(raw));
+    let budget = cores * 1e6 / rate;
+    let outside = median(&sluice.iter().map(|t| t.machine_us - t.own_us).collect::<Vec<_>>());
+    let own = median(&sluice.iter().map(|t| t.own_us).collect::<Vec<_>>());
+    format!(
+        "  {:.0}% of the passthrough is {rate:.0} records/s: {cores} busy cores allow {budget:.2} µs of the machine's CPU a record; the rest of the machine (broker, watcher) took {outside:.2} µs a record beside sluice, which leaves sluice {:.2} µs of its own (it took {own:.2} µs)",
+        100.0 * SHARE,
+        budget - outside,
+    )
+}
+
 fn rates(rounds: &[Throughput]) -> Vec<f64> {
     rounds.iter().map(|t| t.rate).collect()
 }
@@ -1150,6 +1168,9 @@ fn main() {
         list(&vs_peer, |r| format!("{r:.1}x")),
         median(&vs_peer)
     );
+    if !bare() && !twice() {
+        println!("{}", target_budget(&raw_rates, &sluice_rates));
+    }
     for (k, per_second) in LATENCY_RATES.iter().enumerate() {
         println!(
             "  at {per_second}/s sluice adds {} ms at p50 and {} ms at p99 over the passthrough",
