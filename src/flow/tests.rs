@@ -564,3 +564,24 @@ fn a_producers_texts_are_the_lines_written() {
     assert_eq!(got, text(&batch));
     assert!(got[0].starts_with(MIXED[0].strip_suffix('}').unwrap()), "{}", got[0]);
 }
+
+#[test]
+fn field_names_are_the_same_only_when_every_byte_is() {
+    use super::batch::same_name;
+    for n in 0..40 {
+        let name: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        assert!(same_name(&name, &name.clone()), "{name}");
+        // One byte changed, wherever it is: the first word, the overlap, the last word.
+        for at in 0..n {
+            let mut other = name.clone().into_bytes();
+            other[at] = b'Z';
+            let other = String::from_utf8(other).expect("ASCII");
+            assert!(!same_name(&name, &other), "{name} {other}");
+        }
+        // A name that is a prefix of the other.
+        assert!(!same_name(&name, &format!("{name}x")));
+        assert!(!same_name(&format!("{name}x"), &name));
+    }
+    assert!(same_name("é", "é"));
+    assert!(!same_name("é", "è"));
+}
