@@ -931,10 +931,10 @@ fn line(label: &str, rounds: &[Throughput], f: &Figures) -> String {
     text
 }
 
-/// What the throughput target (65% of the passthrough) asks of the machine's CPU: with every
-/// core busy, the CPU a record there may be at that rate, what the rest of the machine (the
-/// broker, the watcher) took of it a record while sluice ran, and so what would be left for
-/// sluice's own process, beside what it took (medians of the rounds).
+/// What the throughput target (65% of the passthrough's rate) asks of the machine's CPU: the
+/// CPU a record that rate allows with every core busy, what the rest of the machine (the
+/// broker, the watcher) took a record while sluice ran, and so what that leaves sluice's own
+/// process, beside what it took (medians of the rounds).
 fn target_budget(raw: &[Throughput], sluice: &[Throughput]) -> String {
     const SHARE: f64 = 0.65;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
